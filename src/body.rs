@@ -1,0 +1,239 @@
+//! The request and response body types the layer puts around the wrapped service's bodies.
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+pin_project! {
+    /// The request body the wrapped service receives.
+    ///
+    /// It is either the outer request's own body (for every request that is not a batch,
+    /// passed through untouched and unboxed) or the bytes of one sub-request. So the
+    /// wrapped service sees one body type for both, and any outer body type works:
+    /// hyper's `Incoming`, axum's `Body`, `Full<Bytes>`, …
+    ///
+    /// It keeps the outer body's error type; a sub-request's body never fails.
+    pub struct BatchRequestBody<B> {
+        #[pin]
+        inner: RequestInner<B>,
+    }
+}
+
+pin_project! {
+    #[project = RequestInnerProj]
+    enum RequestInner<B> {
+        Outer { #[pin] body: B },
+        Buffered { data: Option<Bytes> },
+    }
+}
+
+impl<B> BatchRequestBody<B> {
+    /// The body of a request that passes through: the outer body itself.
+    #[inline]
+    pub(crate) fn outer(body: B) -> Self {
+        Self {
+            inner: RequestInner::Outer { body },
+        }
+    }
+
+    /// The body of one sub-request.
+    pub(crate) fn buffered(data: Bytes) -> Self {
+        let data = if data.is_empty() { None } else { Some(data) };
+        Self {
+            inner: RequestInner::Buffered { data },
+        }
+    }
+}
+
+impl<B> Body for BatchRequestBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.project().inner.project() {
+            RequestInnerProj::Outer { body } => body.poll_frame(cx),
+            RequestInnerProj::Buffered { data } => {
+                Poll::Ready(data.take().map(|d| Ok(Frame::data(d))))
+            }
+        }
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            RequestInner::Outer { body } => body.is_end_stream(),
+            RequestInner::Buffered { data } => data.is_none(),
+        }
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            RequestInner::Outer { body } => body.size_hint(),
+            RequestInner::Buffered { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for BatchRequestBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            RequestInner::Outer { .. } => f.write_str("BatchRequestBody::Outer"),
+            RequestInner::Buffered { data } => f
+                .debug_struct("BatchRequestBody::Buffered")
+                .field("len", &data.as_ref().map_or(0, |d| d.len()))
+                .finish(),
+        }
+    }
+}
+
+pin_project! {
+    /// The response body of [`Batch`](crate::Batch).
+    ///
+    /// Either the wrapped service's own body (for every request that is not a batch: not
+    /// boxed, same error type) or the bytes the layer wrote: a batch reply or an error.
+    pub struct BatchResponseBody<B> {
+        #[pin]
+        inner: ResponseInner<B>,
+    }
+}
+
+pin_project! {
+    #[project = ResponseInnerProj]
+    enum ResponseInner<B> {
+        Inner { #[pin] body: B },
+        Full { data: Option<Bytes> },
+    }
+}
+
+impl<B> BatchResponseBody<B> {
+    #[inline]
+    pub(crate) fn inner(body: B) -> Self {
+        Self {
+            inner: ResponseInner::Inner { body },
+        }
+    }
+
+    pub(crate) fn full(data: Bytes) -> Self {
+        let data = if data.is_empty() { None } else { Some(data) };
+        Self {
+            inner: ResponseInner::Full { data },
+        }
+    }
+
+    /// The wrapped service's body, or the bytes the layer wrote.
+    #[cfg(feature = "axum")]
+    pub(crate) fn into_either(self) -> Result<B, Bytes> {
+        match self.inner {
+            ResponseInner::Inner { body } => Ok(body),
+            ResponseInner::Full { data } => Err(data.unwrap_or_default()),
+        }
+    }
+}
+
+impl<B> Body for BatchResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.project().inner.project() {
+            ResponseInnerProj::Inner { body } => body.poll_frame(cx),
+            ResponseInnerProj::Full { data } => {
+                Poll::Ready(data.take().map(|d| Ok(Frame::data(d))))
+            }
+        }
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            ResponseInner::Inner { body } => body.is_end_stream(),
+            ResponseInner::Full { data } => data.is_none(),
+        }
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            ResponseInner::Inner { body } => body.size_hint(),
+            ResponseInner::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for BatchResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            ResponseInner::Inner { .. } => f.write_str("BatchResponseBody::Inner"),
+            ResponseInner::Full { data } => f
+                .debug_struct("BatchResponseBody::Full")
+                .field("len", &data.as_ref().map_or(0, |d| d.len()))
+                .finish(),
+        }
+    }
+}
+
+/// A body read to its end, or found larger than the limit.
+pub(crate) enum Collected {
+    Complete(Bytes),
+    TooLarge,
+}
+
+/// Reads a body to its end, keeping at most `limit` bytes. A body that says up front it is
+/// larger (its size hint) is not read at all. A body of one chunk is not copied.
+pub(crate) async fn collect_limited<B>(body: B, limit: usize) -> Result<Collected, B::Error>
+where
+    B: Body<Data = Bytes>,
+{
+    use http_body_util::BodyExt;
+    if body.size_hint().lower() > limit as u64 {
+        return Ok(Collected::TooLarge);
+    }
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<bytes::BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        len = len.saturating_add(data.len());
+        if len > limit {
+            return Ok(Collected::TooLarge);
+        }
+        if let Some(buf) = joined.as_mut() {
+            buf.extend_from_slice(&data);
+        } else if let Some(prev) = first.take() {
+            let mut buf = bytes::BytesMut::with_capacity(len.max(prev.len() * 2).min(limit));
+            buf.extend_from_slice(&prev);
+            buf.extend_from_slice(&data);
+            joined = Some(buf);
+        } else {
+            first = Some(data);
+        }
+    }
+    Ok(Collected::Complete(match joined {
+        Some(buf) => buf.freeze(),
+        None => first.unwrap_or_default(),
+    }))
+}

@@ -1,0 +1,446 @@
+//! The JSON batch format: OData 4.01 JSON batch, which is also Microsoft Graph's `$batch`.
+//!
+//! Request:
+//!
+//! ```json
+//! {"requests": [
+//!   {"id": "a", "method": "POST", "url": "/users", "headers": {"content-type": "application/json"}, "body": {"name": "Alice"}},
+//!   {"id": "b", "url": "/users/7"}
+//! ], "stop_on_error": false}
+//! ```
+//!
+//! Reply, in request order: `{"responses": [{"id", "status", "headers", "body"}]}`.
+
+use super::{classify_body, decode_base64, encode_base64, media_kind, EncodedBody, MediaKind};
+use crate::error::FieldError;
+use crate::execute::Outcome;
+use crate::identity::keep_sub_header;
+use crate::layer::Config;
+use crate::plan::{parse_method, parse_url, Plan, PlanItem, UrlContext};
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Method};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+
+/// What decoding needs besides the bytes.
+pub(crate) struct Limits<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) url: UrlContext<'a>,
+}
+
+#[derive(Deserialize)]
+struct RawBatch<'a> {
+    #[serde(borrow)]
+    requests: Option<&'a RawValue>,
+    #[serde(borrow)]
+    stop_on_error: Option<&'a RawValue>,
+    #[serde(borrow)]
+    atomic: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawItem<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    method: Option<&'a RawValue>,
+    #[serde(borrow)]
+    url: Option<&'a RawValue>,
+    #[serde(borrow)]
+    headers: Option<&'a RawValue>,
+    #[serde(borrow)]
+    body: Option<&'a RawValue>,
+    #[serde(borrow, rename = "dependsOn")]
+    depends_on: Option<&'a RawValue>,
+    #[serde(borrow, rename = "atomicityGroup")]
+    atomicity_group: Option<&'a RawValue>,
+}
+
+/// A JSON value's type, for messages.
+fn type_name(raw: &RawValue) -> &'static str {
+    match raw.get().as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+fn string<'a>(raw: &'a RawValue, what: &str) -> Result<std::borrow::Cow<'a, str>, String> {
+    serde_json::from_str(raw.get()).map_err(|_| format!("must be {what}, not {}", type_name(raw)))
+}
+
+/// Decodes a JSON batch. Every item is checked and every problem collected; the batch is
+/// a plan only when there is none.
+pub(crate) fn decode(bytes: &Bytes, limits: &Limits<'_>) -> Result<Plan, Vec<FieldError>> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| vec![FieldError::batch("body", format!("is not UTF-8 text: {e}"))])?;
+    let raw: RawBatch<'_> = serde_json::from_str(text).map_err(|e| {
+        let detail = if e.is_data() {
+            format!("must be a JSON object with a `requests` array ({e})")
+        } else {
+            format!("is not valid JSON: {e}")
+        };
+        vec![FieldError::batch("body", detail)]
+    })?;
+
+    let mut errors = Vec::new();
+    let stop_on_error = match raw.stop_on_error {
+        None => false,
+        Some(v) => serde_json::from_str::<bool>(v.get()).unwrap_or_else(|_| {
+            errors.push(FieldError::batch(
+                "stop_on_error",
+                format!("must be a boolean, not {}", type_name(v)),
+            ));
+            false
+        }),
+    };
+    if let Some(v) = raw.atomic {
+        match serde_json::from_str::<bool>(v.get()) {
+            Ok(false) => {}
+            Ok(true) => errors.push(FieldError::batch(
+                "atomic",
+                "atomic batches need a transaction hook, and this server has none",
+            )),
+            Err(_) => errors.push(FieldError::batch(
+                "atomic",
+                format!("must be a boolean, not {}", type_name(v)),
+            )),
+        }
+    }
+    let Some(requests) = raw.requests else {
+        errors.push(FieldError::batch(
+            "requests",
+            "is required: an array of sub-requests",
+        ));
+        return Err(errors);
+    };
+    let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(requests.get()) else {
+        errors.push(FieldError::batch(
+            "requests",
+            format!("must be an array, not {}", type_name(requests)),
+        ));
+        return Err(errors);
+    };
+    let max = limits.config.max_requests;
+    if items.is_empty() {
+        errors.push(FieldError::batch(
+            "requests",
+            "must hold at least one sub-request",
+        ));
+        return Err(errors);
+    }
+    if items.len() > max {
+        errors.push(FieldError::batch(
+            "requests",
+            format!("holds {} sub-requests; the limit is {max}", items.len()),
+        ));
+        return Err(errors);
+    }
+
+    let mut plan = Vec::with_capacity(items.len());
+    let mut ids: HashMap<String, usize> = HashMap::with_capacity(items.len());
+    for (index, raw) in items.into_iter().enumerate() {
+        if let Some(item) = decode_item(index, raw, bytes, limits, &mut errors) {
+            match ids.get(&item.id) {
+                Some(first) => errors.push(FieldError::item(
+                    index,
+                    "id",
+                    format!("{:?} is already the id of request {first}", item.id),
+                )),
+                None => {
+                    ids.insert(item.id.clone(), index);
+                }
+            }
+            plan.push(item);
+        }
+    }
+    if errors.is_empty() {
+        Ok(Plan {
+            items: plan,
+            stop_on_error,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+fn decode_item(
+    index: usize,
+    raw: &RawValue,
+    outer: &Bytes,
+    limits: &Limits<'_>,
+    errors: &mut Vec<FieldError>,
+) -> Option<PlanItem> {
+    let before = errors.len();
+    let mut err = |field: &str, detail: String| errors.push(FieldError::item(index, field, detail));
+    let item: RawItem<'_> = match serde_json::from_str(raw.get()) {
+        Ok(item) => item,
+        Err(e) => {
+            let detail = if raw.get().starts_with('{') {
+                e.to_string()
+            } else {
+                format!("must be an object, not {}", type_name(raw))
+            };
+            err("requests", detail);
+            return None;
+        }
+    };
+
+    let id = match item.id {
+        None => index.to_string(),
+        Some(v) => match serde_json::from_str::<serde_json::Value>(v.get()) {
+            Ok(serde_json::Value::String(s)) if !s.is_empty() => s,
+            Ok(serde_json::Value::Number(n)) => n.to_string(),
+            Ok(serde_json::Value::String(_)) => {
+                err("id", "must not be empty".into());
+                String::new()
+            }
+            _ => {
+                err("id", format!("must be a string, not {}", type_name(v)));
+                String::new()
+            }
+        },
+    };
+    let method = match item.method {
+        None => Some(Method::GET),
+        Some(v) => match string(v, "a string").and_then(|m| parse_method(&m)) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                err("method", e);
+                None
+            }
+        },
+    };
+    let uri = match item.url {
+        None => {
+            err("url", "is required".into());
+            None
+        }
+        Some(v) => match string(v, "a string").and_then(|u| parse_url(&u, limits.url)) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                err("url", e);
+                None
+            }
+        },
+    };
+    let mut headers = HeaderMap::new();
+    if let Some(v) = item.headers {
+        decode_headers(v, limits.config, &mut headers, &mut err);
+    }
+    if item.depends_on.is_some() {
+        err(
+            "dependsOn",
+            "is not supported by this server yet; send the requests in order instead".into(),
+        );
+    }
+    if item.atomicity_group.is_some() {
+        err(
+            "atomicityGroup",
+            "atomic groups need a transaction hook, and this server has none".into(),
+        );
+    }
+    let body = match item.body {
+        Some(v) if v.get() != "null" => decode_body(v, outer, &mut headers).unwrap_or_else(|e| {
+            err("body", e);
+            Bytes::new()
+        }),
+        _ => Bytes::new(),
+    };
+    if errors.len() > before {
+        return None;
+    }
+    Some(PlanItem {
+        id,
+        method: method?,
+        uri: uri?,
+        headers,
+        body,
+    })
+}
+
+fn decode_headers(
+    raw: &RawValue,
+    config: &Config,
+    out: &mut HeaderMap,
+    err: &mut impl FnMut(&str, String),
+) {
+    let Ok(map) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get())
+    else {
+        err(
+            "headers",
+            format!(
+                "must be an object of header names to values, not {}",
+                type_name(raw)
+            ),
+        );
+        return;
+    };
+    for (name, value) in map {
+        let field = format!("headers.{name}");
+        let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
+            err(&field, "is not a valid HTTP header name".into());
+            continue;
+        };
+        let values: Vec<String> = match value {
+            serde_json::Value::String(s) => vec![s],
+            serde_json::Value::Number(n) => vec![n.to_string()],
+            serde_json::Value::Array(a) if a.iter().all(|v| v.is_string()) => a
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            other => {
+                err(
+                    &field,
+                    format!(
+                        "must be a string or an array of strings, not {}",
+                        value_type(&other)
+                    ),
+                );
+                continue;
+            }
+        };
+        let keep = keep_sub_header(&header_name, config);
+        for v in values {
+            match HeaderValue::try_from(v) {
+                Ok(v) if keep => {
+                    out.append(header_name.clone(), v);
+                }
+                Ok(_) => {
+                    tracing::debug!(header = %header_name, "dropped a header written inside a sub-request")
+                }
+                Err(_) => err(
+                    &field,
+                    "is not a valid HTTP header value (control characters or CR/LF)".into(),
+                ),
+            }
+        }
+    }
+}
+
+fn value_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Object(_) => "an object",
+        serde_json::Value::Array(_) => "an array of non-strings",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Null => "null",
+        _ => "a number",
+    }
+}
+
+/// The bytes of a sub-request body, with `content-type` set when the body is JSON and the
+/// sub-request named none.
+fn decode_body(raw: &RawValue, outer: &Bytes, headers: &mut HeaderMap) -> Result<Bytes, String> {
+    let is_string = raw.get().starts_with('"');
+    match media_kind(headers) {
+        None => {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Ok(outer.slice_ref(raw.get().as_bytes()))
+        }
+        Some(MediaKind::Json) => Ok(outer.slice_ref(raw.get().as_bytes())),
+        Some(MediaKind::Text) if is_string => Ok(Bytes::from(
+            serde_json::from_str::<String>(raw.get()).map_err(|e| e.to_string())?,
+        )),
+        Some(MediaKind::Binary) if is_string => {
+            let s = serde_json::from_str::<std::borrow::Cow<'_, str>>(raw.get())
+                .map_err(|e| e.to_string())?;
+            decode_base64(&s)
+                .map(Bytes::from)
+                .ok_or_else(|| "must be base64 for a binary content-type".to_string())
+        }
+        Some(_) => Err(format!(
+            "must be a string for content-type {:?}, not {}",
+            headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+            type_name(raw)
+        )),
+    }
+}
+
+/// Writes the reply: `{"responses": [...]}` in request order.
+pub(crate) fn encode(outcomes: &[Outcome]) -> Bytes {
+    let size: usize = outcomes.iter().map(|o| o.body.len() + 128).sum();
+    let mut w = BytesMut::with_capacity(size + 16).writer();
+    let buf = w.get_mut();
+    buf.put_slice(b"{\"responses\":[");
+    for (i, o) in outcomes.iter().enumerate() {
+        let buf = w.get_mut();
+        if i > 0 {
+            buf.put_u8(b',');
+        }
+        buf.put_slice(b"{\"id\":");
+        write_str(&mut w, &o.id);
+        let buf = w.get_mut();
+        buf.put_slice(b",\"status\":");
+        buf.put_slice(o.status.as_str().as_bytes());
+        buf.put_slice(b",\"headers\":");
+        write_headers(&mut w, &o.headers);
+        match classify_body(&o.headers, &o.body) {
+            EncodedBody::Empty => {}
+            EncodedBody::Json(json) => {
+                w.get_mut().put_slice(b",\"body\":");
+                w.get_mut().put_slice(json);
+            }
+            EncodedBody::Text(text) => {
+                w.get_mut().put_slice(b",\"body\":");
+                write_str(&mut w, text);
+            }
+            EncodedBody::Binary(bytes) => {
+                w.get_mut().put_slice(b",\"body\":");
+                write_str(&mut w, &encode_base64(bytes));
+            }
+        }
+        if let Some(reason) = &o.body_omitted {
+            w.get_mut().put_slice(b",\"bodyOmitted\":");
+            write_str(&mut w, reason);
+        }
+        w.get_mut().put_u8(b'}');
+    }
+    w.get_mut().put_slice(b"]}");
+    w.into_inner().freeze()
+}
+
+fn write_str(w: &mut bytes::buf::Writer<BytesMut>, s: &str) {
+    // Writing a string into memory cannot fail.
+    let _ = serde_json::to_writer(w, s);
+}
+
+/// Header names to values; a header with several values (`set-cookie`) gets an array.
+fn write_headers(w: &mut bytes::buf::Writer<BytesMut>, headers: &HeaderMap) {
+    w.get_mut().put_u8(b'{');
+    for (i, name) in headers.keys().enumerate() {
+        if i > 0 {
+            w.get_mut().put_u8(b',');
+        }
+        write_str(w, name.as_str());
+        w.get_mut().put_u8(b':');
+        let mut values = headers.get_all(name).iter();
+        let first = values.next();
+        let rest: Vec<_> = values.collect();
+        if rest.is_empty() {
+            if let Some(v) = first {
+                write_str(w, &String::from_utf8_lossy(v.as_bytes()));
+            }
+        } else {
+            w.get_mut().put_u8(b'[');
+            for (j, v) in first.into_iter().chain(rest).enumerate() {
+                if j > 0 {
+                    w.get_mut().put_u8(b',');
+                }
+                write_str(w, &String::from_utf8_lossy(v.as_bytes()));
+            }
+            w.get_mut().put_u8(b']');
+        }
+    }
+    w.get_mut().put_u8(b'}');
+}

@@ -1,0 +1,137 @@
+//! Building a sub-request from the outer request: who it acts as, and which headers it
+//! may carry.
+//!
+//! The rules (DESIGN.md, "Identity and headers"):
+//! - a sub-request carries the outer request's extensions (whatever an auth layer outside
+//!   put there, axum's `ConnectInfo`, …) except hyper's `OnUpgrade`;
+//! - it carries the outer values of the identity headers (`authorization`, `cookie`,
+//!   `proxy-authorization` and the configured ones), of the client-address headers
+//!   (`forwarded`, `x-forwarded-*`, `x-real-ip`, …) and of `host`;
+//! - the same headers written inside a sub-request are dropped, as are hop-by-hop and
+//!   framing headers; `content-length` is computed;
+//! - every other sub-request header passes as given, and configured outer headers are
+//!   inherited where the sub-request does not set them.
+
+use crate::body::BatchRequestBody;
+use crate::layer::Config;
+use crate::plan::PlanItem;
+use http::header::{self, HeaderName};
+use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Version};
+
+/// Identity headers: always the outer request's, never a sub-request's.
+const IDENTITY: [HeaderName; 3] = [
+    header::AUTHORIZATION,
+    header::COOKIE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Client-address headers: always the outer request's, never a sub-request's.
+const CLIENT_ADDRESS: [&str; 5] = [
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "client-ip",
+];
+
+/// Hop-by-hop and framing headers: they describe the outer connection, not a sub-request.
+const FRAMING: [HeaderName; 9] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::CONTENT_LENGTH,
+    header::HOST,
+    header::UPGRADE,
+    header::EXPECT,
+    header::TE,
+    header::TRAILER,
+    header::PROXY_AUTHENTICATE,
+];
+
+fn is_client_address(name: &HeaderName) -> bool {
+    let s = name.as_str();
+    s.starts_with("x-forwarded-") || CLIENT_ADDRESS.contains(&s)
+}
+
+/// The headers whose outer values every sub-request carries.
+fn is_outer_only(name: &HeaderName, config: &Config) -> bool {
+    IDENTITY.contains(name) || is_client_address(name) || config.identity_headers.contains(name)
+}
+
+/// Whether a header written inside a sub-request is kept. Dropped headers are ignored
+/// silently, as seed 001 says of authentication headers.
+pub(crate) fn keep_sub_header(name: &HeaderName, config: &Config) -> bool {
+    let s = name.as_str();
+    !(is_outer_only(name, config)
+        || FRAMING.contains(name)
+        || s == "keep-alive"
+        || s == "proxy-connection")
+}
+
+/// What every sub-request of one batch takes from the outer request.
+pub(crate) struct Template {
+    extensions: Extensions,
+    /// Identity, client-address and `host` values of the outer request: override.
+    outer: HeaderMap,
+    /// Configured inherited headers: only where the sub-request has none of its own.
+    inherited: HeaderMap,
+    version: Version,
+}
+
+impl Template {
+    /// Takes what sub-requests inherit out of the outer request's parts.
+    pub(crate) fn new(parts: &mut http::request::Parts, config: &Config) -> Self {
+        let mut extensions = std::mem::take(&mut parts.extensions);
+        // The outer connection's upgrade belongs to the outer request alone.
+        extensions.remove::<hyper::upgrade::OnUpgrade>();
+        let mut outer = HeaderMap::new();
+        let mut inherited = HeaderMap::new();
+        for (name, value) in parts.headers.iter() {
+            if is_outer_only(name, config) || name == header::HOST {
+                outer.append(name.clone(), value.clone());
+            } else if config.inherit_headers.contains(name) {
+                inherited.append(name.clone(), value.clone());
+            }
+        }
+        Self {
+            extensions,
+            outer,
+            inherited,
+            version: parts.version,
+        }
+    }
+
+    /// The request the wrapped service receives for one sub-request.
+    pub(crate) fn request<B>(&self, item: PlanItem) -> Request<BatchRequestBody<B>> {
+        let PlanItem {
+            method,
+            uri,
+            mut headers,
+            body,
+            ..
+        } = item;
+        for name in self.inherited.keys() {
+            if !headers.contains_key(name) {
+                for v in self.inherited.get_all(name) {
+                    headers.append(name.clone(), v.clone());
+                }
+            }
+        }
+        for (name, value) in self.outer.iter() {
+            headers.append(name.clone(), value.clone());
+        }
+        if !body.is_empty() || matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        let mut req = Request::new(BatchRequestBody::buffered(body));
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.version_mut() = if self.version == Version::HTTP_2 || self.version == Version::HTTP_3 {
+            Version::HTTP_11
+        } else {
+            self.version
+        };
+        *req.headers_mut() = headers;
+        *req.extensions_mut() = self.extensions.clone();
+        req
+    }
+}

@@ -1,0 +1,180 @@
+//! [`BatchLayer`]: the configuration of the batch endpoints, and the builder for it.
+
+use crate::service::Batch;
+use http::HeaderName;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_layer::Layer;
+
+/// Default for [`BatchLayer::max_requests`]: 100 sub-requests.
+pub const DEFAULT_MAX_REQUESTS: usize = 100;
+/// Default for [`BatchLayer::max_body_bytes`]: 2 MiB, as axum's default body limit.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Default for [`BatchLayer::max_item_response_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_ITEM_RESPONSE_BYTES: usize = 1024 * 1024;
+/// Default for [`BatchLayer::max_response_bytes`]: 16 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// Default for [`BatchLayer::timeout`]: 30 seconds per sub-request.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A [`Layer`] that gives the wrapped service batch endpoints.
+///
+/// `POST` to one of its paths with a JSON batch (the OData 4.01 / Microsoft Graph `$batch`
+/// format) calls the wrapped service once per sub-request, with the outer request's
+/// identity, and answers with all the results in request order. Every other request passes
+/// straight through.
+///
+/// Wrap the *whole* router: `BatchLayer::new("/batch").layer(router)`. Going through
+/// `Router::layer` would run the layer after routing, where `/batch` matches no route.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_http_batch::BatchLayer;
+///
+/// let layer = BatchLayer::new("/batch")
+///     .path("/$batch")
+///     .max_requests(50)
+///     .timeout(Some(Duration::from_secs(5)));
+/// # let _ = layer;
+/// ```
+///
+/// The builder is cheap to clone: the configuration is shared behind an `Arc`.
+#[derive(Clone, Debug)]
+pub struct BatchLayer {
+    pub(crate) config: Arc<Config>,
+}
+
+/// The layer's settings; see the builder methods of [`BatchLayer`] for each.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) paths: Vec<String>,
+    pub(crate) max_requests: usize,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_item_response_bytes: usize,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) identity_headers: Vec<HeaderName>,
+    pub(crate) inherit_headers: Vec<HeaderName>,
+}
+
+impl Config {
+    /// Whether the outer request's path is one of the batch endpoints.
+    #[inline]
+    pub(crate) fn is_batch_path(&self, path: &str) -> bool {
+        self.paths.iter().any(|p| p == path)
+    }
+}
+
+fn check_path(path: &str) {
+    assert!(
+        path.starts_with('/')
+            && path.parse::<http::uri::PathAndQuery>().is_ok()
+            && !path.contains('?'),
+        "tower-http-batch: a batch path must be a path starting with `/`, without query: {path:?}"
+    );
+}
+
+impl BatchLayer {
+    /// A layer with one batch endpoint at `path` (e.g. `"/batch"` or `"/$batch"`) and the
+    /// documented defaults for every limit.
+    ///
+    /// # Panics
+    ///
+    /// When `path` does not start with `/`, holds a query or is not a valid URI path.
+    pub fn new(path: impl Into<String>) -> Self {
+        let path = path.into();
+        check_path(&path);
+        Self {
+            config: Arc::new(Config {
+                paths: vec![path],
+                max_requests: DEFAULT_MAX_REQUESTS,
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                max_item_response_bytes: DEFAULT_MAX_ITEM_RESPONSE_BYTES,
+                max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+                timeout: Some(DEFAULT_TIMEOUT),
+                identity_headers: Vec::new(),
+                inherit_headers: Vec::new(),
+            }),
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Adds another path that serves the same batch endpoint. Paths match exactly.
+    ///
+    /// # Panics
+    ///
+    /// As [`BatchLayer::new`].
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        let path = path.into();
+        check_path(&path);
+        self.config_mut().paths.push(path);
+        self
+    }
+
+    /// The most sub-requests one batch may hold (default [`DEFAULT_MAX_REQUESTS`], 100).
+    /// A longer batch is rejected whole with `400`, naming the count and the limit.
+    pub fn max_requests(mut self, max: usize) -> Self {
+        self.config_mut().max_requests = max;
+        self
+    }
+
+    /// The most bytes the outer batch body may have (default [`DEFAULT_MAX_BODY_BYTES`],
+    /// 2 MiB). A larger body gets `413`: from `content-length` before anything is read, and
+    /// while reading when the body has no length.
+    pub fn max_body_bytes(mut self, max: usize) -> Self {
+        self.config_mut().max_body_bytes = max;
+        self
+    }
+
+    /// The most bytes of one sub-response body that go into the reply (default
+    /// [`DEFAULT_MAX_ITEM_RESPONSE_BYTES`], 1 MiB). A sub-request whose response is larger
+    /// still reports its status and headers; its body is left out and the item says why
+    /// in `bodyOmitted`.
+    pub fn max_item_response_bytes(mut self, max: usize) -> Self {
+        self.config_mut().max_item_response_bytes = max;
+        self
+    }
+
+    /// The most bytes of sub-response bodies one reply carries in all (default
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`], 16 MiB). Once it is reached the remaining items still
+    /// run and report status and headers, with their bodies left out (`bodyOmitted`).
+    pub fn max_response_bytes(mut self, max: usize) -> Self {
+        self.config_mut().max_response_bytes = max;
+        self
+    }
+
+    /// How long one sub-request may take, response body included (default
+    /// [`DEFAULT_TIMEOUT`], 30 s; `None` for no limit). One that takes longer is dropped
+    /// and its item reports `504`; the others are kept.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config_mut().timeout = timeout;
+        self
+    }
+
+    /// Treats one more header as identity, like `authorization` and `cookie`: sub-requests
+    /// carry the outer request's values of it, and the same header written inside a
+    /// sub-request is dropped. Use it for API-key headers such as `x-api-key`.
+    pub fn identity_header(mut self, name: HeaderName) -> Self {
+        self.config_mut().identity_headers.push(name);
+        self
+    }
+
+    /// Copies one more outer header (e.g. `accept-language`, `x-request-id`) into every
+    /// sub-request that does not set it itself. Identity and client-address headers are
+    /// always inherited and need no call.
+    pub fn inherit_header(mut self, name: HeaderName) -> Self {
+        self.config_mut().inherit_headers.push(name);
+        self
+    }
+}
+
+impl<S> Layer<S> for BatchLayer {
+    type Service = Batch<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Batch::new(inner, self.config.clone())
+    }
+}

@@ -1,0 +1,100 @@
+//! Batch endpoints for any HTTP service written as a [`tower::Service`].
+//!
+//! A client sends one `POST /batch` holding many sub-requests; [`BatchLayer`] decodes
+//! them, calls the wrapped service once per sub-request with the sender's identity, and
+//! answers with every result in one response. Every other request passes straight
+//! through, unboxed.
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower::ServiceExt;
+//! use tower_http_batch::BatchLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let router = Router::new().route("/hello/{name}", get(|p: axum::extract::Path<String>| async move {
+//!     format!("hello {}", p.0)
+//! }));
+//! // Wrap the whole router: one line.
+//! let app = BatchLayer::new("/batch").layer_router(router);
+//!
+//! let batch = r#"{"requests": [
+//!     {"id": "1", "method": "GET", "url": "/hello/alice"},
+//!     {"id": "2", "url": "/hello/bob"}
+//! ]}"#;
+//! let request = http::Request::post("/batch")
+//!     .header("content-type", "application/json")
+//!     .body(axum::body::Body::from(batch))
+//!     .unwrap();
+//! let response = app.oneshot(request).await.unwrap();
+//! let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+//! let reply: serde_json::Value = serde_json::from_slice(&body).unwrap();
+//! assert_eq!(reply["responses"][0]["body"], "hello alice");
+//! assert_eq!(reply["responses"][1]["status"], 200);
+//! # }
+//! ```
+//!
+//! # The wire format
+//!
+//! The OData 4.01 JSON batch format, which is also Microsoft Graph's `$batch`:
+//! `{"requests": [{"id", "method", "url", "headers", "body"}], "stop_on_error": bool}` in,
+//! `{"responses": [{"id", "status", "headers", "body"}]}` out, in request order. See the
+//! README for every rule; in short:
+//!
+//! - `id` is optional (the index as a string) and unique; `method` defaults to `GET` and is
+//!   one of `GET HEAD POST PUT PATCH DELETE OPTIONS` (any case).
+//! - `url` is a path and query (`/users?x=1`), or a relative path resolved against the
+//!   batch endpoint's directory. Scheme, host, fragment, non-ASCII and any spelling of a
+//!   batch path are refused.
+//! - `headers` maps names to a string (or an array of strings).
+//! - `body`: a JSON value is sent as `application/json` unless `content-type` says
+//!   otherwise; a string with a text content type is sent as that text; with another
+//!   content type, a base64 string is decoded and sent as bytes.
+//! - A reply `body` is a JSON value for JSON media types, a string for text, base64url
+//!   (no padding) for anything else; empty bodies are left out.
+//!
+//! # Identity
+//!
+//! Sub-requests carry the outer request's extensions and its `authorization`, `cookie`,
+//! `proxy-authorization`, client-address (`forwarded`, `x-forwarded-*`, `x-real-ip`) and
+//! `host` headers. Those headers written inside a sub-request are dropped, as are
+//! hop-by-hop and framing headers. A batch never acts as anyone but its sender.
+//!
+//! # Where other layers go
+//!
+//! Layers *outside* the batch layer see one request per batch (authentication, access
+//! logs, CORS); layers *inside* it see every sub-request (rate limits, per-route
+//! authorization, metrics).
+//!
+//! # Runtime
+//!
+//! Batches use tokio's timer for the per-sub-request timeout: serve them on a tokio
+//! runtime.
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "axum")]
+mod axum;
+mod body;
+mod error;
+mod execute;
+mod format;
+mod future;
+mod identity;
+mod layer;
+mod plan;
+mod service;
+
+#[cfg(feature = "axum")]
+pub use crate::axum::{BatchRouter, BatchRouterFuture};
+pub use crate::body::{BatchRequestBody, BatchResponseBody};
+pub use crate::future::ResponseFuture;
+pub use crate::layer::{
+    BatchLayer, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ITEM_RESPONSE_BYTES, DEFAULT_MAX_REQUESTS,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
+};
+pub use crate::service::Batch;
+
+/// The error type the bounds speak of.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -1,0 +1,288 @@
+//! The validated form of a batch, shared by every wire format: what the engine runs.
+//!
+//! A codec turns the outer body into a [`Plan`] or a list of field errors; nothing runs
+//! until the whole batch has validated. The checks every format needs (method, URL,
+//! nested batch) live here so the codecs agree on them.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Uri};
+
+/// A batch that passed validation.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) items: Vec<PlanItem>,
+    /// Stop at the first sub-response with status >= 400 (that one included).
+    pub(crate) stop_on_error: bool,
+}
+
+/// One sub-request, ready to be built into a request for the wrapped service.
+#[derive(Debug)]
+pub(crate) struct PlanItem {
+    pub(crate) id: String,
+    pub(crate) method: Method,
+    /// Path and query only: never a scheme or an authority.
+    pub(crate) uri: Uri,
+    /// The sub-request's own headers, already filtered (see `identity`).
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+/// The methods a sub-request may use. `CONNECT` and `TRACE` never; nor extension methods.
+const METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
+
+/// Parses a sub-request method. As in OData, the names are case-insensitive.
+pub(crate) fn parse_method(s: &str) -> Result<Method, String> {
+    METHODS
+        .iter()
+        .find(|m| m.as_str().eq_ignore_ascii_case(s))
+        .cloned()
+        .ok_or_else(|| {
+            if s.eq_ignore_ascii_case("CONNECT") || s.eq_ignore_ascii_case("TRACE") {
+                format!("method {s:?} is not allowed in a batch")
+            } else {
+                format!("unknown method {s:?}; expected one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+            }
+        })
+}
+
+/// What URL checks need to know about the endpoint that received the batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UrlContext<'a> {
+    /// Every batch path of the layer: a sub-request may reach none of them.
+    pub(crate) batch_paths: &'a [String],
+    /// The directory relative URLs resolve against (`/` for `/batch`, `/odata/` for
+    /// `/odata/$batch`), with its trailing slash.
+    pub(crate) base: &'a str,
+}
+
+/// Validates a sub-request URL and turns it into the origin-form URI the wrapped service
+/// receives.
+///
+/// Accepted: an absolute path (`/users?x=1`) or a relative one (`users`), resolved against
+/// the batch endpoint's directory as RFC 3986 resolves references; dot segments are
+/// removed. Refused: anything with a scheme or an authority (`http://…`, `//host/…`), a
+/// fragment, bytes outside printable ASCII (percent-encode them), and every spelling of a
+/// batch path (a nested batch).
+pub(crate) fn parse_url(url: &str, ctx: UrlContext<'_>) -> Result<Uri, String> {
+    if url.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if let Some(b) = url.bytes().find(|b| !(0x21..0x7f).contains(b)) {
+        return Err(match b {
+            b'\r' | b'\n' => "must not contain CR or LF".into(),
+            b' ' => "must not contain spaces (percent-encode them as %20)".into(),
+            b if b < 0x80 => format!("must not contain control character 0x{b:02x}"),
+            _ => "must be ASCII (percent-encode other characters)".into(),
+        });
+    }
+    if url.starts_with("//") || url.starts_with("\\\\") || url.starts_with("/\\") {
+        return Err("must be a path, not a network address (`//host/…`)".into());
+    }
+    if has_scheme(url) {
+        return Err(
+            "must be a path and query, without scheme or host: a batch only reaches this service"
+                .into(),
+        );
+    }
+    if url.contains('#') {
+        return Err("must not contain a fragment (`#`)".into());
+    }
+    let (path, query) = match url.find('?') {
+        Some(i) => (&url[..i], &url[i..]),
+        None => (url, ""),
+    };
+    let mut joined;
+    let absolute = if path.starts_with('/') {
+        path
+    } else {
+        joined = String::with_capacity(ctx.base.len() + path.len());
+        joined.push_str(ctx.base);
+        joined.push_str(path);
+        &joined
+    };
+    let path = remove_dot_segments(absolute);
+    if is_batch_path(&path, ctx.batch_paths) {
+        return Err("must not address the batch endpoint itself: batches do not nest".into());
+    }
+    let mut pq = path.into_owned();
+    pq.push_str(query);
+    pq.parse::<Uri>()
+        .map_err(|e| format!("is not a valid URI path: {e}"))
+}
+
+/// `scheme ":"` at the start, as RFC 3986 defines a scheme (so `a:b` is not a path).
+fn has_scheme(url: &str) -> bool {
+    let mut chars = url.char_indices();
+    match chars.next() {
+        Some((_, c)) if c.is_ascii_alphabetic() => {}
+        _ => return false,
+    }
+    for (_, c) in chars {
+        match c {
+            ':' => return true,
+            c if c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.') => {}
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// RFC 3986 §5.2.4 on an absolute path; borrows when there is nothing to remove.
+fn remove_dot_segments(path: &str) -> std::borrow::Cow<'_, str> {
+    let dotted = path
+        .split('/')
+        .any(|seg| seg == "." || seg == ".." || seg.eq_ignore_ascii_case("%2e") || is_dot_dot(seg));
+    if !dotted {
+        return path.into();
+    }
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, seg) in segments.iter().enumerate() {
+        let single = *seg == "." || seg.eq_ignore_ascii_case("%2e");
+        let double = *seg == ".." || is_dot_dot(seg);
+        if single || double {
+            if double {
+                out.pop();
+            }
+            if i == last {
+                out.push("");
+            }
+        } else {
+            out.push(seg);
+        }
+    }
+    let mut s = String::with_capacity(path.len());
+    for seg in out {
+        s.push('/');
+        s.push_str(seg);
+    }
+    if s.is_empty() {
+        s.push('/');
+    }
+    s.into()
+}
+
+fn is_dot_dot(seg: &str) -> bool {
+    let decoded = percent_decode_lower(seg);
+    decoded == ".."
+}
+
+/// Whether `path` reaches a batch endpoint in any spelling: percent-encoding, repeated
+/// or trailing slashes, and letter case (the service behind may be case-insensitive) are
+/// all folded before comparing.
+fn is_batch_path(path: &str, batch_paths: &[String]) -> bool {
+    let canon = canonical(path);
+    batch_paths.iter().any(|p| canonical(p) == canon)
+}
+
+fn canonical(path: &str) -> String {
+    let decoded = percent_decode_lower(path);
+    let mut out = String::with_capacity(decoded.len());
+    for seg in decoded.split(['/', '\\']).filter(|s| !s.is_empty()) {
+        out.push('/');
+        out.push_str(seg);
+    }
+    out
+}
+
+/// Percent-decodes (repeatedly, so `%2562` is caught too) and lowercases.
+fn percent_decode_lower(s: &str) -> String {
+    let mut current = s.to_ascii_lowercase();
+    for _ in 0..4 {
+        if !current.contains('%') {
+            break;
+        }
+        let next = percent_encoding::percent_decode_str(&current)
+            .decode_utf8_lossy()
+            .to_lowercase();
+        if next == current {
+            break;
+        }
+        current = next;
+    }
+    current
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> UrlContext<'static> {
+        static PATHS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        UrlContext {
+            batch_paths: PATHS.get_or_init(|| vec!["/batch".to_string()]),
+            base: "/",
+        }
+    }
+
+    #[test]
+    fn accepts_paths_and_queries() {
+        assert_eq!(
+            parse_url("/users?status=active", ctx()).unwrap(),
+            "/users?status=active"
+        );
+        assert_eq!(parse_url("users/1", ctx()).unwrap(), "/users/1");
+        assert_eq!(parse_url("/a/./b/../c", ctx()).unwrap(), "/a/c");
+        assert_eq!(parse_url("/batches", ctx()).unwrap(), "/batches");
+        assert_eq!(parse_url("/x/batch", ctx()).unwrap(), "/x/batch");
+    }
+
+    #[test]
+    fn refuses_every_spelling_of_the_batch_path() {
+        for url in [
+            "/batch",
+            "/batch?x=1",
+            "//batch",
+            "/./batch",
+            "/%62atch",
+            "/x/../batch",
+            "/BATCH",
+            "/batch/",
+            "batch",
+            "/%2562atch",
+            "/x/%2e%2e/batch",
+            "///batch",
+            "/\\batch",
+        ] {
+            assert!(parse_url(url, ctx()).is_err(), "{url} was accepted");
+        }
+    }
+
+    #[test]
+    fn refuses_other_hosts_and_junk() {
+        for url in [
+            "http://evil.example/x",
+            "https://x",
+            "//evil.example/x",
+            "mailto:a",
+            "/a b",
+            "/a\r\nb",
+            "/a#frag",
+            "/é",
+            "",
+            "javascript:alert(1)",
+            "/\u{0}",
+        ] {
+            assert!(parse_url(url, ctx()).is_err(), "{url:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn methods() {
+        assert_eq!(parse_method("get").unwrap(), Method::GET);
+        assert_eq!(parse_method("PATCH").unwrap(), Method::PATCH);
+        assert!(parse_method("CONNECT").is_err());
+        assert!(parse_method("trace").is_err());
+        assert!(parse_method("FOO").is_err());
+        assert!(parse_method("").is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! [`Batch`]: the service that answers batch requests and passes every other one through.
+
+use crate::body::{collect_limited, BatchRequestBody, BatchResponseBody, Collected};
+use crate::error::Problem;
+use crate::execute;
+use crate::format::json;
+use crate::future::ResponseFuture;
+use crate::identity::Template;
+use crate::layer::{BatchLayer, Config};
+use crate::plan::UrlContext;
+use crate::BoxError;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower_service::Service;
+
+/// A service that gives `S` batch endpoints; made by [`BatchLayer`].
+///
+/// Requests to a batch path are answered by the layer, which calls `S` once per
+/// sub-request. Every other request goes to `S` unchanged: its body wrapped (not boxed) in
+/// [`BatchRequestBody`], its response body in [`BatchResponseBody`].
+///
+/// # Readiness
+///
+/// `poll_ready` is the wrapped service's. A batch gives back the readiness it was granted
+/// at once (by swapping in a fresh clone, as axum's `from_fn` does) and makes each
+/// sub-request's clone ready with `oneshot` before calling it. So nothing is called
+/// unready, and no reservation is held while the batch body uploads or across
+/// sub-requests: a `ConcurrencyLimit(1)` inside the layer does not deadlock. `S` must be
+/// `Clone`; wrap a service that is not in `tower::buffer::Buffer`.
+#[derive(Clone, Debug)]
+pub struct Batch<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> Batch<S> {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+
+    /// A [`BatchLayer`] with one batch endpoint at `path`; the same as
+    /// [`BatchLayer::new`].
+    pub fn layer(path: impl Into<String>) -> BatchLayer {
+        BatchLayer::new(path)
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Batch<S>
+where
+    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<BatchResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if !self.config.is_batch_path(req.uri().path()) {
+            return ResponseFuture::pass_through(self.inner.call(req.map(BatchRequestBody::outer)));
+        }
+        // Give back the readiness granted for this call: the batch makes each
+        // sub-request's clone ready itself.
+        let svc = self.inner.clone();
+        drop(std::mem::replace(&mut self.inner, svc.clone()));
+        ResponseFuture::batch(Box::pin(handle(svc, self.config.clone(), req)))
+    }
+}
+
+/// One batch, as a straight line: check the outer request, read, decode, run, encode.
+async fn handle<S, B, ResBody>(
+    svc: S,
+    config: Arc<Config>,
+    req: Request<B>,
+) -> Response<BatchResponseBody<ResBody>>
+where
+    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    let (mut parts, body) = req.into_parts();
+    if let Some(problem) = check_outer(&parts, &config) {
+        return problem.into_response();
+    }
+    let bytes = match collect_limited(body, config.max_body_bytes).await {
+        Ok(Collected::Complete(bytes)) => bytes,
+        Ok(Collected::TooLarge) => return too_large(None, config.max_body_bytes).into_response(),
+        Err(e) => {
+            let e: BoxError = e.into();
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "urn:tower-http-batch:unreadable-body",
+                "Unreadable batch body",
+                format!("the batch body could not be read: {e}"),
+            )
+            .into_response();
+        }
+    };
+    let path = parts.uri.path();
+    let limits = json::Limits {
+        config: &config,
+        url: UrlContext {
+            batch_paths: &config.paths,
+            base: &path[..path.rfind('/').map_or(0, |i| i + 1)],
+        },
+    };
+    let plan = match json::decode(&bytes, &limits) {
+        Ok(plan) => plan,
+        Err(errors) => return Problem::invalid(errors).into_response(),
+    };
+    tracing::debug!(items = plan.items.len(), "running a batch");
+    let template = Template::new(&mut parts, &config);
+    let outcomes = execute::run(svc, &template, plan, &config).await;
+    let mut response = Response::new(BatchResponseBody::full(json::encode(&outcomes)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Method, media type and declared length, before any byte of the body is read: the
+/// problem with the outer request, if any.
+fn check_outer(parts: &http::request::Parts, config: &Config) -> Option<Problem> {
+    if parts.method != Method::POST {
+        return Some(
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "urn:tower-http-batch:method-not-allowed",
+                "Method not allowed",
+                format!("a batch is sent with POST, not {}", parts.method),
+            )
+            .with_header(header::ALLOW, HeaderValue::from_static("POST")),
+        );
+    }
+    if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+        let essence = ct
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Some(
+                Problem::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "urn:tower-http-batch:unsupported-media-type",
+                    "Unsupported media type",
+                    format!(
+                        "a batch body is application/json, not {:?}",
+                        String::from_utf8_lossy(ct.as_bytes())
+                    ),
+                )
+                .with_header(header::ACCEPT, HeaderValue::from_static("application/json")),
+            );
+        }
+    }
+    if let Some(len) = parts.headers.get(header::CONTENT_LENGTH) {
+        match len.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
+            Some(n) if n > config.max_body_bytes as u64 => {
+                return Some(too_large(Some(n), config.max_body_bytes))
+            }
+            Some(_) => {}
+            None => {
+                return Some(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "urn:tower-http-batch:bad-content-length",
+                    "Bad content-length",
+                    "the content-length header is not a number",
+                ))
+            }
+        }
+    }
+    None
+}
+
+fn too_large(len: Option<u64>, max: usize) -> Problem {
+    let detail = match len {
+        Some(n) => {
+            format!("the batch body is {n} bytes; the limit is {max} bytes (max_body_bytes)")
+        }
+        None => format!("the batch body is larger than the limit of {max} bytes (max_body_bytes)"),
+    };
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "urn:tower-http-batch:body-too-large",
+        "Batch body too large",
+        detail,
+    )
+}
