@@ -7,7 +7,7 @@
 
 use crate::body::{collect_limited, BatchRequestBody, Collected};
 use crate::error::{Problem, PROBLEM_JSON};
-use crate::identity::Template;
+use crate::identity::{strip_response_framing, Template};
 use crate::layer::Config;
 use crate::plan::Plan;
 use crate::BoxError;
@@ -115,7 +115,8 @@ where
         None => call.await,
     };
     let failed = match result {
-        Ok(Ok((parts, collected))) => {
+        Ok(Ok((mut parts, collected))) => {
+            strip_response_framing(&mut parts.headers);
             let (body, body_omitted) = match collected {
                 Collected::Complete(body) => (body, None),
                 Collected::TooLarge if limit == config.max_item_response_bytes => (

@@ -67,6 +67,22 @@ pub(crate) fn keep_sub_header(name: &HeaderName, config: &Config) -> bool {
         || s == "proxy-connection")
 }
 
+/// Removes the headers of a sub-response that describe its framing on a connection
+/// (`content-length`, `transfer-encoding`, `connection`, …): inside a batch reply they
+/// would be false.
+pub(crate) fn strip_response_framing(headers: &mut HeaderMap) {
+    for name in [
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::CONNECTION,
+        header::TRAILER,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+}
+
 /// What every sub-request of one batch takes from the outer request.
 pub(crate) struct Template {
     extensions: Extensions,

@@ -1,0 +1,415 @@
+//! The demo application: a small users API on SQLite, with an auth layer outside the batch
+//! layer. `main.rs` serves it; the integration tests serve the same app.
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tower::{Layer, Service};
+use tower_http_batch::BatchLayer;
+
+/// The fixed demo tokens: `Authorization: Bearer <token>` acts as that user.
+pub const TOKENS: [(&str, &str); 2] = [("alice-token", "alice"), ("bob-token", "bob")];
+
+/// Who sent the request; put in the extensions by the auth layer.
+#[derive(Clone, Debug)]
+pub struct CurrentUser(pub String);
+
+/// The database, shared by the handlers.
+#[derive(Clone)]
+pub struct Db(Arc<Mutex<Connection>>);
+
+impl Db {
+    /// Opens (or creates) the database at `path`, or in memory, and seeds it when empty:
+    /// 100 users with ids 1–100, of which exactly 12 (ids 8, 16, …, 96) are `inactive` with a
+    /// `last_login` in 2024; the next created id is 101.
+    pub fn open(path: Option<&str>) -> rusqlite::Result<Self> {
+        let conn = match path {
+            Some(p) => Connection::open(p)?,
+            None => Connection::open_in_memory()?,
+        };
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS users (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                name TEXT NOT NULL,
+                email TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('active', 'inactive')),
+                last_login TEXT,
+                created_by TEXT NOT NULL,
+                version INTEGER NOT NULL DEFAULT 1
+            );",
+        )?;
+        let count: i64 = conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
+        if count == 0 {
+            let tx = conn.unchecked_transaction()?;
+            for i in 1..=100i64 {
+                let inactive = i % 8 == 0;
+                let status = if inactive { "inactive" } else { "active" };
+                let last_login = if inactive {
+                    format!("2024-{:02}-{:02}", 1 + i % 12, 1 + i % 28)
+                } else {
+                    format!("2025-{:02}-{:02}", 1 + i % 12, 1 + i % 28)
+                };
+                tx.execute(
+                    "INSERT INTO users (id, name, email, status, last_login, created_by)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'seed')",
+                    params![
+                        i,
+                        format!("User {i}"),
+                        format!("user{i}@example.com"),
+                        status,
+                        last_login
+                    ],
+                )?;
+            }
+            tx.commit()?;
+        }
+        Ok(Self(Arc::new(Mutex::new(conn))))
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A handler that panicked while holding the lock leaves the connection usable.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The whole demo service: auth outside, then the batch layer, then the router.
+///
+/// Layers outside the batch layer (here: auth) see one request per batch; the sub-requests
+/// inherit what they put into the extensions.
+pub fn app(
+    db: Db,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future = impl Send>
+       + Clone
+       + Send
+       + 'static {
+    let api = Router::new()
+        .route("/whoami", get(whoami))
+        .route("/users", get(list_users).post(create_user))
+        .route(
+            "/users/{id}",
+            get(get_user)
+                .put(put_user)
+                .patch(patch_user)
+                .delete(delete_user),
+        )
+        .with_state(db);
+    let batch = BatchLayer::new("/batch")
+        .max_requests(100)
+        .timeout(Some(Duration::from_secs(10)))
+        .inherit_header(header::ACCEPT_LANGUAGE)
+        .layer_router(api);
+    middleware::from_fn(auth).layer(batch)
+}
+
+/// `Authorization: Bearer <token>`: a demo token acts as its user, no header is anonymous,
+/// anything else is refused with `401`.
+async fn auth(mut req: Request, next: Next) -> Response {
+    let user = match req.headers().get(header::AUTHORIZATION) {
+        None => "anonymous",
+        Some(value) => {
+            let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
+            match TOKENS.iter().find(|(t, _)| Some(*t) == token) {
+                Some((_, user)) => user,
+                None => return error(StatusCode::UNAUTHORIZED, "invalid token"),
+            }
+        }
+    };
+    req.extensions_mut().insert(CurrentUser(user.to_string()));
+    next.run(req).await
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "User not found")
+}
+
+fn internal(e: rusqlite::Error) -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!("database error: {e}"),
+    )
+}
+
+async fn whoami(user: Option<Extension<CurrentUser>>) -> Json<Value> {
+    let name = user.map_or_else(|| "anonymous".to_string(), |u| u.0 .0);
+    Json(json!({ "user": name }))
+}
+
+const COLUMNS: &str = "id, name, email, status, last_login, created_by, version";
+
+fn row_to_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Value, i64)> {
+    Ok((
+        json!({
+            "id": row.get::<_, i64>(0)?,
+            "name": row.get::<_, String>(1)?,
+            "email": row.get::<_, String>(2)?,
+            "status": row.get::<_, String>(3)?,
+            "last_login": row.get::<_, Option<String>>(4)?,
+            "created_by": row.get::<_, String>(5)?,
+        }),
+        row.get::<_, i64>(6)?,
+    ))
+}
+
+fn load(conn: &Connection, id: i64) -> rusqlite::Result<Option<(Value, i64)>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
+        [id],
+        row_to_json,
+    )
+    .optional()
+}
+
+/// The user with its `ETag`, which changes on every update.
+fn with_etag(status: StatusCode, (user, version): (Value, i64)) -> Response {
+    let mut res = (status, Json(user)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"v{version}\"")) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    res
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    last_login_before: Option<String>,
+}
+
+async fn list_users(State(db): State<Db>, Query(q): Query<ListQuery>) -> Response {
+    if let Some(d) = &q.last_login_before {
+        if !is_date(d) {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "last_login_before must be a date YYYY-MM-DD",
+            );
+        }
+    }
+    let conn = db.conn();
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users
+         WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR (last_login IS NOT NULL AND last_login < ?2))
+         ORDER BY id"
+    );
+    let users: rusqlite::Result<Vec<Value>> = conn.prepare(&sql).and_then(|mut stmt| {
+        stmt.query_map(params![q.status, q.last_login_before], |r| {
+            row_to_json(r).map(|(u, _)| u)
+        })?
+        .collect()
+    });
+    match users {
+        Ok(users) => Json(Value::Array(users)).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && (1..=12).contains(&s[5..7].parse::<u8>().unwrap_or(0))
+        && (1..=31).contains(&s[8..10].parse::<u8>().unwrap_or(0))
+}
+
+/// The user fields a client may write, checked as one.
+#[derive(Default)]
+struct Fields {
+    name: Option<String>,
+    email: Option<String>,
+    status: Option<String>,
+    last_login: Option<Option<String>>,
+}
+
+fn fields(body: &Value, all_required: bool) -> Result<Fields, String> {
+    let Some(obj) = body.as_object() else {
+        return Err("the body must be a JSON object".into());
+    };
+    let mut f = Fields::default();
+    for (key, value) in obj {
+        match key.as_str() {
+            "name" => match value.as_str().map(str::trim) {
+                Some(s) if !s.is_empty() => f.name = Some(s.to_string()),
+                _ => return Err("name must be a non-empty string".into()),
+            },
+            "email" => match value.as_str() {
+                Some(s) if s.contains('@') && !s.starts_with('@') && !s.ends_with('@') => {
+                    f.email = Some(s.to_string())
+                }
+                _ => return Err("email must be an email address".into()),
+            },
+            "status" => match value.as_str() {
+                Some(s @ ("active" | "inactive")) => f.status = Some(s.to_string()),
+                _ => return Err("status must be \"active\" or \"inactive\"".into()),
+            },
+            "last_login" => match value {
+                Value::Null => f.last_login = Some(None),
+                Value::String(s) if is_date(s) => f.last_login = Some(Some(s.clone())),
+                _ => return Err("last_login must be a date YYYY-MM-DD or null".into()),
+            },
+            "id" | "created_by" => return Err(format!("{key} cannot be written")),
+            other => return Err(format!("unknown field {other:?}")),
+        }
+    }
+    if all_required && f.name.is_none() {
+        return Err("name is required".into());
+    }
+    if all_required && f.email.is_none() {
+        return Err("email is required".into());
+    }
+    Ok(f)
+}
+
+/// Reads the JSON body, answering `422` when it is not JSON.
+fn json_body(body: &[u8]) -> Result<Value, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("the body is not valid JSON: {e}"),
+        )
+    })
+}
+
+async fn create_user(
+    State(db): State<Db>,
+    user: Option<Extension<CurrentUser>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let body = match json_body(&body) {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    let f = match fields(&body, true) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, &e),
+    };
+    let created_by = user.map_or_else(|| "anonymous".to_string(), |u| u.0 .0);
+    let conn = db.conn();
+    let result = conn
+        .execute(
+            "INSERT INTO users (name, email, status, last_login, created_by) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                f.name,
+                f.email,
+                f.status.as_deref().unwrap_or("active"),
+                f.last_login.flatten(),
+                created_by
+            ],
+        )
+        .and_then(|_| load(&conn, conn.last_insert_rowid()));
+    match result {
+        Ok(Some(user)) => {
+            let id = user.0["id"].clone();
+            let mut res = with_etag(StatusCode::CREATED, user);
+            if let Ok(v) = HeaderValue::from_str(&format!("/users/{id}")) {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+            res
+        }
+        Ok(None) => not_found(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn get_user(State(db): State<Db>, Path(id): Path<i64>) -> Response {
+    match load(&db.conn(), id) {
+        Ok(Some(user)) => with_etag(StatusCode::OK, user),
+        Ok(None) => not_found(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn put_user(
+    State(db): State<Db>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    update(db, id, &headers, &body, true)
+}
+
+async fn patch_user(
+    State(db): State<Db>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    update(db, id, &headers, &body, false)
+}
+
+/// PUT replaces (name and email required), PATCH merges. `If-Match` with the user's
+/// `ETag` makes the update conditional (`412` when it has changed).
+fn update(db: Db, id: i64, headers: &HeaderMap, body: &[u8], replace: bool) -> Response {
+    let body = match json_body(body) {
+        Ok(v) => v,
+        Err(res) => return res,
+    };
+    let f = match fields(&body, replace) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, &e),
+    };
+    let conn = db.conn();
+    let (current, version) = match load(&conn, id) {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found(),
+        Err(e) => return internal(e),
+    };
+    if let Some(expected) = headers.get(header::IF_MATCH) {
+        let etag = format!("\"v{version}\"");
+        let matches = expected
+            .to_str()
+            .map(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+            .unwrap_or(false);
+        if !matches {
+            return error(
+                StatusCode::PRECONDITION_FAILED,
+                "the user has changed (ETag mismatch)",
+            );
+        }
+    }
+    let keep = |field: &str| current[field].as_str().map(str::to_string);
+    let (status, last_login) = if replace {
+        (
+            f.status.unwrap_or_else(|| "active".into()),
+            f.last_login.flatten(),
+        )
+    } else {
+        (
+            f.status.or_else(|| keep("status")).unwrap_or_default(),
+            f.last_login.unwrap_or_else(|| keep("last_login")),
+        )
+    };
+    let result = conn
+        .execute(
+            "UPDATE users SET name = ?1, email = ?2, status = ?3, last_login = ?4, version = version + 1 WHERE id = ?5",
+            params![f.name.or_else(|| keep("name")), f.email.or_else(|| keep("email")), status, last_login, id],
+        )
+        .and_then(|_| load(&conn, id));
+    match result {
+        Ok(Some(user)) => with_etag(StatusCode::OK, user),
+        Ok(None) => not_found(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn delete_user(State(db): State<Db>, Path(id): Path<i64>) -> Response {
+    match db.conn().execute("DELETE FROM users WHERE id = ?1", [id]) {
+        Ok(0) => not_found(),
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => internal(e),
+    }
+}

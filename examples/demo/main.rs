@@ -1,0 +1,58 @@
+//! The demo: a users API on SQLite with batch endpoints.
+//!
+//! ```text
+//! cargo run --example demo                      # 127.0.0.1:3000, database in memory
+//! cargo run --example demo -- --addr 127.0.0.1:8080 --db demo.db
+//! ```
+
+mod app;
+
+use axum::ServiceExt as _;
+use clap::Parser;
+use std::net::SocketAddr;
+
+/// A users API on SQLite, with `POST /batch` from tower-http-batch.
+#[derive(Parser)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    addr: SocketAddr,
+    /// SQLite database file to keep the data in (default: in memory).
+    #[arg(long)]
+    db: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let db = app::Db::open(args.db.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    let addr = listener.local_addr()?;
+
+    println!("tower-http-batch demo listening on http://{addr}");
+    println!("database: {}", args.db.as_deref().unwrap_or("in memory"));
+    println!("demo tokens (Authorization: Bearer <token>):");
+    for (token, user) in app::TOKENS {
+        println!("  {token:<12} -> {user}");
+    }
+    println!("no Authorization header acts as `anonymous`; any other token gets 401.");
+    println!();
+    println!("try:");
+    println!(
+        r#"  curl -s http://{addr}/batch -H 'authorization: Bearer alice-token' -H 'content-type: application/json' -d '{{"requests": [{{"id": "me", "url": "/whoami"}}, {{"id": "new", "method": "POST", "url": "/users", "body": {{"name": "Alice", "email": "alice@example.com"}}}}, {{"id": "one", "url": "/users/1"}}, {{"id": "gone", "url": "/users/9999"}}]}}'"#
+    );
+
+    // `ConnectInfo` goes into the outer request's extensions; sub-requests inherit it.
+    let service = app::app(db).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

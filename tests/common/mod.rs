@@ -1,0 +1,239 @@
+//! Shared by the integration tests: servers on 127.0.0.1:0, an HTTP client, a test app.
+#![allow(dead_code)]
+
+use axum::extract::{ConnectInfo, Query, Request};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, put};
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tower::Service;
+
+/// Serves an axum-style service on 127.0.0.1:0 (with `ConnectInfo`), returns its address.
+pub async fn serve<S>(svc: S) -> SocketAddr
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let make = axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(svc);
+    tokio::spawn(async move { axum::serve(listener, make).await.unwrap() });
+    addr
+}
+
+/// A reply as the client saw it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The `responses` array of a batch reply.
+    pub fn items(&self) -> Vec<Value> {
+        assert_eq!(
+            self.status,
+            200,
+            "batch failed: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self.json()["responses"]
+            .as_array()
+            .expect("responses array")
+            .clone()
+    }
+
+    /// Asserts a problem+json reply with this status and returns it.
+    pub fn problem(&self, status: u16) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.headers["content-type"], "application/problem+json");
+        let p = self.json();
+        assert_eq!(p["status"], status);
+        p
+    }
+}
+
+/// An HTTP/1.1 keep-alive client for one server.
+#[derive(Clone)]
+pub struct Http {
+    pub addr: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Http {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{}", self.addr, path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = self
+            .client
+            .request(req.body(Full::new(body.into())).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = res.into_parts();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.collect().await.unwrap().to_bytes(),
+        }
+    }
+
+    /// `POST /batch` with a JSON body and `content-type: application/json`.
+    pub async fn batch(&self, batch: &Value, headers: &[(&str, &str)]) -> Reply {
+        self.batch_raw(&batch.to_string(), headers).await
+    }
+
+    pub async fn batch_raw(&self, body: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        self.send("POST", "/batch", &all, body.to_string()).await
+    }
+}
+
+/// The user an auth layer outside the batch layer found.
+#[derive(Clone, Debug)]
+pub struct User(pub String);
+
+/// `Authorization: Bearer <name>-token` is that user; none is anonymous; else 401.
+pub async fn auth(mut req: Request, next: Next) -> Response {
+    let user = match req.headers().get("authorization") {
+        None => "anonymous".to_string(),
+        Some(v) => match v
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|t| t.strip_suffix("-token"))
+        {
+            Some(name) => name.to_string(),
+            None => return StatusCode::UNAUTHORIZED.into_response(),
+        },
+    };
+    req.extensions_mut().insert(User(user));
+    next.run(req).await
+}
+
+/// Counts every request that reaches the test router's handlers.
+#[derive(Clone, Default)]
+pub struct Calls(pub Arc<AtomicUsize>);
+
+impl Calls {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The test router: handlers that echo, fail, panic, hang, and report what they saw.
+pub fn router(calls: Calls) -> Router {
+    let counter = calls.clone();
+    Router::new()
+        .route("/echo", any(echo))
+        .route("/echo/{*rest}", any(echo))
+        .route("/whoami", get(|u: Option<Extension<User>>| async move {
+            Json(json!({ "user": u.map(|u| u.0 .0) }))
+        }))
+        .route("/panic", get(|| async {
+            if std::hint::black_box(true) {
+                panic!("handler panicked on purpose");
+            }
+            "unreachable"
+        }))
+        .route("/hang", get(|| std::future::pending::<&'static str>()))
+        .route("/text", get(|| async { "plain text, ünïcode" }))
+        .route("/binary", get(|| async { ([("content-type", "application/octet-stream")], vec![0u8, 159, 146, 150, 255]) }))
+        .route("/empty", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/cookies", get(|| async {
+            let mut res = "ok".into_response();
+            res.headers_mut().append("set-cookie", "a=1; Path=/".parse().unwrap());
+            res.headers_mut().append("set-cookie", "b=2; Path=/".parse().unwrap());
+            res
+        }))
+        .route("/big", get(|Query(q): Query<HashMap<String, usize>>| async move { "a".repeat(q["n"]) }))
+        .route("/etag", put(|headers: HeaderMap| async move {
+            match headers.get("if-match") {
+                Some(v) if v == "\"v1\"" => (StatusCode::OK, "updated"),
+                _ => (StatusCode::PRECONDITION_FAILED, "etag mismatch"),
+            }
+        }))
+        .route("/status/{code}", any(|axum::extract::Path(code): axum::extract::Path<u16>| async move {
+            (StatusCode::from_u16(code).unwrap(), Json(json!({ "error": format!("status {code}") })))
+        }))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            counter.0.fetch_add(1, Ordering::SeqCst);
+            next.run(req)
+        }))
+}
+
+/// Echoes the request: method, uri, headers (name -> all values), body as text or base64,
+/// and which extensions it carries.
+async fn echo(
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    user: Option<Extension<User>>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    body: Bytes,
+) -> Json<Value> {
+    let mut h: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in &headers {
+        h.entry(k.to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+    }
+    Json(json!({
+        "method": method.as_str(),
+        "uri": uri.to_string(),
+        "headers": h,
+        "body": String::from_utf8_lossy(&body),
+        "body_bytes": body.to_vec(),
+        "user": user.map(|u| u.0 .0),
+        "connect_info": connect.is_some(),
+    }))
+}
+
+/// The usual test server: auth outside, batch layer (as configured), router inside.
+pub async fn start(layer: tower_http_batch::BatchLayer) -> (Http, Calls) {
+    let calls = Calls::default();
+    let app = tower::Layer::layer(
+        &middleware::from_fn(auth),
+        layer.layer_router(router(calls.clone())),
+    );
+    (Http::new(serve(app).await), calls)
+}
