@@ -48,7 +48,13 @@ async fn every_sub_request_is_made_ready_before_it_is_called() {
 
     for path in ["/a", "/b", "/c"] {
         handle.allow(1);
-        let (req, send) = handle.next_request().await.expect("a sub-request");
+        // A call made before readiness panics inside the mock and poisons it: bound the
+        // wait so that regression fails instead of hanging.
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), handle.next_request());
+        let (req, send) = next
+            .await
+            .expect("the batch stalled")
+            .expect("a sub-request");
         assert_eq!(req.uri().path(), path);
         send.send_response(Response::new(Full::from(format!("answer {path}"))));
     }
