@@ -274,14 +274,11 @@ fn fields(body: &Value, all_required: bool) -> Result<Fields, String> {
     Ok(f)
 }
 
-/// Reads the JSON body, answering `422` when it is not JSON.
-fn json_body(body: &[u8]) -> Result<Value, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &format!("the body is not valid JSON: {e}"),
-        )
-    })
+/// Reads the JSON body and checks its fields; the message for a `422` when it fails.
+fn parse_fields(body: &[u8], all_required: bool) -> Result<Fields, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    fields(&value, all_required)
 }
 
 async fn create_user(
@@ -289,11 +286,7 @@ async fn create_user(
     user: Option<Extension<CurrentUser>>,
     body: axum::body::Bytes,
 ) -> Response {
-    let body = match json_body(&body) {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
-    let f = match fields(&body, true) {
+    let f = match parse_fields(&body, true) {
         Ok(f) => f,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, &e),
     };
@@ -354,11 +347,7 @@ async fn patch_user(
 /// PUT replaces (name and email required), PATCH merges. `If-Match` with the user's
 /// `ETag` makes the update conditional (`412` when it has changed).
 fn update(db: Db, id: i64, headers: &HeaderMap, body: &[u8], replace: bool) -> Response {
-    let body = match json_body(body) {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
-    let f = match fields(&body, replace) {
+    let f = match parse_fields(&body, replace) {
         Ok(f) => f,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, &e),
     };

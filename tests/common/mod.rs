@@ -175,7 +175,7 @@ pub fn router(calls: Calls) -> Router {
             }
             "unreachable"
         }))
-        .route("/hang", get(|| std::future::pending::<&'static str>()))
+        .route("/hang", get(std::future::pending::<&'static str>))
         .route("/text", get(|| async { "plain text, ünïcode" }))
         .route("/binary", get(|| async { ([("content-type", "application/octet-stream")], vec![0u8, 159, 146, 150, 255]) }))
         .route("/empty", get(|| async { StatusCode::NO_CONTENT }))

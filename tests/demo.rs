@@ -1,0 +1,257 @@
+//! The demo application (`cargo run --example demo`) through real HTTP.
+
+#[path = "../examples/demo/app.rs"]
+mod app;
+mod common;
+
+use common::Http;
+use serde_json::{json, Value};
+
+async fn demo() -> Http {
+    Http::new(common::serve(app::app(app::Db::open(None).unwrap())).await)
+}
+
+const ALICE: (&str, &str) = ("authorization", "Bearer alice-token");
+const BOB: (&str, &str) = ("authorization", "Bearer bob-token");
+
+#[tokio::test]
+async fn seed_data_is_as_documented() {
+    let http = demo().await;
+    let all = http.send("GET", "/users", &[], "").await.json();
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 100);
+    let ids: Vec<_> = all.iter().map(|u| u["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, (1..=100).collect::<Vec<_>>());
+    let stale = http
+        .send(
+            "GET",
+            "/users?status=inactive&last_login_before=2025-01-01",
+            &[],
+            "",
+        )
+        .await
+        .json();
+    assert_eq!(stale.as_array().unwrap().len(), 12);
+    let inactive = http
+        .send("GET", "/users?status=inactive", &[], "")
+        .await
+        .json();
+    assert_eq!(
+        inactive.as_array().unwrap().len(),
+        12,
+        "no other user is inactive"
+    );
+    let created = http
+        .send(
+            "POST",
+            "/users",
+            &[("content-type", "application/json")],
+            r#"{"name":"Alice","email":"alice@example.com"}"#,
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    assert_eq!(created.json()["id"], 101);
+    assert_eq!(created.headers["location"], "/users/101");
+}
+
+#[tokio::test]
+async fn tokens_and_whoami() {
+    let http = demo().await;
+    assert_eq!(
+        http.send("GET", "/whoami", &[], "").await.json(),
+        json!({"user": "anonymous"})
+    );
+    assert_eq!(
+        http.send("GET", "/whoami", &[ALICE], "").await.json(),
+        json!({"user": "alice"})
+    );
+    assert_eq!(
+        http.send("GET", "/whoami", &[BOB], "").await.json(),
+        json!({"user": "bob"})
+    );
+    let wrong = http
+        .send("GET", "/whoami", &[("authorization", "Bearer mallory")], "")
+        .await;
+    assert_eq!(wrong.status, 401);
+    // The auth layer is outside the batch layer: a batch with a wrong token never starts.
+    let batch = http
+        .batch(
+            &json!({"requests": [{"url": "/whoami"}]}),
+            &[("authorization", "Bearer mallory")],
+        )
+        .await;
+    assert_eq!(batch.status, 401);
+}
+
+#[tokio::test]
+async fn users_crud_and_errors() {
+    let http = demo().await;
+    let json_ct = ("content-type", "application/json");
+    let bad = http
+        .send("POST", "/users", &[json_ct], r#"{"name":"","email":"x@y"}"#)
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.json()["error"].as_str().unwrap().contains("name"));
+    assert_eq!(
+        http.send(
+            "POST",
+            "/users",
+            &[json_ct],
+            r#"{"name":"A","email":"nope"}"#
+        )
+        .await
+        .status,
+        422
+    );
+    assert_eq!(
+        http.send("POST", "/users", &[json_ct], "not json")
+            .await
+            .status,
+        422
+    );
+
+    let got = http.send("GET", "/users/5", &[], "").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json()["email"], "user5@example.com");
+    let etag = got.headers["etag"].to_str().unwrap().to_string();
+
+    let patched = http
+        .send(
+            "PATCH",
+            "/users/5",
+            &[json_ct, ("if-match", &etag)],
+            r#"{"status":"inactive"}"#,
+        )
+        .await;
+    assert_eq!(patched.status, 200);
+    assert_eq!(patched.json()["status"], "inactive");
+    assert_eq!(
+        patched.json()["name"],
+        "User 5",
+        "PATCH keeps what it does not name"
+    );
+    let stale = http
+        .send(
+            "PATCH",
+            "/users/5",
+            &[json_ct, ("if-match", &etag)],
+            r#"{"name":"Z"}"#,
+        )
+        .await;
+    assert_eq!(stale.status, 412, "the ETag changed with the update");
+
+    let put = http
+        .send(
+            "PUT",
+            "/users/5",
+            &[json_ct],
+            r#"{"name":"Five","email":"five@example.com"}"#,
+        )
+        .await;
+    assert_eq!(put.json()["status"], "active", "PUT replaces");
+    assert_eq!(
+        http.send("PUT", "/users/5", &[json_ct], r#"{"name":"Five"}"#)
+            .await
+            .status,
+        422
+    );
+
+    assert_eq!(http.send("DELETE", "/users/5", &[], "").await.status, 204);
+    for method in ["GET", "DELETE"] {
+        let gone = http.send(method, "/users/5", &[], "").await;
+        assert_eq!(gone.status, 404);
+        assert_eq!(gone.json(), json!({"error": "User not found"}));
+    }
+    let missing = http
+        .send(
+            "PATCH",
+            "/users/999",
+            &[json_ct],
+            r#"{"name":"NonExistent"}"#,
+        )
+        .await;
+    assert_eq!(missing.json(), json!({"error": "User not found"}));
+}
+
+#[tokio::test]
+async fn a_batch_against_the_demo() {
+    let http = demo().await;
+    let reply = http
+        .batch(
+            &json!({"requests": [
+                {"id": "me", "url": "/whoami", "headers": {"authorization": "Bearer alice-token"}},
+                {"id": "new", "method": "POST", "url": "/users", "body": {"name": "Dana", "email": "dana@example.com"}},
+                {"id": "bad", "method": "POST", "url": "/users", "body": {"name": "No Email"}},
+                {"id": "get", "url": "/users/42"},
+                {"id": "upd", "method": "PATCH", "url": "/users/42", "headers": {"if-match": "\"v1\""}, "body": {"name": "Forty-Two"}},
+                {"id": "stale", "method": "PATCH", "url": "/users/42", "headers": {"if-match": "\"v1\""}, "body": {"name": "Again"}},
+                {"id": "del", "method": "DELETE", "url": "/users/7"},
+                {"id": "gone", "url": "/users/7"},
+            ]}),
+            &[BOB],
+        )
+        .await;
+    let items = reply.items();
+    let by_id = |id: &str| items.iter().find(|i| i["id"] == id).unwrap().clone();
+    assert_eq!(
+        by_id("me")["body"],
+        json!({"user": "bob"}),
+        "the sub-request's own token is ignored"
+    );
+    assert_eq!(by_id("new")["status"], 201);
+    assert_eq!(by_id("new")["body"]["created_by"], "bob");
+    assert_eq!(by_id("new")["body"]["id"], 101);
+    assert_eq!(by_id("new")["headers"]["location"], "/users/101");
+    assert_eq!(by_id("bad")["status"], 422);
+    assert_eq!(by_id("bad")["body"]["error"], "email is required");
+    assert_eq!(by_id("get")["headers"]["etag"], "\"v1\"");
+    assert_eq!(by_id("upd")["status"], 200);
+    assert_eq!(by_id("stale")["status"], 412);
+    assert_eq!(by_id("del")["status"], 204);
+    assert_eq!(by_id("gone")["status"], 404);
+    let order: Vec<Value> = items.iter().map(|i| i["id"].clone()).collect();
+    assert_eq!(
+        order,
+        json!(["me", "new", "bad", "get", "upd", "stale", "del", "gone"])
+            .as_array()
+            .unwrap()
+            .clone()
+    );
+    // Everything the batch did is visible to ordinary requests.
+    assert_eq!(
+        http.send("GET", "/users/42", &[], "").await.json()["name"],
+        "Forty-Two"
+    );
+}
+
+#[tokio::test]
+async fn a_database_file_keeps_the_data() {
+    let path =
+        std::env::temp_dir().join(format!("tower-http-batch-demo-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let file = path.to_str().unwrap();
+    {
+        let http = Http::new(common::serve(app::app(app::Db::open(Some(file)).unwrap())).await);
+        let created = http
+            .send(
+                "POST",
+                "/users",
+                &[("content-type", "application/json")],
+                r#"{"name":"Kept","email":"kept@example.com"}"#,
+            )
+            .await;
+        assert_eq!(created.status, 201);
+    }
+    let http = Http::new(common::serve(app::app(app::Db::open(Some(file)).unwrap())).await);
+    let users = http.send("GET", "/users", &[], "").await.json();
+    assert_eq!(
+        users.as_array().unwrap().len(),
+        101,
+        "reopened, not re-seeded"
+    );
+    assert_eq!(
+        http.send("GET", "/users/101", &[], "").await.json()["name"],
+        "Kept"
+    );
+    let _ = std::fs::remove_file(&path);
+}
