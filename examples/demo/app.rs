@@ -347,7 +347,7 @@ async fn patch_user(
 /// PUT replaces (name and email required), PATCH merges. `If-Match` with the user's
 /// `ETag` makes the update conditional (`412` when it has changed).
 fn update(db: Db, id: i64, headers: &HeaderMap, body: &[u8], replace: bool) -> Response {
-    let f = match parse_fields(&body, replace) {
+    let f = match parse_fields(body, replace) {
         Ok(f) => f,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, &e),
     };
