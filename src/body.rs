@@ -7,6 +7,67 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pin_project! {
+    /// Either a body of the wrapped world, untouched, or bytes the layer holds. Both public
+    /// body types are this; only their docs and constructors differ.
+    #[project = EitherProj]
+    enum Either<B> {
+        Wrapped { #[pin] body: B },
+        Bytes { data: Option<Bytes> },
+    }
+}
+
+impl<B> Either<B> {
+    fn bytes(data: Bytes) -> Self {
+        Either::Bytes {
+            data: if data.is_empty() { None } else { Some(data) },
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for Either<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project() {
+            EitherProj::Wrapped { body } => body.poll_frame(cx),
+            EitherProj::Bytes { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        }
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Either::Wrapped { body } => body.is_end_stream(),
+            Either::Bytes { data } => data.is_none(),
+        }
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Either::Wrapped { body } => body.size_hint(),
+            Either::Bytes { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for Either<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Either::Wrapped { .. } => f.write_str("Wrapped"),
+            Either::Bytes { data } => write!(f, "Bytes({})", data.as_ref().map_or(0, |d| d.len())),
+        }
+    }
+}
+
+pin_project! {
     /// The request body the wrapped service receives.
     ///
     /// It is either the outer request's own body (for every request that is not a batch,
@@ -15,17 +76,10 @@ pin_project! {
     /// hyper's `Incoming`, axum's `Body`, `Full<Bytes>`, …
     ///
     /// It keeps the outer body's error type; a sub-request's body never fails.
+    #[derive(Debug)]
     pub struct BatchRequestBody<B> {
         #[pin]
-        inner: RequestInner<B>,
-    }
-}
-
-pin_project! {
-    #[project = RequestInnerProj]
-    enum RequestInner<B> {
-        Outer { #[pin] body: B },
-        Buffered { data: Option<Bytes> },
+        inner: Either<B>,
     }
 }
 
@@ -34,66 +88,14 @@ impl<B> BatchRequestBody<B> {
     #[inline]
     pub(crate) fn outer(body: B) -> Self {
         Self {
-            inner: RequestInner::Outer { body },
+            inner: Either::Wrapped { body },
         }
     }
 
     /// The body of one sub-request.
     pub(crate) fn buffered(data: Bytes) -> Self {
-        let data = if data.is_empty() { None } else { Some(data) };
         Self {
-            inner: RequestInner::Buffered { data },
-        }
-    }
-}
-
-impl<B> Body for BatchRequestBody<B>
-where
-    B: Body<Data = Bytes>,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    #[inline]
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.project().inner.project() {
-            RequestInnerProj::Outer { body } => body.poll_frame(cx),
-            RequestInnerProj::Buffered { data } => {
-                Poll::Ready(data.take().map(|d| Ok(Frame::data(d))))
-            }
-        }
-    }
-
-    #[inline]
-    fn is_end_stream(&self) -> bool {
-        match &self.inner {
-            RequestInner::Outer { body } => body.is_end_stream(),
-            RequestInner::Buffered { data } => data.is_none(),
-        }
-    }
-
-    #[inline]
-    fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            RequestInner::Outer { body } => body.size_hint(),
-            RequestInner::Buffered { data } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
-        }
-    }
-}
-
-impl<B> std::fmt::Debug for BatchRequestBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.inner {
-            RequestInner::Outer { .. } => f.write_str("BatchRequestBody::Outer"),
-            RequestInner::Buffered { data } => f
-                .debug_struct("BatchRequestBody::Buffered")
-                .field("len", &data.as_ref().map_or(0, |d| d.len()))
-                .finish(),
+            inner: Either::bytes(data),
         }
     }
 }
@@ -103,17 +105,10 @@ pin_project! {
     ///
     /// Either the wrapped service's own body (for every request that is not a batch: not
     /// boxed, same error type) or the bytes the layer wrote: a batch reply or an error.
+    #[derive(Debug)]
     pub struct BatchResponseBody<B> {
         #[pin]
-        inner: ResponseInner<B>,
-    }
-}
-
-pin_project! {
-    #[project = ResponseInnerProj]
-    enum ResponseInner<B> {
-        Inner { #[pin] body: B },
-        Full { data: Option<Bytes> },
+        inner: Either<B>,
     }
 }
 
@@ -121,14 +116,13 @@ impl<B> BatchResponseBody<B> {
     #[inline]
     pub(crate) fn inner(body: B) -> Self {
         Self {
-            inner: ResponseInner::Inner { body },
+            inner: Either::Wrapped { body },
         }
     }
 
     pub(crate) fn full(data: Bytes) -> Self {
-        let data = if data.is_empty() { None } else { Some(data) };
         Self {
-            inner: ResponseInner::Full { data },
+            inner: Either::bytes(data),
         }
     }
 
@@ -136,62 +130,41 @@ impl<B> BatchResponseBody<B> {
     #[cfg(feature = "axum")]
     pub(crate) fn into_either(self) -> Result<B, Bytes> {
         match self.inner {
-            ResponseInner::Inner { body } => Ok(body),
-            ResponseInner::Full { data } => Err(data.unwrap_or_default()),
+            Either::Wrapped { body } => Ok(body),
+            Either::Bytes { data } => Err(data.unwrap_or_default()),
         }
     }
 }
 
-impl<B> Body for BatchResponseBody<B>
-where
-    B: Body<Data = Bytes>,
-{
-    type Data = Bytes;
-    type Error = B::Error;
+/// Both public bodies are `Body` exactly when the wrapped body is.
+macro_rules! delegate_body {
+    ($name:ident) => {
+        impl<B: Body<Data = Bytes>> Body for $name<B> {
+            type Data = Bytes;
+            type Error = B::Error;
 
-    #[inline]
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.project().inner.project() {
-            ResponseInnerProj::Inner { body } => body.poll_frame(cx),
-            ResponseInnerProj::Full { data } => {
-                Poll::Ready(data.take().map(|d| Ok(Frame::data(d))))
+            #[inline]
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+                self.project().inner.poll_frame(cx)
+            }
+
+            #[inline]
+            fn is_end_stream(&self) -> bool {
+                self.inner.is_end_stream()
+            }
+
+            #[inline]
+            fn size_hint(&self) -> SizeHint {
+                self.inner.size_hint()
             }
         }
-    }
-
-    #[inline]
-    fn is_end_stream(&self) -> bool {
-        match &self.inner {
-            ResponseInner::Inner { body } => body.is_end_stream(),
-            ResponseInner::Full { data } => data.is_none(),
-        }
-    }
-
-    #[inline]
-    fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            ResponseInner::Inner { body } => body.size_hint(),
-            ResponseInner::Full { data } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
-        }
-    }
+    };
 }
-
-impl<B> std::fmt::Debug for BatchResponseBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.inner {
-            ResponseInner::Inner { .. } => f.write_str("BatchResponseBody::Inner"),
-            ResponseInner::Full { data } => f
-                .debug_struct("BatchResponseBody::Full")
-                .field("len", &data.as_ref().map_or(0, |d| d.len()))
-                .finish(),
-        }
-    }
-}
+delegate_body!(BatchRequestBody);
+delegate_body!(BatchResponseBody);
 
 /// A body read to its end, or found larger than the limit.
 pub(crate) enum Collected {

@@ -90,7 +90,6 @@ pub(crate) struct Template {
     outer: HeaderMap,
     /// Configured inherited headers: only where the sub-request has none of its own.
     inherited: HeaderMap,
-    version: Version,
 }
 
 impl Template {
@@ -112,7 +111,6 @@ impl Template {
             extensions,
             outer,
             inherited,
-            version: parts.version,
         }
     }
 
@@ -141,11 +139,8 @@ impl Template {
         let mut req = Request::new(BatchRequestBody::buffered(body));
         *req.method_mut() = method;
         *req.uri_mut() = uri;
-        *req.version_mut() = if self.version == Version::HTTP_2 || self.version == Version::HTTP_3 {
-            Version::HTTP_11
-        } else {
-            self.version
-        };
+        // Sub-requests are HTTP/1.1 whatever carried the batch: their host is in `host`.
+        *req.version_mut() = Version::HTTP_11;
         *req.headers_mut() = headers;
         *req.extensions_mut() = self.extensions.clone();
         req

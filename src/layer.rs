@@ -48,6 +48,8 @@ pub struct BatchLayer {
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub(crate) paths: Vec<String>,
+    /// `paths` in the form nested-batch checks compare with (see `plan::canonical`).
+    pub(crate) canonical_paths: Vec<String>,
     pub(crate) max_requests: usize,
     pub(crate) max_body_bytes: usize,
     pub(crate) max_item_response_bytes: usize,
@@ -86,6 +88,7 @@ impl BatchLayer {
         check_path(&path);
         Self {
             config: Arc::new(Config {
+                canonical_paths: vec![crate::plan::canonical(&path)],
                 paths: vec![path],
                 max_requests: DEFAULT_MAX_REQUESTS,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -110,7 +113,9 @@ impl BatchLayer {
     pub fn path(mut self, path: impl Into<String>) -> Self {
         let path = path.into();
         check_path(&path);
-        self.config_mut().paths.push(path);
+        let config = self.config_mut();
+        config.canonical_paths.push(crate::plan::canonical(&path));
+        config.paths.push(path);
         self
     }
 

@@ -56,7 +56,7 @@ pub(crate) fn parse_method(s: &str) -> Result<Method, String> {
 /// What URL checks need to know about the endpoint that received the batch.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct UrlContext<'a> {
-    /// Every batch path of the layer: a sub-request may reach none of them.
+    /// Every batch path of the layer, in [`canonical`] form: a sub-request may reach none.
     pub(crate) batch_paths: &'a [String],
     /// The directory relative URLs resolve against (`/` for `/batch`, `/odata/` for
     /// `/odata/$batch`), with its trailing slash.
@@ -179,12 +179,14 @@ fn is_dot_dot(seg: &str) -> bool {
 /// Whether `path` reaches a batch endpoint in any spelling: percent-encoding, repeated
 /// or trailing slashes, and letter case (the service behind may be case-insensitive) are
 /// all folded before comparing.
-fn is_batch_path(path: &str, batch_paths: &[String]) -> bool {
+fn is_batch_path(path: &str, canonical_batch_paths: &[String]) -> bool {
     let canon = canonical(path);
-    batch_paths.iter().any(|p| canonical(p) == canon)
+    canonical_batch_paths.contains(&canon)
 }
 
-fn canonical(path: &str) -> String {
+/// A path with percent-encoding decoded, letters lowercased, and empty segments and
+/// trailing slashes removed.
+pub(crate) fn canonical(path: &str) -> String {
     let decoded = percent_decode_lower(path);
     let mut out = String::with_capacity(decoded.len());
     for seg in decoded.split(['/', '\\']).filter(|s| !s.is_empty()) {
@@ -219,7 +221,7 @@ mod tests {
     fn ctx() -> UrlContext<'static> {
         static PATHS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
         UrlContext {
-            batch_paths: PATHS.get_or_init(|| vec!["/batch".to_string()]),
+            batch_paths: PATHS.get_or_init(|| vec![canonical("/batch")]),
             base: "/",
         }
     }

@@ -130,7 +130,7 @@ where
     let limits = json::Limits {
         config: &config,
         url: UrlContext {
-            batch_paths: &config.paths,
+            batch_paths: &config.canonical_paths,
             base: &path[..path.rfind('/').map_or(0, |i| i + 1)],
         },
     };
