@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --example hyper                 # 127.0.0.1:3001
 //! cargo run --example hyper -- 127.0.0.1:8081
-//! curl -s localhost:3001/batch -d '{"requests":[{"url":"/hello/ada"},{"method":"POST","url":"/echo","body":{"x":1}}]}'
+//! curl -s localhost:3001/batch -H 'content-type: application/json' -d '{"requests":[{"url":"/hello/ada"},{"method":"POST","url":"/echo","body":{"x":1}}]}'
 //! ```
 
 use bytes::Bytes;

@@ -1,0 +1,86 @@
+//! In-process cost of the layer: `cargo bench --bench batch`.
+//!
+//! - pass-through: one request through `Batch<Router>` against the bare `Router`;
+//! - batch of N small GETs against the same N requests as direct `oneshot` calls
+//!   (bodies collected in both).
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::{Json, Router};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use http::Request;
+use http_body_util::BodyExt;
+use serde_json::json;
+use tower::{Layer, ServiceExt};
+use tower_http_batch::BatchLayer;
+
+fn router() -> Router {
+    Router::new().route(
+        "/items/{id}",
+        get(|| async { Json(json!({"id": 1, "name": "small"})) }),
+    )
+}
+
+fn get_request(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bare = router();
+    let wrapped = BatchLayer::new("/batch").layer(router());
+
+    let mut g = c.benchmark_group("pass_through");
+    g.bench_function("bare_router", |b| {
+        b.to_async(&rt).iter(|| async {
+            let res = bare.clone().oneshot(get_request("/items/1")).await.unwrap();
+            res.into_body().collect().await.unwrap().to_bytes()
+        })
+    });
+    g.bench_function("through_batch_layer", |b| {
+        b.to_async(&rt).iter(|| async {
+            let res = wrapped
+                .clone()
+                .oneshot(get_request("/items/1"))
+                .await
+                .unwrap();
+            res.into_body().collect().await.unwrap().to_bytes()
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("n_gets");
+    for n in [1usize, 10, 100] {
+        g.throughput(Throughput::Elements(n as u64));
+        let batch = json!({"requests": (0..n).map(|i| json!({"url": format!("/items/{i}")})).collect::<Vec<_>>()}).to_string();
+        g.bench_with_input(BenchmarkId::new("direct_oneshot", n), &n, |b, &n| {
+            b.to_async(&rt).iter(|| async {
+                for i in 0..n {
+                    let res = bare
+                        .clone()
+                        .oneshot(get_request(&format!("/items/{i}")))
+                        .await
+                        .unwrap();
+                    res.into_body().collect().await.unwrap().to_bytes();
+                }
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("one_batch", n), &batch, |b, batch| {
+            b.to_async(&rt).iter(|| async {
+                let req = Request::post("/batch")
+                    .header("content-type", "application/json")
+                    .body(Body::from(batch.clone()))
+                    .unwrap();
+                let res = wrapped.clone().oneshot(req).await.unwrap();
+                res.into_body().collect().await.unwrap().to_bytes()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
