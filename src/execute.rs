@@ -1,20 +1,24 @@
 //! The engine: runs a validated plan against the wrapped service and reports every
 //! sub-request that ran, in request order.
 //!
-//! Sequential: each sub-request starts when the one before has answered and its body has
-//! been read. Each is isolated: a handler that panics gives its item `500`, one that passes
+//! Sequential by default: each sub-request starts when the one before has answered and
+//! its body has been read; `BatchLayer::concurrency` lets independent ones overlap. Each is
+//! isolated: a handler that panics gives its item `500`, one that passes
 //! the timeout `504`, a service error `502`; the others are kept.
 
 use crate::body::{collect_limited, BatchRequestBody, Collected};
 use crate::error::{Problem, PROBLEM_JSON};
 use crate::identity::{strip_response_framing, Template};
 use crate::layer::Config;
-use crate::plan::Plan;
+use crate::plan::{Plan, PlanItem};
 use crate::BoxError;
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use futures_util::FutureExt as _;
 use http::{header, HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::panic::AssertUnwindSafe;
 use tower::ServiceExt as _;
 use tower_service::Service;
@@ -51,7 +55,19 @@ impl Outcome {
     }
 }
 
-/// Runs every item of `plan` in order and reports each that ran.
+/// Runs the items of `plan` and reports each that ran, in request order.
+///
+/// At most `config.concurrency` sub-requests are in flight (one with `stop_on_error`). An
+/// item starts once every item it `dependsOn` has finished; among the items that may
+/// start, the lowest index goes first, so with a concurrency of one the batch runs in
+/// request order. An item whose dependency failed (status >= 400, or never sent) is not
+/// sent: it reports `424 Failed Dependency`. With `stop_on_error`, nothing starts after
+/// the first failure.
+///
+/// Each item reads at most `max_item_response_bytes` of its body; the reply's total
+/// (`max_response_bytes`) is charged as items finish, and a body that no longer fits is
+/// left out (`bodyOmitted`). With concurrency, which items those are follows the order
+/// they finish in.
 pub(crate) async fn run<S, B, ResBody>(
     svc: S,
     template: &Template,
@@ -64,20 +80,127 @@ where
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    let mut outcomes = Vec::with_capacity(plan.items.len());
-    let mut budget = config.max_response_bytes;
-    for mut item in plan.items {
-        let id = std::mem::take(&mut item.id);
-        let req = template.request(item);
-        let outcome = run_one(svc.clone(), req, id, config, budget).await;
-        budget = budget.saturating_sub(outcome.body.len());
-        let failed = outcome.status.as_u16() >= 400;
-        outcomes.push(outcome);
-        if failed && plan.stop_on_error {
-            break;
+    let n = plan.items.len();
+    let capacity = if plan.stop_on_error {
+        1
+    } else {
+        config.concurrency.max(1)
+    };
+    let mut waiting_on: Vec<usize> = plan.items.iter().map(|i| i.depends_on.len()).collect();
+    let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, item) in plan.items.iter().enumerate() {
+        for &d in &item.depends_on {
+            dependants[d].push(i);
         }
     }
-    outcomes
+    let mut items: Vec<Option<PlanItem>> = plan.items.into_iter().map(Some).collect();
+    let mut results: Vec<Option<Outcome>> = (0..n).map(|_| None).collect();
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..n)
+        .filter(|&i| waiting_on[i] == 0)
+        .map(Reverse)
+        .collect();
+    let mut in_flight = FuturesUnordered::new();
+    let mut budget = config.max_response_bytes;
+    let mut stopped = false;
+
+    loop {
+        while !stopped && in_flight.len() < capacity {
+            let Some(Reverse(i)) = ready.pop() else { break };
+            let Some(mut item) = items[i].take() else {
+                continue;
+            };
+            let id = std::mem::take(&mut item.id);
+            let failed_dep = item
+                .depends_on
+                .iter()
+                .copied()
+                .find(|&d| results[d].as_ref().is_none_or(failed));
+            if let Some(d) = failed_dep {
+                let outcome = failed_dependency(id, d, results[d].as_ref());
+                finish(
+                    i,
+                    outcome,
+                    &mut results,
+                    &mut waiting_on,
+                    &dependants,
+                    &mut ready,
+                );
+                stopped = plan.stop_on_error;
+                continue;
+            }
+            let req = template.request(item);
+            let svc = svc.clone();
+            in_flight.push(async move { (i, run_one(svc, req, id, config).await) });
+        }
+        let Some((i, mut outcome)) = in_flight.next().await else {
+            break;
+        };
+        if outcome.body.len() > budget {
+            outcome.body = Bytes::new();
+            outcome.body_omitted = Some(format!(
+                "the batch reply reached its limit of {} bytes (max_response_bytes)",
+                config.max_response_bytes
+            ));
+        } else {
+            budget -= outcome.body.len();
+        }
+        stopped |= plan.stop_on_error && failed(&outcome);
+        finish(
+            i,
+            outcome,
+            &mut results,
+            &mut waiting_on,
+            &dependants,
+            &mut ready,
+        );
+    }
+    results.into_iter().flatten().collect()
+}
+
+fn failed(outcome: &Outcome) -> bool {
+    outcome.status.as_u16() >= 400
+}
+
+/// Records an item's outcome and releases the items that waited for it.
+fn finish(
+    i: usize,
+    outcome: Outcome,
+    results: &mut [Option<Outcome>],
+    waiting_on: &mut [usize],
+    dependants: &[Vec<usize>],
+    ready: &mut BinaryHeap<Reverse<usize>>,
+) {
+    results[i] = Some(outcome);
+    for &j in &dependants[i] {
+        waiting_on[j] -= 1;
+        if waiting_on[j] == 0 {
+            ready.push(Reverse(j));
+        }
+    }
+}
+
+/// `424` for an item that was not sent because dependency `d` failed or never ran.
+fn failed_dependency(id: String, d: usize, dep: Option<&Outcome>) -> Outcome {
+    let detail = match dep {
+        Some(o) if o.status == StatusCode::FAILED_DEPENDENCY => {
+            format!(
+                "not sent: request {:?} (index {d}), which it depends on, was not sent either",
+                o.id
+            )
+        }
+        Some(o) => format!(
+            "not sent: request {:?} (index {d}), which it depends on, failed with status {}",
+            o.id,
+            o.status.as_u16()
+        ),
+        None => format!("not sent: request at index {d}, which it depends on, did not run"),
+    };
+    Outcome::problem(
+        id,
+        StatusCode::FAILED_DEPENDENCY,
+        "Failed dependency",
+        detail,
+    )
 }
 
 /// Calls the service for one sub-request (made ready first, by `oneshot`) and reads its
@@ -87,7 +210,6 @@ async fn run_one<S, B, ResBody>(
     req: Request<BatchRequestBody<B>>,
     id: String,
     config: &Config,
-    budget: usize,
 ) -> Outcome
 where
     S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>>,
@@ -95,7 +217,7 @@ where
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    let limit = config.max_item_response_bytes.min(budget);
+    let limit = config.max_item_response_bytes;
     let call = AssertUnwindSafe(async move {
         let response = svc
             .oneshot(req)
@@ -119,17 +241,10 @@ where
             strip_response_framing(&mut parts.headers);
             let (body, body_omitted) = match collected {
                 Collected::Complete(body) => (body, None),
-                Collected::TooLarge if limit == config.max_item_response_bytes => (
-                    Bytes::new(),
-                    Some(format!(
-                        "the response body is larger than the per-item limit of {limit} bytes (max_item_response_bytes)"
-                    )),
-                ),
                 Collected::TooLarge => (
                     Bytes::new(),
                     Some(format!(
-                        "the batch reply reached its limit of {} bytes (max_response_bytes)",
-                        config.max_response_bytes
+                        "the response body is larger than the per-item limit of {limit} bytes (max_item_response_bytes)"
                     )),
                 ),
             };

@@ -55,6 +55,7 @@ pub(crate) struct Config {
     pub(crate) max_item_response_bytes: usize,
     pub(crate) max_response_bytes: usize,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) concurrency: usize,
     pub(crate) identity_headers: Vec<HeaderName>,
     pub(crate) inherit_headers: Vec<HeaderName>,
 }
@@ -95,6 +96,7 @@ impl BatchLayer {
                 max_item_response_bytes: DEFAULT_MAX_ITEM_RESPONSE_BYTES,
                 max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
                 timeout: Some(DEFAULT_TIMEOUT),
+                concurrency: 1,
                 identity_headers: Vec::new(),
                 inherit_headers: Vec::new(),
             }),
@@ -156,6 +158,15 @@ impl BatchLayer {
     /// and its item reports `504`; the others are kept.
     pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config_mut().timeout = timeout;
+        self
+    }
+
+    /// How many sub-requests of one batch may be in flight at once (default 1: one after
+    /// another, in request order). Items that `dependsOn` others always wait for them;
+    /// results are always in request order; a batch with `stop_on_error` runs one at a
+    /// time whatever this says. `0` is taken as 1.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.config_mut().concurrency = n.max(1);
         self
     }
 

@@ -50,6 +50,8 @@
 //! - `body`: a JSON value is sent as `application/json` unless `content-type` says
 //!   otherwise; a string with a text content type is sent as that text; with another
 //!   content type, a base64 string is decoded and sent as bytes.
+//! - `dependsOn` lists ids of earlier requests to wait for; a failed dependency gives `424`.
+//!   With [`BatchLayer::concurrency`] independent sub-requests run together.
 //! - A reply `body` is a JSON value for JSON media types, a string for text, base64url
 //!   (no padding) for anything else; empty bodies are left out.
 //!

@@ -25,6 +25,8 @@ pub(crate) struct PlanItem {
     /// The sub-request's own headers, already filtered (see `identity`).
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
+    /// Indices of the earlier items this one waits for (`dependsOn`).
+    pub(crate) depends_on: Vec<usize>,
 }
 
 /// The methods a sub-request may use. `CONNECT` and `TRACE` never; nor extension methods.

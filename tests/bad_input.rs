@@ -187,10 +187,48 @@ async fn features_this_server_does_not_offer_are_refused_up_front() {
     )
     .await;
     rejects(
-        r#"{"requests": [{"id": "a", "url": "/a"}, {"url": "/b", "dependsOn": ["a"]}]}"#,
-        &[(Some(1), "dependsOn")],
+        r#"{"requests": [{"id": "a", "url": "/a"}, {"url": "/b/{{a#/body/id}}", "dependsOn": ["a"]}]}"#,
+        &[(Some(1), "url")],
     )
     .await;
+}
+
+#[tokio::test]
+async fn bad_depends_on() {
+    rejects(
+        r#"{"requests": [
+            {"id": "a", "url": "/a", "dependsOn": ["a"]},
+            {"id": "b", "url": "/b", "dependsOn": ["c"]},
+            {"id": "c", "url": "/c", "dependsOn": ["nobody"]},
+            {"id": "d", "url": "/d", "dependsOn": "a"},
+            {"id": "e", "url": "/e", "dependsOn": [1]}
+        ]}"#,
+        &[(Some(3), "dependsOn"), (Some(4), "dependsOn")],
+    )
+    .await;
+    // Once the shapes are right, every id is checked: self, forward and unknown.
+    let p = rejects(
+        r#"{"requests": [
+            {"id": "a", "url": "/a", "dependsOn": ["a"]},
+            {"id": "b", "url": "/b", "dependsOn": ["c"]},
+            {"id": "c", "url": "/c", "dependsOn": ["nobody", "a"]}
+        ]}"#,
+        &[
+            (Some(0), "dependsOn"),
+            (Some(1), "dependsOn"),
+            (Some(2), "dependsOn"),
+        ],
+    )
+    .await;
+    let details: Vec<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert!(details[0].contains("itself"), "{details:?}");
+    assert!(details[1].contains("later"), "{details:?}");
+    assert!(details[2].contains("no request"), "{details:?}");
 }
 
 #[tokio::test]

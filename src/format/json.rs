@@ -144,8 +144,10 @@ pub(crate) fn decode(bytes: &Bytes, limits: &Limits<'_>) -> Result<Plan, Vec<Fie
 
     let mut plan = Vec::with_capacity(items.len());
     let mut ids: HashMap<String, usize> = HashMap::with_capacity(items.len());
+    let mut names = Vec::with_capacity(items.len());
     for (index, raw) in items.into_iter().enumerate() {
-        if let Some(item) = decode_item(index, raw, bytes, limits, &mut errors) {
+        if let Some((item, depends_on)) = decode_item(index, raw, bytes, limits, &mut errors) {
+            names.push((index, depends_on));
             match ids.get(&item.id) {
                 Some(first) => errors.push(FieldError::item(
                     index,
@@ -158,6 +160,9 @@ pub(crate) fn decode(bytes: &Bytes, limits: &Limits<'_>) -> Result<Plan, Vec<Fie
             }
             plan.push(item);
         }
+    }
+    if errors.is_empty() {
+        resolve_dependencies(&mut plan, names, &ids, &mut errors);
     }
     if errors.is_empty() {
         Ok(Plan {
@@ -175,7 +180,7 @@ fn decode_item(
     outer: &Bytes,
     limits: &Limits<'_>,
     errors: &mut Vec<FieldError>,
-) -> Option<PlanItem> {
+) -> Option<(PlanItem, Vec<String>)> {
     let before = errors.len();
     let mut err = |field: &str, detail: String| errors.push(FieldError::item(index, field, detail));
     let item: RawItem<'_> = match serde_json::from_str(raw.get()) {
@@ -221,7 +226,10 @@ fn decode_item(
             err("url", "is required".into());
             None
         }
-        Some(v) => match string(v, "a string").and_then(|u| parse_url(&u, limits.url)) {
+        Some(v) => match string(v, "a string")
+            .and_then(|u| refuse_references(u))
+            .and_then(|u| parse_url(&u, limits.url))
+        {
             Ok(u) => Some(u),
             Err(e) => {
                 err("url", e);
@@ -233,12 +241,16 @@ fn decode_item(
     if let Some(v) = item.headers {
         decode_headers(v, limits.config, &mut headers, &mut err);
     }
-    if item.depends_on.is_some() {
-        err(
-            "dependsOn",
-            "is not supported by this server yet; send the requests in order instead".into(),
-        );
-    }
+    let depends_on = match item.depends_on {
+        None => Vec::new(),
+        Some(v) => serde_json::from_str::<Vec<String>>(v.get()).unwrap_or_else(|_| {
+            err(
+                "dependsOn",
+                format!("must be an array of request ids, not {}", type_name(v)),
+            );
+            Vec::new()
+        }),
+    };
     if item.atomicity_group.is_some() {
         err(
             "atomicityGroup",
@@ -255,13 +267,57 @@ fn decode_item(
     if errors.len() > before {
         return None;
     }
-    Some(PlanItem {
-        id,
-        method: method?,
-        uri: uri?,
-        headers,
-        body,
-    })
+    Some((
+        PlanItem {
+            id,
+            method: method?,
+            uri: uri?,
+            headers,
+            body,
+            depends_on: Vec::new(),
+        },
+        depends_on,
+    ))
+}
+
+/// Result references (`{{id#/pointer}}`) are not resolved yet: refuse them rather than send
+/// them as literal text.
+fn refuse_references(url: std::borrow::Cow<'_, str>) -> Result<std::borrow::Cow<'_, str>, String> {
+    if url.contains("{{") {
+        Err("result references ({{id#/pointer}}) are not supported by this server yet".into())
+    } else {
+        Ok(url)
+    }
+}
+
+/// Turns each item's `dependsOn` ids into indices: each must be the id of an earlier
+/// request (so the graph has no cycle by construction).
+fn resolve_dependencies(
+    plan: &mut [PlanItem],
+    names: Vec<(usize, Vec<String>)>,
+    ids: &HashMap<String, usize>,
+    errors: &mut Vec<FieldError>,
+) {
+    for ((index, names), item) in names.into_iter().zip(plan.iter_mut()) {
+        for name in names {
+            match ids.get(&name) {
+                Some(&d) if d < index => {
+                    if !item.depends_on.contains(&d) {
+                        item.depends_on.push(d);
+                    }
+                }
+                Some(&d) if d == index => {
+                    errors.push(FieldError::item(index, "dependsOn", format!("{name:?} is this request itself")))
+                }
+                Some(&d) => errors.push(FieldError::item(
+                    index,
+                    "dependsOn",
+                    format!("{name:?} is request {d}, which comes later: a request may only depend on earlier ones"),
+                )),
+                None => errors.push(FieldError::item(index, "dependsOn", format!("{name:?} is the id of no request in this batch"))),
+            }
+        }
+    }
 }
 
 fn decode_headers(
