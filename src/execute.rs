@@ -11,6 +11,7 @@ use crate::error::{Problem, PROBLEM_JSON};
 use crate::identity::{strip_response_framing, Template};
 use crate::layer::Config;
 use crate::plan::{Plan, PlanItem};
+use crate::reference;
 use crate::BoxError;
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
@@ -127,6 +128,28 @@ where
                 );
                 stopped = plan.stop_on_error;
                 continue;
+            }
+            if let Some(refs) = item.refs.take() {
+                if let Err(why) =
+                    reference::apply(*refs, &mut item, &results, &config.canonical_paths)
+                {
+                    let outcome = Outcome::problem(
+                        id,
+                        StatusCode::FAILED_DEPENDENCY,
+                        "Failed dependency",
+                        why,
+                    );
+                    stopped = plan.stop_on_error;
+                    finish(
+                        i,
+                        outcome,
+                        &mut results,
+                        &mut waiting_on,
+                        &dependants,
+                        &mut ready,
+                    );
+                    continue;
+                }
             }
             let req = template.request(item);
             let svc = svc.clone();

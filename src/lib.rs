@@ -86,6 +86,7 @@ mod future;
 mod identity;
 mod layer;
 mod plan;
+mod reference;
 mod service;
 
 #[cfg(feature = "axum")]

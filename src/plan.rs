@@ -27,6 +27,8 @@ pub(crate) struct PlanItem {
     pub(crate) body: Bytes,
     /// Indices of the earlier items this one waits for (`dependsOn`).
     pub(crate) depends_on: Vec<usize>,
+    /// Result references to resolve just before it is sent.
+    pub(crate) refs: Option<Box<crate::reference::Refs>>,
 }
 
 /// The methods a sub-request may use. `CONNECT` and `TRACE` never; nor extension methods.

@@ -186,9 +186,32 @@ async fn features_this_server_does_not_offer_are_refused_up_front() {
         &[(Some(0), "atomicityGroup")],
     )
     .await;
+}
+
+#[tokio::test]
+async fn bad_references() {
     rejects(
-        r#"{"requests": [{"id": "a", "url": "/a"}, {"url": "/b/{{a#/body/id}}", "dependsOn": ["a"]}]}"#,
-        &[(Some(1), "url")],
+        r#"{"requests": [
+            {"id": "a", "url": "/a"},
+            {"url": "/b/{{a#/body/id}}"},
+            {"url": "/b/{{a#body}}", "dependsOn": ["a"]},
+            {"url": "/b/{{#/x}}", "dependsOn": ["a"]},
+            {"url": "/b/{{a#/x", "dependsOn": ["a"]},
+            {"url": "$a/orders"},
+            {"url": "/b", "headers": {"x-ref": "{{a#/status}}"}},
+            {"url": "/b", "method": "POST", "body": {"k": ["{{a#/body}}"]}},
+            {"url": "http://{{a#/body/host}}/x", "dependsOn": ["a"]}
+        ]}"#,
+        &[
+            (Some(1), "url"),
+            (Some(2), "url"),
+            (Some(3), "url"),
+            (Some(4), "url"),
+            (Some(5), "url"),
+            (Some(6), "headers.x-ref"),
+            (Some(7), "body"),
+            (Some(8), "url"),
+        ],
     )
     .await;
 }

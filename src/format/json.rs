@@ -17,6 +17,7 @@ use crate::execute::Outcome;
 use crate::identity::keep_sub_header;
 use crate::layer::Config;
 use crate::plan::{parse_method, parse_url, Plan, PlanItem, UrlContext};
+use crate::reference::{self, Refs, Template, UrlTemplate};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method};
@@ -221,16 +222,17 @@ fn decode_item(
             }
         },
     };
+    let mut refs = Refs::default();
     let uri = match item.url {
         None => {
             err("url", "is required".into());
             None
         }
-        Some(v) => match string(v, "a string")
-            .and_then(|u| refuse_references(u))
-            .and_then(|u| parse_url(&u, limits.url))
-        {
-            Ok(u) => Some(u),
+        Some(v) => match string(v, "a string").and_then(|u| decode_url(&u, limits.url)) {
+            Ok((u, template)) => {
+                refs.url = template;
+                Some(u)
+            }
             Err(e) => {
                 err("url", e);
                 None
@@ -239,7 +241,7 @@ fn decode_item(
     };
     let mut headers = HeaderMap::new();
     if let Some(v) = item.headers {
-        decode_headers(v, limits.config, &mut headers, &mut err);
+        decode_headers(v, limits.config, &mut headers, &mut refs.headers, &mut err);
     }
     let depends_on = match item.depends_on {
         None => Vec::new(),
@@ -264,6 +266,15 @@ fn decode_item(
         }),
         _ => Bytes::new(),
     };
+    if let Some(v) = item.body {
+        if v.get().contains("{{") && media_kind(&headers) == Some(MediaKind::Json) {
+            match body_template(v) {
+                Ok(template) => refs.body = template,
+                Err(e) => err("body", e),
+            }
+        }
+    }
+    check_reference_ids(&refs, &depends_on, &mut err);
     if errors.len() > before {
         return None;
     }
@@ -275,18 +286,77 @@ fn decode_item(
             headers,
             body,
             depends_on: Vec::new(),
+            refs: (!refs.is_empty()).then(|| Box::new(refs)),
         },
         depends_on,
     ))
 }
 
-/// Result references (`{{id#/pointer}}`) are not resolved yet: refuse them rather than send
-/// them as literal text.
-fn refuse_references(url: std::borrow::Cow<'_, str>) -> Result<std::borrow::Cow<'_, str>, String> {
-    if url.contains("{{") {
-        Err("result references ({{id#/pointer}}) are not supported by this server yet".into())
-    } else {
-        Ok(url)
+/// A URL, and its template when it holds references (`{{id#/pointer}}`) or starts with an
+/// OData `$id` prefix. The URL around the references is checked now, with a placeholder
+/// for each; the resolved URL is checked again when the item runs.
+fn decode_url(url: &str, ctx: UrlContext<'_>) -> Result<(http::Uri, Option<UrlTemplate>), String> {
+    let (location_of, rest) = match url.strip_prefix('$') {
+        Some(tail) => {
+            let end = tail.find(['/', '?']).unwrap_or(tail.len());
+            if end == 0 {
+                return Err(
+                    "`$` must be followed by the id of an earlier request (`$id/path`)".into(),
+                );
+            }
+            (Some(tail[..end].to_string()), &tail[end..])
+        }
+        None => (None, url),
+    };
+    let template = Template::parse(rest)?;
+    if location_of.is_none() && template.is_none() {
+        return Ok((parse_url(url, ctx)?, None));
+    }
+    let mut template = template.unwrap_or_else(|| Template::literal(rest));
+    let mut probe = String::from(if location_of.is_some() { "/x" } else { "" });
+    probe.push_str(&template.with_placeholder("x"));
+    let uri = parse_url(&probe, ctx)?;
+    if location_of.is_none() && !rest.starts_with('/') {
+        template.prepend(ctx.base);
+    }
+    Ok((
+        uri,
+        Some(UrlTemplate {
+            location_of,
+            rest: template,
+        }),
+    ))
+}
+
+/// The JSON body as a tree, when one of its strings holds a reference.
+fn body_template(raw: &RawValue) -> Result<Option<serde_json::Value>, String> {
+    let value: serde_json::Value = serde_json::from_str(raw.get())
+        .map_err(|e| format!("cannot be read for its references: {e}"))?;
+    Ok((!reference::body_ids(&value)?.is_empty()).then_some(value))
+}
+
+/// Every id a reference names must be in the item's `dependsOn`.
+fn check_reference_ids(refs: &Refs, depends_on: &[String], err: &mut impl FnMut(&str, String)) {
+    let mut check = |field: &str, id: &str| {
+        if !depends_on.iter().any(|d| d == id) {
+            err(
+                field,
+                format!("refers to request {id:?}, which is not in this request's dependsOn"),
+            );
+        }
+    };
+    if let Some(url) = &refs.url {
+        url.location_of.iter().for_each(|id| check("url", id));
+        url.rest.references().for_each(|r| check("url", &r.id));
+    }
+    for (name, t) in &refs.headers {
+        t.references()
+            .for_each(|r| check(&format!("headers.{name}"), &r.id));
+    }
+    if let Some(body) = &refs.body {
+        for id in reference::body_ids(body).unwrap_or_default() {
+            check("body", &id);
+        }
     }
 }
 
@@ -324,6 +394,7 @@ fn decode_headers(
     raw: &RawValue,
     config: &Config,
     out: &mut HeaderMap,
+    templates: &mut Vec<(HeaderName, Template)>,
     err: &mut impl FnMut(&str, String),
 ) {
     let Ok(map) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get())
@@ -363,6 +434,19 @@ fn decode_headers(
         };
         let keep = keep_sub_header(&header_name, config);
         for v in values {
+            if keep && v.contains("{{") {
+                match Template::parse(&v) {
+                    Ok(Some(t)) if HeaderValue::try_from(t.with_placeholder("x")).is_ok() => {
+                        templates.push((header_name.clone(), t));
+                    }
+                    Ok(_) => err(
+                        &field,
+                        "is not a valid HTTP header value (control characters or CR/LF)".into(),
+                    ),
+                    Err(e) => err(&field, e),
+                }
+                continue;
+            }
             match HeaderValue::try_from(v) {
                 Ok(v) if keep => {
                     out.append(header_name.clone(), v);

@@ -192,6 +192,10 @@ pub fn router(calls: Calls) -> Router {
                 _ => (StatusCode::PRECONDITION_FAILED, "etag mismatch"),
             }
         }))
+        .route("/json", any(|body: Bytes| async move { ([("content-type", "application/json")], body) }))
+        .route("/created", any(|| async {
+            (StatusCode::CREATED, [("location", "http://somewhere.example/echo/created/7")], "made")
+        }))
         .route("/status/{code}", any(|axum::extract::Path(code): axum::extract::Path<u16>| async move {
             (StatusCode::from_u16(code).unwrap(), Json(json!({ "error": format!("status {code}") })))
         }))

@@ -1,0 +1,333 @@
+//! Result references: `{{id#/json/pointer}}` in a sub-request's URL, header values and
+//! JSON body strings, and OData's `$id` URL prefix, resolved from earlier results.
+//!
+//! Validation parses every template and checks that each id it names is in the item's
+//! `dependsOn`; at run time, once those items have finished, the pointer (RFC 6901) reads
+//! the earlier result seen as `{"status", "headers", "body"}`. Nothing is ever evaluated:
+//! a value is only copied, escaped for where it lands:
+//! - in a URL path, percent-encoded as one segment (`/`, `?`, `#`, `%`, spaces, non-ASCII);
+//!   in the query, percent-encoded as a query value; the resolved URL is checked again
+//!   like any other (no scheme, no host, no nested batch);
+//! - in a header value, as text (it must be a valid header value);
+//! - in a JSON body string: a string that is exactly one reference takes the referenced
+//!   value with its JSON type; otherwise the value's text is spliced into the string.
+
+use crate::execute::Outcome;
+use crate::format::{classify_body, encode_base64, EncodedBody};
+use crate::plan::{parse_url, UrlContext};
+use http::{HeaderName, HeaderValue, Uri};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::Value;
+
+/// Everything but RFC 3986's unreserved characters.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// One reference: `{{id#pointer}}`.
+#[derive(Debug, Clone)]
+pub(crate) struct Reference {
+    pub(crate) id: String,
+    pointer: String,
+}
+
+impl Reference {
+    fn spelled(&self) -> String {
+        format!("{{{{{}#{}}}}}", self.id, self.pointer)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(String),
+    Ref(Reference),
+}
+
+/// A string with references in it.
+#[derive(Debug, Clone)]
+pub(crate) struct Template(Vec<Piece>);
+
+impl Template {
+    /// Parses `s`; `None` when it holds no reference.
+    pub(crate) fn parse(s: &str) -> Result<Option<Self>, String> {
+        if !s.contains("{{") {
+            return Ok(None);
+        }
+        let mut pieces = Vec::new();
+        let mut rest = s;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                pieces.push(Piece::Text(rest[..open].to_string()));
+            }
+            let after = &rest[open + 2..];
+            let close = after
+                .find("}}")
+                .ok_or_else(|| format!("has `{{{{` without a closing `}}}}` in {s:?}"))?;
+            let inner = &after[..close];
+            let (id, pointer) = inner.split_once('#').ok_or_else(|| {
+                format!("reference {{{{{inner}}}}} needs the form {{{{id#/json/pointer}}}}")
+            })?;
+            if id.is_empty() {
+                return Err(format!("reference {{{{{inner}}}}} names no request id"));
+            }
+            if !(pointer.is_empty() || pointer.starts_with('/')) {
+                return Err(format!(
+                    "reference {{{{{inner}}}}}: a JSON pointer is empty or starts with `/`"
+                ));
+            }
+            pieces.push(Piece::Ref(Reference {
+                id: id.to_string(),
+                pointer: pointer.to_string(),
+            }));
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_string()));
+        }
+        Ok(Some(Self(pieces)))
+    }
+
+    /// A template of plain text.
+    pub(crate) fn literal(s: &str) -> Self {
+        Self(vec![Piece::Text(s.to_string())])
+    }
+
+    /// Puts `prefix` before the template.
+    pub(crate) fn prepend(&mut self, prefix: &str) {
+        self.0.insert(0, Piece::Text(prefix.to_string()));
+    }
+
+    /// The references, for checking their ids.
+    pub(crate) fn references(&self) -> impl Iterator<Item = &Reference> {
+        self.0.iter().filter_map(|p| match p {
+            Piece::Ref(r) => Some(r),
+            Piece::Text(_) => None,
+        })
+    }
+
+    /// The string with every reference replaced by `placeholder`, for validating the rest.
+    pub(crate) fn with_placeholder(&self, placeholder: &str) -> String {
+        self.0
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.as_str(),
+                Piece::Ref(_) => placeholder,
+            })
+            .collect()
+    }
+
+    /// Resolves the template into text, escaping each value with `escape`.
+    fn render(&self, views: &Views, escape: impl Fn(&str) -> String) -> Result<String, String> {
+        let mut out = String::new();
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Ref(r) => {
+                    out.push_str(&escape(&as_text(views.lookup(r)?)));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A sub-request's URL when it holds references or a `$id` prefix.
+#[derive(Debug, Clone)]
+pub(crate) struct UrlTemplate {
+    /// `$id` prefix: the request whose `location` the URL starts with.
+    pub(crate) location_of: Option<String>,
+    /// The rest of the URL (after the `$id` prefix), as a template.
+    pub(crate) rest: Template,
+}
+
+/// The references of one sub-request, resolved just before it is sent.
+#[derive(Debug, Default)]
+pub(crate) struct Refs {
+    pub(crate) url: Option<UrlTemplate>,
+    pub(crate) headers: Vec<(HeaderName, Template)>,
+    /// The JSON body, when one of its strings holds a reference.
+    pub(crate) body: Option<Value>,
+}
+
+impl Refs {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.url.is_none() && self.headers.is_empty() && self.body.is_none()
+    }
+}
+
+/// The ids the references in a JSON body's strings name.
+pub(crate) fn body_ids(body: &Value) -> Result<Vec<String>, String> {
+    let mut ids = Vec::new();
+    walk_strings(body, &mut |s| {
+        if let Some(t) = Template::parse(s)? {
+            ids.extend(t.references().map(|r| r.id.clone()));
+        }
+        Ok(())
+    })?;
+    Ok(ids)
+}
+
+fn walk_strings(v: &Value, f: &mut impl FnMut(&str) -> Result<(), String>) -> Result<(), String> {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(a) => a.iter().try_for_each(|v| walk_strings(v, f)),
+        Value::Object(o) => o.values().try_for_each(|v| walk_strings(v, f)),
+        _ => Ok(()),
+    }
+}
+
+/// The results of an item's dependencies, seen as JSON: built once, when the item is
+/// about to be sent.
+pub(crate) struct Views {
+    views: Vec<(String, Value)>,
+}
+
+impl Views {
+    /// The views of the finished items `depends_on` names.
+    pub(crate) fn new(results: &[Option<Outcome>], depends_on: &[usize]) -> Self {
+        let views = depends_on
+            .iter()
+            .filter_map(|&d| results.get(d)?.as_ref())
+            .map(|o| (o.id.clone(), result_view(o)))
+            .collect();
+        Self { views }
+    }
+
+    fn lookup(&self, r: &Reference) -> Result<&Value, String> {
+        self.views
+            .iter()
+            .find(|(id, _)| *id == r.id)
+            .and_then(|(_, v)| v.pointer(&r.pointer))
+            .ok_or_else(|| {
+                format!(
+                    "reference {} found nothing in the result of request {:?}",
+                    r.spelled(),
+                    r.id
+                )
+            })
+    }
+}
+
+/// `{"status", "headers", "body"}` of a finished sub-request.
+fn result_view(o: &Outcome) -> Value {
+    let mut headers = serde_json::Map::new();
+    for name in o.headers.keys() {
+        let values: Vec<Value> = o
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let value = if values.len() == 1 {
+            values.into_iter().next().unwrap_or(Value::Null)
+        } else {
+            Value::Array(values)
+        };
+        headers.insert(name.as_str().to_string(), value);
+    }
+    let body = match classify_body(&o.headers, &o.body) {
+        EncodedBody::Empty => Value::Null,
+        EncodedBody::Json(json) => serde_json::from_slice(json).unwrap_or(Value::Null),
+        EncodedBody::Text(text) => Value::String(text.to_string()),
+        EncodedBody::Binary(bytes) => Value::String(encode_base64(bytes)),
+    };
+    serde_json::json!({ "status": o.status.as_u16(), "headers": headers, "body": body })
+}
+
+/// A referenced value as text: a string as itself, anything else as its JSON.
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Resolves a URL template into the URI to send, checked like any sub-request URL.
+pub(crate) fn resolve_url(
+    t: &UrlTemplate,
+    views: &Views,
+    ctx: UrlContext<'_>,
+) -> Result<Uri, String> {
+    let mut url = String::new();
+    if let Some(r) = &t.location_of {
+        let reference = Reference {
+            id: r.clone(),
+            pointer: "/headers/location".into(),
+        };
+        let location = views.lookup(&reference).map_err(|_| {
+            format!(
+                "${r} needs a `location` header in the result of request {r:?}, and it has none"
+            )
+        })?;
+        let location = as_text(location);
+        // Keep the path and query of an absolute location: a batch never leaves this service.
+        let path = match location.parse::<Uri>() {
+            Ok(uri) if uri.scheme().is_some() => uri
+                .path_and_query()
+                .map_or("/".to_string(), |pq| pq.to_string()),
+            _ => location,
+        };
+        url.push_str(&path);
+    }
+    // One escaping serves a path segment and a query value alike: all but unreserved.
+    let rest = t.rest.render(views, |value| {
+        utf8_percent_encode(value, COMPONENT).to_string()
+    })?;
+    url.push_str(&rest);
+    parse_url(&url, ctx).map_err(|e| format!("the url resolved to {url:?}, which {e}"))
+}
+
+/// Resolves a header template into a header value.
+pub(crate) fn resolve_header(t: &Template, views: &Views) -> Result<HeaderValue, String> {
+    let text = t.render(views, str::to_string)?;
+    HeaderValue::try_from(text)
+        .map_err(|_| "a reference produced an invalid header value".to_string())
+}
+
+/// Resolves every reference in the strings of a JSON body.
+pub(crate) fn resolve_body(body: &mut Value, views: &Views) -> Result<(), String> {
+    match body {
+        Value::String(s) => {
+            if let Some(t) = Template::parse(s)? {
+                if let [Piece::Ref(r)] = t.0.as_slice() {
+                    *body = views.lookup(r)?.clone();
+                } else {
+                    *s = t.render(views, str::to_string)?;
+                }
+            }
+            Ok(())
+        }
+        Value::Array(a) => a.iter_mut().try_for_each(|v| resolve_body(v, views)),
+        Value::Object(o) => o.values_mut().try_for_each(|v| resolve_body(v, views)),
+        _ => Ok(()),
+    }
+}
+
+/// Resolves an item's references from the results of its dependencies: its URL, header
+/// values and body take their final form.
+pub(crate) fn apply(
+    refs: Refs,
+    item: &mut crate::plan::PlanItem,
+    results: &[Option<Outcome>],
+    canonical_batch_paths: &[String],
+) -> Result<(), String> {
+    let views = Views::new(results, &item.depends_on);
+    if let Some(url) = &refs.url {
+        let ctx = UrlContext {
+            batch_paths: canonical_batch_paths,
+            base: "/",
+        };
+        item.uri = resolve_url(url, &views, ctx)?;
+    }
+    for (name, t) in &refs.headers {
+        item.headers
+            .append(name.clone(), resolve_header(t, &views)?);
+    }
+    if let Some(mut body) = refs.body {
+        resolve_body(&mut body, &views)?;
+        item.body = serde_json::to_vec(&body).map_err(|e| e.to_string())?.into();
+    }
+    Ok(())
+}
