@@ -37,7 +37,8 @@ pub(crate) struct Outcome {
 
 impl Outcome {
     /// An item the layer answers itself, with a problem+json body.
-    fn problem(id: String, status: StatusCode, title: &'static str, detail: String) -> Self {
+    /// The id is set when the item finishes.
+    fn problem(status: StatusCode, title: &'static str, detail: String) -> Self {
         let problem = Problem::new(
             status,
             "urn:tower-http-batch:sub-request-failed",
@@ -47,7 +48,7 @@ impl Outcome {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, PROBLEM_JSON);
         Self {
-            id,
+            id: String::new(),
             status,
             headers,
             body: problem.to_bytes(),
@@ -69,6 +70,11 @@ impl Outcome {
 /// (`max_response_bytes`) is charged as items finish, and a body that no longer fits is
 /// left out (`bodyOmitted`). With concurrency, which items those are follows the order
 /// they finish in.
+///
+/// When `batch_timeout` passes, the items in flight are dropped and report `504`, and the
+/// items not started report `424` (with `stop_on_error`, only the ones in flight report).
+/// Dropping this future (the client went away) drops every sub-request in flight and
+/// starts no other.
 pub(crate) async fn run<S, B, ResBody>(
     svc: S,
     template: &Template,
@@ -81,83 +87,47 @@ where
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    let n = plan.items.len();
-    let capacity = if plan.stop_on_error {
+    let stop_on_error = plan.stop_on_error;
+    let capacity = if stop_on_error {
         1
     } else {
         config.concurrency.max(1)
     };
-    let mut waiting_on: Vec<usize> = plan.items.iter().map(|i| i.depends_on.len()).collect();
-    let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, item) in plan.items.iter().enumerate() {
-        for &d in &item.depends_on {
-            dependants[d].push(i);
-        }
-    }
-    let mut items: Vec<Option<PlanItem>> = plan.items.into_iter().map(Some).collect();
-    let mut results: Vec<Option<Outcome>> = (0..n).map(|_| None).collect();
-    let mut ready: BinaryHeap<Reverse<usize>> = (0..n)
-        .filter(|&i| waiting_on[i] == 0)
-        .map(Reverse)
-        .collect();
+    let deadline = config
+        .batch_timeout
+        .map(|t| tokio::time::Instant::now() + t);
+    let mut graph = Graph::new(plan.items);
     let mut in_flight = FuturesUnordered::new();
     let mut budget = config.max_response_bytes;
     let mut stopped = false;
 
     loop {
         while !stopped && in_flight.len() < capacity {
-            let Some(Reverse(i)) = ready.pop() else { break };
-            let Some(mut item) = items[i].take() else {
-                continue;
+            let Some((i, mut item)) = graph.next_ready() else {
+                break;
             };
-            let id = std::mem::take(&mut item.id);
-            let failed_dep = item
-                .depends_on
-                .iter()
-                .copied()
-                .find(|&d| results[d].as_ref().is_none_or(failed));
-            if let Some(d) = failed_dep {
-                let outcome = failed_dependency(id, d, results[d].as_ref());
-                finish(
-                    i,
-                    outcome,
-                    &mut results,
-                    &mut waiting_on,
-                    &dependants,
-                    &mut ready,
-                );
-                stopped = plan.stop_on_error;
+            if let Some(outcome) = graph.prepare(&mut item, config) {
+                stopped = stop_on_error;
+                graph.finish(i, outcome);
                 continue;
-            }
-            if let Some(refs) = item.refs.take() {
-                if let Err(why) =
-                    reference::apply(*refs, &mut item, &results, &config.canonical_paths)
-                {
-                    let outcome = Outcome::problem(
-                        id,
-                        StatusCode::FAILED_DEPENDENCY,
-                        "Failed dependency",
-                        why,
-                    );
-                    stopped = plan.stop_on_error;
-                    finish(
-                        i,
-                        outcome,
-                        &mut results,
-                        &mut waiting_on,
-                        &dependants,
-                        &mut ready,
-                    );
-                    continue;
-                }
             }
             let req = template.request(item);
             let svc = svc.clone();
-            in_flight.push(async move { (i, run_one(svc, req, id, config).await) });
+            graph.running[i] = true;
+            in_flight.push(async move { (i, run_one(svc, req, i, config).await) });
         }
-        let Some((i, mut outcome)) = in_flight.next().await else {
-            break;
+        let next = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, in_flight.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    drop(in_flight);
+                    graph.expire(config, stop_on_error);
+                    break;
+                }
+            },
+            None => in_flight.next().await,
         };
+        let Some((i, mut outcome)) = next else { break };
         if outcome.body.len() > budget {
             outcome.body = Bytes::new();
             outcome.body_omitted = Some(format!(
@@ -167,43 +137,133 @@ where
         } else {
             budget -= outcome.body.len();
         }
-        stopped |= plan.stop_on_error && failed(&outcome);
-        finish(
-            i,
-            outcome,
-            &mut results,
-            &mut waiting_on,
-            &dependants,
-            &mut ready,
-        );
+        stopped |= stop_on_error && failed(&outcome);
+        graph.finish(i, outcome);
     }
-    results.into_iter().flatten().collect()
+    graph.into_outcomes()
 }
 
 fn failed(outcome: &Outcome) -> bool {
     outcome.status.as_u16() >= 400
 }
 
-/// Records an item's outcome and releases the items that waited for it.
-fn finish(
-    i: usize,
-    outcome: Outcome,
-    results: &mut [Option<Outcome>],
-    waiting_on: &mut [usize],
-    dependants: &[Vec<usize>],
-    ready: &mut BinaryHeap<Reverse<usize>>,
-) {
-    results[i] = Some(outcome);
-    for &j in &dependants[i] {
-        waiting_on[j] -= 1;
-        if waiting_on[j] == 0 {
-            ready.push(Reverse(j));
+/// The state of one batch's items: which wait, which may start, which ran.
+struct Graph {
+    /// Each item's id, moved into its outcome when it finishes.
+    ids: Vec<String>,
+    items: Vec<Option<PlanItem>>,
+    results: Vec<Option<Outcome>>,
+    running: Vec<bool>,
+    /// How many dependencies each item still waits for.
+    waiting_on: Vec<usize>,
+    dependants: Vec<Vec<usize>>,
+    ready: BinaryHeap<Reverse<usize>>,
+}
+
+impl Graph {
+    fn new(mut items: Vec<PlanItem>) -> Self {
+        let n = items.len();
+        let ids = items
+            .iter_mut()
+            .map(|i| std::mem::take(&mut i.id))
+            .collect();
+        let waiting_on: Vec<usize> = items.iter().map(|i| i.depends_on.len()).collect();
+        let mut dependants = vec![Vec::new(); n];
+        for (i, item) in items.iter().enumerate() {
+            for &d in &item.depends_on {
+                dependants[d].push(i);
+            }
         }
+        let ready = (0..n)
+            .filter(|&i| waiting_on[i] == 0)
+            .map(Reverse)
+            .collect();
+        Self {
+            ids,
+            items: items.into_iter().map(Some).collect(),
+            results: (0..n).map(|_| None).collect(),
+            running: vec![false; n],
+            waiting_on,
+            dependants,
+            ready,
+        }
+    }
+
+    /// The lowest-index item whose dependencies have all finished.
+    fn next_ready(&mut self) -> Option<(usize, PlanItem)> {
+        while let Some(Reverse(i)) = self.ready.pop() {
+            if let Some(item) = self.items[i].take() {
+                return Some((i, item));
+            }
+        }
+        None
+    }
+
+    /// Checks the item's dependencies and resolves its references; the `424` to report
+    /// instead when it cannot be sent.
+    fn prepare(&self, item: &mut PlanItem, config: &Config) -> Option<Outcome> {
+        let failed_dep = item
+            .depends_on
+            .iter()
+            .copied()
+            .find(|&d| self.results[d].as_ref().is_none_or(failed));
+        if let Some(d) = failed_dep {
+            return Some(failed_dependency(d, self.results[d].as_ref()));
+        }
+        let refs = item.refs.take()?;
+        reference::apply(*refs, item, &self.results, &config.canonical_paths)
+            .err()
+            .map(|why| Outcome::problem(StatusCode::FAILED_DEPENDENCY, "Failed dependency", why))
+    }
+
+    /// Records an item's outcome and releases the items that waited for it.
+    fn finish(&mut self, i: usize, mut outcome: Outcome) {
+        outcome.id = std::mem::take(&mut self.ids[i]);
+        self.running[i] = false;
+        self.results[i] = Some(outcome);
+        for &j in &self.dependants[i] {
+            self.waiting_on[j] -= 1;
+            if self.waiting_on[j] == 0 {
+                self.ready.push(Reverse(j));
+            }
+        }
+    }
+
+    /// The batch deadline passed: what was in flight is `504`, what never started `424`.
+    fn expire(&mut self, config: &Config, stop_on_error: bool) {
+        let limit = config.batch_timeout.unwrap_or_default();
+        for i in 0..self.results.len() {
+            if self.results[i].is_some() {
+                continue;
+            }
+            let outcome = if self.running[i] {
+                Outcome::problem(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "Batch timed out",
+                    format!(
+                        "did not finish within the batch's deadline of {limit:?} (batch_timeout)"
+                    ),
+                )
+            } else if stop_on_error {
+                continue;
+            } else {
+                Outcome::problem(
+                    StatusCode::FAILED_DEPENDENCY,
+                    "Not sent",
+                    format!("not sent: the batch's deadline of {limit:?} (batch_timeout) passed before it could start"),
+                )
+            };
+            self.finish(i, outcome);
+        }
+    }
+
+    fn into_outcomes(self) -> Vec<Outcome> {
+        self.results.into_iter().flatten().collect()
     }
 }
 
 /// `424` for an item that was not sent because dependency `d` failed or never ran.
-fn failed_dependency(id: String, d: usize, dep: Option<&Outcome>) -> Outcome {
+fn failed_dependency(d: usize, dep: Option<&Outcome>) -> Outcome {
     let detail = match dep {
         Some(o) if o.status == StatusCode::FAILED_DEPENDENCY => {
             format!(
@@ -218,20 +278,15 @@ fn failed_dependency(id: String, d: usize, dep: Option<&Outcome>) -> Outcome {
         ),
         None => format!("not sent: request at index {d}, which it depends on, did not run"),
     };
-    Outcome::problem(
-        id,
-        StatusCode::FAILED_DEPENDENCY,
-        "Failed dependency",
-        detail,
-    )
+    Outcome::problem(StatusCode::FAILED_DEPENDENCY, "Failed dependency", detail)
 }
 
 /// Calls the service for one sub-request (made ready first, by `oneshot`) and reads its
-/// response, within the timeout, catching a panic.
+/// response, within the timeout, catching a panic. The outcome's id is set by the caller.
 async fn run_one<S, B, ResBody>(
     svc: S,
     req: Request<BatchRequestBody<B>>,
-    id: String,
+    index: usize,
     config: &Config,
 ) -> Outcome
 where
@@ -272,7 +327,7 @@ where
                 ),
             };
             return Outcome {
-                id,
+                id: String::new(),
                 status: parts.status,
                 headers: parts.headers,
                 body,
@@ -286,19 +341,17 @@ where
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            tracing::error!(id = %id, panic = %message, "a batch sub-request panicked");
+            tracing::error!(index, panic = %message, "a batch sub-request panicked");
             Failed::Panicked
         }
     };
     match failed {
         Failed::Panicked => Outcome::problem(
-            id,
             StatusCode::INTERNAL_SERVER_ERROR,
             "Sub-request panicked",
             "the handler panicked while answering this sub-request".into(),
         ),
         Failed::TimedOut => Outcome::problem(
-            id,
             StatusCode::GATEWAY_TIMEOUT,
             "Sub-request timed out",
             format!(
@@ -307,18 +360,16 @@ where
             ),
         ),
         Failed::Service(e) => {
-            tracing::warn!(id = %id, error = %e, "the wrapped service failed a batch sub-request");
+            tracing::warn!(index, error = %e, "the wrapped service failed a batch sub-request");
             Outcome::problem(
-                id,
                 StatusCode::BAD_GATEWAY,
                 "Service error",
                 format!("the service failed: {e}"),
             )
         }
         Failed::Body(status, e) => {
-            tracing::warn!(id = %id, error = %e, "a batch sub-response body failed");
+            tracing::warn!(index, error = %e, "a batch sub-response body failed");
             Outcome::problem(
-                id,
                 StatusCode::BAD_GATEWAY,
                 "Response body error",
                 format!(

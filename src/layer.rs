@@ -56,6 +56,7 @@ pub(crate) struct Config {
     pub(crate) max_response_bytes: usize,
     pub(crate) timeout: Option<Duration>,
     pub(crate) concurrency: usize,
+    pub(crate) batch_timeout: Option<Duration>,
     pub(crate) identity_headers: Vec<HeaderName>,
     pub(crate) inherit_headers: Vec<HeaderName>,
 }
@@ -97,6 +98,7 @@ impl BatchLayer {
                 max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
                 timeout: Some(DEFAULT_TIMEOUT),
                 concurrency: 1,
+                batch_timeout: None,
                 identity_headers: Vec::new(),
                 inherit_headers: Vec::new(),
             }),
@@ -158,6 +160,15 @@ impl BatchLayer {
     /// and its item reports `504`; the others are kept.
     pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config_mut().timeout = timeout;
+        self
+    }
+
+    /// How long a whole batch may take (default `None`: no limit beyond the
+    /// per-sub-request [`timeout`](Self::timeout)). When it passes, the sub-requests in
+    /// flight are dropped and report `504`, those not started report `424`, and the reply
+    /// comes back well formed.
+    pub fn batch_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config_mut().batch_timeout = timeout;
         self
     }
 
