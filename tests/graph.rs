@@ -12,7 +12,9 @@ use common::Http;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Barrier;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Barrier, Notify};
 use tower_http_batch::BatchLayer;
 
 #[derive(Clone)]
@@ -21,6 +23,18 @@ struct Probe {
     current: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
     log: Arc<Mutex<Vec<String>>>,
+    /// Signalled when a `/block` handler starts, and when its future is dropped.
+    entered: Arc<Notify>,
+    dropped: Arc<Notify>,
+}
+
+/// Signals when the handler future holding it is dropped.
+struct DropSignal(Arc<Notify>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
 }
 
 impl Probe {
@@ -30,6 +44,8 @@ impl Probe {
             current: Arc::default(),
             peak: Arc::default(),
             log: Arc::default(),
+            entered: Arc::default(),
+            dropped: Arc::default(),
         }
     }
 
@@ -82,6 +98,18 @@ fn router(probe: Probe) -> Router {
                     p.enter(&name);
                     tokio::task::yield_now().await;
                     p.leave(&name);
+                    name
+                },
+            ),
+        )
+        .route(
+            "/block/{name}",
+            get(
+                |State(p): State<Probe>, Path(name): Path<String>| async move {
+                    let _signal = DropSignal(p.dropped.clone());
+                    p.enter(&name);
+                    p.entered.notify_one();
+                    std::future::pending::<()>().await;
                     name
                 },
             ),
@@ -243,4 +271,72 @@ async fn a_failed_dependency_gives_424_and_is_not_sent() {
             "c and d were not sent (concurrency {concurrency})"
         );
     }
+}
+
+#[tokio::test]
+async fn the_batch_deadline_reports_every_item() {
+    let probe = Probe::new(1);
+    let layer = BatchLayer::new("/batch")
+        .concurrency(2)
+        .batch_timeout(Some(Duration::from_millis(300)));
+    let http = start(layer, &probe).await;
+    let batch = json!({"requests": [
+        {"id": "a", "url": "/step/a"},
+        {"id": "b", "url": "/block/b"},
+        {"id": "c", "url": "/block/c"},
+        {"id": "d", "url": "/step/d", "dependsOn": ["b"]},
+        {"id": "e", "url": "/step/e"},
+    ]});
+    let items = http.batch(&batch, &[]).await.items();
+    assert_eq!(statuses(&items), [200, 504, 504, 424, 424]);
+    assert!(items[1]["body"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("batch_timeout"));
+    assert!(items[4]["body"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("before it could start"));
+    assert_eq!(probe.started(), 3, "d and e were never sent");
+}
+
+/// A bound on waiting for an event, so that a regression fails instead of hanging.
+async fn within(what: &str, f: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} never happened"));
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_stops_the_batch() {
+    let probe = Probe::new(1);
+    let http = start(BatchLayer::new("/batch"), &probe).await;
+    let body = json!({"requests": [{"url": "/block/first"}, {"url": "/step/second"}, {"url": "/step/third"}]}).to_string();
+    let mut conn = tokio::net::TcpStream::connect(http.addr).await.unwrap();
+    let head = format!(
+        "POST /batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(body.as_bytes()).await.unwrap();
+    within("the first sub-request starting", probe.entered.notified()).await;
+    conn.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    let _ = conn.read_to_end(&mut rest).await;
+    drop(conn);
+    within(
+        "the first sub-request being dropped",
+        probe.dropped.notified(),
+    )
+    .await;
+    assert_eq!(
+        probe.started(),
+        1,
+        "nothing after the disconnect was started"
+    );
+    assert!(
+        rest.is_empty(),
+        "no reply was written: {}",
+        String::from_utf8_lossy(&rest)
+    );
 }
