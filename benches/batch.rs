@@ -82,5 +82,41 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// 50 independent sub-requests whose handler sleeps 20 ms: `concurrency(50)` against
+/// `concurrency(1)`. The ideal is 20 ms and 1 s.
+fn sleepy(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let router = Router::new().route(
+        "/sleep",
+        get(|| async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            "rested"
+        }),
+    );
+    let batch = json!({"requests": (0..50).map(|_| json!({"url": "/sleep"})).collect::<Vec<_>>()})
+        .to_string();
+    let mut g = c.benchmark_group("sleep_20ms_x50");
+    g.sample_size(10);
+    for n in [50usize, 1] {
+        let svc = BatchLayer::new("/batch")
+            .concurrency(n)
+            .layer(router.clone());
+        g.bench_with_input(BenchmarkId::new("concurrency", n), &batch, |b, batch| {
+            b.to_async(&rt).iter(|| async {
+                let req = Request::post("/batch")
+                    .header("content-type", "application/json")
+                    .body(Body::from(batch.clone()))
+                    .unwrap();
+                let res = svc.clone().oneshot(req).await.unwrap();
+                res.into_body().collect().await.unwrap().to_bytes()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, sleepy);
 criterion_main!(benches);

@@ -52,6 +52,8 @@
 //!   content type, a base64 string is decoded and sent as bytes.
 //! - `dependsOn` lists ids of earlier requests to wait for; a failed dependency gives `424`.
 //!   With [`BatchLayer::concurrency`] independent sub-requests run together.
+//! - `{{id#/json/pointer}}` in a URL, header value or JSON body string reads the result of
+//!   a request in `dependsOn`; `$id` at the start of a URL is that request's `location`.
 //! - A reply `body` is a JSON value for JSON media types, a string for text, base64url
 //!   (no padding) for anything else; empty bodies are left out.
 //!

@@ -255,3 +255,28 @@ async fn a_database_file_keeps_the_data() {
     );
     let _ = std::fs::remove_file(&path);
 }
+
+/// The README's worked example: create, read by the returned id, rename if unchanged.
+#[tokio::test]
+async fn the_readme_reference_example() {
+    let http = demo().await;
+    let items = http
+        .batch(
+            &json!({"requests": [
+                {"id": "new", "method": "POST", "url": "/users", "body": {"name": "Ada", "email": "ada@example.com"}},
+                {"id": "read", "url": "/users/{{new#/body/id}}", "dependsOn": ["new"]},
+                {"id": "rename", "method": "PATCH", "url": "$new", "dependsOn": ["new"],
+                 "headers": {"if-match": "{{new#/headers/etag}}"}, "body": {"name": "Ada Lovelace"}},
+            ]}),
+            &[ALICE],
+        )
+        .await
+        .items();
+    assert_eq!(items[0]["status"], 201);
+    assert_eq!(items[0]["headers"]["location"], "/users/101");
+    assert_eq!(items[1]["status"], 200);
+    assert_eq!(items[1]["body"]["id"], 101);
+    assert_eq!(items[2]["status"], 200);
+    assert_eq!(items[2]["body"]["name"], "Ada Lovelace");
+    assert_eq!(items[2]["headers"]["etag"], "\"v2\"");
+}
