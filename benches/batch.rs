@@ -25,6 +25,13 @@ fn get_request(path: &str) -> Request<Body> {
     Request::get(path).body(Body::empty()).unwrap()
 }
 
+fn batch_request(batch: &str) -> Request<Body> {
+    Request::post("/batch")
+        .header("content-type", "application/json")
+        .body(Body::from(batch.to_string()))
+        .unwrap()
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -70,10 +77,7 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("one_batch", n), &batch, |b, batch| {
             b.to_async(&rt).iter(|| async {
-                let req = Request::post("/batch")
-                    .header("content-type", "application/json")
-                    .body(Body::from(batch.clone()))
-                    .unwrap();
+                let req = batch_request(batch);
                 let res = wrapped.clone().oneshot(req).await.unwrap();
                 res.into_body().collect().await.unwrap().to_bytes()
             })
@@ -106,10 +110,7 @@ fn sleepy(c: &mut Criterion) {
             .layer(router.clone());
         g.bench_with_input(BenchmarkId::new("concurrency", n), &batch, |b, batch| {
             b.to_async(&rt).iter(|| async {
-                let req = Request::post("/batch")
-                    .header("content-type", "application/json")
-                    .body(Body::from(batch.clone()))
-                    .unwrap();
+                let req = batch_request(batch);
                 let res = svc.clone().oneshot(req).await.unwrap();
                 res.into_body().collect().await.unwrap().to_bytes()
             })
