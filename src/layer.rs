@@ -47,7 +47,7 @@ pub struct BatchLayer {
 /// The layer's settings; see the builder methods of [`BatchLayer`] for each.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
-    pub(crate) paths: Vec<String>,
+    pub(crate) endpoints: Vec<Endpoint>,
     /// `paths` in the form nested-batch checks compare with (see `plan::canonical`).
     pub(crate) canonical_paths: Vec<String>,
     pub(crate) max_requests: usize,
@@ -61,11 +61,33 @@ pub(crate) struct Config {
     pub(crate) inherit_headers: Vec<HeaderName>,
 }
 
+/// One batch endpoint: where it is, and which wire format it speaks.
+#[derive(Clone, Debug)]
+pub(crate) struct Endpoint {
+    pub(crate) path: String,
+    pub(crate) format: Format,
+}
+
+/// The wire formats.
+#[derive(Clone, Debug)]
+pub(crate) enum Format {
+    /// OData 4.01 / Microsoft Graph JSON batch.
+    Json,
+    /// SugarCRM bulk; sub-URLs resolve under `base`.
+    Bulk { base: String },
+}
+
 impl Config {
-    /// Whether the outer request's path is one of the batch endpoints.
+    /// The index of the batch endpoint at the outer request's path, if it is one.
     #[inline]
-    pub(crate) fn is_batch_path(&self, path: &str) -> bool {
-        self.paths.iter().any(|p| p == path)
+    pub(crate) fn endpoint(&self, path: &str) -> Option<usize> {
+        self.endpoints.iter().position(|e| e.path == path)
+    }
+
+    fn add(&mut self, path: String, format: Format) {
+        check_path(&path);
+        self.canonical_paths.push(crate::plan::canonical(&path));
+        self.endpoints.push(Endpoint { path, format });
     }
 }
 
@@ -86,12 +108,10 @@ impl BatchLayer {
     ///
     /// When `path` does not start with `/`, holds a query or is not a valid URI path.
     pub fn new(path: impl Into<String>) -> Self {
-        let path = path.into();
-        check_path(&path);
-        Self {
+        let mut layer = Self {
             config: Arc::new(Config {
-                canonical_paths: vec![crate::plan::canonical(&path)],
-                paths: vec![path],
+                canonical_paths: Vec::new(),
+                endpoints: Vec::new(),
                 max_requests: DEFAULT_MAX_REQUESTS,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 max_item_response_bytes: DEFAULT_MAX_ITEM_RESPONSE_BYTES,
@@ -102,7 +122,24 @@ impl BatchLayer {
                 identity_headers: Vec::new(),
                 inherit_headers: Vec::new(),
             }),
-        }
+        };
+        layer.config_mut().add(path.into(), Format::Json);
+        layer
+    }
+
+    /// A layer with one SugarCRM-style bulk endpoint at `path` and no JSON batch endpoint;
+    /// see [`BatchLayer::bulk`].
+    ///
+    /// # Panics
+    ///
+    /// As [`BatchLayer::new`].
+    pub fn new_bulk(path: impl Into<String>, base: impl Into<String>) -> Self {
+        let mut layer = Self::new("/");
+        let config = layer.config_mut();
+        config.endpoints.clear();
+        config.canonical_paths.clear();
+        config.add(path.into(), Format::Bulk { base: base.into() });
+        layer
     }
 
     fn config_mut(&mut self) -> &mut Config {
@@ -115,11 +152,29 @@ impl BatchLayer {
     ///
     /// As [`BatchLayer::new`].
     pub fn path(mut self, path: impl Into<String>) -> Self {
-        let path = path.into();
-        check_path(&path);
-        let config = self.config_mut();
-        config.canonical_paths.push(crate::plan::canonical(&path));
-        config.paths.push(path);
+        self.config_mut().add(path.into(), Format::Json);
+        self
+    }
+
+    /// Adds a bulk endpoint in SugarCRM's format (`POST /rest/v10/bulk`): `{"requests":
+    /// [{"url", "method", "data", "headers"}]}` in, a bare array of `{"contents",
+    /// "headers", "status"}` out. Sub-URLs start with the API version (`/v10/Accounts`) and
+    /// resolve under `base` (`/rest`). Items run in order; a failure does not stop the rest.
+    /// Every limit, validation and identity rule of the layer applies.
+    ///
+    /// ```
+    /// use tower_http_batch::BatchLayer;
+    ///
+    /// let layer = BatchLayer::new("/batch").bulk("/rest/v10/bulk", "/rest");
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`BatchLayer::new`].
+    pub fn bulk(mut self, path: impl Into<String>, base: impl Into<String>) -> Self {
+        self.config_mut()
+            .add(path.into(), Format::Bulk { base: base.into() });
         self
     }
 

@@ -3,10 +3,10 @@
 use crate::body::{collect_limited, BatchRequestBody, BatchResponseBody, Collected};
 use crate::error::Problem;
 use crate::execute;
-use crate::format::json;
+use crate::format::{bulk, json, Limits};
 use crate::future::ResponseFuture;
 use crate::identity::Template;
-use crate::layer::{BatchLayer, Config};
+use crate::layer::{BatchLayer, Config, Format};
 use crate::plan::UrlContext;
 use crate::BoxError;
 use bytes::Bytes;
@@ -83,14 +83,14 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        if !self.config.is_batch_path(req.uri().path()) {
+        let Some(endpoint) = self.config.endpoint(req.uri().path()) else {
             return ResponseFuture::pass_through(self.inner.call(req.map(BatchRequestBody::outer)));
-        }
+        };
         // Give back the readiness granted for this call: the batch makes each
         // sub-request's clone ready itself.
         let svc = self.inner.clone();
         drop(std::mem::replace(&mut self.inner, svc.clone()));
-        ResponseFuture::batch(Box::pin(handle(svc, self.config.clone(), req)))
+        ResponseFuture::batch(Box::pin(handle(svc, self.config.clone(), endpoint, req)))
     }
 }
 
@@ -98,6 +98,7 @@ where
 async fn handle<S, B, ResBody>(
     svc: S,
     config: Arc<Config>,
+    endpoint: usize,
     req: Request<B>,
 ) -> Response<BatchResponseBody<ResBody>>
 where
@@ -127,21 +128,31 @@ where
         }
     };
     let path = parts.uri.path();
-    let limits = json::Limits {
+    // `call` found it; the configuration does not change.
+    let endpoint = &config.endpoints[endpoint];
+    let limits = Limits {
         config: &config,
         url: UrlContext {
             batch_paths: &config.canonical_paths,
             base: &path[..path.rfind('/').map_or(0, |i| i + 1)],
         },
     };
-    let plan = match json::decode(&bytes, &limits) {
+    let decoded = match &endpoint.format {
+        Format::Json => json::decode(&bytes, &limits),
+        Format::Bulk { base } => bulk::decode(&bytes, &limits, base),
+    };
+    let plan = match decoded {
         Ok(plan) => plan,
         Err(errors) => return Problem::invalid(errors).into_response(),
     };
     tracing::debug!(items = plan.items.len(), "running a batch");
     let template = Template::new(&mut parts, &config);
     let outcomes = execute::run(svc, &template, plan, &config).await;
-    let mut response = Response::new(BatchResponseBody::full(json::encode(&outcomes)));
+    let reply = match &endpoint.format {
+        Format::Json => json::encode(&outcomes),
+        Format::Bulk { .. } => bulk::encode(&outcomes),
+    };
+    let mut response = Response::new(BatchResponseBody::full(reply));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

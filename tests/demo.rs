@@ -280,3 +280,54 @@ async fn the_readme_reference_example() {
     assert_eq!(items[2]["body"]["name"], "Ada Lovelace");
     assert_eq!(items[2]["headers"]["etag"], "\"v2\"");
 }
+
+/// Seed 002's request example, sent as is, gets a reply of the seed's shape.
+#[tokio::test]
+async fn the_sugarcrm_bulk_example() {
+    let http = demo().await;
+    let seed = r#"{"requests":
+[
+{
+"url": "/v10/Accounts", "method": "POST", "data": "{\"name\": \"test123\"}"
+},
+{
+"url": "/v10/Accounts", "method": "GET"
+}
+]
+}"#;
+    let reply = http
+        .send(
+            "POST",
+            "/rest/v10/bulk",
+            &[("content-type", "application/json"), ALICE],
+            seed,
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let items = reply.json();
+    let items = items.as_array().expect("a bare array");
+    assert_eq!(items.len(), 2);
+    for item in items {
+        let mut keys: Vec<_> = item.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(keys, ["contents", "headers", "status"]);
+    }
+    let created = &items[0]["contents"];
+    assert_eq!(items[0]["status"], 200);
+    assert_eq!(created["name"], "test123");
+    assert_eq!(created["_module"], "Accounts");
+    assert_eq!(created["my_favorite"], false);
+    assert_eq!(created["following"], true);
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    assert_eq!(id.matches('-').count(), 4);
+    assert!(created["date_entered"]
+        .as_str()
+        .unwrap()
+        .ends_with("+00:00"));
+    let listed = &items[1]["contents"];
+    assert_eq!(listed["next_offset"], -1);
+    assert_eq!(listed["records"][0]["id"], id);
+    assert_eq!(listed["records"][0]["name"], "test123");
+    assert!(listed["records"][0]["date_modified"].is_string());
+}

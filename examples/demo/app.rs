@@ -45,6 +45,13 @@ impl Db {
                 last_login TEXT,
                 created_by TEXT NOT NULL,
                 version INTEGER NOT NULL DEFAULT 1
+            );
+            CREATE TABLE IF NOT EXISTS accounts (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL UNIQUE,
+                name TEXT NOT NULL,
+                date_entered TEXT NOT NULL,
+                date_modified TEXT NOT NULL
             );",
         )?;
         let count: i64 = conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
@@ -101,8 +108,13 @@ pub fn app(
                 .patch(patch_user)
                 .delete(delete_user),
         )
+        .route(
+            "/rest/v10/Accounts",
+            get(list_accounts).post(create_account),
+        )
         .with_state(db);
     let batch = BatchLayer::new("/batch")
+        .bulk("/rest/v10/bulk", "/rest")
         .max_requests(100)
         .timeout(Some(Duration::from_secs(10)))
         .inherit_header(header::ACCEPT_LANGUAGE)
@@ -399,6 +411,69 @@ async fn delete_user(State(db): State<Db>, Path(id): Path<i64>) -> Response {
     match db.conn().execute("DELETE FROM users WHERE id = ?1", [id]) {
         Ok(0) => not_found(),
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// A SugarCRM-style record of the Accounts module.
+fn account_json(row: &rusqlite::Row<'_>, with_modified: bool) -> rusqlite::Result<Value> {
+    let mut record = json!({
+        "my_favorite": false,
+        "following": true,
+        "id": row.get::<_, String>(0)?,
+        "name": row.get::<_, String>(1)?,
+        "date_entered": row.get::<_, String>(2)?,
+        "_module": "Accounts",
+    });
+    if with_modified {
+        record["date_modified"] = Value::String(row.get::<_, String>(3)?);
+    }
+    Ok(record)
+}
+
+/// `POST /rest/v10/Accounts` with `{"name": …}`: the created record, as SugarCRM returns it.
+async fn create_account(State(db): State<Db>, body: axum::body::Bytes) -> Response {
+    let name = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+        v.get("name")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .map(str::to_string)
+    });
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "name is required");
+    };
+    let conn = db.conn();
+    // SQLite makes the UUID and the ISO 8601 time, so the demo needs no more crates.
+    let result = conn
+        .execute(
+            "INSERT INTO accounts (id, name, date_entered, date_modified)
+             VALUES (lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' ||
+                     substr(lower(hex(randomblob(2))), 2) || '-' || substr('89ab', abs(random()) % 4 + 1, 1) ||
+                     substr(lower(hex(randomblob(2))), 2) || '-' || lower(hex(randomblob(6))),
+                     ?1, strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'), strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'))",
+            [&name],
+        )
+        .and_then(|_| {
+            conn.query_row(
+                "SELECT id, name, date_entered, date_modified FROM accounts WHERE seq = ?1",
+                [conn.last_insert_rowid()],
+                |r| account_json(r, false),
+            )
+        });
+    match result {
+        Ok(record) => Json(record).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// `GET /rest/v10/Accounts`: `{"next_offset": -1, "records": [...]}`.
+async fn list_accounts(State(db): State<Db>) -> Response {
+    let conn = db.conn();
+    let records: rusqlite::Result<Vec<Value>> = conn
+        .prepare("SELECT id, name, date_entered, date_modified FROM accounts ORDER BY seq")
+        .and_then(|mut stmt| stmt.query_map([], |r| account_json(r, true))?.collect());
+    match records {
+        Ok(records) => Json(json!({ "next_offset": -1, "records": records })).into_response(),
         Err(e) => internal(e),
     }
 }

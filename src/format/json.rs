@@ -11,25 +11,20 @@
 //!
 //! Reply, in request order: `{"responses": [{"id", "status", "headers", "body"}]}`.
 
-use super::{classify_body, decode_base64, encode_base64, media_kind, EncodedBody, MediaKind};
+use super::{
+    classify_body, decode_base64, decode_headers, encode_base64, media_kind, type_name,
+    write_headers, write_str, EncodedBody, Limits, MediaKind,
+};
 use crate::error::FieldError;
 use crate::execute::Outcome;
-use crate::identity::keep_sub_header;
-use crate::layer::Config;
 use crate::plan::{parse_method, parse_url, Plan, PlanItem, UrlContext};
 use crate::reference::{self, Refs, Template, UrlTemplate};
 use bytes::{BufMut, Bytes, BytesMut};
-use http::header::{self, HeaderName};
+use http::header;
 use http::{HeaderMap, HeaderValue, Method};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
-
-/// What decoding needs besides the bytes.
-pub(crate) struct Limits<'a> {
-    pub(crate) config: &'a Config,
-    pub(crate) url: UrlContext<'a>,
-}
 
 #[derive(Deserialize)]
 struct RawBatch<'a> {
@@ -57,18 +52,6 @@ struct RawItem<'a> {
     depends_on: Option<&'a RawValue>,
     #[serde(borrow, rename = "atomicityGroup")]
     atomicity_group: Option<&'a RawValue>,
-}
-
-/// A JSON value's type, for messages.
-fn type_name(raw: &RawValue) -> &'static str {
-    match raw.get().as_bytes().first() {
-        Some(b'{') => "an object",
-        Some(b'[') => "an array",
-        Some(b'"') => "a string",
-        Some(b't' | b'f') => "a boolean",
-        Some(b'n') => "null",
-        _ => "a number",
-    }
 }
 
 fn string<'a>(raw: &'a RawValue, what: &str) -> Result<std::borrow::Cow<'a, str>, String> {
@@ -241,7 +224,14 @@ fn decode_item(
     };
     let mut headers = HeaderMap::new();
     if let Some(v) = item.headers {
-        decode_headers(v, limits.config, &mut headers, &mut refs.headers, &mut err);
+        decode_headers(
+            v,
+            false,
+            limits.config,
+            &mut headers,
+            &mut refs.headers,
+            &mut err,
+        );
     }
     let depends_on = match item.depends_on {
         None => Vec::new(),
@@ -390,89 +380,6 @@ fn resolve_dependencies(
     }
 }
 
-fn decode_headers(
-    raw: &RawValue,
-    config: &Config,
-    out: &mut HeaderMap,
-    templates: &mut Vec<(HeaderName, Template)>,
-    err: &mut impl FnMut(&str, String),
-) {
-    let Ok(map) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get())
-    else {
-        err(
-            "headers",
-            format!(
-                "must be an object of header names to values, not {}",
-                type_name(raw)
-            ),
-        );
-        return;
-    };
-    for (name, value) in map {
-        let field = format!("headers.{name}");
-        let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
-            err(&field, "is not a valid HTTP header name".into());
-            continue;
-        };
-        let values: Vec<String> = match value {
-            serde_json::Value::String(s) => vec![s],
-            serde_json::Value::Number(n) => vec![n.to_string()],
-            serde_json::Value::Array(a) if a.iter().all(|v| v.is_string()) => a
-                .into_iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-            other => {
-                err(
-                    &field,
-                    format!(
-                        "must be a string or an array of strings, not {}",
-                        value_type(&other)
-                    ),
-                );
-                continue;
-            }
-        };
-        let keep = keep_sub_header(&header_name, config);
-        for v in values {
-            if keep && v.contains("{{") {
-                match Template::parse(&v) {
-                    Ok(Some(t)) if HeaderValue::try_from(t.with_placeholder("x")).is_ok() => {
-                        templates.push((header_name.clone(), t));
-                    }
-                    Ok(_) => err(
-                        &field,
-                        "is not a valid HTTP header value (control characters or CR/LF)".into(),
-                    ),
-                    Err(e) => err(&field, e),
-                }
-                continue;
-            }
-            match HeaderValue::try_from(v) {
-                Ok(v) if keep => {
-                    out.append(header_name.clone(), v);
-                }
-                Ok(_) => {
-                    tracing::debug!(header = %header_name, "dropped a header written inside a sub-request")
-                }
-                Err(_) => err(
-                    &field,
-                    "is not a valid HTTP header value (control characters or CR/LF)".into(),
-                ),
-            }
-        }
-    }
-}
-
-fn value_type(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Object(_) => "an object",
-        serde_json::Value::Array(_) => "an array of non-strings",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Null => "null",
-        _ => "a number",
-    }
-}
-
 /// The bytes of a sub-request body, with `content-type` set when the body is JSON and the
 /// sub-request named none.
 fn decode_body(raw: &RawValue, outer: &Bytes, headers: &mut HeaderMap) -> Result<Bytes, String> {
@@ -548,39 +455,4 @@ pub(crate) fn encode(outcomes: &[Outcome]) -> Bytes {
     }
     w.get_mut().put_slice(b"]}");
     w.into_inner().freeze()
-}
-
-fn write_str(w: &mut bytes::buf::Writer<BytesMut>, s: &str) {
-    // Writing a string into memory cannot fail.
-    let _ = serde_json::to_writer(w, s);
-}
-
-/// Header names to values; a header with several values (`set-cookie`) gets an array.
-fn write_headers(w: &mut bytes::buf::Writer<BytesMut>, headers: &HeaderMap) {
-    w.get_mut().put_u8(b'{');
-    for (i, name) in headers.keys().enumerate() {
-        if i > 0 {
-            w.get_mut().put_u8(b',');
-        }
-        write_str(w, name.as_str());
-        w.get_mut().put_u8(b':');
-        let mut values = headers.get_all(name).iter();
-        let first = values.next();
-        let rest: Vec<_> = values.collect();
-        if rest.is_empty() {
-            if let Some(v) = first {
-                write_str(w, &String::from_utf8_lossy(v.as_bytes()));
-            }
-        } else {
-            w.get_mut().put_u8(b'[');
-            for (j, v) in first.into_iter().chain(rest).enumerate() {
-                if j > 0 {
-                    w.get_mut().put_u8(b',');
-                }
-                write_str(w, &String::from_utf8_lossy(v.as_bytes()));
-            }
-            w.get_mut().put_u8(b']');
-        }
-    }
-    w.get_mut().put_u8(b'}');
 }

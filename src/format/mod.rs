@@ -2,11 +2,19 @@
 //! pure function over bytes and limits) and encodes the engine's outcomes into one reply.
 //! Codecs know nothing about execution; the engine knows nothing about formats.
 
+pub(crate) mod bulk;
 pub(crate) mod json;
 
+use crate::identity::keep_sub_header;
+use crate::layer::Config;
+use crate::plan::UrlContext;
+use crate::reference::Template;
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{header, HeaderMap};
+use bytes::{BufMut, BytesMut};
+use http::header::HeaderName;
+use http::{header, HeaderMap, HeaderValue};
+use serde_json::value::RawValue;
 
 /// How a body is carried inside a JSON document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,4 +98,169 @@ fn is_valid_json(body: &[u8]) -> bool {
 /// Base64url without padding, as OData writes binary bodies.
 pub(crate) fn encode_base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What decoding needs besides the bytes.
+pub(crate) struct Limits<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) url: UrlContext<'a>,
+}
+
+/// Reads sub-request headers: an object of names to a string (or an array of strings),
+/// or with `lines` also an array of `"Name: value"` strings (SugarCRM's form). Identity,
+/// client-address and framing headers are dropped here (see `identity`); values holding
+/// references become templates.
+pub(crate) fn decode_headers(
+    raw: &RawValue,
+    lines: bool,
+    config: &Config,
+    out: &mut HeaderMap,
+    templates: &mut Vec<(HeaderName, Template)>,
+    err: &mut impl FnMut(&str, String),
+) {
+    let parsed = if lines && raw.get().starts_with('[') {
+        header_lines(raw)
+    } else {
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(raw.get())
+            .map(|m| m.into_iter().collect())
+            .map_err(|_| ())
+    };
+    let Ok(map) = parsed else {
+        let expected = if lines {
+            "an object of header names to values, or an array of \"Name: value\" strings"
+        } else {
+            "an object of header names to values"
+        };
+        err(
+            "headers",
+            format!("must be {expected}, not {}", type_name(raw)),
+        );
+        return;
+    };
+    for (name, value) in map {
+        let field = format!("headers.{name}");
+        let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
+            err(&field, "is not a valid HTTP header name".into());
+            continue;
+        };
+        let values: Vec<String> = match value {
+            serde_json::Value::String(s) => vec![s],
+            serde_json::Value::Number(n) => vec![n.to_string()],
+            serde_json::Value::Array(a) if a.iter().all(|v| v.is_string()) => a
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            other => {
+                err(
+                    &field,
+                    format!(
+                        "must be a string or an array of strings, not {}",
+                        value_type(&other)
+                    ),
+                );
+                continue;
+            }
+        };
+        let keep = keep_sub_header(&header_name, config);
+        for v in values {
+            if keep && v.contains("{{") {
+                match Template::parse(&v) {
+                    Ok(Some(t)) if HeaderValue::try_from(t.with_placeholder("x")).is_ok() => {
+                        templates.push((header_name.clone(), t));
+                    }
+                    Ok(_) => err(
+                        &field,
+                        "is not a valid HTTP header value (control characters or CR/LF)".into(),
+                    ),
+                    Err(e) => err(&field, e),
+                }
+                continue;
+            }
+            match HeaderValue::try_from(v) {
+                Ok(v) if keep => {
+                    out.append(header_name.clone(), v);
+                }
+                Ok(_) => {
+                    tracing::debug!(header = %header_name, "dropped a header written inside a sub-request")
+                }
+                Err(_) => err(
+                    &field,
+                    "is not a valid HTTP header value (control characters or CR/LF)".into(),
+                ),
+            }
+        }
+    }
+}
+
+fn value_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Object(_) => "an object",
+        serde_json::Value::Array(_) => "an array of non-strings",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Null => "null",
+        _ => "a number",
+    }
+}
+
+/// `["Name: value", …]` as (name, value) pairs; `Err` when it is not that shape.
+fn header_lines(raw: &RawValue) -> Result<Vec<(String, serde_json::Value)>, ()> {
+    let lines: Vec<String> = serde_json::from_str(raw.get()).map_err(|_| ())?;
+    lines
+        .into_iter()
+        .map(|line| {
+            let (name, value) = line.split_once(':').ok_or(())?;
+            Ok((
+                name.trim().to_string(),
+                serde_json::Value::String(value.trim().to_string()),
+            ))
+        })
+        .collect()
+}
+
+/// A JSON value's type, for messages.
+pub(crate) fn type_name(raw: &RawValue) -> &'static str {
+    match raw.get().as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// Writes `s` as a JSON string.
+pub(crate) fn write_str(w: &mut bytes::buf::Writer<BytesMut>, s: &str) {
+    // Writing a string into memory cannot fail.
+    let _ = serde_json::to_writer(w, s);
+}
+
+/// Header names to values; a header with several values (`set-cookie`) gets an array.
+pub(crate) fn write_headers(w: &mut bytes::buf::Writer<BytesMut>, headers: &HeaderMap) {
+    w.get_mut().put_u8(b'{');
+    for (i, name) in headers.keys().enumerate() {
+        if i > 0 {
+            w.get_mut().put_u8(b',');
+        }
+        write_str(w, name.as_str());
+        w.get_mut().put_u8(b':');
+        let mut values = headers.get_all(name).iter();
+        let first = values.next();
+        let rest: Vec<_> = values.collect();
+        if rest.is_empty() {
+            if let Some(v) = first {
+                write_str(w, &String::from_utf8_lossy(v.as_bytes()));
+            }
+        } else {
+            w.get_mut().put_u8(b'[');
+            for (j, v) in first.into_iter().chain(rest).enumerate() {
+                if j > 0 {
+                    w.get_mut().put_u8(b',');
+                }
+                write_str(w, &String::from_utf8_lossy(v.as_bytes()));
+            }
+            w.get_mut().put_u8(b']');
+        }
+    }
+    w.get_mut().put_u8(b'}');
 }

@@ -1,0 +1,257 @@
+//! The bulk format of SugarCRM's `POST /rest/v10/bulk` (seed 002).
+//!
+//! Request: `{"requests": [{"url", "method", "data", "headers"}]}`. `url` starts with the
+//! API version (`/v10/Accounts`) and resolves under the endpoint's base (`/rest`); `method`
+//! defaults to `GET`; `data` is the body as a JSON-encoded string (a JSON object or array is
+//! taken too, and sent as its JSON); `headers` is an array of `"Name: value"` strings or an
+//! object. The items run in order and a failure does not stop the rest.
+//!
+//! Reply: a bare array with one `{"contents", "headers", "status"}` per request: `contents`
+//! is the parsed JSON when the sub-response is JSON, else its text (base64url when binary,
+//! `""` when empty); `headers` is an object, or `[]` when there are none, as SugarCRM's PHP
+//! writes an empty associative array.
+
+use super::{
+    classify_body, decode_headers, encode_base64, type_name, write_headers, write_str, EncodedBody,
+    Limits,
+};
+use crate::error::FieldError;
+use crate::execute::Outcome;
+use crate::plan::{parse_method, parse_url, Plan, PlanItem, UrlContext};
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header;
+use http::{HeaderMap, HeaderValue, Method};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+#[derive(Deserialize)]
+struct RawBulk<'a> {
+    #[serde(borrow)]
+    requests: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawItem<'a> {
+    #[serde(borrow)]
+    url: Option<&'a RawValue>,
+    #[serde(borrow)]
+    method: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    headers: Option<&'a RawValue>,
+}
+
+/// Decodes a bulk request; `base` is the prefix sub-URLs resolve under (`/rest`).
+pub(crate) fn decode(
+    bytes: &Bytes,
+    limits: &Limits<'_>,
+    base: &str,
+) -> Result<Plan, Vec<FieldError>> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| vec![FieldError::batch("body", format!("is not UTF-8 text: {e}"))])?;
+    let raw: RawBulk<'_> = serde_json::from_str(text).map_err(|e| {
+        let detail = if e.is_data() {
+            format!("must be a JSON object with a `requests` array ({e})")
+        } else {
+            format!("is not valid JSON: {e}")
+        };
+        vec![FieldError::batch("body", detail)]
+    })?;
+    let requests = raw.requests.ok_or_else(|| {
+        vec![FieldError::batch(
+            "requests",
+            "is required: an array of requests",
+        )]
+    })?;
+    let items = serde_json::from_str::<Vec<&RawValue>>(requests.get()).map_err(|_| {
+        vec![FieldError::batch(
+            "requests",
+            format!("must be an array, not {}", type_name(requests)),
+        )]
+    })?;
+    if items.is_empty() {
+        return Err(vec![FieldError::batch(
+            "requests",
+            "must hold at least one request",
+        )]);
+    }
+    let max = limits.config.max_requests;
+    if items.len() > max {
+        return Err(vec![FieldError::batch(
+            "requests",
+            format!("holds {} requests; the limit is {max}", items.len()),
+        )]);
+    }
+    let url_ctx = UrlContext {
+        batch_paths: limits.url.batch_paths,
+        base: "/",
+    };
+    let mut errors = Vec::new();
+    let mut plan = Vec::with_capacity(items.len());
+    for (index, raw) in items.into_iter().enumerate() {
+        if let Some(item) = decode_item(index, raw, base, url_ctx, limits, &mut errors) {
+            plan.push(item);
+        }
+    }
+    if errors.is_empty() {
+        Ok(Plan {
+            items: plan,
+            stop_on_error: false,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+fn decode_item(
+    index: usize,
+    raw: &RawValue,
+    base: &str,
+    url_ctx: UrlContext<'_>,
+    limits: &Limits<'_>,
+    errors: &mut Vec<FieldError>,
+) -> Option<PlanItem> {
+    let before = errors.len();
+    let mut err = |field: &str, detail: String| errors.push(FieldError::item(index, field, detail));
+    let item: RawItem<'_> = match serde_json::from_str(raw.get()) {
+        Ok(item) => item,
+        Err(e) => {
+            let detail = if raw.get().starts_with('{') {
+                e.to_string()
+            } else {
+                format!("must be an object, not {}", type_name(raw))
+            };
+            err("requests", detail);
+            return None;
+        }
+    };
+    let string = |v: &RawValue| {
+        serde_json::from_str::<String>(v.get())
+            .map_err(|_| format!("must be a string, not {}", type_name(v)))
+    };
+    let method = match item.method {
+        None => Some(Method::GET),
+        Some(v) => match string(v).and_then(|m| parse_method(&m)) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                err("method", e);
+                None
+            }
+        },
+    };
+    let uri = match item.url {
+        None => {
+            err("url", "is required".into());
+            None
+        }
+        Some(v) => match string(v).and_then(|u| {
+            if !u.starts_with('/') {
+                return Err(format!(
+                    "must start with the API version, like \"/v10/Accounts\", not {u:?}"
+                ));
+            }
+            parse_url(&format!("{base}{u}"), url_ctx)
+        }) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                err("url", e);
+                None
+            }
+        },
+    };
+    let mut headers = HeaderMap::new();
+    let mut templates = Vec::new();
+    if let Some(v) = item.headers {
+        decode_headers(
+            v,
+            true,
+            limits.config,
+            &mut headers,
+            &mut templates,
+            &mut err,
+        );
+        // This format has no references: a `{{` in a header is literal text.
+        for (name, t) in templates {
+            if let Ok(v) = HeaderValue::try_from(t.with_placeholder("")) {
+                headers.append(name, v);
+            }
+        }
+    }
+    let body = match item.data {
+        None => Bytes::new(),
+        Some(v) if v.get() == "null" => Bytes::new(),
+        Some(v) => match serde_json::from_str::<String>(v.get()) {
+            Ok(data) if serde_json::from_str::<serde::de::IgnoredAny>(&data).is_ok() => {
+                Bytes::from(data)
+            }
+            Ok(_) => {
+                err(
+                    "data",
+                    "must be a JSON-encoded string, like \"{\\\"name\\\": \\\"test\\\"}\"".into(),
+                );
+                Bytes::new()
+            }
+            Err(_) if v.get().starts_with(['{', '[']) => Bytes::copy_from_slice(v.get().as_bytes()),
+            Err(_) => {
+                err(
+                    "data",
+                    format!("must be a JSON-encoded string, not {}", type_name(v)),
+                );
+                Bytes::new()
+            }
+        },
+    };
+    if !body.is_empty() && !headers.contains_key(header::CONTENT_TYPE) {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Some(PlanItem {
+        id: index.to_string(),
+        method: method?,
+        uri: uri?,
+        headers,
+        body,
+        depends_on: Vec::new(),
+        refs: None,
+    })
+}
+
+/// Writes the reply: a bare array of `{"contents", "headers", "status"}`.
+pub(crate) fn encode(outcomes: &[Outcome]) -> Bytes {
+    let size: usize = outcomes.iter().map(|o| o.body.len() + 96).sum();
+    let mut w = BytesMut::with_capacity(size + 2).writer();
+    w.get_mut().put_u8(b'[');
+    for (i, o) in outcomes.iter().enumerate() {
+        if i > 0 {
+            w.get_mut().put_u8(b',');
+        }
+        w.get_mut().put_slice(b"{\"contents\":");
+        match classify_body(&o.headers, &o.body) {
+            EncodedBody::Empty => w.get_mut().put_slice(b"\"\""),
+            EncodedBody::Json(json) => w.get_mut().put_slice(json),
+            EncodedBody::Text(text) => write_str(&mut w, text),
+            EncodedBody::Binary(bytes) => write_str(&mut w, &encode_base64(bytes)),
+        }
+        w.get_mut().put_slice(b",\"headers\":");
+        if o.headers.is_empty() {
+            w.get_mut().put_slice(b"[]");
+        } else {
+            write_headers(&mut w, &o.headers);
+        }
+        w.get_mut().put_slice(b",\"status\":");
+        w.get_mut().put_slice(o.status.as_str().as_bytes());
+        if let Some(reason) = &o.body_omitted {
+            w.get_mut().put_slice(b",\"bodyOmitted\":");
+            write_str(&mut w, reason);
+        }
+        w.get_mut().put_u8(b'}');
+    }
+    w.get_mut().put_u8(b']');
+    w.into_inner().freeze()
+}
