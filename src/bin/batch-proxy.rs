@@ -1,0 +1,285 @@
+//! `batch-proxy`: batch endpoints in front of any HTTP service, in any language.
+//!
+//! ```text
+//! cargo run --features proxy --bin batch-proxy -- --upstream http://127.0.0.1:8080 --listen 127.0.0.1:3001
+//! ```
+//!
+//! Every request that is not a batch is reverse-proxied to the upstream unchanged, bodies
+//! streamed both ways. Batch sub-requests go to the same upstream through the same pooled
+//! client, carrying the outer request's identity headers. Nothing can reach another host:
+//! every request the proxy sends goes to the configured upstream's scheme and authority.
+
+use bytes::Bytes;
+use clap::Parser;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tower::Layer;
+use tower_http_batch::{BatchLayer, BatchRequestBody};
+
+/// Batch endpoints in front of any HTTP service.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The service to put batch endpoints in front of, as `http://host:port`. Every request,
+    /// batch sub-requests included, goes there and nowhere else.
+    #[arg(long)]
+    upstream: Uri,
+    /// Address to listen on (`127.0.0.1:0` picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:3001")]
+    listen: SocketAddr,
+    /// Path of the JSON batch endpoint (OData / Microsoft Graph format). `none` to disable.
+    #[arg(long, default_value = "/batch")]
+    json_path: String,
+    /// Path of a SugarCRM-style bulk endpoint, e.g. `/rest/v10/bulk` (off by default).
+    #[arg(long)]
+    bulk_path: Option<String>,
+    /// Prefix bulk sub-URLs resolve under, e.g. `/rest` (`/v10/Accounts` -> `/rest/v10/Accounts`).
+    #[arg(long, default_value = "")]
+    bulk_base: String,
+    /// Most sub-requests in one batch.
+    #[arg(long, default_value_t = tower_http_batch::DEFAULT_MAX_REQUESTS)]
+    max_requests: usize,
+    /// Most bytes in a batch request body.
+    #[arg(long, default_value_t = tower_http_batch::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Sub-requests of one batch in flight at once (1: in order).
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Seconds one sub-request may take before its item reports 504.
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+    /// Seconds a whole batch may take (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    batch_timeout_secs: u64,
+}
+
+type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// Sends every request to the upstream: same method, path, query, headers and body.
+#[derive(Clone)]
+struct Upstream {
+    client: Client<HttpConnector, BatchRequestBody<Incoming>>,
+    scheme: Scheme,
+    authority: Authority,
+}
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+];
+
+impl tower::Service<Request<BatchRequestBody<Incoming>>> for Upstream {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<BatchRequestBody<Incoming>>) -> Self::Future {
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path)
+            .build();
+        let client = self.client.clone();
+        let authority = self.authority.clone();
+        Box::pin(async move {
+            let Ok(uri) = uri else {
+                return Ok(bad_gateway(
+                    "the request's path cannot be sent upstream".into(),
+                ));
+            };
+            *req.uri_mut() = uri;
+            let headers = req.headers_mut();
+            for name in HOP_BY_HOP {
+                headers.remove(name);
+            }
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                headers.insert(header::HOST, host);
+            }
+            match client.request(req).await {
+                Ok(res) => {
+                    let (mut parts, body) = res.into_parts();
+                    for name in HOP_BY_HOP {
+                        parts.headers.remove(name);
+                    }
+                    Ok(Response::from_parts(parts, body.boxed_unsync()))
+                }
+                Err(e) => {
+                    let mut why = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(s) = source {
+                        why.push_str(": ");
+                        why.push_str(&s.to_string());
+                        source = s.source();
+                    }
+                    tracing::warn!(error = %why, "upstream request failed");
+                    Ok(bad_gateway(format!(
+                        "the upstream {authority} did not answer: {why}"
+                    )))
+                }
+            }
+        })
+    }
+}
+
+/// `502` with a problem+json body saying why.
+fn bad_gateway(detail: String) -> Response<ProxyBody> {
+    let body = serde_json::json!({
+        "type": "urn:tower-http-batch:upstream-unavailable",
+        "title": "Upstream unavailable",
+        "status": 502,
+        "detail": detail,
+    });
+    let mut res = Response::new(
+        Full::new(Bytes::from(body.to_string()))
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    );
+    *res.status_mut() = StatusCode::BAD_GATEWAY;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    res
+}
+
+fn layer(args: &Args) -> BatchLayer {
+    let mut layer = match (args.json_path.as_str(), &args.bulk_path) {
+        ("none", Some(bulk)) => BatchLayer::new_bulk(bulk.clone(), args.bulk_base.clone()),
+        ("none", None) => BatchLayer::new_bulk("/batch", args.bulk_base.clone()),
+        (json, bulk) => {
+            let layer = BatchLayer::new(json);
+            match bulk {
+                Some(bulk) => layer.bulk(bulk.clone(), args.bulk_base.clone()),
+                None => layer,
+            }
+        }
+    };
+    layer = layer
+        .max_requests(args.max_requests)
+        .max_body_bytes(args.max_body_bytes)
+        .concurrency(args.concurrency)
+        .timeout(Some(Duration::from_secs(args.timeout_secs)));
+    if args.batch_timeout_secs > 0 {
+        layer = layer.batch_timeout(Some(Duration::from_secs(args.batch_timeout_secs)));
+    }
+    layer
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let (Some(scheme), Some(authority)) = (
+        args.upstream.scheme().cloned(),
+        args.upstream.authority().cloned(),
+    ) else {
+        return Err(format!(
+            "--upstream must be an absolute URL like http://127.0.0.1:8080, not {}",
+            args.upstream
+        )
+        .into());
+    };
+    if scheme != Scheme::HTTP {
+        return Err("--upstream must use http:// (TLS to the upstream is not supported)".into());
+    }
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    let client = Client::builder(TokioExecutor::new()).build(connector);
+    let service = layer(&args).layer(Upstream {
+        client,
+        scheme,
+        authority: authority.clone(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!(
+        "batch-proxy listening on http://{} -> upstream http://{authority}",
+        listener.local_addr()?
+    );
+
+    let server = auto::Builder::new(TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let conn = server.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => {
+                eprintln!("batch-proxy: shutting down, finishing requests in flight");
+                break;
+            }
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,200 @@
+//! `batch-proxy` in front of a legacy service that is not Rust (Python's http.server).
+#![cfg(feature = "proxy")]
+
+mod common;
+
+use common::Http;
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A child process killed when the test ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cmd` and returns it with the first line it prints.
+fn start(cmd: &mut Command) -> (Running, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the process starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("it prints its address");
+    (Running(child), line.trim().to_string())
+}
+
+fn legacy() -> (Running, u16) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/legacy/app.py");
+    let (child, line) = start(Command::new("python3").arg(script));
+    (child, line.parse().expect("a port"))
+}
+
+fn proxy(upstream: &str, extra: &[&str]) -> (Running, Http) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_batch-proxy"));
+    cmd.args(["--upstream", upstream, "--listen", "127.0.0.1:0"])
+        .args(extra);
+    let (child, line) = start(&mut cmd);
+    // "batch-proxy listening on http://ADDR -> upstream ..."
+    let addr: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (child, Http::new(addr))
+}
+
+#[tokio::test]
+async fn a_mixed_batch_through_the_proxy() {
+    let (_legacy, port) = legacy();
+    let (_proxy, http) = proxy(&format!("http://127.0.0.1:{port}"), &[]);
+    let items = http
+        .batch(
+            &json!({"requests": [
+                {"id": "new", "method": "POST", "url": "/items", "body": {"name": "Ada"}},
+                {"id": "read", "url": "/items/{{new#/body/id}}", "dependsOn": ["new"]},
+                {"id": "missing", "url": "/items/999"},
+                {"id": "text", "url": "/plain"},
+            ]}),
+            &[],
+        )
+        .await
+        .items();
+    assert_eq!(items[0]["status"], 201);
+    assert_eq!(items[0]["body"]["name"], "Ada");
+    assert_eq!(items[1]["status"], 200);
+    assert_eq!(items[1]["body"]["id"], items[0]["body"]["id"]);
+    assert_eq!(items[2]["status"], 404);
+    assert_eq!(items[2]["body"], json!({"error": "not found"}));
+    assert_eq!(items[3]["body"], "legacy says hi");
+}
+
+#[tokio::test]
+async fn identity_is_the_outer_request_s() {
+    let (_legacy, port) = legacy();
+    let (_proxy, http) = proxy(&format!("http://127.0.0.1:{port}"), &[]);
+    let items = http
+        .batch(
+            &json!({"requests": [{"url": "/whoami", "headers": {
+                "authorization": "Bearer bob", "cookie": "stolen=1", "x-forwarded-for": "10.0.0.9", "x-custom": "kept"
+            }}]}),
+            &[("authorization", "Bearer alice"), ("cookie", "session=alice"), ("x-forwarded-for", "203.0.113.7")],
+        )
+        .await
+        .items();
+    let seen = &items[0]["body"];
+    assert_eq!(seen["authorization"], json!(["Bearer alice"]));
+    assert_eq!(seen["cookie"], json!(["session=alice"]));
+    assert_eq!(seen["x-forwarded-for"], json!(["203.0.113.7"]));
+    assert_eq!(seen["x-custom"], json!(["kept"]));
+    assert_eq!(
+        seen["host"],
+        json!([format!("127.0.0.1:{port}")]),
+        "only ever the upstream"
+    );
+}
+
+#[tokio::test]
+async fn plain_requests_pass_through() {
+    let (_legacy, port) = legacy();
+    let (_proxy, http) = proxy(&format!("http://127.0.0.1:{port}"), &[]);
+    let text = http.send("GET", "/plain", &[], "").await;
+    assert_eq!(text.status, 200);
+    assert_eq!(text.body, "legacy says hi");
+    let created = http
+        .send(
+            "POST",
+            "/items",
+            &[("content-type", "application/json")],
+            r#"{"name":"direct"}"#,
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    assert_eq!(
+        created.headers["location"],
+        format!("/items/{}", created.json()["id"])
+    );
+    assert_eq!(http.send("GET", "/nothing", &[], "").await.status, 404);
+}
+
+#[tokio::test]
+async fn the_bulk_format_through_the_proxy() {
+    let (_legacy, port) = legacy();
+    let (_proxy, http) = proxy(
+        &format!("http://127.0.0.1:{port}"),
+        &["--bulk-path", "/rest/v10/bulk", "--bulk-base", ""],
+    );
+    let reply = http
+        .send(
+            "POST",
+            "/rest/v10/bulk",
+            &[("content-type", "application/json")],
+            r#"{"requests": [{"url": "/items", "method": "POST", "data": "{\"name\": \"test123\"}"}, {"url": "/plain"}]}"#,
+        )
+        .await;
+    let items = reply.json();
+    assert_eq!(items[0]["status"], 201);
+    assert_eq!(items[0]["contents"]["name"], "test123");
+    assert_eq!(items[1]["contents"], "legacy says hi");
+}
+
+#[tokio::test]
+async fn an_upstream_that_is_down_gives_502_items() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_proxy, http) = proxy(&format!("http://127.0.0.1:{port}"), &[]);
+    let reply = http
+        .batch(&json!({"requests": [{"url": "/a"}, {"url": "/b"}]}), &[])
+        .await;
+    let items = reply.items();
+    for item in &items {
+        assert_eq!(item["status"], 502);
+        assert!(
+            item["body"]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("did not answer"),
+            "{item}"
+        );
+    }
+    let direct = http.send("GET", "/a", &[], "").await;
+    assert_eq!(direct.status, 502);
+    assert_eq!(direct.headers["content-type"], "application/problem+json");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_proxy_cleanly() {
+    let (_legacy, port) = legacy();
+    let (mut proxy, http) = proxy(&format!("http://127.0.0.1:{port}"), &[]);
+    assert_eq!(http.send("GET", "/plain", &[], "").await.status, 200);
+    let pid = proxy.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || proxy.0.wait()),
+    )
+    .await
+    .expect("the proxy stops")
+    .unwrap()
+    .unwrap();
+    assert!(status.success(), "{status:?}");
+}
