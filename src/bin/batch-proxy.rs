@@ -30,7 +30,10 @@ use tower_http_batch::{BatchLayer, BatchRequestBody};
 
 /// Batch endpoints in front of any HTTP service.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    version,
+    about = "Batch endpoints (POST /batch, SugarCRM-style bulk) in front of any HTTP service"
+)]
 struct Args {
     /// The service to put batch endpoints in front of, as `http://host:port`. Every request,
     /// batch sub-requests included, goes there and nowhere else.
@@ -170,10 +173,14 @@ fn bad_gateway(detail: String) -> Response<ProxyBody> {
     res
 }
 
-fn layer(args: &Args) -> BatchLayer {
+fn layer(args: &Args) -> Result<BatchLayer, String> {
     let mut layer = match (args.json_path.as_str(), &args.bulk_path) {
         ("none", Some(bulk)) => BatchLayer::new_bulk(bulk.clone(), args.bulk_base.clone()),
-        ("none", None) => BatchLayer::new_bulk("/batch", args.bulk_base.clone()),
+        ("none", None) => {
+            return Err(
+                "--json-path none needs a --bulk-path: there would be no batch endpoint".into(),
+            )
+        }
         (json, bulk) => {
             let layer = BatchLayer::new(json);
             match bulk {
@@ -190,7 +197,7 @@ fn layer(args: &Args) -> BatchLayer {
     if args.batch_timeout_secs > 0 {
         layer = layer.batch_timeout(Some(Duration::from_secs(args.batch_timeout_secs)));
     }
-    layer
+    Ok(layer)
 }
 
 #[tokio::main]
@@ -202,6 +209,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+
     let (Some(scheme), Some(authority)) = (
         args.upstream.scheme().cloned(),
         args.upstream.authority().cloned(),
@@ -218,7 +226,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
     let client = Client::builder(TokioExecutor::new()).build(connector);
-    let service = layer(&args).layer(Upstream {
+    let service = layer(&args)?.layer(Upstream {
         client,
         scheme,
         authority: authority.clone(),
