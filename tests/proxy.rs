@@ -20,24 +20,33 @@ impl Drop for Running {
     }
 }
 
-/// Starts `cmd` and returns it with the first line it prints.
-fn start(cmd: &mut Command) -> (Running, String) {
+/// Starts `cmd`; returns it, the first line it prints, and the rest of its output.
+fn start_reading(cmd: &mut Command) -> (Running, String, BufReader<std::process::ChildStdout>) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
         .expect("the process starts");
-    let stdout = child.stdout.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("it prints its address");
-    (Running(child), line.trim().to_string())
+    stdout.read_line(&mut line).expect("it prints its address");
+    (Running(child), line.trim().to_string(), stdout)
+}
+
+/// Starts `cmd`; returns it and the first line it prints.
+fn start(cmd: &mut Command) -> (Running, String) {
+    let (child, line, _) = start_reading(cmd);
+    (child, line)
+}
+
+fn legacy_reading() -> (Running, u16, BufReader<std::process::ChildStdout>) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/legacy/app.py");
+    let (child, line, rest) = start_reading(Command::new("python3").arg(script));
+    (child, line.parse().expect("a port"), rest)
 }
 
 fn legacy() -> (Running, u16) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/legacy/app.py");
-    let (child, line) = start(Command::new("python3").arg(script));
-    (child, line.parse().expect("a port"))
+    let (child, port, _) = legacy_reading();
+    (child, port)
 }
 
 fn proxy(upstream: &str, extra: &[&str]) -> (Running, Http) {
@@ -188,6 +197,63 @@ async fn sigterm_stops_the_proxy_cleanly() {
         .status()
         .unwrap()
         .success());
+    let status = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || proxy.0.wait()),
+    )
+    .await
+    .expect("the proxy stops")
+    .unwrap()
+    .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_batch_in_flight() {
+    let (_legacy, port, mut legacy_out) = legacy_reading();
+    let (mut proxy, http) = proxy(&format!("http://127.0.0.1:{port}"), &[]);
+    let batch = tokio::spawn({
+        let http = http.clone();
+        async move {
+            http.batch(
+                &json!({"requests": [{"url": "/plain"}, {"url": "/wait"}]}),
+                &[],
+            )
+            .await
+        }
+    });
+    // The upstream says when the batch's second sub-request has reached it.
+    let waiting = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        legacy_out.read_line(&mut line).map(|_| line)
+    });
+    let line = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the sub-request arrives");
+    assert_eq!(line.unwrap().unwrap().trim(), "waiting");
+
+    let pid = proxy.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // Release the upstream directly: the proxy no longer takes new connections.
+    assert_eq!(
+        Http::new(format!("127.0.0.1:{port}").parse().unwrap())
+            .send("GET", "/release", &[], "")
+            .await
+            .status,
+        200
+    );
+
+    let reply = tokio::time::timeout(Duration::from_secs(20), batch)
+        .await
+        .expect("the batch finishes")
+        .unwrap();
+    let items = reply.items();
+    assert_eq!(items[1]["status"], 200);
+    assert_eq!(items[1]["body"], "released");
     let status = tokio::time::timeout(
         Duration::from_secs(20),
         tokio::task::spawn_blocking(move || proxy.0.wait()),

@@ -5,6 +5,8 @@ Listens on 127.0.0.1 on a free port and prints the port on its first line.
   POST /items         -> 201 with the item and its new id
   GET  /items/<id>    -> 200, or 404 {"error": "not found"}
   GET  /plain         -> text
+  GET  /wait          -> prints "waiting", then answers once /release is called
+  GET  /release       -> lets every /wait answer
 """
 import json
 import sys
@@ -13,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ITEMS = {}
 LOCK = threading.Lock()
+GATE = threading.Event()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -35,6 +38,13 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/whoami":
             seen = {h: self.headers.get_all(h) for h in ("authorization", "cookie", "x-forwarded-for", "host", "x-custom")}
             self.reply(200, seen)
+        elif self.path == "/wait":
+            print("waiting", flush=True)
+            GATE.wait()
+            self.reply(200, b"released", "text/plain")
+        elif self.path == "/release":
+            GATE.set()
+            self.reply(200, b"ok", "text/plain")
         elif self.path == "/plain":
             self.reply(200, b"legacy says hi", "text/plain")
         elif self.path.startswith("/items/"):
