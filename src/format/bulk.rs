@@ -12,15 +12,15 @@
 //! writes an empty associative array.
 
 use super::{
-    classify_body, decode_headers, encode_base64, type_name, write_headers, write_str, EncodedBody,
-    Limits,
+    classify_body, decode_headers, encode_base64, parse_envelope, parse_item, parse_method_field,
+    request_list, type_name, write_headers, write_str, EncodedBody, Limits,
 };
 use crate::error::FieldError;
 use crate::execute::Outcome;
-use crate::plan::{parse_method, parse_url, Plan, PlanItem, UrlContext};
+use crate::plan::{parse_url, Plan, PlanItem, UrlContext};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -48,41 +48,8 @@ pub(crate) fn decode(
     limits: &Limits<'_>,
     base: &str,
 ) -> Result<Plan, Vec<FieldError>> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| vec![FieldError::batch("body", format!("is not UTF-8 text: {e}"))])?;
-    let raw: RawBulk<'_> = serde_json::from_str(text).map_err(|e| {
-        let detail = if e.is_data() {
-            format!("must be a JSON object with a `requests` array ({e})")
-        } else {
-            format!("is not valid JSON: {e}")
-        };
-        vec![FieldError::batch("body", detail)]
-    })?;
-    let requests = raw.requests.ok_or_else(|| {
-        vec![FieldError::batch(
-            "requests",
-            "is required: an array of requests",
-        )]
-    })?;
-    let items = serde_json::from_str::<Vec<&RawValue>>(requests.get()).map_err(|_| {
-        vec![FieldError::batch(
-            "requests",
-            format!("must be an array, not {}", type_name(requests)),
-        )]
-    })?;
-    if items.is_empty() {
-        return Err(vec![FieldError::batch(
-            "requests",
-            "must hold at least one request",
-        )]);
-    }
-    let max = limits.config.max_requests;
-    if items.len() > max {
-        return Err(vec![FieldError::batch(
-            "requests",
-            format!("holds {} requests; the limit is {max}", items.len()),
-        )]);
-    }
+    let raw: RawBulk<'_> = parse_envelope(bytes).map_err(|e| vec![e])?;
+    let items = request_list(raw.requests, limits.config.max_requests).map_err(|e| vec![e])?;
     let url_ctx = UrlContext {
         batch_paths: limits.url.batch_paths,
         base: "/",
@@ -114,32 +81,22 @@ fn decode_item(
 ) -> Option<PlanItem> {
     let before = errors.len();
     let mut err = |field: &str, detail: String| errors.push(FieldError::item(index, field, detail));
-    let item: RawItem<'_> = match serde_json::from_str(raw.get()) {
+    let item: RawItem<'_> = match parse_item(raw) {
         Ok(item) => item,
         Err(e) => {
-            let detail = if raw.get().starts_with('{') {
-                e.to_string()
-            } else {
-                format!("must be an object, not {}", type_name(raw))
-            };
-            err("requests", detail);
+            err("requests", e);
             return None;
         }
     };
+
     let string = |v: &RawValue| {
         serde_json::from_str::<String>(v.get())
             .map_err(|_| format!("must be a string, not {}", type_name(v)))
     };
-    let method = match item.method {
-        None => Some(Method::GET),
-        Some(v) => match string(v).and_then(|m| parse_method(&m)) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                err("method", e);
-                None
-            }
-        },
-    };
+    let method = parse_method_field(item.method)
+        .map_err(|e| err("method", e))
+        .ok();
+
     let uri = match item.url {
         None => {
             err("url", "is required".into());

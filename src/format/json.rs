@@ -12,16 +12,17 @@
 //! Reply, in request order: `{"responses": [{"id", "status", "headers", "body"}]}`.
 
 use super::{
-    classify_body, decode_base64, decode_headers, encode_base64, media_kind, type_name,
-    write_headers, write_str, EncodedBody, Limits, MediaKind,
+    classify_body, decode_base64, decode_headers, encode_base64, media_kind, parse_envelope,
+    parse_item, parse_method_field, request_list, type_name, write_headers, write_str, EncodedBody,
+    Limits, MediaKind,
 };
 use crate::error::FieldError;
 use crate::execute::Outcome;
-use crate::plan::{parse_method, parse_url, Plan, PlanItem, UrlContext};
+use crate::plan::{parse_url, Plan, PlanItem, UrlContext};
 use crate::reference::{self, Refs, Template, UrlTemplate};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header;
-use http::{HeaderMap, HeaderValue, Method};
+use http::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
@@ -61,16 +62,7 @@ fn string<'a>(raw: &'a RawValue, what: &str) -> Result<std::borrow::Cow<'a, str>
 /// Decodes a JSON batch. Every item is checked and every problem collected; the batch is
 /// a plan only when there is none.
 pub(crate) fn decode(bytes: &Bytes, limits: &Limits<'_>) -> Result<Plan, Vec<FieldError>> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| vec![FieldError::batch("body", format!("is not UTF-8 text: {e}"))])?;
-    let raw: RawBatch<'_> = serde_json::from_str(text).map_err(|e| {
-        let detail = if e.is_data() {
-            format!("must be a JSON object with a `requests` array ({e})")
-        } else {
-            format!("is not valid JSON: {e}")
-        };
-        vec![FieldError::batch("body", detail)]
-    })?;
+    let raw: RawBatch<'_> = parse_envelope(bytes).map_err(|e| vec![e])?;
 
     let mut errors = Vec::new();
     let stop_on_error = match raw.stop_on_error {
@@ -96,35 +88,13 @@ pub(crate) fn decode(bytes: &Bytes, limits: &Limits<'_>) -> Result<Plan, Vec<Fie
             )),
         }
     }
-    let Some(requests) = raw.requests else {
-        errors.push(FieldError::batch(
-            "requests",
-            "is required: an array of sub-requests",
-        ));
-        return Err(errors);
+    let items = match request_list(raw.requests, limits.config.max_requests) {
+        Ok(items) => items,
+        Err(e) => {
+            errors.push(e);
+            return Err(errors);
+        }
     };
-    let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(requests.get()) else {
-        errors.push(FieldError::batch(
-            "requests",
-            format!("must be an array, not {}", type_name(requests)),
-        ));
-        return Err(errors);
-    };
-    let max = limits.config.max_requests;
-    if items.is_empty() {
-        errors.push(FieldError::batch(
-            "requests",
-            "must hold at least one sub-request",
-        ));
-        return Err(errors);
-    }
-    if items.len() > max {
-        errors.push(FieldError::batch(
-            "requests",
-            format!("holds {} sub-requests; the limit is {max}", items.len()),
-        ));
-        return Err(errors);
-    }
 
     let mut plan = Vec::with_capacity(items.len());
     let mut ids: HashMap<String, usize> = HashMap::with_capacity(items.len());
@@ -167,15 +137,10 @@ fn decode_item(
 ) -> Option<(PlanItem, Vec<String>)> {
     let before = errors.len();
     let mut err = |field: &str, detail: String| errors.push(FieldError::item(index, field, detail));
-    let item: RawItem<'_> = match serde_json::from_str(raw.get()) {
+    let item: RawItem<'_> = match parse_item(raw) {
         Ok(item) => item,
         Err(e) => {
-            let detail = if raw.get().starts_with('{') {
-                e.to_string()
-            } else {
-                format!("must be an object, not {}", type_name(raw))
-            };
-            err("requests", detail);
+            err("requests", e);
             return None;
         }
     };
@@ -195,16 +160,10 @@ fn decode_item(
             }
         },
     };
-    let method = match item.method {
-        None => Some(Method::GET),
-        Some(v) => match string(v, "a string").and_then(|m| parse_method(&m)) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                err("method", e);
-                None
-            }
-        },
-    };
+    let method = parse_method_field(item.method)
+        .map_err(|e| err("method", e))
+        .ok();
+
     let mut refs = Refs::default();
     let uri = match item.url {
         None => {

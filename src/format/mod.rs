@@ -5,6 +5,7 @@
 pub(crate) mod bulk;
 pub(crate) mod json;
 
+use crate::error::FieldError;
 use crate::identity::keep_sub_header;
 use crate::layer::Config;
 use crate::plan::UrlContext;
@@ -263,4 +264,72 @@ pub(crate) fn write_headers(w: &mut bytes::buf::Writer<BytesMut>, headers: &Head
         }
     }
     w.get_mut().put_u8(b'}');
+}
+
+/// Parses the outer body's envelope; a body that is not JSON, or not of the envelope's
+/// shape, is one problem at field `body`.
+pub(crate) fn parse_envelope<'a, T: serde::Deserialize<'a>>(
+    bytes: &'a [u8],
+) -> Result<T, FieldError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| FieldError::batch("body", format!("is not UTF-8 text: {e}")))?;
+    serde_json::from_str(text).map_err(|e| {
+        let detail = if e.is_data() {
+            format!("must be a JSON object with a `requests` array ({e})")
+        } else {
+            format!("is not valid JSON: {e}")
+        };
+        FieldError::batch("body", detail)
+    })
+}
+
+/// The `requests` array: present, an array, not empty, and within the limit.
+pub(crate) fn request_list(
+    requests: Option<&RawValue>,
+    max: usize,
+) -> Result<Vec<&RawValue>, FieldError> {
+    let requests = requests
+        .ok_or_else(|| FieldError::batch("requests", "is required: an array of sub-requests"))?;
+    let items = serde_json::from_str::<Vec<&RawValue>>(requests.get()).map_err(|_| {
+        FieldError::batch(
+            "requests",
+            format!("must be an array, not {}", type_name(requests)),
+        )
+    })?;
+    if items.is_empty() {
+        return Err(FieldError::batch(
+            "requests",
+            "must hold at least one sub-request",
+        ));
+    }
+    if items.len() > max {
+        return Err(FieldError::batch(
+            "requests",
+            format!("holds {} sub-requests; the limit is {max}", items.len()),
+        ));
+    }
+    Ok(items)
+}
+
+/// One item of `requests` as the codec's item struct; the message when it is not one.
+pub(crate) fn parse_item<'a, T: serde::Deserialize<'a>>(raw: &'a RawValue) -> Result<T, String> {
+    serde_json::from_str(raw.get()).map_err(|e| {
+        if raw.get().starts_with('{') {
+            e.to_string()
+        } else {
+            format!("must be an object, not {}", type_name(raw))
+        }
+    })
+}
+
+/// A sub-request's `method`: `GET` when absent.
+pub(crate) fn parse_method_field(raw: Option<&RawValue>) -> Result<http::Method, String> {
+    match raw {
+        None => Ok(http::Method::GET),
+        Some(v) => {
+            let s: std::borrow::Cow<'_, str> = serde_json::from_str(v.get())
+                .map_err(|_| format!("must be a string, not {}", type_name(v)))?;
+            crate::plan::parse_method(&s)
+        }
+    }
 }
