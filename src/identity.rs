@@ -34,18 +34,20 @@ const CLIENT_ADDRESS: [&str; 5] = [
     "client-ip",
 ];
 
-/// Hop-by-hop and framing headers: they describe the outer connection, not a sub-request.
-const FRAMING: [HeaderName; 9] = [
-    header::CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::CONTENT_LENGTH,
-    header::HOST,
-    header::UPGRADE,
-    header::EXPECT,
-    header::TE,
-    header::TRAILER,
-    header::PROXY_AUTHENTICATE,
+/// Hop-by-hop headers: they describe one connection, not a message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
 ];
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
 
 fn is_client_address(name: &HeaderName) -> bool {
     let s = name.as_str();
@@ -58,29 +60,25 @@ fn is_outer_only(name: &HeaderName, config: &Config) -> bool {
 }
 
 /// Whether a header written inside a sub-request is kept. Dropped headers are ignored
-/// silently, as seed 001 says of authentication headers.
+/// silently, as seed 001 says of authentication headers. Besides identity, client-address
+/// and hop-by-hop headers, a sub-request never sets its own framing (`content-length` is
+/// computed), `host`, `expect` or `proxy-authenticate`.
 pub(crate) fn keep_sub_header(name: &HeaderName, config: &Config) -> bool {
-    let s = name.as_str();
     !(is_outer_only(name, config)
-        || FRAMING.contains(name)
-        || s == "keep-alive"
-        || s == "proxy-connection")
+        || is_hop_by_hop(name)
+        || matches!(
+            *name,
+            header::CONTENT_LENGTH | header::HOST | header::EXPECT | header::PROXY_AUTHENTICATE
+        ))
 }
 
 /// Removes the headers of a sub-response that describe its framing on a connection
-/// (`content-length`, `transfer-encoding`, `connection`, …): inside a batch reply they
-/// would be false.
+/// (`content-length` and the hop-by-hop ones): inside a batch reply they would be false.
 pub(crate) fn strip_response_framing(headers: &mut HeaderMap) {
-    for name in [
-        header::CONTENT_LENGTH,
-        header::TRANSFER_ENCODING,
-        header::CONNECTION,
-        header::TRAILER,
-        header::UPGRADE,
-    ] {
+    headers.remove(header::CONTENT_LENGTH);
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
 }
 
 /// What every sub-request of one batch takes from the outer request.

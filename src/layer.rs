@@ -108,23 +108,7 @@ impl BatchLayer {
     ///
     /// When `path` does not start with `/`, holds a query or is not a valid URI path.
     pub fn new(path: impl Into<String>) -> Self {
-        let mut layer = Self {
-            config: Arc::new(Config {
-                canonical_paths: Vec::new(),
-                endpoints: Vec::new(),
-                max_requests: DEFAULT_MAX_REQUESTS,
-                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-                max_item_response_bytes: DEFAULT_MAX_ITEM_RESPONSE_BYTES,
-                max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-                timeout: Some(DEFAULT_TIMEOUT),
-                concurrency: 1,
-                batch_timeout: None,
-                identity_headers: Vec::new(),
-                inherit_headers: Vec::new(),
-            }),
-        };
-        layer.config_mut().add(path.into(), Format::Json);
-        layer
+        Self::with_endpoint(path.into(), Format::Json)
     }
 
     /// A layer with one SugarCRM-style bulk endpoint at `path` and no JSON batch endpoint;
@@ -134,12 +118,28 @@ impl BatchLayer {
     ///
     /// As [`BatchLayer::new`].
     pub fn new_bulk(path: impl Into<String>, base: impl Into<String>) -> Self {
-        let mut layer = Self::new("/");
-        let config = layer.config_mut();
-        config.endpoints.clear();
-        config.canonical_paths.clear();
-        config.add(path.into(), Format::Bulk { base: base.into() });
-        layer
+        Self::with_endpoint(path.into(), Format::Bulk { base: base.into() })
+    }
+
+    /// The documented defaults, with one endpoint.
+    fn with_endpoint(path: String, format: Format) -> Self {
+        let mut config = Config {
+            canonical_paths: Vec::new(),
+            endpoints: Vec::new(),
+            max_requests: DEFAULT_MAX_REQUESTS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_item_response_bytes: DEFAULT_MAX_ITEM_RESPONSE_BYTES,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            timeout: Some(DEFAULT_TIMEOUT),
+            concurrency: 1,
+            batch_timeout: None,
+            identity_headers: Vec::new(),
+            inherit_headers: Vec::new(),
+        };
+        config.add(path, format);
+        Self {
+            config: Arc::new(config),
+        }
     }
 
     fn config_mut(&mut self) -> &mut Config {

@@ -175,9 +175,9 @@ fn remove_dot_segments(path: &str) -> std::borrow::Cow<'_, str> {
     s.into()
 }
 
+/// `..`, also percent-encoded (`%2e%2e`, `.%2E`); decodes only a segment that has a `%`.
 fn is_dot_dot(seg: &str) -> bool {
-    let decoded = percent_decode_lower(seg);
-    decoded == ".."
+    seg == ".." || (seg.contains('%') && percent_decode_lower(seg) == "..")
 }
 
 /// Whether `path` reaches a batch endpoint in any spelling: percent-encoding, repeated

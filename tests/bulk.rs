@@ -108,6 +108,18 @@ async fn headers_as_lines_or_object_and_identity_stays_outer() {
 }
 
 #[tokio::test]
+async fn braces_in_bulk_headers_are_literal() {
+    let (http, _) = start(layer()).await;
+    let reply = bulk(
+        &http,
+        &json!({"requests": [{"url": "/v10/x", "headers": ["X-Template: a{{b#/c}}d"]}]}),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.json()[0]["contents"]["headers"]["x-template"], json!(["a{{b#/c}}d"]));
+}
+
+#[tokio::test]
 async fn data_may_also_be_a_json_object() {
     let (http, _) = start(layer()).await;
     let reply = bulk(

@@ -118,22 +118,9 @@ fn decode_item(
         },
     };
     let mut headers = HeaderMap::new();
-    let mut templates = Vec::new();
     if let Some(v) = item.headers {
-        decode_headers(
-            v,
-            true,
-            limits.config,
-            &mut headers,
-            &mut templates,
-            &mut err,
-        );
-        // This format has no references: a `{{` in a header is literal text.
-        for (name, t) in templates {
-            if let Ok(v) = HeaderValue::try_from(t.with_placeholder("")) {
-                headers.append(name, v);
-            }
-        }
+        // This format has no references: `{{` in a header is literal text.
+        decode_headers(v, true, limits.config, &mut headers, None, &mut err);
     }
     let body = match item.data {
         None => Bytes::new(),

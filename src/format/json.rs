@@ -188,7 +188,7 @@ fn decode_item(
             false,
             limits.config,
             &mut headers,
-            &mut refs.headers,
+            Some(&mut refs.headers),
             &mut err,
         );
     }

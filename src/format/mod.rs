@@ -109,14 +109,15 @@ pub(crate) struct Limits<'a> {
 
 /// Reads sub-request headers: an object of names to a string (or an array of strings),
 /// or with `lines` also an array of `"Name: value"` strings (SugarCRM's form). Identity,
-/// client-address and framing headers are dropped here (see `identity`); values holding
-/// references become templates.
+/// client-address and framing headers are dropped here (see `identity`). With
+/// `templates`, values holding references become templates; without (a format that has
+/// no references), every value is literal text.
 pub(crate) fn decode_headers(
     raw: &RawValue,
     lines: bool,
     config: &Config,
     out: &mut HeaderMap,
-    templates: &mut Vec<(HeaderName, Template)>,
+    mut templates: Option<&mut Vec<(HeaderName, Template)>>,
     err: &mut impl FnMut(&str, String),
 ) {
     let parsed = if lines && raw.get().starts_with('[') {
@@ -164,7 +165,10 @@ pub(crate) fn decode_headers(
         };
         let keep = keep_sub_header(&header_name, config);
         for v in values {
-            if keep && v.contains("{{") {
+            if let Some(templates) = templates
+                .as_deref_mut()
+                .filter(|_| keep && v.contains("{{"))
+            {
                 match Template::parse(&v) {
                     Ok(Some(t)) if HeaderValue::try_from(t.with_placeholder("x")).is_ok() => {
                         templates.push((header_name.clone(), t));
