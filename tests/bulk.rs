@@ -116,7 +116,10 @@ async fn braces_in_bulk_headers_are_literal() {
         &[],
     )
     .await;
-    assert_eq!(reply.json()[0]["contents"]["headers"]["x-template"], json!(["a{{b#/c}}d"]));
+    assert_eq!(
+        reply.json()[0]["contents"]["headers"]["x-template"],
+        json!(["a{{b#/c}}d"])
+    );
 }
 
 #[tokio::test]
