@@ -51,7 +51,7 @@ pub(crate) struct Problem {
     pub(crate) errors: Vec<FieldError>,
     /// One header the response also needs (`allow`, `accept`).
     #[serde(skip)]
-    pub(crate) header: Option<(header::HeaderName, HeaderValue)>,
+    pub(crate) header: Option<Box<(header::HeaderName, HeaderValue)>>,
 }
 
 fn ser_status<S: serde::Serializer>(status: &StatusCode, s: S) -> Result<S::Ok, S::Error> {
@@ -95,7 +95,7 @@ impl Problem {
     }
 
     pub(crate) fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
-        self.header = Some((name, value));
+        self.header = Some(Box::new((name, value)));
         self
     }
 
@@ -114,7 +114,8 @@ impl Problem {
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, PROBLEM_JSON);
-        if let Some((name, value)) = self.header {
+        if let Some(header) = self.header {
+            let (name, value) = *header;
             headers.insert(name, value);
         }
         response

@@ -16,7 +16,7 @@ use crate::body::BatchRequestBody;
 use crate::layer::Config;
 use crate::plan::PlanItem;
 use http::header::{self, HeaderName};
-use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Version};
+use http::{HeaderMap, HeaderValue, Method, Request, Version};
 
 /// Identity headers: always the outer request's, never a sub-request's.
 const IDENTITY: [HeaderName; 3] = [
@@ -83,7 +83,8 @@ pub(crate) fn strip_response_framing(headers: &mut HeaderMap) {
 
 /// What every sub-request of one batch takes from the outer request.
 pub(crate) struct Template {
-    extensions: Extensions,
+    /// The outer request without its body; its extensions are what sub-requests inherit.
+    outer_parts: http::request::Parts,
     /// Identity, client-address and `host` values of the outer request: override.
     outer: HeaderMap,
     /// Configured inherited headers: only where the sub-request has none of its own.
@@ -92,10 +93,9 @@ pub(crate) struct Template {
 
 impl Template {
     /// Takes what sub-requests inherit out of the outer request's parts.
-    pub(crate) fn new(parts: &mut http::request::Parts, config: &Config) -> Self {
-        let mut extensions = std::mem::take(&mut parts.extensions);
+    pub(crate) fn new(mut parts: http::request::Parts, config: &Config) -> Self {
         // The outer connection's upgrade belongs to the outer request alone.
-        extensions.remove::<hyper::upgrade::OnUpgrade>();
+        parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         let mut outer = HeaderMap::new();
         let mut inherited = HeaderMap::new();
         for (name, value) in parts.headers.iter() {
@@ -106,10 +106,15 @@ impl Template {
             }
         }
         Self {
-            extensions,
+            outer_parts: parts,
             outer,
             inherited,
         }
+    }
+
+    /// The outer request's parts (what a transaction hook's `begin` is given).
+    pub(crate) fn outer(&self) -> &http::request::Parts {
+        &self.outer_parts
     }
 
     /// The request the wrapped service receives for one sub-request.
@@ -140,7 +145,7 @@ impl Template {
         // Sub-requests are HTTP/1.1 whatever carried the batch: their host is in `host`.
         *req.version_mut() = Version::HTTP_11;
         *req.headers_mut() = headers;
-        *req.extensions_mut() = self.extensions.clone();
+        *req.extensions_mut() = self.outer_parts.extensions.clone();
         req
     }
 }

@@ -1,6 +1,7 @@
 //! [`BatchLayer`]: the configuration of the batch endpoints, and the builder for it.
 
 use crate::service::Batch;
+use crate::transaction::{DynHook, TransactionHook};
 use http::HeaderName;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +60,17 @@ pub(crate) struct Config {
     pub(crate) batch_timeout: Option<Duration>,
     pub(crate) identity_headers: Vec<HeaderName>,
     pub(crate) inherit_headers: Vec<HeaderName>,
+    pub(crate) transactions: Option<Hook>,
+}
+
+/// The application's [`TransactionHook`], type-erased.
+#[derive(Clone)]
+pub(crate) struct Hook(pub(crate) Arc<dyn DynHook>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TransactionHook")
+    }
 }
 
 /// One batch endpoint: where it is, and which wire format it speaks.
@@ -75,6 +87,110 @@ pub(crate) enum Format {
     Json,
     /// SugarCRM bulk; sub-URLs resolve under `base`.
     Bulk { base: String },
+    /// Resource bulk (`POST`/`PATCH`/`DELETE /users/batch`) for one collection.
+    Resource(Arc<Resource>),
+}
+
+/// Default for [`Resource::max_items`]: 1000 items.
+pub const DEFAULT_MAX_ITEMS: usize = 1000;
+/// Default for [`Resource::chunk_size`]: 100 items.
+pub const DEFAULT_CHUNK_SIZE: usize = 100;
+
+/// A collection that gets bulk endpoints at `{path}/batch`; see [`BatchLayer::resource`].
+///
+/// ```
+/// use tower_http_batch::{BatchLayer, Resource};
+///
+/// let layer = BatchLayer::new("/batch")
+///     .resource("/users")
+///     .resource(Resource::new("/orders").max_items(200).list_key("data"));
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Debug)]
+pub struct Resource {
+    pub(crate) path: String,
+    pub(crate) name: String,
+    pub(crate) id_field: String,
+    pub(crate) list_key: Option<String>,
+    pub(crate) max_items: usize,
+    pub(crate) chunk_size: usize,
+}
+
+impl Resource {
+    /// The collection at `path` (`"/users"`): items are created with `POST {path}` and
+    /// updated and deleted at `{path}/{id}`. Its name, the key of the array in a bulk
+    /// create (`{"users": [...]}`), is the last segment of `path`.
+    ///
+    /// # Panics
+    ///
+    /// When `path` does not start with `/`, ends with `/`, holds a query or is not a
+    /// valid URI path.
+    pub fn new(path: impl Into<String>) -> Self {
+        let path = path.into();
+        check_path(&path);
+        assert!(
+            path.len() > 1 && !path.ends_with('/'),
+            "tower-http-batch: a resource path names a collection, like \"/users\": {path:?}"
+        );
+        let name = path.rsplit('/').next().unwrap_or_default().to_string();
+        Self {
+            path,
+            name,
+            id_field: "id".into(),
+            list_key: None,
+            max_items: DEFAULT_MAX_ITEMS,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
+    }
+
+    /// The key of the array in a bulk create (default: the last segment of the path).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The field that holds an item's id: in bulk updates, and in the listing a delete by
+    /// filters reads (default `"id"`).
+    pub fn id_field(mut self, field: impl Into<String>) -> Self {
+        self.id_field = field.into();
+        self
+    }
+
+    /// Where the listing `GET {path}?filters` keeps its array when it is an object
+    /// (`{"data": [...]}`). By default the listing is the array itself, or the array
+    /// under the collection's name.
+    pub fn list_key(mut self, key: impl Into<String>) -> Self {
+        self.list_key = Some(key.into());
+        self
+    }
+
+    /// The most items one bulk request may hold, or a delete by filters may match
+    /// (default [`DEFAULT_MAX_ITEMS`], 1000). More is refused whole with `400`, and
+    /// nothing runs.
+    pub fn max_items(mut self, max: usize) -> Self {
+        self.max_items = max;
+        self
+    }
+
+    /// Items run in chunks of this many (default [`DEFAULT_CHUNK_SIZE`], 100): a chunk
+    /// starts when the one before has finished, and runs with the layer's
+    /// [`concurrency`](BatchLayer::concurrency). `0` is taken as 1.
+    pub fn chunk_size(mut self, size: usize) -> Self {
+        self.chunk_size = size.max(1);
+        self
+    }
+}
+
+impl From<&str> for Resource {
+    fn from(path: &str) -> Self {
+        Self::new(path)
+    }
+}
+
+impl From<String> for Resource {
+    fn from(path: String) -> Self {
+        Self::new(path)
+    }
 }
 
 impl Config {
@@ -135,6 +251,7 @@ impl BatchLayer {
             batch_timeout: None,
             identity_headers: Vec::new(),
             inherit_headers: Vec::new(),
+            transactions: None,
         };
         config.add(path, format);
         Self {
@@ -175,6 +292,42 @@ impl BatchLayer {
     pub fn bulk(mut self, path: impl Into<String>, base: impl Into<String>) -> Self {
         self.config_mut()
             .add(path.into(), Format::Bulk { base: base.into() });
+        self
+    }
+
+    /// Gives a collection bulk endpoints at `{path}/batch` (seed 000), with no handler to
+    /// write: `POST /users/batch` with `{"users": [...]}` creates each item with `POST
+    /// /users`; `PATCH /users/batch` with `{"updates": [{"id": 42, ...}]}` sends `PATCH
+    /// /users/42` with the rest of each item; `DELETE /users/batch` with `{"ids": [...]}`,
+    /// or with `{"filters": {...}}` (read with `GET /users?filters` first), sends `DELETE
+    /// /users/{id}` for each. A bare array works in place of the object.
+    ///
+    /// Replies carry per-item results: `success_count`, `error_count`, `created` or
+    /// `succeeded`, `deleted_count`, `not_found_count` and `failed` (each with the
+    /// handler's own message). The status is `201` (create) or `200` when every item
+    /// succeeded, `207` when any failed. `"atomic": true` (or `?atomic=true`) runs all
+    /// items in one transaction of the [`transactions`](Self::transactions) hook. See
+    /// the README for every rule.
+    ///
+    /// # Panics
+    ///
+    /// As [`Resource::new`].
+    pub fn resource(mut self, resource: impl Into<Resource>) -> Self {
+        let resource = resource.into();
+        let path = format!("{}/batch", resource.path);
+        self.config_mut()
+            .add(path, Format::Resource(Arc::new(resource)));
+        self
+    }
+
+    /// Makes atomic batches possible: `"atomic": true` and OData's `atomicityGroup` in
+    /// JSON batches, and `"atomic": true` in resource bulk requests. Each atomic group runs
+    /// its members in order inside one transaction of `hook` (see [`TransactionHook`]):
+    /// when one fails, the transaction is rolled back, the failing member keeps its own
+    /// status and body, and the others report `424`. Without a hook, an atomic batch is
+    /// refused with `400` before anything runs.
+    pub fn transactions<H: TransactionHook>(mut self, hook: H) -> Self {
+        self.config_mut().transactions = Some(Hook(crate::transaction::erase(hook)));
         self
     }
 

@@ -90,16 +90,19 @@ mod layer;
 mod plan;
 mod reference;
 mod service;
+mod transaction;
 
 #[cfg(feature = "axum")]
 pub use crate::axum::{BatchRouter, BatchRouterFuture};
 pub use crate::body::{BatchRequestBody, BatchResponseBody};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::{
-    BatchLayer, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ITEM_RESPONSE_BYTES, DEFAULT_MAX_REQUESTS,
-    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
+    BatchLayer, Resource, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ITEMS,
+    DEFAULT_MAX_ITEM_RESPONSE_BYTES, DEFAULT_MAX_REQUESTS, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT,
 };
 pub use crate::service::Batch;
+pub use crate::transaction::TransactionHook;
 
 /// The error type the bounds speak of.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -13,6 +13,31 @@ pub(crate) struct Plan {
     pub(crate) items: Vec<PlanItem>,
     /// Stop at the first sub-response with status >= 400 (that one included).
     pub(crate) stop_on_error: bool,
+    /// Atomic groups: adjacent items that run in order in one transaction.
+    pub(crate) groups: Vec<Group>,
+    /// Run the items in chunks of this many: a chunk starts when the one before has
+    /// finished. `None`: no chunks.
+    pub(crate) chunk_size: Option<usize>,
+}
+
+impl Plan {
+    /// A plan with no groups and no chunks.
+    pub(crate) fn new(items: Vec<PlanItem>, stop_on_error: bool) -> Self {
+        Self {
+            items,
+            stop_on_error,
+            groups: Vec::new(),
+            chunk_size: None,
+        }
+    }
+}
+
+/// An atomicity group: items `members` (adjacent, in order) succeed or fail together.
+#[derive(Debug, Clone)]
+pub(crate) struct Group {
+    /// The group's name, for messages (`atomicityGroup`, or `"atomic"` for a whole batch).
+    pub(crate) name: String,
+    pub(crate) members: std::ops::Range<usize>,
 }
 
 /// One sub-request, ready to be built into a request for the wrapped service.
@@ -55,6 +80,19 @@ pub(crate) fn parse_method(s: &str) -> Result<Method, String> {
                 format!("unknown method {s:?}; expected one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
             }
         })
+}
+
+/// Everything but RFC 3986's unreserved characters.
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `value` percent-encoded to be one path segment or one query value: all but RFC 3986's
+/// unreserved characters are escaped.
+pub(crate) fn encode_component(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, COMPONENT).to_string()
 }
 
 /// What URL checks need to know about the endpoint that received the batch.

@@ -14,17 +14,9 @@
 
 use crate::execute::Outcome;
 use crate::format::{classify_body, encode_base64, EncodedBody};
-use crate::plan::{parse_url, UrlContext};
+use crate::plan::{encode_component, parse_url, UrlContext};
 use http::{HeaderName, HeaderValue, Uri};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
-
-/// Everything but RFC 3986's unreserved characters.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// One reference: `{{id#pointer}}`.
 #[derive(Debug, Clone)]
@@ -272,9 +264,7 @@ pub(crate) fn resolve_url(
         url.push_str(&path);
     }
     // One escaping serves a path segment and a query value alike: all but unreserved.
-    let rest = t.rest.render(views, |value| {
-        utf8_percent_encode(value, COMPONENT).to_string()
-    })?;
+    let rest = t.rest.render(views, encode_component)?;
     url.push_str(&rest);
     parse_url(&url, ctx).map_err(|e| format!("the url resolved to {url:?}, which {e}"))
 }

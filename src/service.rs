@@ -3,10 +3,10 @@
 use crate::body::{collect_limited, BatchRequestBody, BatchResponseBody, Collected};
 use crate::error::Problem;
 use crate::execute;
-use crate::format::{bulk, json, Limits};
+use crate::format::{bulk, json, resource, Limits};
 use crate::future::ResponseFuture;
 use crate::identity::Template;
-use crate::layer::{BatchLayer, Config, Format};
+use crate::layer::{BatchLayer, Config, Format, Resource};
 use crate::plan::UrlContext;
 use crate::BoxError;
 use bytes::Bytes;
@@ -109,8 +109,8 @@ where
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    let (mut parts, body) = req.into_parts();
-    if let Some(problem) = check_outer(&parts, &config) {
+    let (parts, body) = req.into_parts();
+    if let Some(problem) = check_outer(&parts, &config, &config.endpoints[endpoint].format) {
         return problem.into_response();
     }
     let bytes = match collect_limited(body, config.max_body_bytes).await {
@@ -127,9 +127,12 @@ where
             .into_response();
         }
     };
-    let path = parts.uri.path();
     // `call` found it; the configuration does not change.
     let endpoint = &config.endpoints[endpoint];
+    if let Format::Resource(resource) = &endpoint.format {
+        return resource_bulk(svc, &config, resource, parts, &bytes).await;
+    }
+    let path = parts.uri.path();
     let limits = Limits {
         config: &config,
         url: UrlContext {
@@ -138,21 +141,76 @@ where
         },
     };
     let decoded = match &endpoint.format {
-        Format::Json => json::decode(&bytes, &limits),
         Format::Bulk { base } => bulk::decode(&bytes, &limits, base),
+        _ => json::decode(&bytes, &limits),
     };
     let plan = match decoded {
         Ok(plan) => plan,
         Err(errors) => return Problem::invalid(errors).into_response(),
     };
     tracing::debug!(items = plan.items.len(), "running a batch");
-    let template = Template::new(&mut parts, &config);
+    let template = Template::new(parts, &config);
     let outcomes = execute::run(svc, &template, plan, &config).await;
     let reply = match &endpoint.format {
-        Format::Json => json::encode(&outcomes),
         Format::Bulk { .. } => bulk::encode(&outcomes),
+        _ => json::encode(&outcomes),
     };
-    let mut response = Response::new(BatchResponseBody::full(reply));
+    json_response(StatusCode::OK, reply)
+}
+
+/// A resource bulk request: decode, (for a delete by filters: list, then decode the
+/// listing), run, encode.
+async fn resource_bulk<S, B, ResBody>(
+    svc: S,
+    config: &Config,
+    resource: &Resource,
+    parts: http::request::Parts,
+    bytes: &Bytes,
+) -> Response<BatchResponseBody<ResBody>>
+where
+    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    let limits = Limits {
+        config,
+        url: UrlContext {
+            batch_paths: &config.canonical_paths,
+            base: "/",
+        },
+    };
+    let decoded = resource::decode(&parts.method, parts.uri.query(), bytes, &limits, resource);
+    let template = Template::new(parts, config);
+    let decoded = match decoded {
+        Ok(resource::Decoded::Lookup(plan, lookup)) => {
+            let listing = execute::run(svc.clone(), &template, plan, config).await;
+            resource::after_lookup(listing.into_iter().next(), lookup, resource, &limits)
+        }
+        other => other,
+    };
+    let (plan, reply) = match decoded {
+        Ok(resource::Decoded::Run(plan, reply)) => (plan, reply),
+        Ok(resource::Decoded::Lookup(..)) => {
+            return Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "urn:tower-http-batch:internal",
+                "Internal error",
+                "a listing was asked for twice",
+            )
+            .into_response()
+        }
+        Err(problem) => return problem.into_response(),
+    };
+    tracing::debug!(items = plan.items.len(), collection = %resource.path, "running a resource bulk request");
+    let outcomes = execute::run(svc, &template, plan, config).await;
+    let (status, body) = resource::encode(&reply, outcomes);
+    json_response(status, body)
+}
+
+fn json_response<ResBody>(status: StatusCode, body: Bytes) -> Response<BatchResponseBody<ResBody>> {
+    let mut response = Response::new(BatchResponseBody::full(body));
+    *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -162,16 +220,20 @@ where
 
 /// Method, media type and declared length, before any byte of the body is read: the
 /// problem with the outer request, if any.
-fn check_outer(parts: &http::request::Parts, config: &Config) -> Option<Problem> {
-    if parts.method != Method::POST {
+fn check_outer(parts: &http::request::Parts, config: &Config, format: &Format) -> Option<Problem> {
+    let (allowed, allow) = match format {
+        Format::Resource(_) => (resource::allows(&parts.method), resource::METHODS),
+        _ => (parts.method == Method::POST, "POST"),
+    };
+    if !allowed {
         return Some(
             Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "urn:tower-http-batch:method-not-allowed",
                 "Method not allowed",
-                format!("a batch is sent with POST, not {}", parts.method),
+                format!("this endpoint takes {allow}, not {}", parts.method),
             )
-            .with_header(header::ALLOW, HeaderValue::from_static("POST")),
+            .with_header(header::ALLOW, HeaderValue::from_static(allow)),
         );
     }
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {

@@ -1,7 +1,8 @@
 //! The demo application: a small users API on SQLite, with an auth layer outside the batch
 //! layer. `main.rs` serves it; the integration tests serve the same app.
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -11,10 +12,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use tower::{Layer, Service};
-use tower_http_batch::BatchLayer;
+use tower_http_batch::{BatchLayer, TransactionHook};
 
 /// The fixed demo tokens: `Authorization: Bearer <token>` acts as that user.
 pub const TOKENS: [(&str, &str); 2] = [("alice-token", "alice"), ("bob-token", "bob")];
@@ -23,9 +25,111 @@ pub const TOKENS: [(&str, &str); 2] = [("alice-token", "alice"), ("bob-token", "
 #[derive(Clone, Debug)]
 pub struct CurrentUser(pub String);
 
-/// The database, shared by the handlers.
+/// The database, shared by the handlers: one SQLite connection, taken in turn.
 #[derive(Clone)]
 pub struct Db(Arc<Mutex<Connection>>);
+
+/// An open transaction of an atomic batch: the connection, held from `BEGIN` to `COMMIT`
+/// or `ROLLBACK`, so no other request runs inside it. The batch layer puts a clone into
+/// every sub-request of the atomic group; [`Access`] finds it there.
+#[derive(Clone)]
+pub struct Tx(Arc<Mutex<Option<Held>>>);
+
+/// The connection while a transaction is open. Dropped without `COMMIT` (the batch was
+/// dropped), it rolls back, so the connection never goes back with a transaction open.
+pub struct Held(OwnedMutexGuard<Connection>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if !self.0.is_autocommit() {
+            let _ = self.0.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// The transaction hook: atomic batches run inside one SQLite transaction.
+impl TransactionHook for Db {
+    type Handle = Tx;
+    type Error = rusqlite::Error;
+
+    async fn begin(&self, outer: &Parts) -> Result<Tx, rusqlite::Error> {
+        let conn = self.0.clone().lock_owned().await;
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let user = outer.extensions.get::<CurrentUser>().map(|u| u.0.as_str());
+        tracing::info!(user, "atomic batch: BEGIN");
+        Ok(Tx(Arc::new(Mutex::new(Some(Held(conn))))))
+    }
+
+    async fn commit(&self, tx: Tx) -> Result<(), rusqlite::Error> {
+        // Taken out, so a handler still holding a clone finds the transaction over.
+        if let Some(held) = tx.0.lock().await.take() {
+            held.0.execute_batch("COMMIT")?;
+            tracing::info!("atomic batch: COMMIT");
+        }
+        Ok(())
+    }
+
+    async fn rollback(&self, tx: Tx) -> Result<(), rusqlite::Error> {
+        if let Some(held) = tx.0.lock().await.take() {
+            held.0.execute_batch("ROLLBACK")?;
+            tracing::info!("atomic batch: ROLLBACK");
+        }
+        Ok(())
+    }
+}
+
+/// How a handler reaches the database: inside the atomic batch's transaction when the
+/// request is one of its sub-requests, else on the shared connection.
+pub struct Access {
+    db: Db,
+    tx: Option<Tx>,
+}
+
+impl FromRequestParts<Db> for Access {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, db: &Db) -> Result<Self, Infallible> {
+        Ok(Self {
+            db: db.clone(),
+            tx: parts.extensions.get::<Tx>().cloned(),
+        })
+    }
+}
+
+/// A locked connection (the shared one, or the transaction's).
+pub enum Conn {
+    Shared(OwnedMutexGuard<Connection>),
+    InTransaction(OwnedMutexGuard<Option<Held>>),
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            Conn::Shared(conn) => conn,
+            // `Access::conn` only makes this variant around an open transaction.
+            Conn::InTransaction(held) => &held.as_ref().expect("an open transaction").0,
+        }
+    }
+}
+
+impl Access {
+    /// Waits for the connection; `409` when the transaction this request belonged to is
+    /// already over.
+    async fn conn(&self) -> Result<Conn, Response> {
+        match &self.tx {
+            None => Ok(Conn::Shared(self.db.0.clone().lock_owned().await)),
+            Some(tx) => {
+                let held = tx.0.clone().lock_owned().await;
+                if held.is_none() {
+                    return Err(error(StatusCode::CONFLICT, "the transaction is over"));
+                }
+                Ok(Conn::InTransaction(held))
+            }
+        }
+    }
+}
 
 impl Db {
     /// Opens (or creates) the database at `path`, or in memory, and seeds it when empty:
@@ -81,11 +185,6 @@ impl Db {
         }
         Ok(Self(Arc::new(Mutex::new(conn))))
     }
-
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A handler that panicked while holding the lock leaves the connection usable.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 /// The whole demo service: auth outside, then the batch layer, then the router.
@@ -112,9 +211,11 @@ pub fn app(
             "/rest/v10/Accounts",
             get(list_accounts).post(create_account),
         )
-        .with_state(db);
+        .with_state(db.clone());
     let batch = BatchLayer::new("/batch")
         .bulk("/rest/v10/bulk", "/rest")
+        .resource("/users")
+        .transactions(db.clone())
         .max_requests(100)
         .timeout(Some(Duration::from_secs(10)))
         .inherit_header(header::ACCEPT_LANGUAGE)
@@ -199,7 +300,7 @@ struct ListQuery {
     last_login_before: Option<String>,
 }
 
-async fn list_users(State(db): State<Db>, Query(q): Query<ListQuery>) -> Response {
+async fn list_users(db: Access, Query(q): Query<ListQuery>) -> Response {
     if let Some(d) = &q.last_login_before {
         if !is_date(d) {
             return error(
@@ -208,7 +309,10 @@ async fn list_users(State(db): State<Db>, Query(q): Query<ListQuery>) -> Respons
             );
         }
     }
-    let conn = db.conn();
+    let conn = match db.conn().await {
+        Ok(conn) => conn,
+        Err(response) => return response,
+    };
     let sql = format!(
         "SELECT {COLUMNS} FROM users
          WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR (last_login IS NOT NULL AND last_login < ?2))
@@ -294,7 +398,7 @@ fn parse_fields(body: &[u8], all_required: bool) -> Result<Fields, String> {
 }
 
 async fn create_user(
-    State(db): State<Db>,
+    db: Access,
     user: Option<Extension<CurrentUser>>,
     body: axum::body::Bytes,
 ) -> Response {
@@ -303,7 +407,10 @@ async fn create_user(
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, &e),
     };
     let created_by = user.map_or_else(|| "anonymous".to_string(), |u| u.0 .0);
-    let conn = db.conn();
+    let conn = match db.conn().await {
+        Ok(conn) => conn,
+        Err(response) => return response,
+    };
     let result = conn
         .execute(
             "INSERT INTO users (name, email, status, last_login, created_by) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -330,8 +437,12 @@ async fn create_user(
     }
 }
 
-async fn get_user(State(db): State<Db>, Path(id): Path<i64>) -> Response {
-    match load(&db.conn(), id) {
+async fn get_user(db: Access, Path(id): Path<i64>) -> Response {
+    let conn = match db.conn().await {
+        Ok(conn) => conn,
+        Err(response) => return response,
+    };
+    match load(&conn, id) {
         Ok(Some(user)) => with_etag(StatusCode::OK, user),
         Ok(None) => not_found(),
         Err(e) => internal(e),
@@ -339,31 +450,34 @@ async fn get_user(State(db): State<Db>, Path(id): Path<i64>) -> Response {
 }
 
 async fn put_user(
-    State(db): State<Db>,
+    db: Access,
     Path(id): Path<i64>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    update(db, id, &headers, &body, true)
+    update(db, id, &headers, &body, true).await
 }
 
 async fn patch_user(
-    State(db): State<Db>,
+    db: Access,
     Path(id): Path<i64>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    update(db, id, &headers, &body, false)
+    update(db, id, &headers, &body, false).await
 }
 
 /// PUT replaces (name and email required), PATCH merges. `If-Match` with the user's
 /// `ETag` makes the update conditional (`412` when it has changed).
-fn update(db: Db, id: i64, headers: &HeaderMap, body: &[u8], replace: bool) -> Response {
+async fn update(db: Access, id: i64, headers: &HeaderMap, body: &[u8], replace: bool) -> Response {
     let f = match parse_fields(body, replace) {
         Ok(f) => f,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, &e),
     };
-    let conn = db.conn();
+    let conn = match db.conn().await {
+        Ok(conn) => conn,
+        Err(response) => return response,
+    };
     let (current, version) = match load(&conn, id) {
         Ok(Some(found)) => found,
         Ok(None) => return not_found(),
@@ -407,8 +521,12 @@ fn update(db: Db, id: i64, headers: &HeaderMap, body: &[u8], replace: bool) -> R
     }
 }
 
-async fn delete_user(State(db): State<Db>, Path(id): Path<i64>) -> Response {
-    match db.conn().execute("DELETE FROM users WHERE id = ?1", [id]) {
+async fn delete_user(db: Access, Path(id): Path<i64>) -> Response {
+    let conn = match db.conn().await {
+        Ok(conn) => conn,
+        Err(response) => return response,
+    };
+    match conn.execute("DELETE FROM users WHERE id = ?1", [id]) {
         Ok(0) => not_found(),
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => internal(e),
@@ -432,7 +550,7 @@ fn account_json(row: &rusqlite::Row<'_>, with_modified: bool) -> rusqlite::Resul
 }
 
 /// `POST /rest/v10/Accounts` with `{"name": …}`: the created record, as SugarCRM returns it.
-async fn create_account(State(db): State<Db>, body: axum::body::Bytes) -> Response {
+async fn create_account(db: Access, body: axum::body::Bytes) -> Response {
     let name = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
         v.get("name")
             .and_then(Value::as_str)
@@ -442,7 +560,10 @@ async fn create_account(State(db): State<Db>, body: axum::body::Bytes) -> Respon
     let Some(name) = name.filter(|n| !n.is_empty()) else {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "name is required");
     };
-    let conn = db.conn();
+    let conn = match db.conn().await {
+        Ok(conn) => conn,
+        Err(response) => return response,
+    };
     // SQLite makes the UUID and the ISO 8601 time, so the demo needs no more crates.
     let result = conn
         .execute(
@@ -467,8 +588,11 @@ async fn create_account(State(db): State<Db>, body: axum::body::Bytes) -> Respon
 }
 
 /// `GET /rest/v10/Accounts`: `{"next_offset": -1, "records": [...]}`.
-async fn list_accounts(State(db): State<Db>) -> Response {
-    let conn = db.conn();
+async fn list_accounts(db: Access) -> Response {
+    let conn = match db.conn().await {
+        Ok(conn) => conn,
+        Err(response) => return response,
+    };
     let records: rusqlite::Result<Vec<Value>> = conn
         .prepare("SELECT id, name, date_entered, date_modified FROM accounts ORDER BY seq")
         .and_then(|mut stmt| stmt.query_map([], |r| account_json(r, true))?.collect());

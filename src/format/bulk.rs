@@ -62,10 +62,7 @@ pub(crate) fn decode(
         }
     }
     if errors.is_empty() {
-        Ok(Plan {
-            items: plan,
-            stop_on_error: false,
-        })
+        Ok(Plan::new(plan, false))
     } else {
         Err(errors)
     }

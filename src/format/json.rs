@@ -14,11 +14,11 @@
 use super::{
     classify_body, decode_base64, decode_headers, encode_base64, media_kind, parse_envelope,
     parse_item, parse_method_field, request_list, type_name, write_headers, write_str, EncodedBody,
-    Limits, MediaKind,
+    Limits, MediaKind, NO_HOOK,
 };
 use crate::error::FieldError;
 use crate::execute::Outcome;
-use crate::plan::{parse_url, Plan, PlanItem, UrlContext};
+use crate::plan::{parse_url, Group, Plan, PlanItem, UrlContext};
 use crate::reference::{self, Refs, Template, UrlTemplate};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header;
@@ -75,18 +75,21 @@ pub(crate) fn decode(bytes: &Bytes, limits: &Limits<'_>) -> Result<Plan, Vec<Fie
             false
         }),
     };
-    if let Some(v) = raw.atomic {
-        match serde_json::from_str::<bool>(v.get()) {
-            Ok(false) => {}
-            Ok(true) => errors.push(FieldError::batch(
-                "atomic",
-                "atomic batches need a transaction hook, and this server has none",
-            )),
-            Err(_) => errors.push(FieldError::batch(
-                "atomic",
-                format!("must be a boolean, not {}", type_name(v)),
-            )),
-        }
+    let atomic = match raw.atomic {
+        None => false,
+        Some(v) => match serde_json::from_str::<bool>(v.get()) {
+            Ok(atomic) => atomic,
+            Err(_) => {
+                errors.push(FieldError::batch(
+                    "atomic",
+                    format!("must be a boolean, not {}", type_name(v)),
+                ));
+                false
+            }
+        },
+    };
+    if atomic && limits.config.transactions.is_none() {
+        errors.push(FieldError::batch("atomic", NO_HOOK));
     }
     let items = match request_list(raw.requests, limits.config.max_requests) {
         Ok(items) => items,
@@ -99,8 +102,23 @@ pub(crate) fn decode(bytes: &Bytes, limits: &Limits<'_>) -> Result<Plan, Vec<Fie
     let mut plan = Vec::with_capacity(items.len());
     let mut ids: HashMap<String, usize> = HashMap::with_capacity(items.len());
     let mut names = Vec::with_capacity(items.len());
+    let mut group_names: Vec<Option<String>> = Vec::new();
     for (index, raw) in items.into_iter().enumerate() {
-        if let Some((item, depends_on)) = decode_item(index, raw, bytes, limits, &mut errors) {
+        if let Some((item, depends_on, group)) = decode_item(index, raw, bytes, limits, &mut errors)
+        {
+            if let Some(group) = group {
+                if atomic {
+                    errors.push(FieldError::item(
+                        index,
+                        "atomicityGroup",
+                        "must be left out when the whole batch is `atomic`",
+                    ));
+                } else if limits.config.transactions.is_none() {
+                    errors.push(FieldError::item(index, "atomicityGroup", NO_HOOK));
+                }
+                group_names.resize(index + 1, None);
+                group_names[index] = Some(group);
+            }
             names.push((index, depends_on));
             match ids.get(&item.id) {
                 Some(first) => errors.push(FieldError::item(
@@ -115,17 +133,71 @@ pub(crate) fn decode(bytes: &Bytes, limits: &Limits<'_>) -> Result<Plan, Vec<Fie
             plan.push(item);
         }
     }
+    let mut groups = Vec::new();
     if errors.is_empty() {
-        resolve_dependencies(&mut plan, names, &ids, &mut errors);
+        if atomic {
+            groups.push(Group {
+                name: "atomic".into(),
+                members: 0..plan.len(),
+            });
+        } else {
+            group_names.resize(plan.len(), None);
+            groups = atomicity_groups(&group_names, &ids, &mut errors);
+        }
     }
     if errors.is_empty() {
-        Ok(Plan {
-            items: plan,
-            stop_on_error,
-        })
+        resolve_dependencies(&mut plan, names, &ids, &groups, &mut errors);
+    }
+    if errors.is_empty() {
+        let mut plan = Plan::new(plan, stop_on_error);
+        plan.groups = groups;
+        Ok(plan)
     } else {
         Err(errors)
     }
+}
+
+/// OData's atomicity groups: the members of each are adjacent, and its name is no
+/// request's id.
+fn atomicity_groups(
+    names: &[Option<String>],
+    ids: &HashMap<String, usize>,
+    errors: &mut Vec<FieldError>,
+) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    for (index, name) in names.iter().enumerate() {
+        let Some(name) = name else { continue };
+        if let Some(last) = groups.last_mut() {
+            if last.name == *name && last.members.end == index {
+                last.members.end = index + 1;
+                continue;
+            }
+        }
+        if let Some(earlier) = groups.iter().find(|g| g.name == *name) {
+            errors.push(FieldError::item(
+                index,
+                "atomicityGroup",
+                format!(
+                    "{name:?} is split: its requests must be adjacent, and request {} ends it",
+                    earlier.members.end - 1
+                ),
+            ));
+            continue;
+        }
+        if let Some(&i) = ids.get(name) {
+            errors.push(FieldError::item(
+                index,
+                "atomicityGroup",
+                format!("{name:?} is already the id of request {i}: groups and requests share one namespace"),
+            ));
+            continue;
+        }
+        groups.push(Group {
+            name: name.clone(),
+            members: index..index + 1,
+        });
+    }
+    groups
 }
 
 fn decode_item(
@@ -134,7 +206,7 @@ fn decode_item(
     outer: &Bytes,
     limits: &Limits<'_>,
     errors: &mut Vec<FieldError>,
-) -> Option<(PlanItem, Vec<String>)> {
+) -> Option<(PlanItem, Vec<String>, Option<String>)> {
     let before = errors.len();
     let mut err = |field: &str, detail: String| errors.push(FieldError::item(index, field, detail));
     let item: RawItem<'_> = match parse_item(raw) {
@@ -202,12 +274,23 @@ fn decode_item(
             Vec::new()
         }),
     };
-    if item.atomicity_group.is_some() {
-        err(
-            "atomicityGroup",
-            "atomic groups need a transaction hook, and this server has none".into(),
-        );
-    }
+    let group = match item.atomicity_group {
+        None => None,
+        Some(v) => match serde_json::from_str::<String>(v.get()) {
+            Ok(g) if !g.is_empty() => Some(g),
+            Ok(_) => {
+                err("atomicityGroup", "must not be empty".into());
+                None
+            }
+            Err(_) => {
+                err(
+                    "atomicityGroup",
+                    format!("must be a string, not {}", type_name(v)),
+                );
+                None
+            }
+        },
+    };
     let body = match item.body {
         Some(v) if v.get() != "null" => decode_body(v, outer, &mut headers).unwrap_or_else(|e| {
             err("body", e);
@@ -238,6 +321,7 @@ fn decode_item(
             refs: (!refs.is_empty()).then(|| Box::new(refs)),
         },
         depends_on,
+        group,
     ))
 }
 
@@ -310,15 +394,35 @@ fn check_reference_ids(refs: &Refs, depends_on: &[String], err: &mut impl FnMut(
 }
 
 /// Turns each item's `dependsOn` ids into indices: each must be the id of an earlier
-/// request (so the graph has no cycle by construction).
+/// request (so the graph has no cycle by construction), or the name of an atomicity group
+/// that ends before it (all its members).
 fn resolve_dependencies(
     plan: &mut [PlanItem],
     names: Vec<(usize, Vec<String>)>,
     ids: &HashMap<String, usize>,
+    groups: &[Group],
     errors: &mut Vec<FieldError>,
 ) {
     for ((index, names), item) in names.into_iter().zip(plan.iter_mut()) {
         for name in names {
+            if let Some(group) = groups.iter().find(|g| g.name == name) {
+                if group.members.end <= index {
+                    for d in group.members.clone() {
+                        if !item.depends_on.contains(&d) {
+                            item.depends_on.push(d);
+                        }
+                    }
+                } else {
+                    errors.push(FieldError::item(
+                        index,
+                        "dependsOn",
+                        format!(
+                            "{name:?} is an atomicity group that does not end before this request"
+                        ),
+                    ));
+                }
+                continue;
+            }
             match ids.get(&name) {
                 Some(&d) if d < index => {
                     if !item.depends_on.contains(&d) {

@@ -4,6 +4,7 @@
 
 pub(crate) mod bulk;
 pub(crate) mod json;
+pub(crate) mod resource;
 
 use crate::error::FieldError;
 use crate::identity::keep_sub_header;
@@ -100,6 +101,10 @@ fn is_valid_json(body: &[u8]) -> bool {
 pub(crate) fn encode_base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// Why an atomic batch is refused when the layer has no transaction hook.
+pub(crate) const NO_HOOK: &str =
+    "atomic batches need a transaction hook, and this server has none (BatchLayer::transactions)";
 
 /// What decoding needs besides the bytes.
 pub(crate) struct Limits<'a> {
