@@ -501,19 +501,22 @@ impl Graph {
             (None, Err(e)) => {
                 tracing::error!(group = %name, error = %e, "an atomic group's commit failed");
                 for m in members {
-                    self.results[m] = Some(Outcome::problem(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "Transaction failed",
-                        format!(
-                            "the transaction of atomic group {name:?} could not be committed: {e}"
+                    self.record(
+                        m,
+                        Outcome::problem(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Transaction failed",
+                            format!(
+                                "the transaction of atomic group {name:?} could not be committed: {e}"
+                            ),
                         ),
-                    ));
+                    );
                 }
             }
             (Some(f), result) => {
                 let culprit = format!(
                     "request {:?} (index {f}) in atomic group {name:?} failed with status {}",
-                    self.ids[f],
+                    self.results[f].as_ref().map_or("", |o| o.id.as_str()),
                     self.results[f].as_ref().map_or(0, |o| o.status.as_u16())
                 );
                 if let Err(e) = &result {
@@ -542,41 +545,41 @@ impl Graph {
                     };
                     if m > f && self.results[m].is_none() {
                         self.items[m] = None;
-                        self.finished += 1;
                         if self.stop_on_error {
                             // The reply ends at the failure: what was not sent is left out.
                             continue;
                         }
                     }
-                    self.results[m] = Some(outcome);
+                    self.record(m, outcome);
                 }
             }
         }
         self.release_group(g);
     }
 
-    /// Moves each member's id into its outcome and releases what waited for the group.
+    /// Releases what waited for the group.
     fn release_group(&mut self, g: usize) {
         for m in self.groups[g].members.clone() {
-            if let Some(outcome) = &mut self.results[m] {
-                outcome.id = std::mem::take(&mut self.ids[m]);
-            }
             self.release(m);
         }
     }
 
-    /// Stores an item's outcome, without releasing anything.
-    fn record(&mut self, i: usize, outcome: Outcome) {
+    /// Stores an item's outcome with its id (an outcome that replaces another keeps the
+    /// id), without releasing anything.
+    fn record(&mut self, i: usize, mut outcome: Outcome) {
         self.running[i] = false;
-        if self.results[i].is_none() {
-            self.finished += 1;
+        match self.results[i].take() {
+            Some(old) => outcome.id = old.id,
+            None => {
+                outcome.id = std::mem::take(&mut self.ids[i]);
+                self.finished += 1;
+            }
         }
         self.results[i] = Some(outcome);
     }
 
     /// Records an item's outcome and releases the items that waited for it.
-    fn finish(&mut self, i: usize, mut outcome: Outcome) {
-        outcome.id = std::mem::take(&mut self.ids[i]);
+    fn finish(&mut self, i: usize, outcome: Outcome) {
         self.record(i, outcome);
         self.release(i);
     }
@@ -603,14 +606,11 @@ impl Graph {
             self.groups[g].phase = Phase::Ended;
             for m in self.groups[g].members.clone() {
                 if self.results[m].is_some() {
-                    self.results[m] = Some(Outcome::problem(
+                    self.record(m, Outcome::problem(
                         StatusCode::GATEWAY_TIMEOUT,
                         "Batch timed out",
                         format!("rolled back: its atomic group did not finish within the batch's deadline of {limit:?} (batch_timeout)"),
                     ));
-                    if let Some(o) = &mut self.results[m] {
-                        o.id = std::mem::take(&mut self.ids[m]);
-                    }
                 }
             }
         }
@@ -649,7 +649,7 @@ fn failed_dependency(d: usize, dep: Option<&Outcome>) -> Outcome {
     let detail = match dep {
         Some(o) if o.status == StatusCode::FAILED_DEPENDENCY => {
             format!(
-                "not sent: request {:?} (index {d}), which it depends on, was not sent either",
+                "not sent: request {:?} (index {d}), which it depends on, did not take effect (it was not sent, or was rolled back)",
                 o.id
             )
         }

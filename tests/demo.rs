@@ -331,3 +331,129 @@ async fn the_sugarcrm_bulk_example() {
     assert_eq!(listed["records"][0]["name"], "test123");
     assert!(listed["records"][0]["date_modified"].is_string());
 }
+
+/// Runs one of seed 000's Python examples (kept verbatim in `tests/seed000/`, indentation
+/// restored) with its base URL pointed at `http`; what it printed.
+async fn run_seed_example(http: &Http, name: &str) -> String {
+    let path = format!("{}/tests/seed000/{name}", env!("CARGO_MANIFEST_DIR"));
+    let script = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        script.contains("https://api.example.com/users/batch"),
+        "{path}"
+    );
+    let script = script.replace("https://api.example.com", &format!("http://{}", http.addr));
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .await
+        .expect("python3 runs the seed's examples (`.ci/run` installs `requests`)");
+    assert!(
+        out.status.success(),
+        "{name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The seed's expected output lost its leading spaces (as its code lost its indentation):
+/// lines are compared without them.
+fn lines(text: &str) -> Vec<&str> {
+    text.lines().map(str::trim_start).collect()
+}
+
+#[tokio::test]
+async fn the_seed_000_python_examples_print_the_seed_output() {
+    let http = demo().await;
+    let created = run_seed_example(&http, "bulk_create.py").await;
+    assert_eq!(
+        lines(&created),
+        [
+            "Created: 3 users",
+            "Failed: 0",
+            "101: Alice",
+            "102: Bob",
+            "103: Charlie"
+        ]
+    );
+    let updated = run_seed_example(&http, "bulk_update.py").await;
+    assert_eq!(
+        lines(&updated),
+        ["Succeeded: 2", "Failed: 1", "ID 999: User not found"]
+    );
+    let deleted = run_seed_example(&http, "bulk_delete.py").await;
+    assert_eq!(lines(&deleted), ["Deleted: 12 users", "Not found: 0"]);
+
+    // And the database agrees.
+    let user = http.send("GET", "/users/42", &[], "").await.json();
+    assert_eq!(user["name"], "Alice Updated");
+    let inactive = http
+        .send("GET", "/users?status=inactive", &[], "")
+        .await
+        .json();
+    assert_eq!(inactive, json!([]));
+    let all = http.send("GET", "/users", &[], "").await.json();
+    assert_eq!(all.as_array().unwrap().len(), 100 + 3 - 12);
+}
+
+#[tokio::test]
+async fn an_atomic_bulk_create_on_sqlite_is_all_or_nothing() {
+    let http = demo().await;
+    let before = http.send("GET", "/users", &[], "").await.body;
+    let users = json!([
+        {"name": "Ann", "email": "ann@example.com"},
+        {"name": "Ben", "email": "ben@example.com"},
+        {"name": "Cy", "email": "not an email"},
+    ]);
+    let send = |path: &'static str, body: Value| {
+        let http = http.clone();
+        async move {
+            http.send(
+                "POST",
+                path,
+                &[("content-type", "application/json"), ALICE],
+                body.to_string(),
+            )
+            .await
+        }
+    };
+
+    let reply = send("/users/batch", json!({"users": users, "atomic": true})).await;
+    assert_eq!(reply.status, 207);
+    let r = reply.json();
+    assert_eq!(r["success_count"], 0);
+    assert_eq!(r["rolled_back"], true);
+    assert_eq!(r["failed"][2]["status"], 422);
+    assert_eq!(r["failed"][2]["error"], "email must be an email address");
+    assert_eq!(r["failed"][0]["status"], 424);
+    assert_eq!(
+        http.send("GET", "/users", &[], "").await.body,
+        before,
+        "the database is exactly as before"
+    );
+
+    // The same through the JSON batch endpoint with `"atomic": true`.
+    let requests: Vec<Value> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| json!({"method": "POST", "url": "/users", "body": u}))
+        .collect();
+    let items = send("/batch", json!({"atomic": true, "requests": requests}))
+        .await
+        .items();
+    let statuses: Vec<_> = items.iter().map(|i| i["status"].clone()).collect();
+    assert_eq!(statuses, [424, 424, 422]);
+    assert_eq!(http.send("GET", "/users", &[], "").await.body, before);
+
+    // Best effort (the default) creates two; the ids the rollbacks did not use.
+    let reply = send("/users/batch", json!({"users": users})).await;
+    assert_eq!(reply.status, 207);
+    let r = reply.json();
+    assert_eq!(r["success_count"], 2);
+    assert_eq!(r["created"][0]["id"], 101);
+    assert_eq!(r["created"][1]["id"], 102);
+    assert_eq!(r["created"][1]["created_by"], "alice");
+    let all = http.send("GET", "/users", &[], "").await.json();
+    assert_eq!(all.as_array().unwrap().len(), 102);
+}

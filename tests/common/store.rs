@@ -97,6 +97,7 @@ pub fn router(store: Store, calls: Calls) -> Router {
     Router::new()
         .route("/items", get(list).post(create))
         .route("/items-wrapped", get(list_wrapped))
+        .route("/hang", get(std::future::pending::<&'static str>))
         .route("/items/{id}", get(get_one).patch(patch).delete(delete))
         .route(
             "/in-tx",
