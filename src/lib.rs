@@ -57,6 +57,19 @@
 //! - A reply `body` is a JSON value for JSON media types, a string for text, base64url
 //!   (no padding) for anything else; empty bodies are left out.
 //!
+//! # Other formats
+//!
+//! - [`BatchLayer::bulk`]: SugarCRM's `POST /rest/v10/bulk`.
+//! - [`BatchLayer::resource`]: resource bulk endpoints, `POST`, `PATCH` and `DELETE
+//!   /users/batch`, with per-item results (`success_count`, `created`, `failed`, …).
+//!
+//! # Atomic batches
+//!
+//! With a [`TransactionHook`] ([`BatchLayer::transactions`]), `"atomic": true` and OData's
+//! `atomicityGroup` run a group's members in order inside one transaction of the
+//! application's storage: all of them take effect, or none. Without a hook, atomic batches
+//! are refused before anything runs.
+//!
 //! # Identity
 //!
 //! Sub-requests carry the outer request's extensions and its `authorization`, `cookie`,

@@ -87,6 +87,21 @@ async fn a_mixed_batch_through_the_proxy() {
     assert_eq!(items[2]["status"], 404);
     assert_eq!(items[2]["body"], json!({"error": "not found"}));
     assert_eq!(items[3]["body"], "legacy says hi");
+
+    // The proxy has no transaction hook: an atomic batch is refused before anything runs.
+    let p = http
+        .batch(
+            &json!({"atomic": true, "requests": [
+                {"method": "POST", "url": "/items", "body": {"name": "Bo"}},
+            ]}),
+            &[],
+        )
+        .await
+        .problem(400);
+    assert_eq!(p["errors"][0]["field"], "atomic");
+    let next = items[0]["body"]["id"].as_i64().unwrap() + 1;
+    let reply = http.send("GET", &format!("/items/{next}"), &[], "").await;
+    assert_eq!(reply.status, 404, "nothing was created");
 }
 
 #[tokio::test]
