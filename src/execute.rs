@@ -22,7 +22,10 @@ use http::{header, HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{ready, Poll};
 use tower::ServiceExt as _;
 use tower_service::Service;
 
@@ -105,7 +108,7 @@ where
         .batch_timeout
         .map(|t| tokio::time::Instant::now() + t);
     let mut graph = Graph::new(plan);
-    let mut in_flight = FuturesUnordered::new();
+    let mut in_flight = InFlight::new(capacity);
     let mut budget = config.max_response_bytes;
     let mut stopped = false;
     loop {
@@ -233,6 +236,57 @@ where
         }
     }
     graph.into_outcomes()
+}
+
+/// The futures in flight: one reusable slot when only one may be (no allocation per
+/// sub-request), else a `FuturesUnordered`.
+enum InFlight<F> {
+    One(Pin<Box<Option<F>>>),
+    Many(FuturesUnordered<F>),
+}
+
+impl<F: Future> InFlight<F> {
+    fn new(capacity: usize) -> Self {
+        if capacity == 1 {
+            Self::One(Box::pin(None))
+        } else {
+            Self::Many(FuturesUnordered::new())
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::One(slot) => usize::from(slot.is_some()),
+            Self::Many(futures) => futures.len(),
+        }
+    }
+
+    /// Adds a future; the caller keeps to the capacity.
+    fn push(&mut self, future: F) {
+        match self {
+            Self::One(slot) => {
+                debug_assert!(slot.is_none(), "one future at a time");
+                slot.set(Some(future));
+            }
+            Self::Many(futures) => futures.push(future),
+        }
+    }
+
+    /// The output of the next future to finish; `None` when there is none.
+    async fn next(&mut self) -> Option<F::Output> {
+        std::future::poll_fn(|cx| match self {
+            Self::One(slot) => {
+                let Some(future) = slot.as_mut().as_pin_mut() else {
+                    return Poll::Ready(None);
+                };
+                let output = ready!(future.poll(cx));
+                slot.set(None);
+                Poll::Ready(Some(output))
+            }
+            Self::Many(futures) => futures.poll_next_unpin(cx),
+        })
+        .await
+    }
 }
 
 /// What an in-flight future reports.

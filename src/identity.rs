@@ -76,8 +76,11 @@ pub(crate) fn keep_sub_header(name: &HeaderName, config: &Config) -> bool {
 /// (`content-length` and the hop-by-hop ones): inside a batch reply they would be false.
 pub(crate) fn strip_response_framing(headers: &mut HeaderMap) {
     headers.remove(header::CONTENT_LENGTH);
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    // Most responses have none: look once, without parsing a name per lookup.
+    if headers.keys().any(is_hop_by_hop) {
+        for name in HOP_BY_HOP {
+            headers.remove(name);
+        }
     }
 }
 

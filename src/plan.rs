@@ -114,6 +114,16 @@ pub(crate) struct UrlContext<'a> {
 /// fragment, bytes outside printable ASCII (percent-encode them), and every spelling of a
 /// batch path (a nested batch).
 pub(crate) fn parse_url(url: &str, ctx: UrlContext<'_>) -> Result<Uri, String> {
+    parse_url_in(url, ctx, None)
+}
+
+/// [`parse_url`] for a `url` that may be a slice of `source` (the batch body): a URL that
+/// needs no change then becomes a `Uri` over the same bytes, without a copy.
+pub(crate) fn parse_url_in(
+    url: &str,
+    ctx: UrlContext<'_>,
+    source: Option<&bytes::Bytes>,
+) -> Result<Uri, String> {
     if url.is_empty() {
         return Err("must not be empty".into());
     }
@@ -154,10 +164,26 @@ pub(crate) fn parse_url(url: &str, ctx: UrlContext<'_>) -> Result<Uri, String> {
     if is_batch_path(&path, ctx.batch_paths) {
         return Err("must not address the batch endpoint itself: batches do not nest".into());
     }
+    let invalid = |e: http::uri::InvalidUri| format!("is not a valid URI path: {e}");
+    if let (std::borrow::Cow::Borrowed(p), Some(source)) = (&path, source) {
+        if url.starts_with('/') && p.len() == path_len(url) && within(url, source) {
+            return Uri::from_maybe_shared(source.slice_ref(url.as_bytes())).map_err(invalid);
+        }
+    }
     let mut pq = path.into_owned();
     pq.push_str(query);
-    pq.parse::<Uri>()
-        .map_err(|e| format!("is not a valid URI path: {e}"))
+    Uri::try_from(pq).map_err(invalid)
+}
+
+/// The length of `url`'s path (before `?`).
+fn path_len(url: &str) -> usize {
+    url.find('?').unwrap_or(url.len())
+}
+
+/// Whether `s` lies inside `source`'s bytes.
+fn within(s: &str, source: &bytes::Bytes) -> bool {
+    let (start, base) = (s.as_ptr() as usize, source.as_ptr() as usize);
+    start >= base && start + s.len() <= base + source.len()
 }
 
 /// `scheme ":"` at the start, as RFC 3986 defines a scheme (so `a:b` is not a path).
@@ -222,6 +248,13 @@ fn is_dot_dot(seg: &str) -> bool {
 /// or trailing slashes, and letter case (the service behind may be case-insensitive) are
 /// all folded before comparing.
 fn is_batch_path(path: &str, canonical_batch_paths: &[String]) -> bool {
+    // Without escapes, backslashes or empty segments, the canonical form is the path in
+    // lower case: compare without building it.
+    if !path.contains(['%', '\\']) && !path.contains("//") && !path.ends_with('/') {
+        return canonical_batch_paths
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(path));
+    }
     let canon = canonical(path);
     canonical_batch_paths.contains(&canon)
 }

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::error::FieldError;
 use crate::execute::Outcome;
-use crate::plan::{parse_url, Group, Plan, PlanItem, UrlContext};
+use crate::plan::{parse_url, parse_url_in, Group, Plan, PlanItem, UrlContext};
 use crate::reference::{self, Refs, Template, UrlTemplate};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header;
@@ -100,7 +100,6 @@ pub(crate) fn decode(bytes: &Bytes, limits: &Limits<'_>) -> Result<Plan, Vec<Fie
     };
 
     let mut plan = Vec::with_capacity(items.len());
-    let mut ids: HashMap<String, usize> = HashMap::with_capacity(items.len());
     let mut names = Vec::with_capacity(items.len());
     let mut group_names: Vec<Option<String>> = Vec::new();
     for (index, raw) in items.into_iter().enumerate() {
@@ -120,17 +119,19 @@ pub(crate) fn decode(bytes: &Bytes, limits: &Limits<'_>) -> Result<Plan, Vec<Fie
                 group_names[index] = Some(group);
             }
             names.push((index, depends_on));
-            match ids.get(&item.id) {
-                Some(first) => errors.push(FieldError::item(
-                    index,
-                    "id",
-                    format!("{:?} is already the id of request {first}", item.id),
-                )),
-                None => {
-                    ids.insert(item.id.clone(), index);
-                }
-            }
             plan.push(item);
+        }
+    }
+    // The ids, borrowed from the plan: a map of them is needed only while validating.
+    let mut ids: HashMap<&str, usize> = HashMap::with_capacity(plan.len());
+    for (index, item) in plan.iter().enumerate() {
+        if let Some(first) = ids.insert(&item.id, index) {
+            ids.insert(&plan[first].id, first);
+            errors.push(FieldError::item(
+                index,
+                "id",
+                format!("{:?} is already the id of request {first}", item.id),
+            ));
         }
     }
     let mut groups = Vec::new();
@@ -145,8 +146,14 @@ pub(crate) fn decode(bytes: &Bytes, limits: &Limits<'_>) -> Result<Plan, Vec<Fie
             groups = atomicity_groups(&group_names, &ids, &mut errors);
         }
     }
-    if errors.is_empty() {
-        resolve_dependencies(&mut plan, names, &ids, &groups, &mut errors);
+    let resolved = if errors.is_empty() {
+        resolve_dependencies(names, &ids, &groups, &mut errors)
+    } else {
+        Vec::new()
+    };
+    drop(ids);
+    for (index, depends_on) in resolved {
+        plan[index].depends_on = depends_on;
     }
     if errors.is_empty() {
         let mut plan = Plan::new(plan, stop_on_error);
@@ -161,7 +168,7 @@ pub(crate) fn decode(bytes: &Bytes, limits: &Limits<'_>) -> Result<Plan, Vec<Fie
 /// request's id.
 fn atomicity_groups(
     names: &[Option<String>],
-    ids: &HashMap<String, usize>,
+    ids: &HashMap<&str, usize>,
     errors: &mut Vec<FieldError>,
 ) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
@@ -184,7 +191,7 @@ fn atomicity_groups(
             ));
             continue;
         }
-        if let Some(&i) = ids.get(name) {
+        if let Some(&i) = ids.get(name.as_str()) {
             errors.push(FieldError::item(
                 index,
                 "atomicityGroup",
@@ -242,7 +249,7 @@ fn decode_item(
             err("url", "is required".into());
             None
         }
-        Some(v) => match string(v, "a string").and_then(|u| decode_url(&u, limits.url)) {
+        Some(v) => match string(v, "a string").and_then(|u| decode_url(&u, limits.url, outer)) {
             Ok((u, template)) => {
                 refs.url = template;
                 Some(u)
@@ -328,7 +335,11 @@ fn decode_item(
 /// A URL, and its template when it holds references (`{{id#/pointer}}`) or starts with an
 /// OData `$id` prefix. The URL around the references is checked now, with a placeholder
 /// for each; the resolved URL is checked again when the item runs.
-fn decode_url(url: &str, ctx: UrlContext<'_>) -> Result<(http::Uri, Option<UrlTemplate>), String> {
+fn decode_url(
+    url: &str,
+    ctx: UrlContext<'_>,
+    outer: &Bytes,
+) -> Result<(http::Uri, Option<UrlTemplate>), String> {
     let (location_of, rest) = match url.strip_prefix('$') {
         Some(tail) => {
             let end = tail.find(['/', '?']).unwrap_or(tail.len());
@@ -343,7 +354,7 @@ fn decode_url(url: &str, ctx: UrlContext<'_>) -> Result<(http::Uri, Option<UrlTe
     };
     let template = Template::parse(rest)?;
     if location_of.is_none() && template.is_none() {
-        return Ok((parse_url(url, ctx)?, None));
+        return Ok((parse_url_in(url, ctx, Some(outer))?, None));
     }
     let mut template = template.unwrap_or_else(|| Template::literal(rest));
     let mut probe = String::from(if location_of.is_some() { "/x" } else { "" });
@@ -397,19 +408,23 @@ fn check_reference_ids(refs: &Refs, depends_on: &[String], err: &mut impl FnMut(
 /// request (so the graph has no cycle by construction), or the name of an atomicity group
 /// that ends before it (all its members).
 fn resolve_dependencies(
-    plan: &mut [PlanItem],
     names: Vec<(usize, Vec<String>)>,
-    ids: &HashMap<String, usize>,
+    ids: &HashMap<&str, usize>,
     groups: &[Group],
     errors: &mut Vec<FieldError>,
-) {
-    for ((index, names), item) in names.into_iter().zip(plan.iter_mut()) {
+) -> Vec<(usize, Vec<usize>)> {
+    let mut resolved = Vec::new();
+    for (index, names) in names {
+        if names.is_empty() {
+            continue;
+        }
+        let mut depends_on: Vec<usize> = Vec::with_capacity(names.len());
         for name in names {
             if let Some(group) = groups.iter().find(|g| g.name == name) {
                 if group.members.end <= index {
                     for d in group.members.clone() {
-                        if !item.depends_on.contains(&d) {
-                            item.depends_on.push(d);
+                        if !depends_on.contains(&d) {
+                            depends_on.push(d);
                         }
                     }
                 } else {
@@ -423,10 +438,10 @@ fn resolve_dependencies(
                 }
                 continue;
             }
-            match ids.get(&name) {
+            match ids.get(name.as_str()) {
                 Some(&d) if d < index => {
-                    if !item.depends_on.contains(&d) {
-                        item.depends_on.push(d);
+                    if !depends_on.contains(&d) {
+                        depends_on.push(d);
                     }
                 }
                 Some(&d) if d == index => {
@@ -440,7 +455,9 @@ fn resolve_dependencies(
                 None => errors.push(FieldError::item(index, "dependsOn", format!("{name:?} is the id of no request in this batch"))),
             }
         }
+        resolved.push((index, depends_on));
     }
+    resolved
 }
 
 /// The bytes of a sub-request body, with `content-type` set when the body is JSON and the
