@@ -1,8 +1,12 @@
-//! In-process cost of the layer: `cargo bench --bench batch`.
+//! In-process cost of the layer: `cargo bench --bench batch`. BENCHMARKS.md has the
+//! figures.
 //!
-//! - pass-through: one request through `Batch<Router>` against the bare `Router`;
-//! - batch of N small GETs against the same N requests as direct `oneshot` calls
-//!   (bodies collected in both).
+//! - `pass_through`: one request through `Batch<Router>` against the bare `Router`;
+//! - `n_gets`: a batch of N small GETs (N = 1, 10, 100, 1000) against the same N requests
+//!   as direct `oneshot` calls (bodies collected in both);
+//! - `scale`: batches of 10 to 10,000 items, independent and chained (each depends on the
+//!   one before and uses its result in its URL): the time per item should stay flat;
+//! - `sleep_20ms_x50`: concurrency against sequential execution.
 
 use axum::body::Body;
 use axum::routing::get;
@@ -32,13 +36,40 @@ fn batch_request(batch: &str) -> Request<Body> {
         .unwrap()
 }
 
+/// The layer with its limits raised for the largest batches.
+fn layer() -> BatchLayer {
+    BatchLayer::new("/batch")
+        .max_requests(10_000)
+        .max_body_bytes(64 << 20)
+        .max_response_bytes(256 << 20)
+}
+
+fn gets(n: usize) -> String {
+    json!({"requests": (0..n).map(|i| json!({"url": format!("/items/{i}")})).collect::<Vec<_>>()})
+        .to_string()
+}
+
+/// Each item depends on the one before and reads its `id` into its URL.
+fn chain(n: usize) -> String {
+    let items: Vec<_> = (0..n)
+        .map(|i| {
+            if i == 0 {
+                json!({"id": "0", "url": "/items/0"})
+            } else {
+                json!({"id": i.to_string(), "url": format!("/items/{{{{{}#/body/id}}}}", i - 1), "dependsOn": [(i - 1).to_string()]})
+            }
+        })
+        .collect();
+    json!({ "requests": items }).to_string()
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let bare = router();
-    let wrapped = BatchLayer::new("/batch").layer(router());
+    let wrapped = layer().layer(router());
 
     let mut g = c.benchmark_group("pass_through");
     g.bench_function("bare_router", |b| {
@@ -60,9 +91,9 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("n_gets");
-    for n in [1usize, 10, 100] {
+    for n in [1usize, 10, 100, 1000] {
         g.throughput(Throughput::Elements(n as u64));
-        let batch = json!({"requests": (0..n).map(|i| json!({"url": format!("/items/{i}")})).collect::<Vec<_>>()}).to_string();
+        let batch = gets(n);
         g.bench_with_input(BenchmarkId::new("direct_oneshot", n), &n, |b, &n| {
             b.to_async(&rt).iter(|| async {
                 for i in 0..n {
@@ -119,5 +150,29 @@ fn sleepy(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, sleepy);
+/// Time per item from 10 to 10,000 items: flat means no step grows with the batch.
+fn scale(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let wrapped = layer().layer(router());
+    let mut g = c.benchmark_group("scale");
+    g.sample_size(20);
+    for n in [10usize, 100, 1000, 10_000] {
+        g.throughput(Throughput::Elements(n as u64));
+        for (shape, batch) in [("independent", gets(n)), ("chained", chain(n))] {
+            g.bench_with_input(BenchmarkId::new(shape, n), &batch, |b, batch| {
+                b.to_async(&rt).iter(|| async {
+                    let res = wrapped.clone().oneshot(batch_request(batch)).await.unwrap();
+                    assert_eq!(res.status(), 200);
+                    res.into_body().collect().await.unwrap().to_bytes()
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, scale, sleepy);
 criterion_main!(benches);

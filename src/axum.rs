@@ -117,7 +117,7 @@ impl Future for BatchRouterFuture {
         let response = ready!(self.project().inner.poll(cx))?;
         Poll::Ready(Ok(response.map(|body| match body.into_either() {
             Ok(body) => body,
-            Err(bytes) => Body::from(bytes),
+            Err(chunks) => Body::new(chunks),
         })))
     }
 }

@@ -6,20 +6,64 @@ use pin_project_lite::pin_project;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+/// Bytes the layer holds, sent as they are, one frame per chunk: a reply can reference
+/// large sub-response bodies instead of copying them.
+#[derive(Debug, Default)]
+pub(crate) struct Chunks {
+    chunks: std::vec::IntoIter<Bytes>,
+    remaining: u64,
+}
+
+impl Chunks {
+    pub(crate) fn new(chunks: Vec<Bytes>) -> Self {
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        Self {
+            chunks: chunks.into_iter(),
+            remaining,
+        }
+    }
+
+    fn next(&mut self) -> Option<Bytes> {
+        let chunk = self.chunks.find(|c| !c.is_empty())?;
+        self.remaining -= chunk.len() as u64;
+        Some(chunk)
+    }
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(self.get_mut().next().map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
 pin_project! {
     /// Either a body of the wrapped world, untouched, or bytes the layer holds. Both public
     /// body types are this; only their docs and constructors differ.
     #[project = EitherProj]
     enum Either<B> {
         Wrapped { #[pin] body: B },
-        Bytes { data: Option<Bytes> },
+        Layer { chunks: Chunks },
     }
 }
 
 impl<B> Either<B> {
     fn bytes(data: Bytes) -> Self {
-        Either::Bytes {
-            data: if data.is_empty() { None } else { Some(data) },
+        Either::Layer {
+            chunks: Chunks::new(vec![data]),
         }
     }
 }
@@ -35,7 +79,7 @@ impl<B: Body<Data = Bytes>> Body for Either<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project() {
             EitherProj::Wrapped { body } => body.poll_frame(cx),
-            EitherProj::Bytes { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            EitherProj::Layer { chunks } => Poll::Ready(chunks.next().map(|d| Ok(Frame::data(d)))),
         }
     }
 
@@ -43,7 +87,7 @@ impl<B: Body<Data = Bytes>> Body for Either<B> {
     fn is_end_stream(&self) -> bool {
         match self {
             Either::Wrapped { body } => body.is_end_stream(),
-            Either::Bytes { data } => data.is_none(),
+            Either::Layer { chunks } => chunks.is_end_stream(),
         }
     }
 
@@ -51,9 +95,7 @@ impl<B: Body<Data = Bytes>> Body for Either<B> {
     fn size_hint(&self) -> SizeHint {
         match self {
             Either::Wrapped { body } => body.size_hint(),
-            Either::Bytes { data } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
+            Either::Layer { chunks } => chunks.size_hint(),
         }
     }
 }
@@ -62,7 +104,7 @@ impl<B> std::fmt::Debug for Either<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Either::Wrapped { .. } => f.write_str("Wrapped"),
-            Either::Bytes { data } => write!(f, "Bytes({})", data.as_ref().map_or(0, |d| d.len())),
+            Either::Layer { chunks } => write!(f, "Layer({} bytes)", chunks.remaining),
         }
     }
 }
@@ -126,12 +168,21 @@ impl<B> BatchResponseBody<B> {
         }
     }
 
+    /// A reply the layer wrote, in chunks.
+    pub(crate) fn chunks(chunks: Vec<Bytes>) -> Self {
+        Self {
+            inner: Either::Layer {
+                chunks: Chunks::new(chunks),
+            },
+        }
+    }
+
     /// The wrapped service's body, or the bytes the layer wrote.
     #[cfg(feature = "axum")]
-    pub(crate) fn into_either(self) -> Result<B, Bytes> {
+    pub(crate) fn into_either(self) -> Result<B, Chunks> {
         match self.inner {
             Either::Wrapped { body } => Ok(body),
-            Either::Bytes { data } => Err(data.unwrap_or_default()),
+            Either::Layer { chunks } => Err(chunks),
         }
     }
 }

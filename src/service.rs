@@ -155,7 +155,9 @@ where
         Format::Bulk { .. } => bulk::encode(&outcomes),
         _ => json::encode(&outcomes),
     };
-    json_response(StatusCode::OK, reply)
+    let mut response = json_response(StatusCode::OK, Bytes::new());
+    *response.body_mut() = BatchResponseBody::chunks(reply);
+    response
 }
 
 /// A resource bulk request: decode, (for a delete by filters: list, then decode the

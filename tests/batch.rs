@@ -512,3 +512,49 @@ async fn concurrency_limit_of_one_inside_does_not_deadlock() {
     assert!(reply.items().iter().all(|i| i["status"] == 200));
     assert_eq!(calls.get(), 3);
 }
+
+#[tokio::test]
+async fn large_json_bodies_go_into_the_reply_whole() {
+    let (http, _) = common::start(BatchLayer::new("/batch").bulk("/bulk", "")).await;
+    // Bodies over the size the reply references instead of copying, between small ones.
+    let big: Vec<u32> = (0..5000).collect();
+    let items = http
+        .batch(
+            &json!({"requests": [
+                {"id": "small", "method": "POST", "url": "/json", "body": {"a": 1}},
+                {"id": "big", "method": "POST", "url": "/json", "body": big},
+                {"id": "big2", "method": "POST", "url": "/json", "body": {"list": big, "s": "x\"y"}},
+                {"id": "text", "url": "/text"},
+            ]}),
+            &[],
+        )
+        .await
+        .items();
+    assert_eq!(items[0]["body"], json!({"a": 1}));
+    assert_eq!(items[1]["body"], json!(big));
+    assert_eq!(items[2]["body"], json!({"list": big, "s": "x\"y"}));
+    assert_eq!(items[3]["body"], "plain text, ünïcode");
+
+    let data = json!(big).to_string();
+    let reply = http
+        .send(
+            "POST",
+            "/bulk",
+            &[("content-type", "application/json")],
+            json!({"requests": [
+                {"url": "/json", "method": "POST", "data": data},
+                {"url": "/json", "method": "POST", "data": "{\"b\": 2}"},
+            ]})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let r = reply.json();
+    assert_eq!(r[0]["contents"], json!(big));
+    assert_eq!(r[1]["contents"], json!({"b": 2}));
+    assert_eq!(
+        reply.headers["content-length"],
+        reply.body.len().to_string().as_str(),
+        "the exact length is known up front"
+    );
+}

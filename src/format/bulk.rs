@@ -12,13 +12,13 @@
 //! writes an empty associative array.
 
 use super::{
-    classify_body, decode_headers, encode_base64, parse_envelope, parse_item, parse_method_field,
-    request_list, type_name, write_headers, write_str, EncodedBody, Limits,
+    decode_headers, parse_envelope, parse_item, parse_method_field, request_list, type_name,
+    Limits, ReplyWriter,
 };
 use crate::error::FieldError;
 use crate::execute::Outcome;
 use crate::plan::{parse_url, Plan, PlanItem, UrlContext};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::header;
 use http::{HeaderMap, HeaderValue};
 use serde::Deserialize;
@@ -163,36 +163,30 @@ fn decode_item(
     })
 }
 
-/// Writes the reply: a bare array of `{"contents", "headers", "status"}`.
-pub(crate) fn encode(outcomes: &[Outcome]) -> Bytes {
-    let size: usize = outcomes.iter().map(|o| o.body.len() + 96).sum();
-    let mut w = BytesMut::with_capacity(size + 2).writer();
-    w.get_mut().put_u8(b'[');
+/// Writes the reply: a bare array of `{"contents", "headers", "status"}`, in chunks.
+pub(crate) fn encode(outcomes: &[Outcome]) -> Vec<Bytes> {
+    let mut w = ReplyWriter::new(outcomes.iter().map(|o| &o.body), 96);
+    w.put(b"[");
     for (i, o) in outcomes.iter().enumerate() {
         if i > 0 {
-            w.get_mut().put_u8(b',');
+            w.put(b",");
         }
-        w.get_mut().put_slice(b"{\"contents\":");
-        match classify_body(&o.headers, &o.body) {
-            EncodedBody::Empty => w.get_mut().put_slice(b"\"\""),
-            EncodedBody::Json(json) => w.get_mut().put_slice(json),
-            EncodedBody::Text(text) => write_str(&mut w, text),
-            EncodedBody::Binary(bytes) => write_str(&mut w, &encode_base64(bytes)),
-        }
-        w.get_mut().put_slice(b",\"headers\":");
+        w.put(b"{\"contents\":");
+        w.body(&o.headers, &o.body, b"\"\"");
+        w.put(b",\"headers\":");
         if o.headers.is_empty() {
-            w.get_mut().put_slice(b"[]");
+            w.put(b"[]");
         } else {
-            write_headers(&mut w, &o.headers);
+            w.headers(&o.headers);
         }
-        w.get_mut().put_slice(b",\"status\":");
-        w.get_mut().put_slice(o.status.as_str().as_bytes());
+        w.put(b",\"status\":");
+        w.put(o.status.as_str().as_bytes());
         if let Some(reason) = &o.body_omitted {
-            w.get_mut().put_slice(b",\"bodyOmitted\":");
-            write_str(&mut w, reason);
+            w.put(b",\"bodyOmitted\":");
+            w.str(reason);
         }
-        w.get_mut().put_u8(b'}');
+        w.put(b"}");
     }
-    w.get_mut().put_u8(b']');
-    w.into_inner().freeze()
+    w.put(b"]");
+    w.finish()
 }

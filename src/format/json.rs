@@ -12,15 +12,14 @@
 //! Reply, in request order: `{"responses": [{"id", "status", "headers", "body"}]}`.
 
 use super::{
-    classify_body, decode_base64, decode_headers, encode_base64, media_kind, parse_envelope,
-    parse_item, parse_method_field, request_list, type_name, write_headers, write_str, EncodedBody,
-    Limits, MediaKind, NO_HOOK,
+    decode_base64, decode_headers, media_kind, parse_envelope, parse_item, parse_method_field,
+    request_list, type_name, Limits, MediaKind, ReplyWriter, NO_HOOK,
 };
 use crate::error::FieldError;
 use crate::execute::Outcome;
 use crate::plan::{parse_url, parse_url_in, Group, Plan, PlanItem, UrlContext};
 use crate::reference::{self, Refs, Template, UrlTemplate};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::header;
 use http::{HeaderMap, HeaderValue};
 use serde::Deserialize;
@@ -31,6 +30,18 @@ use std::collections::HashMap;
 struct RawBatch<'a> {
     #[serde(borrow)]
     requests: Option<&'a RawValue>,
+    #[serde(borrow)]
+    stop_on_error: Option<&'a RawValue>,
+    #[serde(borrow)]
+    atomic: Option<&'a RawValue>,
+}
+
+/// A well-formed batch, read in one pass; anything else is read field by field, to say
+/// precisely what is wrong.
+#[derive(Deserialize)]
+struct WellFormed<'a> {
+    #[serde(borrow)]
+    requests: Vec<RawItem<'a>>,
     #[serde(borrow)]
     stop_on_error: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -62,41 +73,36 @@ fn string<'a>(raw: &'a RawValue, what: &str) -> Result<std::borrow::Cow<'a, str>
 /// Decodes a JSON batch. Every item is checked and every problem collected; the batch is
 /// a plan only when there is none.
 pub(crate) fn decode(bytes: &Bytes, limits: &Limits<'_>) -> Result<Plan, Vec<FieldError>> {
-    let raw: RawBatch<'_> = parse_envelope(bytes).map_err(|e| vec![e])?;
-
-    let mut errors = Vec::new();
-    let stop_on_error = match raw.stop_on_error {
-        None => false,
-        Some(v) => serde_json::from_str::<bool>(v.get()).unwrap_or_else(|_| {
-            errors.push(FieldError::batch(
-                "stop_on_error",
-                format!("must be a boolean, not {}", type_name(v)),
-            ));
-            false
-        }),
-    };
-    let atomic = match raw.atomic {
-        None => false,
-        Some(v) => match serde_json::from_str::<bool>(v.get()) {
-            Ok(atomic) => atomic,
-            Err(_) => {
-                errors.push(FieldError::batch(
-                    "atomic",
-                    format!("must be a boolean, not {}", type_name(v)),
-                ));
-                false
+    let max = limits.config.max_requests;
+    let well_formed = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| serde_json::from_str::<WellFormed<'_>>(text).ok())
+        .filter(|b| !b.requests.is_empty() && b.requests.len() <= max);
+    let (raw, items): (RawBatch<'_>, Vec<Result<RawItem<'_>, String>>) = match well_formed {
+        Some(b) => (
+            RawBatch {
+                requests: None,
+                stop_on_error: b.stop_on_error,
+                atomic: b.atomic,
+            },
+            b.requests.into_iter().map(Ok).collect(),
+        ),
+        None => {
+            let raw: RawBatch<'_> = parse_envelope(bytes).map_err(|e| vec![e])?;
+            match request_list(raw.requests, max) {
+                Ok(items) => (raw, items.into_iter().map(parse_item).collect()),
+                Err(e) => {
+                    // Report the list's problem along with the batch-level fields' own.
+                    let mut errors = batch_fields(&raw, limits).err().unwrap_or_default();
+                    errors.push(e);
+                    return Err(errors);
+                }
             }
-        },
-    };
-    if atomic && limits.config.transactions.is_none() {
-        errors.push(FieldError::batch("atomic", NO_HOOK));
-    }
-    let items = match request_list(raw.requests, limits.config.max_requests) {
-        Ok(items) => items,
-        Err(e) => {
-            errors.push(e);
-            return Err(errors);
         }
+    };
+    let (stop_on_error, atomic, mut errors) = match batch_fields(&raw, limits) {
+        Ok((stop_on_error, atomic)) => (stop_on_error, atomic, Vec::new()),
+        Err(errors) => (false, false, errors),
     };
 
     let mut plan = Vec::with_capacity(items.len());
@@ -164,6 +170,31 @@ pub(crate) fn decode(bytes: &Bytes, limits: &Limits<'_>) -> Result<Plan, Vec<Fie
     }
 }
 
+/// The batch-level options: `stop_on_error` and `atomic`.
+fn batch_fields(raw: &RawBatch<'_>, limits: &Limits<'_>) -> Result<(bool, bool), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut flag = |name: &str, value: Option<&RawValue>| match value {
+        None => false,
+        Some(v) => serde_json::from_str::<bool>(v.get()).unwrap_or_else(|_| {
+            errors.push(FieldError::batch(
+                name,
+                format!("must be a boolean, not {}", type_name(v)),
+            ));
+            false
+        }),
+    };
+    let stop_on_error = flag("stop_on_error", raw.stop_on_error);
+    let atomic = flag("atomic", raw.atomic);
+    if atomic && limits.config.transactions.is_none() {
+        errors.push(FieldError::batch("atomic", NO_HOOK));
+    }
+    if errors.is_empty() {
+        Ok((stop_on_error, atomic))
+    } else {
+        Err(errors)
+    }
+}
+
 /// OData's atomicity groups: the members of each are adjacent, and its name is no
 /// request's id.
 fn atomicity_groups(
@@ -209,14 +240,14 @@ fn atomicity_groups(
 
 fn decode_item(
     index: usize,
-    raw: &RawValue,
+    item: Result<RawItem<'_>, String>,
     outer: &Bytes,
     limits: &Limits<'_>,
     errors: &mut Vec<FieldError>,
 ) -> Option<(PlanItem, Vec<String>, Option<String>)> {
     let before = errors.len();
     let mut err = |field: &str, detail: String| errors.push(FieldError::item(index, field, detail));
-    let item: RawItem<'_> = match parse_item(raw) {
+    let item = match item {
         Ok(item) => item,
         Err(e) => {
             err("requests", e);
@@ -494,45 +525,31 @@ fn decode_body(raw: &RawValue, outer: &Bytes, headers: &mut HeaderMap) -> Result
     }
 }
 
-/// Writes the reply: `{"responses": [...]}` in request order.
-pub(crate) fn encode(outcomes: &[Outcome]) -> Bytes {
-    let size: usize = outcomes.iter().map(|o| o.body.len() + 128).sum();
-    let mut w = BytesMut::with_capacity(size + 16).writer();
-    let buf = w.get_mut();
-    buf.put_slice(b"{\"responses\":[");
+/// Writes the reply: `{"responses": [...]}` in request order, in chunks (large JSON
+/// bodies are referenced, not copied).
+pub(crate) fn encode(outcomes: &[Outcome]) -> Vec<Bytes> {
+    let mut w = ReplyWriter::new(outcomes.iter().map(|o| &o.body), 128);
+    w.put(b"{\"responses\":[");
     for (i, o) in outcomes.iter().enumerate() {
-        let buf = w.get_mut();
         if i > 0 {
-            buf.put_u8(b',');
+            w.put(b",");
         }
-        buf.put_slice(b"{\"id\":");
-        write_str(&mut w, &o.id);
-        let buf = w.get_mut();
-        buf.put_slice(b",\"status\":");
-        buf.put_slice(o.status.as_str().as_bytes());
-        buf.put_slice(b",\"headers\":");
-        write_headers(&mut w, &o.headers);
-        match classify_body(&o.headers, &o.body) {
-            EncodedBody::Empty => {}
-            EncodedBody::Json(json) => {
-                w.get_mut().put_slice(b",\"body\":");
-                w.get_mut().put_slice(json);
-            }
-            EncodedBody::Text(text) => {
-                w.get_mut().put_slice(b",\"body\":");
-                write_str(&mut w, text);
-            }
-            EncodedBody::Binary(bytes) => {
-                w.get_mut().put_slice(b",\"body\":");
-                write_str(&mut w, &encode_base64(bytes));
-            }
+        w.put(b"{\"id\":");
+        w.str(&o.id);
+        w.put(b",\"status\":");
+        w.put(o.status.as_str().as_bytes());
+        w.put(b",\"headers\":");
+        w.headers(&o.headers);
+        if !o.body.is_empty() {
+            w.put(b",\"body\":");
+            w.body(&o.headers, &o.body, b"");
         }
         if let Some(reason) = &o.body_omitted {
-            w.get_mut().put_slice(b",\"bodyOmitted\":");
-            write_str(&mut w, reason);
+            w.put(b",\"bodyOmitted\":");
+            w.str(reason);
         }
-        w.get_mut().put_u8(b'}');
+        w.put(b"}");
     }
-    w.get_mut().put_slice(b"]}");
-    w.into_inner().freeze()
+    w.put(b"]}");
+    w.finish()
 }

@@ -239,8 +239,80 @@ pub(crate) fn type_name(raw: &RawValue) -> &'static str {
     }
 }
 
+/// Bodies at least this long go into a reply by reference, not copied.
+const REFERENCE_AT: usize = 2048;
+
+/// A reply being written: the framing goes into one buffer, and a large body that goes in
+/// as it is (JSON) is referenced, not copied. The result is a list of chunks.
+pub(crate) struct ReplyWriter {
+    w: bytes::buf::Writer<BytesMut>,
+    chunks: Vec<Bytes>,
+}
+
+impl ReplyWriter {
+    /// A writer for a reply with these bodies: room for the framing and the small ones.
+    pub(crate) fn new<'a>(bodies: impl Iterator<Item = &'a Bytes>, per_item: usize) -> Self {
+        let framing: usize = bodies.map(|b| per_item + b.len().min(REFERENCE_AT)).sum();
+        Self {
+            w: BytesMut::with_capacity(framing + 16).writer(),
+            chunks: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
+        self.w.get_mut().put_slice(bytes);
+    }
+
+    /// `s` as a JSON string.
+    #[inline]
+    pub(crate) fn str(&mut self, s: &str) {
+        write_str(&mut self.w, s);
+    }
+
+    /// Header names to values.
+    pub(crate) fn headers(&mut self, headers: &HeaderMap) {
+        write_headers(&mut self.w, headers);
+    }
+
+    /// `json`, valid JSON, as it is.
+    pub(crate) fn raw(&mut self, json: &Bytes) {
+        if json.len() < REFERENCE_AT {
+            return self.put(json);
+        }
+        let framing = self.w.get_mut().split().freeze();
+        self.chunks.push(framing);
+        self.chunks.push(json.clone());
+    }
+
+    /// A body as `classify_body` sees it: JSON as is, text as a string, bytes in base64url.
+    pub(crate) fn body(&mut self, headers: &HeaderMap, body: &Bytes, empty: &[u8]) {
+        match classify_body(headers, body) {
+            EncodedBody::Empty => self.put(empty),
+            EncodedBody::Json(_) => self.raw(body),
+            EncodedBody::Text(text) => self.str(text),
+            EncodedBody::Binary(bytes) => self.str(&encode_base64(bytes)),
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> Vec<Bytes> {
+        let rest = self.w.into_inner().freeze();
+        self.chunks.push(rest);
+        self.chunks
+    }
+}
+
 /// Writes `s` as a JSON string.
 pub(crate) fn write_str(w: &mut bytes::buf::Writer<BytesMut>, s: &str) {
+    // Most strings (ids, header names and values) need no escape: copy them as they are.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        let buf = w.get_mut();
+        buf.reserve(s.len() + 2);
+        buf.put_u8(b'"');
+        buf.put_slice(s.as_bytes());
+        buf.put_u8(b'"');
+        return;
+    }
     // Writing a string into memory cannot fail.
     let _ = serde_json::to_writer(w, s);
 }
