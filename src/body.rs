@@ -10,21 +10,35 @@ use std::task::{Context, Poll};
 /// large sub-response bodies instead of copying them.
 #[derive(Debug, Default)]
 pub(crate) struct Chunks {
-    chunks: std::vec::IntoIter<Bytes>,
+    /// The first chunk: a body of one chunk (a sub-request's) needs no list.
+    first: Option<Bytes>,
+    rest: std::vec::IntoIter<Bytes>,
     remaining: u64,
 }
 
 impl Chunks {
+    pub(crate) fn one(chunk: Bytes) -> Self {
+        Self {
+            remaining: chunk.len() as u64,
+            first: Some(chunk),
+            rest: Vec::new().into_iter(),
+        }
+    }
+
     pub(crate) fn new(chunks: Vec<Bytes>) -> Self {
         let remaining = chunks.iter().map(|c| c.len() as u64).sum();
         Self {
-            chunks: chunks.into_iter(),
+            first: None,
+            rest: chunks.into_iter(),
             remaining,
         }
     }
 
     fn next(&mut self) -> Option<Bytes> {
-        let chunk = self.chunks.find(|c| !c.is_empty())?;
+        let chunk = match self.first.take() {
+            Some(first) if !first.is_empty() => first,
+            _ => self.rest.find(|c| !c.is_empty())?,
+        };
         self.remaining -= chunk.len() as u64;
         Some(chunk)
     }
@@ -63,7 +77,7 @@ pin_project! {
 impl<B> Either<B> {
     fn bytes(data: Bytes) -> Self {
         Either::Layer {
-            chunks: Chunks::new(vec![data]),
+            chunks: Chunks::one(data),
         }
     }
 }

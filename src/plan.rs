@@ -205,6 +205,10 @@ fn has_scheme(url: &str) -> bool {
 
 /// RFC 3986 §5.2.4 on an absolute path; borrows when there is nothing to remove.
 fn remove_dot_segments(path: &str) -> std::borrow::Cow<'_, str> {
+    // A dot segment needs a `.`, or a `%` for `%2e`.
+    if !path.contains(['.', '%']) {
+        return path.into();
+    }
     let dotted = path
         .split('/')
         .any(|seg| seg == "." || seg == ".." || seg.eq_ignore_ascii_case("%2e") || is_dot_dot(seg));

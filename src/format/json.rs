@@ -66,8 +66,14 @@ struct RawItem<'a> {
     atomicity_group: Option<&'a RawValue>,
 }
 
+/// A JSON string, borrowed from the batch body when it has no escapes.
 fn string<'a>(raw: &'a RawValue, what: &str) -> Result<std::borrow::Cow<'a, str>, String> {
-    serde_json::from_str(raw.get()).map_err(|_| format!("must be {what}, not {}", type_name(raw)))
+    match serde_json::from_str::<&'a str>(raw.get()) {
+        Ok(s) => Ok(s.into()),
+        Err(_) => serde_json::from_str::<String>(raw.get())
+            .map(Into::into)
+            .map_err(|_| format!("must be {what}, not {}", type_name(raw))),
+    }
 }
 
 /// Decodes a JSON batch. Every item is checked and every problem collected; the batch is

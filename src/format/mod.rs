@@ -31,25 +31,37 @@ pub(crate) enum MediaKind {
 
 /// The kind of the body described by `headers`' `content-type`; `None` without one.
 pub(crate) fn media_kind(headers: &HeaderMap) -> Option<MediaKind> {
-    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let (top, sub) = essence.split_once('/').unwrap_or((essence.as_str(), ""));
-    Some(match (top, sub) {
-        ("application", "json") => MediaKind::Json,
-        (_, s) if s.ends_with("+json") => MediaKind::Json,
-        ("text", _) => MediaKind::Text,
-        (_, s) if s.ends_with("+xml") => MediaKind::Text,
-        (
-            "application",
-            "xml" | "javascript" | "ecmascript" | "x-www-form-urlencoded" | "graphql",
-        ) => MediaKind::Text,
-        _ => MediaKind::Binary,
-    })
+    let ct = headers.get(header::CONTENT_TYPE)?.as_bytes();
+    // The common case, spelled as frameworks write it.
+    if ct == b"application/json" {
+        return Some(MediaKind::Json);
+    }
+    let ct = std::str::from_utf8(ct).ok()?;
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    let (top, sub) = essence.split_once('/').unwrap_or((essence, ""));
+    let is = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    // On bytes: a suffix of a UTF-8 string need not start on a character boundary.
+    let ends = |s: &str, suffix: &str| {
+        s.len() >= suffix.len()
+            && s.as_bytes()[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    const TEXT_APPLICATIONS: [&str; 5] = [
+        "xml",
+        "javascript",
+        "ecmascript",
+        "x-www-form-urlencoded",
+        "graphql",
+    ];
+    let text_application = is(top, "application") && TEXT_APPLICATIONS.iter().any(|t| is(sub, t));
+    Some(
+        if is(top, "application") && is(sub, "json") || ends(sub, "+json") {
+            MediaKind::Json
+        } else if is(top, "text") || ends(sub, "+xml") || text_application {
+            MediaKind::Text
+        } else {
+            MediaKind::Binary
+        },
+    )
 }
 
 /// Decodes a base64 body in any common alphabet, padded or not.
@@ -319,29 +331,31 @@ pub(crate) fn write_str(w: &mut bytes::buf::Writer<BytesMut>, s: &str) {
 
 /// Header names to values; a header with several values (`set-cookie`) gets an array.
 pub(crate) fn write_headers(w: &mut bytes::buf::Writer<BytesMut>, headers: &HeaderMap) {
+    let value = |w: &mut bytes::buf::Writer<BytesMut>, v: &HeaderValue| match v.to_str() {
+        Ok(text) => write_str(w, text),
+        Err(_) => write_str(w, &String::from_utf8_lossy(v.as_bytes())),
+    };
     w.get_mut().put_u8(b'{');
-    for (i, name) in headers.keys().enumerate() {
-        if i > 0 {
+    // `HeaderMap::iter` yields the values of one name one after another.
+    let mut iter = headers.iter().peekable();
+    let mut first = true;
+    while let Some((name, v)) = iter.next() {
+        if !first {
             w.get_mut().put_u8(b',');
         }
+        first = false;
         write_str(w, name.as_str());
         w.get_mut().put_u8(b':');
-        let mut values = headers.get_all(name).iter();
-        let first = values.next();
-        let rest: Vec<_> = values.collect();
-        if rest.is_empty() {
-            if let Some(v) = first {
-                write_str(w, &String::from_utf8_lossy(v.as_bytes()));
-            }
-        } else {
+        if iter.peek().is_some_and(|(next, _)| *next == name) {
             w.get_mut().put_u8(b'[');
-            for (j, v) in first.into_iter().chain(rest).enumerate() {
-                if j > 0 {
-                    w.get_mut().put_u8(b',');
-                }
-                write_str(w, &String::from_utf8_lossy(v.as_bytes()));
+            value(w, v);
+            while let Some((_, v)) = iter.next_if(|(next, _)| *next == name) {
+                w.get_mut().put_u8(b',');
+                value(w, v);
             }
             w.get_mut().put_u8(b']');
+        } else {
+            value(w, v);
         }
     }
     w.get_mut().put_u8(b'}');
@@ -412,5 +426,68 @@ pub(crate) fn parse_method_field(raw: Option<&RawValue>) -> Result<http::Method,
                 .map_err(|_| format!("must be a string, not {}", type_name(v)))?;
             crate::plan::parse_method(&s)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(ct: &str) -> Option<MediaKind> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+        media_kind(&headers)
+    }
+
+    #[test]
+    fn media_kinds() {
+        assert_eq!(media_kind(&HeaderMap::new()), None);
+        for ct in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/problem+json",
+            "application/vnd.api+JSON",
+        ] {
+            assert_eq!(kind(ct), Some(MediaKind::Json), "{ct}");
+        }
+        for ct in [
+            "text/plain",
+            "TEXT/html; charset=utf-8",
+            "image/svg+xml",
+            "application/xml",
+            "application/x-www-form-urlencoded",
+            "application/GraphQL",
+        ] {
+            assert_eq!(kind(ct), Some(MediaKind::Text), "{ct}");
+        }
+        for ct in [
+            "application/octet-stream",
+            "image/png",
+            "json",
+            "application/jsonx",
+        ] {
+            assert_eq!(kind(ct), Some(MediaKind::Binary), "{ct}");
+        }
+        // Bytes beyond ASCII, where a suffix would cut a character: no panic.
+        let mut headers = HeaderMap::new();
+        let odd = HeaderValue::from_bytes("a/xx\u{e9}json".as_bytes()).unwrap();
+        headers.insert(header::CONTENT_TYPE, odd);
+        assert_eq!(media_kind(&headers), Some(MediaKind::Binary));
+    }
+
+    #[test]
+    fn headers_with_several_values_become_arrays() {
+        let mut headers = HeaderMap::new();
+        headers.append("set-cookie", HeaderValue::from_static("a=1"));
+        headers.insert("x-one", HeaderValue::from_static("q\"uote"));
+        headers.append("set-cookie", HeaderValue::from_static("b=2"));
+        headers.append("x-bytes", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        let mut w = BytesMut::new().writer();
+        write_headers(&mut w, &headers);
+        let v: serde_json::Value = serde_json::from_slice(&w.into_inner()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"set-cookie": ["a=1", "b=2"], "x-one": "q\"uote", "x-bytes": "caf\u{fffd}"})
+        );
     }
 }
