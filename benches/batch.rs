@@ -16,6 +16,7 @@ use http::Request;
 use http_body_util::BodyExt;
 use serde_json::json;
 use tower::{Layer, ServiceExt};
+// `layer_router` is how axum users wrap a `Router`; `Layer::layer` wraps any service.
 use tower_http_batch::BatchLayer;
 
 fn router() -> Router {
@@ -23,6 +24,28 @@ fn router() -> Router {
         "/items/{id}",
         get(|| async { Json(json!({"id": 1, "name": "small"})) }),
     )
+}
+
+/// A service that answers a small JSON object to a request with any body.
+#[derive(Clone, Copy)]
+struct Hello;
+
+impl<B> tower::Service<Request<B>> for Hello {
+    type Response = http::Response<http_body_util::Full<bytes::Bytes>>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: Request<B>) -> Self::Future {
+        let body = bytes::Bytes::from_static(br#"{"id":1,"name":"small"}"#);
+        std::future::ready(Ok(http::Response::new(http_body_util::Full::new(body))))
+    }
 }
 
 fn get_request(path: &str) -> Request<Body> {
@@ -69,7 +92,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let bare = router();
-    let wrapped = layer().layer(router());
+    let wrapped = layer().layer_router(router());
 
     let mut g = c.benchmark_group("pass_through");
     g.bench_function("bare_router", |b| {
@@ -88,7 +111,27 @@ fn bench(c: &mut Criterion) {
             res.into_body().collect().await.unwrap().to_bytes()
         })
     });
+    // The layer's own cost, around a service that takes any body.
+    let bare = Hello;
+    let batched = layer().layer(Hello);
+    g.bench_function("bare_service", |b| {
+        b.to_async(&rt).iter(|| async {
+            let res = bare.oneshot(get_request("/items/1")).await.unwrap();
+            res.into_body().collect().await.unwrap().to_bytes()
+        })
+    });
+    g.bench_function("through_batch_layer_generic", |b| {
+        b.to_async(&rt).iter(|| async {
+            let res = batched
+                .clone()
+                .oneshot(get_request("/items/1"))
+                .await
+                .unwrap();
+            res.into_body().collect().await.unwrap().to_bytes()
+        })
+    });
     g.finish();
+    let bare = router();
 
     let mut g = c.benchmark_group("n_gets");
     for n in [1usize, 10, 100, 1000] {
@@ -156,7 +199,7 @@ fn scale(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let wrapped = layer().layer(router());
+    let wrapped = layer().layer_router(router());
     let mut g = c.benchmark_group("scale");
     g.sample_size(20);
     for n in [10usize, 100, 1000, 10_000] {

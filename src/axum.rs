@@ -41,7 +41,7 @@ impl BatchLayer {
     /// `Body` (without boxing pass-through responses again).
     pub fn layer_router(&self, router: Router) -> BatchRouter {
         BatchRouter {
-            inner: self.layer(router),
+            inner: self.layer(AxumRouter(router)),
         }
     }
 }
@@ -50,7 +50,31 @@ impl BatchLayer {
 /// [`BatchLayer::layer_router`].
 #[derive(Clone, Debug)]
 pub struct BatchRouter {
-    inner: Batch<Router>,
+    inner: Batch<AxumRouter>,
+}
+
+/// The router as the batch layer calls it: a request that passes through reaches it with
+/// its own axum `Body` again, so axum does not box it a second time.
+#[derive(Clone, Debug)]
+pub(crate) struct AxumRouter(Router);
+
+impl Service<Request<BatchRequestBody<Body>>> for AxumRouter {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = RouteFuture<Infallible>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Service::<Request<Body>>::poll_ready(&mut self.0, cx)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Request<BatchRequestBody<Body>>) -> Self::Future {
+        self.0.call(req.map(|body| match body.into_either() {
+            Ok(outer) => outer,
+            Err(chunks) => Body::new(chunks),
+        }))
+    }
 }
 
 impl BatchRouter {

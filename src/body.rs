@@ -8,39 +8,51 @@ use std::task::{Context, Poll};
 
 /// Bytes the layer holds, sent as they are, one frame per chunk: a reply can reference
 /// large sub-response bodies instead of copying them.
-#[derive(Debug, Default)]
-pub(crate) struct Chunks {
-    /// The first chunk: a body of one chunk (a sub-request's) needs no list.
-    first: Option<Bytes>,
-    rest: std::vec::IntoIter<Bytes>,
-    remaining: u64,
+#[derive(Debug)]
+pub(crate) enum Chunks {
+    /// One chunk (a sub-request's body, an error): no list.
+    One(Option<Bytes>),
+    /// Several, last first, and how many bytes they hold.
+    Many {
+        reversed: Vec<Bytes>,
+        remaining: u64,
+    },
 }
 
 impl Chunks {
     pub(crate) fn one(chunk: Bytes) -> Self {
-        Self {
-            remaining: chunk.len() as u64,
-            first: Some(chunk),
-            rest: Vec::new().into_iter(),
-        }
+        Self::One(Some(chunk).filter(|c| !c.is_empty()))
     }
 
-    pub(crate) fn new(chunks: Vec<Bytes>) -> Self {
+    pub(crate) fn new(mut chunks: Vec<Bytes>) -> Self {
+        chunks.retain(|c| !c.is_empty());
+        chunks.reverse();
         let remaining = chunks.iter().map(|c| c.len() as u64).sum();
-        Self {
-            first: None,
-            rest: chunks.into_iter(),
+        Self::Many {
+            reversed: chunks,
             remaining,
         }
     }
 
     fn next(&mut self) -> Option<Bytes> {
-        let chunk = match self.first.take() {
-            Some(first) if !first.is_empty() => first,
-            _ => self.rest.find(|c| !c.is_empty())?,
-        };
-        self.remaining -= chunk.len() as u64;
-        Some(chunk)
+        match self {
+            Self::One(chunk) => chunk.take(),
+            Self::Many {
+                reversed,
+                remaining,
+            } => {
+                let chunk = reversed.pop()?;
+                *remaining -= chunk.len() as u64;
+                Some(chunk)
+            }
+        }
+    }
+
+    fn remaining(&self) -> u64 {
+        match self {
+            Self::One(chunk) => chunk.as_ref().map_or(0, |c| c.len() as u64),
+            Self::Many { remaining, .. } => *remaining,
+        }
     }
 }
 
@@ -56,11 +68,11 @@ impl Body for Chunks {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.remaining == 0
+        self.remaining() == 0
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        SizeHint::with_exact(self.remaining())
     }
 }
 
@@ -118,7 +130,7 @@ impl<B> std::fmt::Debug for Either<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Either::Wrapped { .. } => f.write_str("Wrapped"),
-            Either::Layer { chunks } => write!(f, "Layer({} bytes)", chunks.remaining),
+            Either::Layer { chunks } => write!(f, "Layer({} bytes)", chunks.remaining()),
         }
     }
 }
@@ -152,6 +164,15 @@ impl<B> BatchRequestBody<B> {
     pub(crate) fn buffered(data: Bytes) -> Self {
         Self {
             inner: Either::bytes(data),
+        }
+    }
+
+    /// The outer body, or a sub-request's bytes.
+    #[cfg(feature = "axum")]
+    pub(crate) fn into_either(self) -> Result<B, Chunks> {
+        match self.inner {
+            Either::Wrapped { body } => Ok(body),
+            Either::Layer { chunks } => Err(chunks),
         }
     }
 }

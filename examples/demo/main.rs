@@ -47,6 +47,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         r#"  curl -s http://{addr}/batch -H 'authorization: Bearer alice-token' -H 'content-type: application/json' -d '{{"requests": [{{"id": "me", "url": "/whoami"}}, {{"id": "new", "method": "POST", "url": "/users", "body": {{"name": "Alice", "email": "alice@example.com"}}}}, {{"id": "one", "url": "/users/1"}}, {{"id": "gone", "url": "/users/9999"}}]}}'"#
     );
 
+    println!(
+        r#"  curl -s -X PATCH http://{addr}/users/batch -H 'content-type: application/json' -d '{{"updates": [{{"id": 42, "name": "Alice Updated"}}, {{"id": 999, "name": "NonExistent"}}]}}'"#
+    );
+    println!(
+        r#"  curl -s -X POST 'http://{addr}/users/batch?atomic=true' -H 'content-type: application/json' -d '{{"users": [{{"name": "Ann", "email": "ann@example.com"}}, {{"name": "", "email": "x@example.com"}}]}}'"#
+    );
+
     // `ConnectInfo` goes into the outer request's extensions; sub-requests inherit it.
     let service = app::app(db).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
