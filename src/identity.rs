@@ -35,18 +35,19 @@ const CLIENT_ADDRESS: [&str; 5] = [
 ];
 
 /// Hop-by-hop headers: they describe one connection, not a message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
+/// Standard names compare as one integer; the two others by their bytes.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str())
+    HOP_BY_HOP.contains(name)
 }
 
 fn is_client_address(name: &HeaderName) -> bool {
@@ -75,10 +76,18 @@ pub(crate) fn keep_sub_header(name: &HeaderName, config: &Config) -> bool {
 /// Removes the headers of a sub-response that describe its framing on a connection
 /// (`content-length` and the hop-by-hop ones): inside a batch reply they would be false.
 pub(crate) fn strip_response_framing(headers: &mut HeaderMap) {
-    headers.remove(header::CONTENT_LENGTH);
-    // Most responses have none: look once, without parsing a name per lookup.
-    if headers.keys().any(is_hop_by_hop) {
-        for name in HOP_BY_HOP {
+    // Look once; remove only what is there (most responses have only `content-length`).
+    let mut length = false;
+    let mut hop = false;
+    for name in headers.keys() {
+        length |= name == header::CONTENT_LENGTH;
+        hop |= is_hop_by_hop(name);
+    }
+    if length {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    if hop {
+        for name in &HOP_BY_HOP {
             headers.remove(name);
         }
     }
