@@ -216,6 +216,7 @@ where
                 match graph.start(next, item, template, config) {
                     Ok(req) => in_flight.push(Either::Left(ran(svc.clone(), req, next, config))),
                     Err(outcome) => {
+                        stopped |= stop_on_error;
                         graph.record(next, *outcome);
                         continue_group = Some((g, next + 1, Some(next)));
                     }

@@ -382,6 +382,22 @@ async fn malformed_requests_are_refused_whole() {
     let p = http
         .send(
             "POST",
+            "/items/batch",
+            &[("content-type", "application/json")],
+            "{\"items\": [",
+        )
+        .await
+        .problem(400);
+    assert!(
+        p["errors"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("is not valid JSON"),
+        "{p}"
+    );
+    let p = http
+        .send(
+            "POST",
             "/items/batch?atomic=maybe",
             &[("content-type", "application/json")],
             "[]",

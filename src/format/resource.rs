@@ -104,7 +104,11 @@ pub(crate) fn decode(
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         list = Some(parse_envelope::<&RawValue>(bytes).map_err(invalid)?);
     } else {
-        let fields: BTreeMap<String, &RawValue> = parse_envelope(bytes).map_err(|_| {
+        let fields: BTreeMap<String, &RawValue> = parse_envelope(bytes).map_err(|e| {
+            // Keep what parsing said of bytes that are not JSON; say what shape is wanted.
+            if !e.detail.starts_with("must be") {
+                return invalid(e);
+            }
             invalid(FieldError::batch(
                 "body",
                 format!(
