@@ -497,3 +497,62 @@ async fn chunks_run_one_after_another_with_concurrency_inside() {
 fn a_resource_path_is_a_collection() {
     let _ = Resource::new("/");
 }
+
+#[tokio::test]
+async fn odd_bodies_get_clear_answers_and_never_a_server_error() {
+    let store = seeded(3);
+    let (http, _) = store::start(layer(), store.clone()).await;
+    let bodies = [
+        "",
+        " ",
+        "null",
+        "true",
+        "1",
+        "\"x\"",
+        "[]",
+        "{}",
+        "[null]",
+        "[[]]",
+        "[{}]",
+        "{\"items\": null}",
+        "{\"items\": [1, \"a\", null, true, [], {}]}",
+        "{\"updates\": [{\"id\": null}, {\"id\": 1.5}, {\"id\": -1}, {\"id\": \"%2e%2e\"}]}",
+        "{\"ids\": [\"\\u0000\", \"é\", \"a/b\", \"?x\", \"#\", 18446744073709551615, 1e400]}",
+        "{\"filters\": {\"a\": [null]}}",
+        "{\"filters\": {\"\": \"x\"}}",
+        "{\"filters\": []}",
+        "{\"ids\": [1], \"atomic\": null}",
+        "[1, 2",
+        "\u{feff}[1]",
+        "{\"items\": [{}], \"items\": []}",
+    ];
+    for method in ["POST", "PATCH", "DELETE"] {
+        for body in bodies {
+            let reply = http
+                .send(
+                    method,
+                    "/items/batch",
+                    &[("content-type", "application/json")],
+                    body,
+                )
+                .await;
+            let status = reply.status.as_u16();
+            assert!(
+                (200..300).contains(&status) || (400..500).contains(&status),
+                "{method} {body:?}: {status} {}",
+                String::from_utf8_lossy(&reply.body)
+            );
+            if status >= 400 {
+                reply.problem(status);
+            } else {
+                let r = reply.json();
+                assert!(
+                    r.get("failed").is_some_and(Value::is_array),
+                    "{method} {body:?}: {r}"
+                );
+            }
+        }
+    }
+    // No body above names an item that exists or is valid to create: nothing changed.
+    assert_eq!(store.ids(), [1, 2, 3]);
+}
