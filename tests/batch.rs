@@ -558,3 +558,56 @@ async fn large_json_bodies_go_into_the_reply_whole() {
         "the exact length is known up front"
     );
 }
+
+#[tokio::test]
+async fn the_per_item_timeout_holds_one_at_a_time_and_concurrently() {
+    for concurrency in [1, 4] {
+        // A batch deadline far away: each hang ends at its own timeout.
+        let layer = layer()
+            .timeout(Some(Duration::from_millis(150)))
+            .batch_timeout(Some(Duration::from_secs(30)))
+            .concurrency(concurrency);
+        let (http, _) = start(layer).await;
+        let items = http
+            .batch(
+                &json!({"requests": [
+                    {"url": "/hang"}, {"url": "/text"}, {"url": "/hang"}, {"url": "/text"},
+                ]}),
+                &[],
+            )
+            .await
+            .items();
+        let statuses: Vec<_> = items
+            .iter()
+            .map(|i| i["status"].as_u64().unwrap())
+            .collect();
+        assert_eq!(statuses, [504, 200, 504, 200], "concurrency {concurrency}");
+        for i in [0, 2] {
+            let detail = items[i]["body"]["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("150ms") && detail.contains("per-sub-request timeout"),
+                "concurrency {concurrency}: {detail}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_at_a_time_the_batch_deadline_ends_the_item_in_flight() {
+    let layer = layer().batch_timeout(Some(Duration::from_millis(200)));
+    let (http, _) = start(layer).await;
+    let items = http
+        .batch(
+            &json!({"requests": [{"url": "/text"}, {"url": "/hang"}, {"url": "/text"}]}),
+            &[],
+        )
+        .await
+        .items();
+    let statuses: Vec<_> = items
+        .iter()
+        .map(|i| i["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 504, 424]);
+    let detail = items[1]["body"]["detail"].as_str().unwrap();
+    assert!(detail.contains("batch_timeout"), "{detail}");
+}
