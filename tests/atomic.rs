@@ -403,3 +403,32 @@ async fn a_group_cut_off_by_the_batch_deadline_does_not_commit() {
     assert_eq!(store.log(), ["begin by anonymous"]);
     assert!(names(&http).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_member_that_panics_or_times_out_rolls_its_group_back() {
+    for (url, status) in [("/panic", 500), ("/hang", 504)] {
+        let store = seeded(0);
+        let layer = layer(&store).timeout(Some(std::time::Duration::from_millis(300)));
+        let (http, _) = store::start(layer, store.clone()).await;
+        let items = http
+            .batch(
+                &json!({"atomic": true, "requests": [
+                    create("a", Some("one")),
+                    {"id": "bad", "url": url},
+                    create("c", Some("three")),
+                ]}),
+                &[],
+            )
+            .await
+            .items();
+        let statuses: Vec<_> = items.iter().map(|i| i["status"].clone()).collect();
+        assert_eq!(statuses, [424, status, 424], "{url}: {items:#?}");
+        let detail = items[0]["body"]["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("rolled back: request \"bad\" (index 1)"),
+            "{url}: {detail}"
+        );
+        assert_eq!(store.log(), ["begin by anonymous", "rollback"], "{url}");
+        assert!(names(&http).await.is_empty(), "{url}");
+    }
+}

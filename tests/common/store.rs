@@ -91,13 +91,22 @@ fn error(status: StatusCode, body: Value) -> Response {
 
 /// `/items`: list (filters `?color=`, `?limit_to=`), create (needs a string `name`; the
 /// name `"boom"` answers 500 in plain text), get, patch, delete; `/items-wrapped` lists
-/// as `{"data": [...]}`. `/in-tx` tells whether the request carries a transaction.
+/// as `{"data": [...]}`. `/in-tx` tells whether the request carries a transaction;
+/// `/hang` never answers and `/panic` panics.
 pub fn router(store: Store, calls: Calls) -> Router {
     let counter = calls.clone();
     Router::new()
         .route("/items", get(list).post(create))
         .route("/items-wrapped", get(list_wrapped))
         .route("/hang", get(std::future::pending::<&'static str>))
+        .route(
+            "/panic",
+            get(|| async {
+                panic!("a handler bug");
+                #[allow(unreachable_code)]
+                ""
+            }),
+        )
         .route("/items/{id}", get(get_one).patch(patch).delete(delete))
         .route(
             "/in-tx",
