@@ -7,7 +7,6 @@ use crate::format::{bulk, json, resource, Limits};
 use crate::future::ResponseFuture;
 use crate::identity::Template;
 use crate::layer::{BatchLayer, Config, Format, Resource};
-use crate::plan::UrlContext;
 use crate::BoxError;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -133,13 +132,7 @@ where
         return resource_bulk(svc, &config, resource, parts, &bytes).await;
     }
     let path = parts.uri.path();
-    let limits = Limits {
-        config: &config,
-        url: UrlContext {
-            batch_paths: &config.canonical_paths,
-            base: &path[..path.rfind('/').map_or(0, |i| i + 1)],
-        },
-    };
+    let limits = Limits::new(&config, &path[..path.rfind('/').map_or(0, |i| i + 1)]);
     let decoded = match &endpoint.format {
         Format::Bulk { base } => bulk::decode(&bytes, &limits, base),
         _ => json::decode(&bytes, &limits),
@@ -175,13 +168,7 @@ where
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    let limits = Limits {
-        config,
-        url: UrlContext {
-            batch_paths: &config.canonical_paths,
-            base: "/",
-        },
-    };
+    let limits = Limits::new(config, "/");
     let decoded = resource::decode(&parts.method, parts.uri.query(), bytes, &limits, resource);
     let template = Template::new(parts, config);
     let decoded = match decoded {

@@ -309,15 +309,7 @@ async fn resource_bulk_is_all_or_nothing_when_atomic() {
     let (http, calls) = store::start(layer(&store), store.clone()).await;
     let send = |method: &'static str, path: &'static str, body: Value| {
         let http = http.clone();
-        async move {
-            http.send(
-                method,
-                path,
-                &[("content-type", "application/json")],
-                body.to_string(),
-            )
-            .await
-        }
+        async move { http.send_json(method, path, body.to_string()).await }
     };
     // A failing create rolls back the others; the reply says so.
     let reply = send(

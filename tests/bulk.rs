@@ -219,11 +219,5 @@ async fn a_bulk_only_layer() {
 }
 
 async fn bulk_at(http: &common::Http, path: &str, body: &Value) -> common::Reply {
-    http.send(
-        "POST",
-        path,
-        &[("content-type", "application/json")],
-        body.to_string(),
-    )
-    .await
+    http.send_json("POST", path, body.to_string()).await
 }

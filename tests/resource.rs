@@ -9,13 +9,7 @@ use serde_json::{json, Value};
 use tower_http_batch::{BatchLayer, Resource};
 
 async fn send(http: &Http, method: &str, path: &str, body: &Value) -> Reply {
-    http.send(
-        method,
-        path,
-        &[("content-type", "application/json")],
-        body.to_string(),
-    )
-    .await
+    http.send_json(method, path, body.to_string()).await
 }
 
 fn layer() -> BatchLayer {

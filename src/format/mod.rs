@@ -124,6 +124,19 @@ pub(crate) struct Limits<'a> {
     pub(crate) url: UrlContext<'a>,
 }
 
+impl<'a> Limits<'a> {
+    /// The layer's limits, with relative sub-request URLs resolved against `base`.
+    pub(crate) fn new(config: &'a Config, base: &'a str) -> Self {
+        Self {
+            config,
+            url: UrlContext {
+                batch_paths: &config.canonical_paths,
+                base,
+            },
+        }
+    }
+}
+
 /// Reads sub-request headers: an object of names to a string (or an array of strings),
 /// or with `lines` also an array of `"Name: value"` strings (SugarCRM's form). Identity,
 /// client-address and framing headers are dropped here (see `identity`). With

@@ -118,6 +118,12 @@ impl Http {
         }
     }
 
+    /// `method path` with a JSON body and `content-type: application/json`.
+    pub async fn send_json(&self, method: &str, path: &str, body: impl Into<Bytes>) -> Reply {
+        self.send(method, path, &[("content-type", "application/json")], body)
+            .await
+    }
+
     /// `POST /batch` with a JSON body and `content-type: application/json`.
     pub async fn batch(&self, batch: &Value, headers: &[(&str, &str)]) -> Reply {
         self.batch_raw(&batch.to_string(), headers).await
