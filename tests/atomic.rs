@@ -23,6 +23,11 @@ fn create(id: &str, name: Option<&str>) -> Value {
     json!({"id": id, "method": "POST", "url": "/items", "body": body})
 }
 
+/// Each item's status, in reply order.
+fn statuses_of(items: &[Value]) -> Vec<Value> {
+    items.iter().map(|i| i["status"].clone()).collect()
+}
+
 async fn names(http: &Http) -> Vec<String> {
     let list = http.send("GET", "/items", &[], "").await.json();
     list.as_array()
@@ -47,7 +52,7 @@ async fn an_atomic_batch_commits_when_every_member_succeeds() {
         )
         .await
         .items();
-    let statuses: Vec<_> = items.iter().map(|i| i["status"].clone()).collect();
+    let statuses = statuses_of(&items);
     assert_eq!(statuses, [201, 200, 200], "{items:#?}");
     assert_eq!(items[2]["body"]["in_tx"], true, "members carry the handle");
     assert_eq!(store.log(), ["begin by alice", "commit"]);
@@ -76,7 +81,7 @@ async fn a_failing_member_rolls_the_group_back() {
         )
         .await
         .items();
-    let statuses: Vec<_> = items.iter().map(|i| i["status"].clone()).collect();
+    let statuses = statuses_of(&items);
     assert_eq!(statuses, [424, 424, 422, 424]);
     // The failing member keeps its own body; the others say why they did not count.
     assert_eq!(items[2]["body"]["detail"], "name is required");
@@ -105,7 +110,7 @@ async fn a_failing_member_rolls_the_group_back() {
         )
         .await
         .items();
-    let statuses: Vec<_> = items.iter().map(|i| i["status"].clone()).collect();
+    let statuses = statuses_of(&items);
     assert_eq!(statuses, [201, 201, 422, 201]);
     assert_eq!(names(&http).await, ["one", "two", "four"]);
 }
@@ -129,7 +134,7 @@ async fn atomicity_groups_are_independent_and_can_be_depended_on() {
         )
         .await
         .items();
-    let statuses: Vec<_> = items.iter().map(|i| i["status"].clone()).collect();
+    let statuses = statuses_of(&items);
     assert_eq!(statuses, [200, 201, 201, 424, 422, 200, 424]);
     // `after1` ran once g1 had committed: it sees both of g1's items.
     let seen: Vec<_> = items[5]["body"]
@@ -258,7 +263,7 @@ async fn a_hook_that_fails_costs_its_group_only() {
         )
         .await
         .items();
-    let statuses: Vec<_> = items.iter().map(|i| i["status"].clone()).collect();
+    let statuses = statuses_of(&items);
     assert_eq!(statuses, [503, 503, 201]);
     assert_eq!(
         items[0]["body"]["detail"],
@@ -298,7 +303,7 @@ async fn stop_on_error_ends_the_reply_at_the_failing_member() {
         )
         .await
         .items();
-    let statuses: Vec<_> = items.iter().map(|i| i["status"].clone()).collect();
+    let statuses = statuses_of(&items);
     assert_eq!(statuses, [424, 422]);
     assert!(names(&http).await.is_empty());
 }
@@ -381,7 +386,7 @@ async fn a_group_cut_off_by_the_batch_deadline_does_not_commit() {
         )
         .await
         .items();
-    let statuses: Vec<_> = items.iter().map(|i| i["status"].clone()).collect();
+    let statuses = statuses_of(&items);
     assert_eq!(statuses, [504, 504, 424]);
     assert!(
         items[0]["body"]["detail"]
@@ -413,7 +418,7 @@ async fn a_member_that_panics_or_times_out_rolls_its_group_back() {
             )
             .await
             .items();
-        let statuses: Vec<_> = items.iter().map(|i| i["status"].clone()).collect();
+        let statuses = statuses_of(&items);
         assert_eq!(statuses, [424, status, 424], "{url}: {items:#?}");
         let detail = items[0]["body"]["detail"].as_str().unwrap();
         assert!(
