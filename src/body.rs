@@ -1,7 +1,9 @@
 //! The request and response body types the layer puts around the wrapped service's bodies.
 
+use crate::BoxError;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use pin_project_lite::pin_project;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -252,47 +254,29 @@ macro_rules! delegate_body {
 delegate_body!(BatchRequestBody);
 delegate_body!(BatchResponseBody);
 
-/// A body read to its end, or found larger than the limit.
-pub(crate) enum Collected {
-    Complete(Bytes),
+/// Why a body could not be read whole.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// It is larger than the limit.
     TooLarge,
+    /// The body itself failed.
+    Failed(BoxError),
 }
 
-/// Reads a body to its end, keeping at most `limit` bytes. A body that says up front it is
-/// larger (its size hint) is not read at all. A body of one chunk is not copied.
-pub(crate) async fn collect_limited<B>(body: B, limit: usize) -> Result<Collected, B::Error>
+/// Reads a body to its end through [`Limited`]: at most `limit` bytes. A body whose size
+/// hint says up front that it is larger is not read at all; one of a single chunk is not
+/// copied.
+pub(crate) async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, ReadError>
 where
     B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
 {
-    use http_body_util::BodyExt;
     if body.size_hint().lower() > limit as u64 {
-        return Ok(Collected::TooLarge);
+        return Err(ReadError::TooLarge);
     }
-    let mut body = std::pin::pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut joined: Option<bytes::BytesMut> = None;
-    let mut len = 0usize;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        len = len.saturating_add(data.len());
-        if len > limit {
-            return Ok(Collected::TooLarge);
-        }
-        if let Some(buf) = joined.as_mut() {
-            buf.extend_from_slice(&data);
-        } else if let Some(prev) = first.take() {
-            let mut buf = bytes::BytesMut::with_capacity(len.max(prev.len() * 2).min(limit));
-            buf.extend_from_slice(&prev);
-            buf.extend_from_slice(&data);
-            joined = Some(buf);
-        } else {
-            first = Some(data);
-        }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(ReadError::TooLarge),
+        Err(e) => Err(ReadError::Failed(e)),
     }
-    Ok(Collected::Complete(match joined {
-        Some(buf) => buf.freeze(),
-        None => first.unwrap_or_default(),
-    }))
 }

@@ -8,13 +8,13 @@
 //!   `proxy-authorization` and the configured ones), of the client-address headers
 //!   (`forwarded`, `x-forwarded-*`, `x-real-ip`, …) and of `host`;
 //! - the same headers written inside a sub-request are dropped, as are hop-by-hop and
-//!   framing headers; `content-length` is computed;
+//!   framing headers; `content-length` is computed. This happens here, when the request
+//!   is built, whatever wire format the sub-request came in;
 //! - every other sub-request header passes as given, and configured outer headers are
 //!   inherited where the sub-request does not set them.
 
+use crate::batch::plan::PlanItem;
 use crate::body::BatchRequestBody;
-use crate::layer::Config;
-use crate::plan::PlanItem;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, Version};
 
@@ -55,22 +55,52 @@ fn is_client_address(name: &HeaderName) -> bool {
     s.starts_with("x-forwarded-") || CLIENT_ADDRESS.contains(&s)
 }
 
-/// The headers whose outer values every sub-request carries.
-fn is_outer_only(name: &HeaderName, config: &Config) -> bool {
-    IDENTITY.contains(name) || is_client_address(name) || config.identity_headers.contains(name)
+/// Which headers sub-requests take from the outer request, and which they may set
+/// themselves: the part of the layer's configuration this module reads.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeaderPolicy {
+    /// Identity headers besides the built-in ones (`BatchLayer::identity_header`).
+    pub(crate) identity: Vec<HeaderName>,
+    /// Outer headers copied into sub-requests that do not set them
+    /// (`BatchLayer::inherit_header`).
+    pub(crate) inherit: Vec<HeaderName>,
 }
 
-/// Whether a header written inside a sub-request is kept. Dropped headers are ignored
-/// silently, as seed 001 says of authentication headers. Besides identity, client-address
-/// and hop-by-hop headers, a sub-request never sets its own framing (`content-length` is
-/// computed), `host`, `expect` or `proxy-authenticate`.
-pub(crate) fn keep_sub_header(name: &HeaderName, config: &Config) -> bool {
-    !(is_outer_only(name, config)
-        || is_hop_by_hop(name)
-        || matches!(
-            *name,
-            header::CONTENT_LENGTH | header::HOST | header::EXPECT | header::PROXY_AUTHENTICATE
-        ))
+impl HeaderPolicy {
+    /// The headers whose outer values every sub-request carries.
+    fn is_outer_only(&self, name: &HeaderName) -> bool {
+        IDENTITY.contains(name) || is_client_address(name) || self.identity.contains(name)
+    }
+
+    /// Whether a header written inside a sub-request is kept. Dropped headers are ignored
+    /// silently, as seed 001 says of authentication headers. Besides identity,
+    /// client-address and hop-by-hop headers, a sub-request never sets its own framing
+    /// (`content-length` is computed), `host`, `expect` or `proxy-authenticate`.
+    fn keeps(&self, name: &HeaderName) -> bool {
+        !(self.is_outer_only(name)
+            || is_hop_by_hop(name)
+            || matches!(
+                *name,
+                header::CONTENT_LENGTH | header::HOST | header::EXPECT | header::PROXY_AUTHENTICATE
+            ))
+    }
+
+    /// Drops the headers a sub-request may not set.
+    fn filter(&self, headers: &mut HeaderMap) {
+        // Look first: almost every sub-request sets none of them.
+        if headers.keys().all(|name| self.keeps(name)) {
+            return;
+        }
+        let dropped: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| !self.keeps(name))
+            .cloned()
+            .collect();
+        for name in dropped {
+            tracing::debug!(header = %name, "dropped a header written inside a sub-request");
+            headers.remove(&name);
+        }
+    }
 }
 
 /// Removes the headers of a sub-response that describe its framing on a connection
@@ -93,44 +123,47 @@ pub(crate) fn strip_response_framing(headers: &mut HeaderMap) {
     }
 }
 
-/// What every sub-request of one batch takes from the outer request.
-pub(crate) struct Template {
+/// The outer request, as every sub-request of one batch takes from it.
+pub(crate) struct Outer<'a> {
     /// The outer request without its body; its extensions are what sub-requests inherit.
-    outer_parts: http::request::Parts,
+    parts: http::request::Parts,
     /// Identity, client-address and `host` values of the outer request: override.
     outer: HeaderMap,
     /// Configured inherited headers: only where the sub-request has none of its own.
     inherited: HeaderMap,
+    policy: &'a HeaderPolicy,
 }
 
-impl Template {
+impl<'a> Outer<'a> {
     /// Takes what sub-requests inherit out of the outer request's parts.
-    pub(crate) fn new(mut parts: http::request::Parts, config: &Config) -> Self {
+    pub(crate) fn new(mut parts: http::request::Parts, policy: &'a HeaderPolicy) -> Self {
         // The outer connection's upgrade belongs to the outer request alone.
         parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         let mut outer = HeaderMap::new();
         let mut inherited = HeaderMap::new();
         for (name, value) in parts.headers.iter() {
-            if is_outer_only(name, config) || name == header::HOST {
+            if policy.is_outer_only(name) || name == header::HOST {
                 outer.append(name.clone(), value.clone());
-            } else if config.inherit_headers.contains(name) {
+            } else if policy.inherit.contains(name) {
                 inherited.append(name.clone(), value.clone());
             }
         }
         Self {
-            outer_parts: parts,
+            parts,
             outer,
             inherited,
+            policy,
         }
     }
 
-    /// The outer request's parts (what a transaction hook's `begin` is given).
-    pub(crate) fn outer(&self) -> &http::request::Parts {
-        &self.outer_parts
+    /// The outer request's parts: what codecs decode with, and a transaction hook's
+    /// `begin` is given.
+    pub(crate) fn parts(&self) -> &http::request::Parts {
+        &self.parts
     }
 
     /// The request the wrapped service receives for one sub-request.
-    pub(crate) fn request<B>(&self, item: PlanItem) -> Request<BatchRequestBody<B>> {
+    pub(crate) fn sub_request<B>(&self, item: PlanItem) -> Request<BatchRequestBody<B>> {
         let PlanItem {
             method,
             uri,
@@ -138,6 +171,7 @@ impl Template {
             body,
             ..
         } = item;
+        self.policy.filter(&mut headers);
         for name in self.inherited.keys() {
             if !headers.contains_key(name) {
                 for v in self.inherited.get_all(name) {
@@ -157,7 +191,7 @@ impl Template {
         // Sub-requests are HTTP/1.1 whatever carried the batch: their host is in `host`.
         *req.version_mut() = Version::HTTP_11;
         *req.headers_mut() = headers;
-        *req.extensions_mut() = self.outer_parts.extensions.clone();
+        *req.extensions_mut() = self.parts.extensions.clone();
         req
     }
 }

@@ -1,7 +1,14 @@
-//! [`BatchLayer`]: the configuration of the batch endpoints, and the builder for it.
+//! [`BatchLayer`]: the builder of the batch endpoints and their limits.
 
+use crate::codec::bulk::BulkCodec;
+use crate::codec::json::JsonCodec;
+use crate::codec::resource::Resource;
+use crate::codec::DecodeLimits;
+use crate::config::Config;
+use crate::engine::RunOptions;
+use crate::identity::HeaderPolicy;
 use crate::service::Batch;
-use crate::transaction::{DynHook, TransactionHook};
+use crate::transaction::{Hook, TransactionHook};
 use http::HeaderName;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,241 +42,69 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// let layer = BatchLayer::new("/batch")
 ///     .path("/$batch")
 ///     .max_requests(50)
-///     .timeout(Some(Duration::from_secs(5)));
+///     .timeout(Duration::from_secs(5));
 /// # let _ = layer;
 /// ```
 ///
-/// The builder is cheap to clone: the configuration is shared behind an `Arc`.
+/// [`BatchLayer::default`] has no endpoint yet: add the ones you want with
+/// [`path`](Self::path), [`bulk`](Self::bulk) and [`resource`](Self::resource). The
+/// builder is cheap to clone: the configuration is shared behind an `Arc`.
 #[derive(Clone, Debug)]
 pub struct BatchLayer {
-    pub(crate) config: Arc<Config>,
+    config: Arc<Config>,
 }
 
-/// The layer's settings; see the builder methods of [`BatchLayer`] for each.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub(crate) endpoints: Vec<Endpoint>,
-    /// `paths` in the form nested-batch checks compare with (see `plan::canonical`).
-    pub(crate) canonical_paths: Vec<String>,
-    pub(crate) max_requests: usize,
-    pub(crate) max_body_bytes: usize,
-    pub(crate) max_item_response_bytes: usize,
-    pub(crate) max_response_bytes: usize,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) concurrency: usize,
-    pub(crate) batch_timeout: Option<Duration>,
-    pub(crate) identity_headers: Vec<HeaderName>,
-    pub(crate) inherit_headers: Vec<HeaderName>,
-    pub(crate) transactions: Option<Hook>,
-}
-
-/// The application's [`TransactionHook`], type-erased.
-#[derive(Clone)]
-pub(crate) struct Hook(pub(crate) Arc<dyn DynHook>);
-
-impl std::fmt::Debug for Hook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TransactionHook")
-    }
-}
-
-/// One batch endpoint: where it is, and which wire format it speaks.
-#[derive(Clone, Debug)]
-pub(crate) struct Endpoint {
-    pub(crate) path: String,
-    pub(crate) format: Format,
-}
-
-/// The wire formats.
-#[derive(Clone, Debug)]
-pub(crate) enum Format {
-    /// OData 4.01 / Microsoft Graph JSON batch.
-    Json,
-    /// SugarCRM bulk; sub-URLs resolve under `base`.
-    Bulk { base: String },
-    /// Resource bulk (`POST`/`PATCH`/`DELETE /users/batch`) for one collection.
-    Resource(Arc<Resource>),
-}
-
-/// Default for [`Resource::max_items`]: 1000 items.
-pub const DEFAULT_MAX_ITEMS: usize = 1000;
-/// Default for [`Resource::chunk_size`]: 100 items.
-pub const DEFAULT_CHUNK_SIZE: usize = 100;
-
-/// A collection that gets bulk endpoints at `{path}/batch`; see [`BatchLayer::resource`].
-///
-/// ```
-/// use tower_http_batch::{BatchLayer, Resource};
-///
-/// let layer = BatchLayer::new("/batch")
-///     .resource("/users")
-///     .resource(Resource::new("/orders").max_items(200).list_key("data"));
-/// # let _ = layer;
-/// ```
-#[derive(Clone, Debug)]
-pub struct Resource {
-    pub(crate) path: String,
-    pub(crate) name: String,
-    pub(crate) id_field: String,
-    pub(crate) list_key: Option<String>,
-    pub(crate) max_items: usize,
-    pub(crate) chunk_size: usize,
-}
-
-impl Resource {
-    /// The collection at `path` (`"/users"`): items are created with `POST {path}` and
-    /// updated and deleted at `{path}/{id}`. Its name, the key of the array in a bulk
-    /// create (`{"users": [...]}`), is the last segment of `path`.
-    ///
-    /// # Panics
-    ///
-    /// When `path` does not start with `/`, ends with `/`, holds a query or is not a
-    /// valid URI path.
-    pub fn new(path: impl Into<String>) -> Self {
-        let path = path.into();
-        check_path(&path);
-        assert!(
-            path.len() > 1 && !path.ends_with('/'),
-            "tower-http-batch: a resource path names a collection, like \"/users\": {path:?}"
-        );
-        let name = path.rsplit('/').next().unwrap_or_default().to_string();
+impl Default for BatchLayer {
+    /// No endpoint yet (every request passes through), and the documented defaults for
+    /// every limit.
+    fn default() -> Self {
+        let config = Config {
+            endpoints: Vec::new(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            decode: DecodeLimits {
+                max_requests: DEFAULT_MAX_REQUESTS,
+                ..DecodeLimits::default()
+            },
+            run: RunOptions {
+                concurrency: 1,
+                timeout: Some(DEFAULT_TIMEOUT),
+                batch_timeout: None,
+                max_item_response_bytes: DEFAULT_MAX_ITEM_RESPONSE_BYTES,
+                max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+                transactions: None,
+                batch_paths: Default::default(),
+            },
+            headers: HeaderPolicy::default(),
+        };
         Self {
-            path,
-            name,
-            id_field: "id".into(),
-            list_key: None,
-            max_items: DEFAULT_MAX_ITEMS,
-            chunk_size: DEFAULT_CHUNK_SIZE,
+            config: Arc::new(config),
         }
     }
-
-    /// The key of the array in a bulk create (default: the last segment of the path).
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    /// The field that holds an item's id: in bulk updates, and in the listing a delete by
-    /// filters reads (default `"id"`).
-    pub fn id_field(mut self, field: impl Into<String>) -> Self {
-        self.id_field = field.into();
-        self
-    }
-
-    /// Where the listing `GET {path}?filters` keeps its array when it is an object
-    /// (`{"data": [...]}`). By default the listing is the array itself, or the array
-    /// under the collection's name.
-    pub fn list_key(mut self, key: impl Into<String>) -> Self {
-        self.list_key = Some(key.into());
-        self
-    }
-
-    /// The most items one bulk request may hold, or a delete by filters may match
-    /// (default [`DEFAULT_MAX_ITEMS`], 1000). More is refused whole with `400`, and
-    /// nothing runs.
-    pub fn max_items(mut self, max: usize) -> Self {
-        self.max_items = max;
-        self
-    }
-
-    /// Items run in chunks of this many (default [`DEFAULT_CHUNK_SIZE`], 100): a chunk
-    /// starts when the one before has finished, and runs with the layer's
-    /// [`concurrency`](BatchLayer::concurrency). `0` is taken as 1.
-    pub fn chunk_size(mut self, size: usize) -> Self {
-        self.chunk_size = size.max(1);
-        self
-    }
-}
-
-impl From<&str> for Resource {
-    fn from(path: &str) -> Self {
-        Self::new(path)
-    }
-}
-
-impl From<String> for Resource {
-    fn from(path: String) -> Self {
-        Self::new(path)
-    }
-}
-
-impl Config {
-    /// The index of the batch endpoint at the outer request's path, if it is one.
-    #[inline]
-    pub(crate) fn endpoint(&self, path: &str) -> Option<usize> {
-        self.endpoints.iter().position(|e| e.path == path)
-    }
-
-    fn add(&mut self, path: String, format: Format) {
-        check_path(&path);
-        self.canonical_paths.push(crate::plan::canonical(&path));
-        self.endpoints.push(Endpoint { path, format });
-    }
-}
-
-fn check_path(path: &str) {
-    assert!(
-        path.starts_with('/')
-            && path.parse::<http::uri::PathAndQuery>().is_ok()
-            && !path.contains('?'),
-        "tower-http-batch: a batch path must be a path starting with `/`, without query: {path:?}"
-    );
 }
 
 impl BatchLayer {
-    /// A layer with one batch endpoint at `path` (e.g. `"/batch"` or `"/$batch"`) and the
-    /// documented defaults for every limit.
+    /// A layer with one JSON batch endpoint at `path` (e.g. `"/batch"` or `"/$batch"`) and
+    /// the documented defaults for every limit.
     ///
     /// # Panics
     ///
     /// When `path` does not start with `/`, holds a query or is not a valid URI path.
     pub fn new(path: impl Into<String>) -> Self {
-        Self::with_endpoint(path.into(), Format::Json)
-    }
-
-    /// A layer with one SugarCRM-style bulk endpoint at `path` and no JSON batch endpoint;
-    /// see [`BatchLayer::bulk`].
-    ///
-    /// # Panics
-    ///
-    /// As [`BatchLayer::new`].
-    pub fn new_bulk(path: impl Into<String>, base: impl Into<String>) -> Self {
-        Self::with_endpoint(path.into(), Format::Bulk { base: base.into() })
-    }
-
-    /// The documented defaults, with one endpoint.
-    fn with_endpoint(path: String, format: Format) -> Self {
-        let mut config = Config {
-            canonical_paths: Vec::new(),
-            endpoints: Vec::new(),
-            max_requests: DEFAULT_MAX_REQUESTS,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            max_item_response_bytes: DEFAULT_MAX_ITEM_RESPONSE_BYTES,
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-            timeout: Some(DEFAULT_TIMEOUT),
-            concurrency: 1,
-            batch_timeout: None,
-            identity_headers: Vec::new(),
-            inherit_headers: Vec::new(),
-            transactions: None,
-        };
-        config.add(path, format);
-        Self {
-            config: Arc::new(config),
-        }
+        Self::default().path(path)
     }
 
     fn config_mut(&mut self) -> &mut Config {
         Arc::make_mut(&mut self.config)
     }
 
-    /// Adds another path that serves the same batch endpoint. Paths match exactly.
+    /// Adds a JSON batch endpoint (the OData 4.01 / Microsoft Graph format) at `path`.
+    /// Paths match exactly.
     ///
     /// # Panics
     ///
-    /// As [`BatchLayer::new`].
+    /// As [`BatchLayer::new`], and when `path` already serves JSON.
     pub fn path(mut self, path: impl Into<String>) -> Self {
-        self.config_mut().add(path.into(), Format::Json);
+        self.config_mut().add(path.into(), Arc::new(JsonCodec));
         self
     }
 
@@ -277,21 +112,15 @@ impl BatchLayer {
     /// [{"url", "method", "data", "headers"}]}` in, a bare array of `{"contents",
     /// "headers", "status"}` out. Sub-URLs start with the API version (`/v10/Accounts`) and
     /// resolve under `base` (`/rest`). Items run in order; a failure does not stop the rest.
-    /// Every limit, validation and identity rule of the layer applies.
-    ///
-    /// ```
-    /// use tower_http_batch::BatchLayer;
-    ///
-    /// let layer = BatchLayer::new("/batch").bulk("/rest/v10/bulk", "/rest");
-    /// # let _ = layer;
-    /// ```
+    /// Every limit, validation and identity rule of the layer applies. The crate docs have
+    /// a runnable example.
     ///
     /// # Panics
     ///
-    /// As [`BatchLayer::new`].
+    /// As [`BatchLayer::path`].
     pub fn bulk(mut self, path: impl Into<String>, base: impl Into<String>) -> Self {
-        self.config_mut()
-            .add(path.into(), Format::Bulk { base: base.into() });
+        let codec = BulkCodec { base: base.into() };
+        self.config_mut().add(path.into(), Arc::new(codec));
         self
     }
 
@@ -307,7 +136,7 @@ impl BatchLayer {
     /// handler's own message). The status is `201` (create) or `200` when every item
     /// succeeded, `207` when any failed. `"atomic": true` (or `?atomic=true`) runs all
     /// items in one transaction of the [`transactions`](Self::transactions) hook. See
-    /// the README for every rule.
+    /// the README for every rule, and the crate docs for a runnable example.
     ///
     /// # Panics
     ///
@@ -315,8 +144,7 @@ impl BatchLayer {
     pub fn resource(mut self, resource: impl Into<Resource>) -> Self {
         let resource = resource.into();
         let path = format!("{}/batch", resource.path);
-        self.config_mut()
-            .add(path, Format::Resource(Arc::new(resource)));
+        self.config_mut().add(path, Arc::new(resource));
         self
     }
 
@@ -327,14 +155,14 @@ impl BatchLayer {
     /// status and body, and the others report `424`. Without a hook, an atomic batch is
     /// refused with `400` before anything runs.
     pub fn transactions<H: TransactionHook>(mut self, hook: H) -> Self {
-        self.config_mut().transactions = Some(Hook(crate::transaction::erase(hook)));
+        self.config_mut().set_transactions(Hook::new(hook));
         self
     }
 
     /// The most sub-requests one batch may hold (default [`DEFAULT_MAX_REQUESTS`], 100).
     /// A longer batch is rejected whole with `400`, naming the count and the limit.
     pub fn max_requests(mut self, max: usize) -> Self {
-        self.config_mut().max_requests = max;
+        self.config_mut().decode.max_requests = max;
         self
     }
 
@@ -351,7 +179,7 @@ impl BatchLayer {
     /// still reports its status and headers; its body is left out and the item says why
     /// in `bodyOmitted`.
     pub fn max_item_response_bytes(mut self, max: usize) -> Self {
-        self.config_mut().max_item_response_bytes = max;
+        self.config_mut().run.max_item_response_bytes = max;
         self
     }
 
@@ -359,24 +187,33 @@ impl BatchLayer {
     /// [`DEFAULT_MAX_RESPONSE_BYTES`], 16 MiB). Once it is reached the remaining items still
     /// run and report status and headers, with their bodies left out (`bodyOmitted`).
     pub fn max_response_bytes(mut self, max: usize) -> Self {
-        self.config_mut().max_response_bytes = max;
+        self.config_mut().run.max_response_bytes = max;
         self
     }
 
     /// How long one sub-request may take, response body included (default
-    /// [`DEFAULT_TIMEOUT`], 30 s; `None` for no limit). One that takes longer is dropped
-    /// and its item reports `504`; the others are kept.
-    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.config_mut().timeout = timeout;
+    /// [`DEFAULT_TIMEOUT`], 30 s). One that takes longer is dropped and its item reports
+    /// `504`; the others are kept. The same bound applies to each call of the
+    /// [`transactions`](Self::transactions) hook.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config_mut().run.timeout = Some(timeout);
         self
     }
 
-    /// How long a whole batch may take (default `None`: no limit beyond the
-    /// per-sub-request [`timeout`](Self::timeout)). When it passes, the sub-requests in
-    /// flight are dropped and report `504`, those not started report `424`, and the reply
-    /// comes back well formed.
-    pub fn batch_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.config_mut().batch_timeout = timeout;
+    /// Lets sub-requests (and transaction hook calls) take as long as they take: no
+    /// per-sub-request [`timeout`](Self::timeout).
+    pub fn no_timeout(mut self) -> Self {
+        self.config_mut().run.timeout = None;
+        self
+    }
+
+    /// How long a whole batch may take (default: no limit beyond the per-sub-request
+    /// [`timeout`](Self::timeout)). When it passes, the sub-requests in flight are dropped
+    /// and report `504`, those not started report `424`, and the reply comes back well
+    /// formed. A transaction's commit or rollback already in flight is let finish (within
+    /// the per-sub-request timeout), so the reply says what became of the data.
+    pub fn batch_timeout(mut self, timeout: Duration) -> Self {
+        self.config_mut().run.batch_timeout = Some(timeout);
         self
     }
 
@@ -385,7 +222,7 @@ impl BatchLayer {
     /// results are always in request order; a batch with `stop_on_error` runs one at a
     /// time whatever this says. `0` is taken as 1.
     pub fn concurrency(mut self, n: usize) -> Self {
-        self.config_mut().concurrency = n.max(1);
+        self.config_mut().run.concurrency = n.max(1);
         self
     }
 
@@ -393,7 +230,7 @@ impl BatchLayer {
     /// carry the outer request's values of it, and the same header written inside a
     /// sub-request is dropped. Use it for API-key headers such as `x-api-key`.
     pub fn identity_header(mut self, name: HeaderName) -> Self {
-        self.config_mut().identity_headers.push(name);
+        self.config_mut().headers.identity.push(name);
         self
     }
 
@@ -401,8 +238,16 @@ impl BatchLayer {
     /// sub-request that does not set it itself. Identity and client-address headers are
     /// always inherited and need no call.
     pub fn inherit_header(mut self, name: HeaderName) -> Self {
-        self.config_mut().inherit_headers.push(name);
+        self.config_mut().headers.inherit.push(name);
         self
+    }
+}
+
+impl<S> Batch<S> {
+    /// A [`BatchLayer`] with one JSON batch endpoint at `path`; the same as
+    /// [`BatchLayer::new`].
+    pub fn layer(path: impl Into<String>) -> BatchLayer {
+        BatchLayer::new(path)
     }
 }
 

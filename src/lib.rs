@@ -87,32 +87,31 @@
 //!
 //! Batches use tokio's timer for the per-sub-request timeout: serve them on a tokio
 //! runtime.
-#![deny(unsafe_code)]
-#![deny(missing_docs)]
+#![deny(unsafe_code, missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "axum")]
 mod axum;
+mod batch;
 mod body;
+mod codec;
+mod config;
+mod engine;
 mod error;
-mod execute;
-mod format;
 mod future;
 mod identity;
 mod layer;
-mod plan;
-mod reference;
 mod service;
 mod transaction;
 
 #[cfg(feature = "axum")]
 pub use crate::axum::{BatchRouter, BatchRouterFuture};
 pub use crate::body::{BatchRequestBody, BatchResponseBody};
+pub use crate::codec::resource::{Resource, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_ITEMS};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::{
-    BatchLayer, Resource, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ITEMS,
-    DEFAULT_MAX_ITEM_RESPONSE_BYTES, DEFAULT_MAX_REQUESTS, DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_TIMEOUT,
+    BatchLayer, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ITEM_RESPONSE_BYTES, DEFAULT_MAX_REQUESTS,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
 };
 pub use crate::service::Batch;
 pub use crate::transaction::TransactionHook;

@@ -86,8 +86,32 @@ pub trait TransactionHook: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
-/// A [`TransactionHook`] with its types erased, as the layer's configuration holds it.
-pub(crate) trait DynHook: Send + Sync {
+/// The application's [`TransactionHook`] with its types erased, as the layer's
+/// configuration holds it.
+#[derive(Clone)]
+pub(crate) struct Hook(Arc<dyn DynHook>);
+
+impl Hook {
+    pub(crate) fn new<H: TransactionHook>(hook: H) -> Self {
+        Self(Arc::new(Erased(Arc::new(hook))))
+    }
+
+    /// Begins a transaction for one atomic group.
+    pub(crate) fn begin<'a>(
+        &'a self,
+        outer: &'a Parts,
+    ) -> BoxFuture<'a, Result<Box<dyn OpenTx>, BoxError>> {
+        self.0.begin(outer)
+    }
+}
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TransactionHook")
+    }
+}
+
+trait DynHook: Send + Sync {
     fn begin<'a>(&'a self, outer: &'a Parts) -> BoxFuture<'a, Result<Box<dyn OpenTx>, BoxError>>;
 }
 
@@ -97,11 +121,6 @@ pub(crate) trait OpenTx: Send {
     fn insert_into(&self, extensions: &mut Extensions);
     /// Commits (`true`) or rolls back (`false`).
     fn finish(self: Box<Self>, commit: bool) -> BoxFuture<'static, Result<(), BoxError>>;
-}
-
-/// The erased hook the configuration keeps.
-pub(crate) fn erase<H: TransactionHook>(hook: H) -> Arc<dyn DynHook> {
-    Arc::new(Erased(Arc::new(hook)))
 }
 
 struct Erased<H>(Arc<H>);

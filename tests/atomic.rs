@@ -373,7 +373,7 @@ async fn resource_bulk_is_all_or_nothing_when_atomic() {
 #[tokio::test]
 async fn a_group_cut_off_by_the_batch_deadline_does_not_commit() {
     let store = seeded(0);
-    let layer = layer(&store).batch_timeout(Some(std::time::Duration::from_millis(300)));
+    let layer = layer(&store).batch_timeout(std::time::Duration::from_millis(300));
     let (http, _) = store::start(layer, store.clone()).await;
     let items = http
         .batch(
@@ -405,7 +405,7 @@ async fn a_group_cut_off_by_the_batch_deadline_does_not_commit() {
 async fn a_member_that_panics_or_times_out_rolls_its_group_back() {
     for (url, status) in [("/panic", 500), ("/hang", 504)] {
         let store = seeded(0);
-        let layer = layer(&store).timeout(Some(std::time::Duration::from_millis(300)));
+        let layer = layer(&store).timeout(std::time::Duration::from_millis(300));
         let (http, _) = store::start(layer, store.clone()).await;
         let items = http
             .batch(

@@ -343,7 +343,7 @@ async fn stop_on_error_ends_at_the_first_failure() {
 
 #[tokio::test]
 async fn a_panic_a_hang_cost_their_item_only() {
-    let layer = layer().timeout(Some(Duration::from_millis(200)));
+    let layer = layer().timeout(Duration::from_millis(200));
     let (http, _) = start(layer).await;
     let reply = http
         .batch(
@@ -564,8 +564,8 @@ async fn the_per_item_timeout_holds_one_at_a_time_and_concurrently() {
     for concurrency in [1, 4] {
         // A batch deadline far away: each hang ends at its own timeout.
         let layer = layer()
-            .timeout(Some(Duration::from_millis(150)))
-            .batch_timeout(Some(Duration::from_secs(30)))
+            .timeout(Duration::from_millis(150))
+            .batch_timeout(Duration::from_secs(30))
             .concurrency(concurrency);
         let (http, _) = start(layer).await;
         let items = http
@@ -594,7 +594,7 @@ async fn the_per_item_timeout_holds_one_at_a_time_and_concurrently() {
 
 #[tokio::test]
 async fn one_at_a_time_the_batch_deadline_ends_the_item_in_flight() {
-    let layer = layer().batch_timeout(Some(Duration::from_millis(200)));
+    let layer = layer().batch_timeout(Duration::from_millis(200));
     let (http, _) = start(layer).await;
     let items = http
         .batch(

@@ -200,7 +200,9 @@ async fn malformed_bulk_requests_run_nothing() {
 #[tokio::test]
 async fn a_bulk_only_layer() {
     let calls = common::Calls::default();
-    let app = BatchLayer::new_bulk("/bulk", "").layer_router(common::router(calls.clone()));
+    let app = BatchLayer::default()
+        .bulk("/bulk", "")
+        .layer_router(common::router(calls.clone()));
     let http = common::Http::new(common::serve(app).await);
     let reply = bulk_at(&http, "/bulk", &json!({"requests": [{"url": "/text"}]})).await;
     assert_eq!(reply.json()[0]["contents"], "plain text, ünïcode");

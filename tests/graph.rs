@@ -278,7 +278,7 @@ async fn the_batch_deadline_reports_every_item() {
     let probe = Probe::new(1);
     let layer = BatchLayer::new("/batch")
         .concurrency(2)
-        .batch_timeout(Some(Duration::from_millis(300)));
+        .batch_timeout(Duration::from_millis(300));
     let http = start(layer, &probe).await;
     let batch = json!({"requests": [
         {"id": "a", "url": "/step/a"},

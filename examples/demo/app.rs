@@ -217,7 +217,7 @@ pub fn app(
         .resource("/users")
         .transactions(db.clone())
         .max_requests(100)
-        .timeout(Some(Duration::from_secs(10)))
+        .timeout(Duration::from_secs(10))
         .inherit_header(header::ACCEPT_LANGUAGE)
         .layer_router(api);
     middleware::from_fn(auth).layer(batch)

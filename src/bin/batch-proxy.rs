@@ -60,7 +60,7 @@ struct Args {
     /// Sub-requests of one batch in flight at once (1: in order).
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
-    /// Seconds one sub-request may take before its item reports 504.
+    /// Seconds one sub-request may take before its item reports 504 (0: no limit).
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
     /// Seconds a whole batch may take (0: no limit).
@@ -175,7 +175,7 @@ fn bad_gateway(detail: String) -> Response<ProxyBody> {
 
 fn layer(args: &Args) -> Result<BatchLayer, String> {
     let mut layer = match (args.json_path.as_str(), &args.bulk_path) {
-        ("none", Some(bulk)) => BatchLayer::new_bulk(bulk.clone(), args.bulk_base.clone()),
+        ("none", Some(bulk)) => BatchLayer::default().bulk(bulk.clone(), args.bulk_base.clone()),
         ("none", None) => {
             return Err(
                 "--json-path none needs a --bulk-path: there would be no batch endpoint".into(),
@@ -192,10 +192,13 @@ fn layer(args: &Args) -> Result<BatchLayer, String> {
     layer = layer
         .max_requests(args.max_requests)
         .max_body_bytes(args.max_body_bytes)
-        .concurrency(args.concurrency)
-        .timeout(Some(Duration::from_secs(args.timeout_secs)));
+        .concurrency(args.concurrency);
+    layer = match args.timeout_secs {
+        0 => layer.no_timeout(),
+        secs => layer.timeout(Duration::from_secs(secs)),
+    };
     if args.batch_timeout_secs > 0 {
-        layer = layer.batch_timeout(Some(Duration::from_secs(args.batch_timeout_secs)));
+        layer = layer.batch_timeout(Duration::from_secs(args.batch_timeout_secs));
     }
     Ok(layer)
 }

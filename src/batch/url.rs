@@ -1,85 +1,21 @@
-//! The validated form of a batch, shared by every wire format: what the engine runs.
-//!
-//! A codec turns the outer body into a [`Plan`] or a list of field errors; nothing runs
-//! until the whole batch has validated. The checks every format needs (method, URL,
-//! nested batch) live here so the codecs agree on them.
+//! Sub-request URLs: parsing, canonicalisation and the checks every format shares (no
+//! scheme or host, no fragment, no nested batch). Pure functions over strings.
 
-use bytes::Bytes;
-use http::{HeaderMap, Method, Uri};
+use http::Uri;
+use std::sync::Arc;
 
-/// A batch that passed validation.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    pub(crate) items: Vec<PlanItem>,
-    /// Stop at the first sub-response with status >= 400 (that one included).
-    pub(crate) stop_on_error: bool,
-    /// Atomic groups: adjacent items that run in order in one transaction.
-    pub(crate) groups: Vec<Group>,
-    /// Run the items in chunks of this many: a chunk starts when the one before has
-    /// finished. `None`: no chunks.
-    pub(crate) chunk_size: Option<usize>,
-}
+/// Every batch path of the layer, in [`canonical`] form: no sub-request may reach one.
+/// Cheap to clone; built once, with the layer.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BatchPaths(Arc<[String]>);
 
-impl Plan {
-    /// A plan with no groups and no chunks.
-    pub(crate) fn new(items: Vec<PlanItem>, stop_on_error: bool) -> Self {
-        Self {
-            items,
-            stop_on_error,
-            groups: Vec::new(),
-            chunk_size: None,
-        }
+impl BatchPaths {
+    /// These paths and one more.
+    pub(crate) fn with(&self, path: &str) -> Self {
+        let mut paths = self.0.to_vec();
+        paths.push(canonical(path));
+        Self(paths.into())
     }
-}
-
-/// An atomicity group: items `members` (adjacent, in order) succeed or fail together.
-#[derive(Debug, Clone)]
-pub(crate) struct Group {
-    /// The group's name, for messages (`atomicityGroup`, or `"atomic"` for a whole batch).
-    pub(crate) name: String,
-    pub(crate) members: std::ops::Range<usize>,
-}
-
-/// One sub-request, ready to be built into a request for the wrapped service.
-#[derive(Debug)]
-pub(crate) struct PlanItem {
-    pub(crate) id: String,
-    pub(crate) method: Method,
-    /// Path and query only: never a scheme or an authority.
-    pub(crate) uri: Uri,
-    /// The sub-request's own headers, already filtered (see `identity`).
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: Bytes,
-    /// Indices of the earlier items this one waits for (`dependsOn`).
-    pub(crate) depends_on: Vec<usize>,
-    /// Result references to resolve just before it is sent.
-    pub(crate) refs: Option<Box<crate::reference::Refs>>,
-}
-
-/// The methods a sub-request may use. `CONNECT` and `TRACE` never; nor extension methods.
-const METHODS: [Method; 7] = [
-    Method::GET,
-    Method::HEAD,
-    Method::POST,
-    Method::PUT,
-    Method::PATCH,
-    Method::DELETE,
-    Method::OPTIONS,
-];
-
-/// Parses a sub-request method. As in OData, the names are case-insensitive.
-pub(crate) fn parse_method(s: &str) -> Result<Method, String> {
-    METHODS
-        .iter()
-        .find(|m| m.as_str().eq_ignore_ascii_case(s))
-        .cloned()
-        .ok_or_else(|| {
-            if s.eq_ignore_ascii_case("CONNECT") || s.eq_ignore_ascii_case("TRACE") {
-                format!("method {s:?} is not allowed in a batch")
-            } else {
-                format!("unknown method {s:?}; expected one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
-            }
-        })
 }
 
 /// Everything but RFC 3986's unreserved characters.
@@ -98,8 +34,8 @@ pub(crate) fn encode_component(value: &str) -> String {
 /// What URL checks need to know about the endpoint that received the batch.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct UrlContext<'a> {
-    /// Every batch path of the layer, in [`canonical`] form: a sub-request may reach none.
-    pub(crate) batch_paths: &'a [String],
+    /// Every batch path of the layer: a sub-request may reach none.
+    pub(crate) batch_paths: &'a BatchPaths,
     /// The directory relative URLs resolve against (`/` for `/batch`, `/odata/` for
     /// `/odata/$batch`), with its trailing slash.
     pub(crate) base: &'a str,
@@ -251,21 +187,19 @@ fn is_dot_dot(seg: &str) -> bool {
 /// Whether `path` reaches a batch endpoint in any spelling: percent-encoding, repeated
 /// or trailing slashes, and letter case (the service behind may be case-insensitive) are
 /// all folded before comparing.
-fn is_batch_path(path: &str, canonical_batch_paths: &[String]) -> bool {
+fn is_batch_path(path: &str, batch_paths: &BatchPaths) -> bool {
     // Without escapes, backslashes or empty segments, the canonical form is the path in
     // lower case: compare without building it.
     if !path.contains(['%', '\\']) && !path.contains("//") && !path.ends_with('/') {
-        return canonical_batch_paths
-            .iter()
-            .any(|c| c.eq_ignore_ascii_case(path));
+        return batch_paths.0.iter().any(|c| c.eq_ignore_ascii_case(path));
     }
     let canon = canonical(path);
-    canonical_batch_paths.contains(&canon)
+    batch_paths.0.contains(&canon)
 }
 
 /// A path with percent-encoding decoded, letters lowercased, and empty segments and
 /// trailing slashes removed.
-pub(crate) fn canonical(path: &str) -> String {
+fn canonical(path: &str) -> String {
     let decoded = percent_decode_lower(path);
     let mut out = String::with_capacity(decoded.len());
     for seg in decoded.split(['/', '\\']).filter(|s| !s.is_empty()) {
@@ -298,9 +232,9 @@ mod tests {
     use super::*;
 
     fn ctx() -> UrlContext<'static> {
-        static PATHS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        static PATHS: std::sync::OnceLock<BatchPaths> = std::sync::OnceLock::new();
         UrlContext {
-            batch_paths: PATHS.get_or_init(|| vec![canonical("/batch")]),
+            batch_paths: PATHS.get_or_init(|| BatchPaths::default().with("/batch")),
             base: "/",
         }
     }
@@ -355,15 +289,5 @@ mod tests {
         ] {
             assert!(parse_url(url, ctx()).is_err(), "{url:?} was accepted");
         }
-    }
-
-    #[test]
-    fn methods() {
-        assert_eq!(parse_method("get").unwrap(), Method::GET);
-        assert_eq!(parse_method("PATCH").unwrap(), Method::PATCH);
-        assert!(parse_method("CONNECT").is_err());
-        assert!(parse_method("trace").is_err());
-        assert!(parse_method("FOO").is_err());
-        assert!(parse_method("").is_err());
     }
 }

@@ -12,10 +12,10 @@
 //! - in a JSON body string: a string that is exactly one reference takes the referenced
 //!   value with its JSON type; otherwise the value's text is spliced into the string.
 
-use crate::execute::Outcome;
-use crate::format::{classify_body, encode_base64, EncodedBody};
-use crate::plan::{encode_component, parse_url, UrlContext};
-use http::{HeaderName, HeaderValue, Uri};
+use super::outcome::{encode_base64, BodyView, Outcome};
+use super::url::{encode_component, parse_url, BatchPaths, UrlContext};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use serde_json::Value;
 
 /// One reference: `{{id#pointer}}`.
@@ -219,11 +219,11 @@ fn result_view(o: &Outcome) -> Value {
         };
         headers.insert(name.as_str().to_string(), value);
     }
-    let body = match classify_body(&o.headers, &o.body) {
-        EncodedBody::Empty => Value::Null,
-        EncodedBody::Json(json) => serde_json::from_slice(json).unwrap_or(Value::Null),
-        EncodedBody::Text(text) => Value::String(text.to_string()),
-        EncodedBody::Binary(bytes) => Value::String(encode_base64(bytes)),
+    let body = match o.body_view() {
+        BodyView::Empty => Value::Null,
+        BodyView::Json(json) => serde_json::from_slice(json).unwrap_or(Value::Null),
+        BodyView::Text(text) => Value::String(text.to_string()),
+        BodyView::Binary(bytes) => Value::String(encode_base64(bytes)),
     };
     serde_json::json!({ "status": o.status.as_u16(), "headers": headers, "body": body })
 }
@@ -237,11 +237,7 @@ fn as_text(v: &Value) -> String {
 }
 
 /// Resolves a URL template into the URI to send, checked like any sub-request URL.
-pub(crate) fn resolve_url(
-    t: &UrlTemplate,
-    views: &Views,
-    ctx: UrlContext<'_>,
-) -> Result<Uri, String> {
+fn resolve_url(t: &UrlTemplate, views: &Views, ctx: UrlContext<'_>) -> Result<Uri, String> {
     let mut url = String::new();
     if let Some(r) = &t.location_of {
         let reference = Reference {
@@ -270,14 +266,14 @@ pub(crate) fn resolve_url(
 }
 
 /// Resolves a header template into a header value.
-pub(crate) fn resolve_header(t: &Template, views: &Views) -> Result<HeaderValue, String> {
+fn resolve_header(t: &Template, views: &Views) -> Result<HeaderValue, String> {
     let text = t.render(views, str::to_string)?;
     HeaderValue::try_from(text)
         .map_err(|_| "a reference produced an invalid header value".to_string())
 }
 
 /// Resolves every reference in the strings of a JSON body.
-pub(crate) fn resolve_body(body: &mut Value, views: &Views) -> Result<(), String> {
+fn resolve_body(body: &mut Value, views: &Views) -> Result<(), String> {
     match body {
         Value::String(s) => {
             if let Some(t) = Template::parse(s)? {
@@ -295,29 +291,37 @@ pub(crate) fn resolve_body(body: &mut Value, views: &Views) -> Result<(), String
     }
 }
 
-/// Resolves an item's references from the results of its dependencies: its URL, header
-/// values and body take their final form.
-pub(crate) fn apply(
-    refs: Refs,
-    item: &mut crate::plan::PlanItem,
-    results: &[Option<Outcome>],
-    canonical_batch_paths: &[String],
-) -> Result<(), String> {
-    let views = Views::new(results, &item.depends_on);
-    if let Some(url) = &refs.url {
-        let ctx = UrlContext {
-            batch_paths: canonical_batch_paths,
-            base: "/",
-        };
-        item.uri = resolve_url(url, &views, ctx)?;
+/// The parts of a sub-request that references can change.
+pub(crate) struct Resolvable<'a> {
+    pub(crate) uri: &'a mut Uri,
+    pub(crate) headers: &'a mut HeaderMap,
+    pub(crate) body: &'a mut Bytes,
+}
+
+impl Refs {
+    /// Resolves every reference from the results of the item's dependencies: its URL
+    /// (checked again like any sub-request URL), header values and body take their final
+    /// form. The reason, when a reference finds nothing or resolves to something invalid.
+    pub(crate) fn resolve(
+        self,
+        views: &Views,
+        batch_paths: &BatchPaths,
+        into: Resolvable<'_>,
+    ) -> Result<(), String> {
+        if let Some(url) = &self.url {
+            let ctx = UrlContext {
+                batch_paths,
+                base: "/",
+            };
+            *into.uri = resolve_url(url, views, ctx)?;
+        }
+        for (name, t) in &self.headers {
+            into.headers.append(name.clone(), resolve_header(t, views)?);
+        }
+        if let Some(mut body) = self.body {
+            resolve_body(&mut body, views)?;
+            *into.body = serde_json::to_vec(&body).map_err(|e| e.to_string())?.into();
+        }
+        Ok(())
     }
-    for (name, t) in &refs.headers {
-        item.headers
-            .append(name.clone(), resolve_header(t, &views)?);
-    }
-    if let Some(mut body) = refs.body {
-        resolve_body(&mut body, &views)?;
-        item.body = serde_json::to_vec(&body).map_err(|e| e.to_string())?.into();
-    }
-    Ok(())
 }

@@ -1,0 +1,141 @@
+//! Media types (`content-type` values): the one parser the crate uses, both to choose the
+//! codec of an outer request and to decide how a body is carried inside a JSON document.
+
+use http::{header, HeaderMap};
+
+/// The essence of a media type, `type/subtype`, as sent (letter case kept); parameters are
+/// not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MediaType<'a> {
+    top: &'a str,
+    sub: &'a str,
+}
+
+impl<'a> MediaType<'a> {
+    /// Parses a header value; `None` when it is not UTF-8. The essence is what comes
+    /// before the first `;`, trimmed; without a `/`, the whole of it is the type.
+    pub(crate) fn parse(value: &'a [u8]) -> Option<Self> {
+        let text = std::str::from_utf8(value).ok()?;
+        let essence = text.split(';').next().unwrap_or("").trim();
+        let (top, sub) = essence.split_once('/').unwrap_or((essence, ""));
+        Some(Self { top, sub })
+    }
+
+    /// Whether the essence is `essence` (`"application/json"`), ignoring letter case.
+    pub(crate) fn is(&self, essence: &str) -> bool {
+        let (top, sub) = essence.split_once('/').unwrap_or((essence, ""));
+        self.top.eq_ignore_ascii_case(top) && self.sub.eq_ignore_ascii_case(sub)
+    }
+
+    /// How a body of this type is carried inside a JSON document.
+    pub(crate) fn kind(&self) -> MediaKind {
+        let (top, sub) = (self.top, self.sub);
+        let is = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        // On bytes: a suffix of a UTF-8 string need not start on a character boundary.
+        let ends = |s: &str, suffix: &str| {
+            s.len() >= suffix.len()
+                && s.as_bytes()[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+        };
+        const TEXT_APPLICATIONS: [&str; 5] = [
+            "xml",
+            "javascript",
+            "ecmascript",
+            "x-www-form-urlencoded",
+            "graphql",
+        ];
+        let text_application =
+            is(top, "application") && TEXT_APPLICATIONS.iter().any(|t| is(sub, t));
+        if is(top, "application") && is(sub, "json") || ends(sub, "+json") {
+            MediaKind::Json
+        } else if is(top, "text") || ends(sub, "+xml") || text_application {
+            MediaKind::Text
+        } else {
+            MediaKind::Binary
+        }
+    }
+}
+
+/// How a body is carried inside a JSON document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MediaKind {
+    /// `application/json` and `application/*+json`: embedded as a JSON value.
+    Json,
+    /// Text (`text/*`, XML, form data, JavaScript): embedded as a JSON string.
+    Text,
+    /// Anything else: a base64url string.
+    Binary,
+}
+
+/// The kind of the body described by `headers`' `content-type`; `None` without one (or
+/// with one that is not UTF-8).
+pub(crate) fn media_kind(headers: &HeaderMap) -> Option<MediaKind> {
+    let ct = headers.get(header::CONTENT_TYPE)?.as_bytes();
+    // The common case, spelled as frameworks write it: no parsing.
+    if ct == b"application/json" {
+        return Some(MediaKind::Json);
+    }
+    MediaType::parse(ct).map(|m| m.kind())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn kind(ct: &str) -> Option<MediaKind> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+        media_kind(&headers)
+    }
+
+    #[test]
+    fn media_kinds() {
+        assert_eq!(media_kind(&HeaderMap::new()), None);
+        for ct in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/problem+json",
+            "application/vnd.api+JSON",
+        ] {
+            assert_eq!(kind(ct), Some(MediaKind::Json), "{ct}");
+        }
+        for ct in [
+            "text/plain",
+            "TEXT/html; charset=utf-8",
+            "image/svg+xml",
+            "application/xml",
+            "application/x-www-form-urlencoded",
+            "application/GraphQL",
+        ] {
+            assert_eq!(kind(ct), Some(MediaKind::Text), "{ct}");
+        }
+        for ct in [
+            "application/octet-stream",
+            "image/png",
+            "json",
+            "application/jsonx",
+        ] {
+            assert_eq!(kind(ct), Some(MediaKind::Binary), "{ct}");
+        }
+        // Bytes beyond ASCII, where a suffix would cut a character: no panic.
+        let mut headers = HeaderMap::new();
+        let odd = HeaderValue::from_bytes("a/xx\u{e9}json".as_bytes()).unwrap();
+        headers.insert(header::CONTENT_TYPE, odd);
+        assert_eq!(media_kind(&headers), Some(MediaKind::Binary));
+    }
+
+    #[test]
+    fn essences() {
+        let json = |s: &str| {
+            MediaType::parse(s.as_bytes())
+                .unwrap()
+                .is("application/json")
+        };
+        assert!(json("application/json"));
+        assert!(json(" Application/JSON ; charset=utf-8"));
+        assert!(!json("application/jsonx"));
+        assert!(!json("application /json"));
+        assert!(!json("text/plain"));
+        assert!(MediaType::parse(b"caf\xe9").is_none());
+    }
+}

@@ -1,0 +1,223 @@
+//! The bulk format of SugarCRM's `POST /rest/v10/bulk` (seed 002).
+//!
+//! Request: `{"requests": [{"url", "method", "data", "headers"}]}`. `url` starts with the
+//! API version (`/v10/Accounts`) and resolves under the endpoint's base (`/rest`); `method`
+//! defaults to `GET`; `data` is the body as a JSON-encoded string (a JSON object or array is
+//! taken too, and sent as its JSON); `headers` is an array of `"Name: value"` strings or an
+//! object. The items run in order and a failure does not stop the rest.
+//!
+//! Reply: a bare array with one `{"contents", "headers", "status"}` per request: `contents`
+//! is the parsed JSON when the sub-response is JSON, else its text (base64url when binary,
+//! `""` when empty); `headers` is an object, or `[]` when there are none, as SugarCRM's PHP
+//! writes an empty associative array.
+
+use super::fields::{parse_envelope, parse_item, parse_method_field, request_list, type_name};
+use super::headers::{decode_headers, HeaderSink};
+use super::{Codec, DecodeContext, Decoded, Reply, ReplyWriter, APPLICATION_JSON};
+use crate::batch::outcome::Outcome;
+use crate::batch::plan::{Plan, PlanItem};
+use crate::batch::url::{parse_url, UrlContext};
+use crate::error::{FieldError, Problem};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The bulk codec; sub-URLs resolve under `base` (`/rest`).
+#[derive(Debug)]
+pub(crate) struct BulkCodec {
+    pub(crate) base: String,
+}
+
+impl Codec for BulkCodec {
+    fn media_types(&self) -> &'static [&'static str] {
+        &["application/json"]
+    }
+
+    fn methods(&self) -> &'static [Method] {
+        &[Method::POST]
+    }
+
+    fn decode(
+        &self,
+        _outer: &Parts,
+        body: &Bytes,
+        cx: &DecodeContext<'_>,
+    ) -> Result<Decoded, Problem> {
+        let plan = self.decode_plan(body, cx).map_err(Problem::invalid)?;
+        let reply = BulkReply {
+            items: plan.items.len(),
+            written: 0,
+        };
+        Ok(Decoded::Run(plan, Box::new(reply)))
+    }
+}
+
+#[derive(Deserialize)]
+struct RawBulk<'a> {
+    #[serde(borrow)]
+    requests: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawItem<'a> {
+    #[serde(borrow)]
+    url: Option<&'a RawValue>,
+    #[serde(borrow)]
+    method: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    headers: Option<&'a RawValue>,
+}
+
+impl BulkCodec {
+    fn decode_plan(&self, bytes: &Bytes, cx: &DecodeContext<'_>) -> Result<Plan, Vec<FieldError>> {
+        let raw: RawBulk<'_> = parse_envelope(bytes).map_err(|e| vec![e])?;
+        let items = request_list(raw.requests, cx.limits.max_requests).map_err(|e| vec![e])?;
+        let mut errors = Vec::new();
+        let mut plan = Vec::with_capacity(items.len());
+        for (index, raw) in items.into_iter().enumerate() {
+            if let Some(item) = self.decode_item(index, raw, cx.root_urls(), &mut errors) {
+                plan.push(item);
+            }
+        }
+        if errors.is_empty() {
+            Ok(Plan::new(plan, false))
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn decode_item(
+        &self,
+        index: usize,
+        raw: &RawValue,
+        urls: UrlContext<'_>,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<PlanItem> {
+        let before = errors.len();
+        let mut err =
+            |field: &str, detail: String| errors.push(FieldError::item(index, field, detail));
+        let item: RawItem<'_> = match parse_item(raw) {
+            Ok(item) => item,
+            Err(e) => {
+                err("requests", e);
+                return None;
+            }
+        };
+        let method = parse_method_field(item.method)
+            .map_err(|e| err("method", e))
+            .ok();
+        let uri = self
+            .read_url(item.url, urls)
+            .map_err(|e| err("url", e))
+            .ok();
+        let mut headers = HeaderMap::new();
+        if let Some(v) = item.headers {
+            // This format has no references: `{{` in a header is literal text.
+            let into = HeaderSink {
+                map: &mut headers,
+                templates: None,
+            };
+            decode_headers(v, true, into, &mut err);
+        }
+        let body = read_data(item.data).unwrap_or_else(|e| {
+            err("data", e);
+            Bytes::new()
+        });
+        if !body.is_empty() && !headers.contains_key(header::CONTENT_TYPE) {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        if errors.len() > before {
+            return None;
+        }
+        Some(PlanItem::new(
+            index.to_string(),
+            method?,
+            uri?,
+            headers,
+            body,
+        ))
+    }
+
+    /// `url`: the API version first (`/v10/Accounts`), resolved under the base.
+    fn read_url(&self, raw: Option<&RawValue>, urls: UrlContext<'_>) -> Result<Uri, String> {
+        let v = raw.ok_or("is required")?;
+        let url = serde_json::from_str::<String>(v.get())
+            .map_err(|_| format!("must be a string, not {}", type_name(v)))?;
+        if !url.starts_with('/') {
+            return Err(format!(
+                "must start with the API version, like \"/v10/Accounts\", not {url:?}"
+            ));
+        }
+        parse_url(&format!("{}{url}", self.base), urls)
+    }
+}
+
+/// `data`: a JSON-encoded string, sent as the JSON it holds; a JSON object or array is
+/// taken too.
+fn read_data(raw: Option<&RawValue>) -> Result<Bytes, String> {
+    let Some(v) = raw.filter(|v| v.get() != "null") else {
+        return Ok(Bytes::new());
+    };
+    match serde_json::from_str::<String>(v.get()) {
+        Ok(data) if serde_json::from_str::<serde::de::IgnoredAny>(&data).is_ok() => {
+            Ok(Bytes::from(data))
+        }
+        Ok(_) => Err("must be a JSON-encoded string, like \"{\\\"name\\\": \\\"test\\\"}\"".into()),
+        Err(_) if v.get().starts_with(['{', '[']) => Ok(Bytes::copy_from_slice(v.get().as_bytes())),
+        Err(_) => Err(format!(
+            "must be a JSON-encoded string, not {}",
+            type_name(v)
+        )),
+    }
+}
+
+/// Writes a bare array of `{"contents", "headers", "status"}`, one item at a time.
+struct BulkReply {
+    items: usize,
+    written: usize,
+}
+
+impl Reply for BulkReply {
+    fn content_type(&self) -> HeaderValue {
+        APPLICATION_JSON
+    }
+
+    fn begin(&mut self, w: &mut ReplyWriter) {
+        w.reserve(self.items * 96);
+        w.put(b"[");
+    }
+
+    fn item(&mut self, o: &Outcome, w: &mut ReplyWriter) {
+        if self.written > 0 {
+            w.put(b",");
+        }
+        self.written += 1;
+        w.put(b"{\"contents\":");
+        w.body(o, b"\"\"");
+        w.put(b",\"headers\":");
+        if o.headers.is_empty() {
+            w.put(b"[]");
+        } else {
+            w.headers(&o.headers);
+        }
+        w.put(b",\"status\":");
+        w.put(o.status.as_str().as_bytes());
+        if let Some(reason) = &o.body_omitted {
+            w.put(b",\"bodyOmitted\":");
+            w.str(reason);
+        }
+        w.put(b"}");
+    }
+
+    fn finish(self: Box<Self>, w: &mut ReplyWriter) -> StatusCode {
+        w.put(b"]");
+        StatusCode::OK
+    }
+}

@@ -1,0 +1,126 @@
+//! Reading the fields of JSON batch formats: the envelope, the list of sub-requests, one
+//! item, a method, a string; every failure as a message that names what was expected.
+
+use crate::batch::plan::parse_method;
+use crate::error::FieldError;
+use base64::Engine as _;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// Parses the outer body's envelope; a body that is not JSON, or not of the envelope's
+/// shape, is one problem at field `body`.
+pub(crate) fn parse_envelope<'a, T: serde::Deserialize<'a>>(
+    bytes: &'a [u8],
+) -> Result<T, FieldError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| FieldError::batch("body", format!("is not UTF-8 text: {e}")))?;
+    serde_json::from_str(text).map_err(|e| {
+        let detail = if e.is_data() {
+            format!("must be a JSON object with a `requests` array ({e})")
+        } else {
+            format!("is not valid JSON: {e}")
+        };
+        FieldError::batch("body", detail)
+    })
+}
+
+/// The `requests` array: present, an array, not empty, and within the limit.
+pub(crate) fn request_list(
+    requests: Option<&RawValue>,
+    max: usize,
+) -> Result<Vec<&RawValue>, FieldError> {
+    let requests = requests
+        .ok_or_else(|| FieldError::batch("requests", "is required: an array of sub-requests"))?;
+    let items = serde_json::from_str::<Vec<&RawValue>>(requests.get()).map_err(|_| {
+        FieldError::batch(
+            "requests",
+            format!("must be an array, not {}", type_name(requests)),
+        )
+    })?;
+    if items.is_empty() {
+        return Err(FieldError::batch(
+            "requests",
+            "must hold at least one sub-request",
+        ));
+    }
+    if items.len() > max {
+        return Err(FieldError::batch(
+            "requests",
+            format!("holds {} sub-requests; the limit is {max}", items.len()),
+        ));
+    }
+    Ok(items)
+}
+
+/// One item of `requests` as the codec's item struct; the message when it is not one.
+pub(crate) fn parse_item<'a, T: serde::Deserialize<'a>>(raw: &'a RawValue) -> Result<T, String> {
+    serde_json::from_str(raw.get()).map_err(|e| {
+        if raw.get().starts_with('{') {
+            e.to_string()
+        } else {
+            format!("must be an object, not {}", type_name(raw))
+        }
+    })
+}
+
+/// A sub-request's `method`: `GET` when absent.
+pub(crate) fn parse_method_field(raw: Option<&RawValue>) -> Result<http::Method, String> {
+    match raw {
+        None => Ok(http::Method::GET),
+        Some(v) => {
+            let s: Cow<'_, str> = serde_json::from_str(v.get())
+                .map_err(|_| format!("must be a string, not {}", type_name(v)))?;
+            parse_method(&s)
+        }
+    }
+}
+
+/// A JSON string, borrowed from the batch body when it has no escapes.
+pub(crate) fn string<'a>(raw: &'a RawValue, what: &str) -> Result<Cow<'a, str>, String> {
+    match serde_json::from_str::<&'a str>(raw.get()) {
+        Ok(s) => Ok(s.into()),
+        Err(_) => serde_json::from_str::<String>(raw.get())
+            .map(Into::into)
+            .map_err(|_| format!("must be {what}, not {}", type_name(raw))),
+    }
+}
+
+/// `true` or `false`; the message names the field's actual type.
+pub(crate) fn boolean(raw: &RawValue) -> Result<bool, String> {
+    serde_json::from_str::<bool>(raw.get())
+        .map_err(|_| format!("must be a boolean, not {}", type_name(raw)))
+}
+
+/// A JSON value's type, for messages.
+pub(crate) fn type_name(raw: &RawValue) -> &'static str {
+    match raw.get().as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// A parsed JSON value's type, for messages.
+pub(crate) fn value_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Object(_) => "an object",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Null => "null",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Number(_) => "a number",
+    }
+}
+
+/// Decodes a base64 body in any common alphabet, padded or not.
+pub(crate) fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let trimmed = s.trim_end_matches('=');
+    URL_SAFE_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| STANDARD_NO_PAD.decode(trimmed))
+        .ok()
+}

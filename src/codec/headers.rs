@@ -1,0 +1,127 @@
+//! Reading sub-request headers from JSON: an object of names to a string (or an array of
+//! strings), or (SugarCRM) an array of `"Name: value"` strings. Every header is kept as the
+//! client wrote it; `identity` drops those a sub-request may not set when it builds the
+//! request.
+
+use super::fields::{type_name, value_type};
+use crate::batch::reference::Template;
+use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// Where header values go: into the map, or (with references) into templates.
+pub(crate) struct HeaderSink<'a> {
+    pub(crate) map: &'a mut HeaderMap,
+    /// `None` for a format without references: `{{` in a value is then literal text.
+    pub(crate) templates: Option<&'a mut Vec<(HeaderName, Template)>>,
+}
+
+/// Reads a `headers` field; `lines` also takes an array of `"Name: value"` strings. Each
+/// problem goes to `err` with its field (`headers`, `headers.x-name`).
+pub(crate) fn decode_headers(
+    raw: &RawValue,
+    lines: bool,
+    mut into: HeaderSink<'_>,
+    err: &mut impl FnMut(&str, String),
+) {
+    let parsed = if lines && raw.get().starts_with('[') {
+        header_lines(raw)
+    } else {
+        serde_json::from_str::<serde_json::Map<String, Value>>(raw.get())
+            .map(|m| m.into_iter().collect())
+            .map_err(|_| ())
+    };
+    let Ok(map) = parsed else {
+        let expected = if lines {
+            "an object of header names to values, or an array of \"Name: value\" strings"
+        } else {
+            "an object of header names to values"
+        };
+        err(
+            "headers",
+            format!("must be {expected}, not {}", type_name(raw)),
+        );
+        return;
+    };
+    for (name, value) in map {
+        let field = format!("headers.{name}");
+        let mut err = |detail: String| err(&field, detail);
+        let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
+            err("is not a valid HTTP header name".into());
+            continue;
+        };
+        match values(value) {
+            Ok(values) => {
+                for v in values {
+                    into.push(&header_name, v, &mut err);
+                }
+            }
+            Err(detail) => err(detail),
+        }
+    }
+}
+
+impl HeaderSink<'_> {
+    /// One value: a template when it holds references (and the format has them), else text.
+    fn push(&mut self, name: &HeaderName, value: String, err: &mut impl FnMut(String)) {
+        const INVALID: &str = "is not a valid HTTP header value (control characters or CR/LF)";
+        if let Some(templates) = self
+            .templates
+            .as_deref_mut()
+            .filter(|_| value.contains("{{"))
+        {
+            match Template::parse(&value) {
+                Ok(Some(t)) if HeaderValue::try_from(t.with_placeholder("x")).is_ok() => {
+                    templates.push((name.clone(), t));
+                }
+                Ok(_) => err(INVALID.into()),
+                Err(e) => err(e),
+            }
+            return;
+        }
+        match HeaderValue::try_from(value) {
+            Ok(v) => {
+                self.map.append(name.clone(), v);
+            }
+            Err(_) => err(INVALID.into()),
+        }
+    }
+}
+
+/// A header's values: a string, a number (as its text) or an array of strings.
+fn values(value: Value) -> Result<Vec<String>, String> {
+    match value {
+        Value::String(s) => Ok(vec![s]),
+        Value::Number(n) => Ok(vec![n.to_string()]),
+        Value::Array(a) if a.iter().all(Value::is_string) => Ok(a
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::String(s) => Some(s),
+                _ => None,
+            })
+            .collect()),
+        Value::Array(_) => {
+            Err("must be a string or an array of strings, not an array of non-strings".into())
+        }
+        other => Err(format!(
+            "must be a string or an array of strings, not {}",
+            value_type(&other)
+        )),
+    }
+}
+
+/// `["Name: value", …]` as (name, value) pairs; `Err` when it is not that shape.
+fn header_lines(raw: &RawValue) -> Result<Vec<(String, Value)>, ()> {
+    let lines: Vec<String> = serde_json::from_str(raw.get()).map_err(|_| ())?;
+    lines
+        .into_iter()
+        .map(|line| {
+            let (name, value) = line.split_once(':').ok_or(())?;
+            Ok((
+                name.trim().to_string(),
+                Value::String(value.trim().to_string()),
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,310 @@
+//! One item of a JSON batch: each field read and checked on its own, every problem
+//! collected with the item's index and the field's name.
+
+use super::super::fields::{decode_base64, parse_method_field, string, type_name};
+use super::super::headers::{decode_headers, HeaderSink};
+use super::super::DecodeContext;
+use crate::batch::media::{media_kind, MediaKind};
+use crate::batch::plan::PlanItem;
+use crate::batch::reference::{self, Refs, Template, UrlTemplate};
+use crate::batch::url::{parse_url, parse_url_in, UrlContext};
+use crate::error::FieldError;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Uri};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// An item's fields, unread.
+#[derive(Deserialize)]
+pub(super) struct RawItem<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    method: Option<&'a RawValue>,
+    #[serde(borrow)]
+    url: Option<&'a RawValue>,
+    #[serde(borrow)]
+    headers: Option<&'a RawValue>,
+    #[serde(borrow)]
+    body: Option<&'a RawValue>,
+    #[serde(borrow, rename = "dependsOn")]
+    depends_on: Option<&'a RawValue>,
+    #[serde(borrow, rename = "atomicityGroup")]
+    atomicity_group: Option<&'a RawValue>,
+}
+
+/// What one item yields. The parts the checks across items need are kept even when the
+/// item is invalid, so that one pass reports every problem.
+#[derive(Default)]
+pub(super) struct Item {
+    /// `None` when the `id` field is invalid.
+    pub(super) id: Option<String>,
+    /// The ids (or group names) in `dependsOn`.
+    pub(super) depends_on: Vec<String>,
+    pub(super) group: Option<String>,
+    /// The sub-request, when every field of the item is valid.
+    pub(super) request: Option<PlanItem>,
+}
+
+/// Reads item `index`; each problem goes into `errors`.
+pub(super) fn decode(
+    index: usize,
+    raw: Result<RawItem<'_>, String>,
+    outer: &Bytes,
+    cx: &DecodeContext<'_>,
+    errors: &mut Vec<FieldError>,
+) -> Item {
+    let before = errors.len();
+    let mut err = |field: &str, detail: String| errors.push(FieldError::item(index, field, detail));
+    let raw = match raw {
+        Ok(raw) => raw,
+        Err(e) => {
+            err("requests", e);
+            return Item::default();
+        }
+    };
+    let id = read_id(raw.id, index, &mut err);
+    let method = parse_method_field(raw.method)
+        .map_err(|e| err("method", e))
+        .ok();
+    let mut refs = Refs::default();
+    let uri = read_url(raw.url, cx.urls(), outer, &mut refs, &mut err);
+    let mut headers = HeaderMap::new();
+    if let Some(v) = raw.headers {
+        let into = HeaderSink {
+            map: &mut headers,
+            templates: Some(&mut refs.headers),
+        };
+        decode_headers(v, false, into, &mut err);
+    }
+    let depends_on = read_depends_on(raw.depends_on, &mut err);
+    let group = read_group(raw.atomicity_group, &mut err);
+    let body = read_body(raw.body, outer, &mut headers, &mut refs, &mut err);
+    check_reference_ids(&refs, &depends_on, &mut err);
+    let valid = errors.len() == before;
+    let request = match (method, uri) {
+        (Some(method), Some(uri)) if valid => {
+            let mut item = PlanItem::new(String::new(), method, uri, headers, body);
+            item.refs = (!refs.is_empty()).then(|| Box::new(refs));
+            Some(item)
+        }
+        _ => None,
+    };
+    Item {
+        id,
+        depends_on,
+        group,
+        request,
+    }
+}
+
+/// `id`: a non-empty string, or a number taken as its text; the index when absent.
+fn read_id(
+    raw: Option<&RawValue>,
+    index: usize,
+    err: &mut impl FnMut(&str, String),
+) -> Option<String> {
+    let Some(v) = raw else {
+        return Some(index.to_string());
+    };
+    match serde_json::from_str::<serde_json::Value>(v.get()) {
+        Ok(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
+        Ok(serde_json::Value::Number(n)) => Some(n.to_string()),
+        Ok(serde_json::Value::String(_)) => {
+            err("id", "must not be empty".into());
+            None
+        }
+        _ => {
+            err("id", format!("must be a string, not {}", type_name(v)));
+            None
+        }
+    }
+}
+
+fn read_url(
+    raw: Option<&RawValue>,
+    ctx: UrlContext<'_>,
+    outer: &Bytes,
+    refs: &mut Refs,
+    err: &mut impl FnMut(&str, String),
+) -> Option<Uri> {
+    let Some(v) = raw else {
+        err("url", "is required".into());
+        return None;
+    };
+    match string(v, "a string").and_then(|u| decode_url(&u, ctx, outer)) {
+        Ok((uri, template)) => {
+            refs.url = template;
+            Some(uri)
+        }
+        Err(e) => {
+            err("url", e);
+            None
+        }
+    }
+}
+
+fn read_depends_on(raw: Option<&RawValue>, err: &mut impl FnMut(&str, String)) -> Vec<String> {
+    let Some(v) = raw else {
+        return Vec::new();
+    };
+    serde_json::from_str::<Vec<String>>(v.get()).unwrap_or_else(|_| {
+        err(
+            "dependsOn",
+            format!("must be an array of request ids, not {}", type_name(v)),
+        );
+        Vec::new()
+    })
+}
+
+fn read_group(raw: Option<&RawValue>, err: &mut impl FnMut(&str, String)) -> Option<String> {
+    let v = raw?;
+    match serde_json::from_str::<String>(v.get()) {
+        Ok(g) if !g.is_empty() => Some(g),
+        Ok(_) => {
+            err("atomicityGroup", "must not be empty".into());
+            None
+        }
+        Err(_) => {
+            err(
+                "atomicityGroup",
+                format!("must be a string, not {}", type_name(v)),
+            );
+            None
+        }
+    }
+}
+
+/// The body's bytes; a JSON body whose strings hold references is also kept as a tree.
+fn read_body(
+    raw: Option<&RawValue>,
+    outer: &Bytes,
+    headers: &mut HeaderMap,
+    refs: &mut Refs,
+    err: &mut impl FnMut(&str, String),
+) -> Bytes {
+    let Some(v) = raw else {
+        return Bytes::new();
+    };
+    let body = if v.get() == "null" {
+        Bytes::new()
+    } else {
+        decode_body(v, outer, headers).unwrap_or_else(|e| {
+            err("body", e);
+            Bytes::new()
+        })
+    };
+    if v.get().contains("{{") && media_kind(headers) == Some(MediaKind::Json) {
+        match body_template(v) {
+            Ok(template) => refs.body = template,
+            Err(e) => err("body", e),
+        }
+    }
+    body
+}
+
+/// A URL, and its template when it holds references (`{{id#/pointer}}`) or starts with an
+/// OData `$id` prefix. The URL around the references is checked now, with a placeholder
+/// for each; the resolved URL is checked again when the item runs.
+fn decode_url(
+    url: &str,
+    ctx: UrlContext<'_>,
+    outer: &Bytes,
+) -> Result<(Uri, Option<UrlTemplate>), String> {
+    let (location_of, rest) = match url.strip_prefix('$') {
+        Some(tail) => {
+            let end = tail.find(['/', '?']).unwrap_or(tail.len());
+            if end == 0 {
+                return Err(
+                    "`$` must be followed by the id of an earlier request (`$id/path`)".into(),
+                );
+            }
+            (Some(tail[..end].to_string()), &tail[end..])
+        }
+        None => (None, url),
+    };
+    let template = Template::parse(rest)?;
+    if location_of.is_none() && template.is_none() {
+        return Ok((parse_url_in(url, ctx, Some(outer))?, None));
+    }
+    let mut template = template.unwrap_or_else(|| Template::literal(rest));
+    let mut probe = String::from(if location_of.is_some() { "/x" } else { "" });
+    probe.push_str(&template.with_placeholder("x"));
+    let uri = parse_url(&probe, ctx)?;
+    if location_of.is_none() && !rest.starts_with('/') {
+        template.prepend(ctx.base);
+    }
+    Ok((
+        uri,
+        Some(UrlTemplate {
+            location_of,
+            rest: template,
+        }),
+    ))
+}
+
+/// The JSON body as a tree, when one of its strings holds a reference.
+fn body_template(raw: &RawValue) -> Result<Option<serde_json::Value>, String> {
+    let value: serde_json::Value = serde_json::from_str(raw.get())
+        .map_err(|e| format!("cannot be read for its references: {e}"))?;
+    Ok((!reference::body_ids(&value)?.is_empty()).then_some(value))
+}
+
+/// Every id a reference names must be in the item's `dependsOn`.
+fn check_reference_ids(refs: &Refs, depends_on: &[String], err: &mut impl FnMut(&str, String)) {
+    let mut check = |field: &str, id: &str| {
+        if !depends_on.iter().any(|d| d == id) {
+            err(
+                field,
+                format!("refers to request {id:?}, which is not in this request's dependsOn"),
+            );
+        }
+    };
+    if let Some(url) = &refs.url {
+        url.location_of.iter().for_each(|id| check("url", id));
+        url.rest.references().for_each(|r| check("url", &r.id));
+    }
+    for (name, t) in &refs.headers {
+        t.references()
+            .for_each(|r| check(&format!("headers.{name}"), &r.id));
+    }
+    if let Some(body) = &refs.body {
+        for id in reference::body_ids(body).unwrap_or_default() {
+            check("body", &id);
+        }
+    }
+}
+
+/// The bytes of a sub-request body, with `content-type` set when the body is JSON and the
+/// sub-request named none.
+fn decode_body(raw: &RawValue, outer: &Bytes, headers: &mut HeaderMap) -> Result<Bytes, String> {
+    let is_string = raw.get().starts_with('"');
+    match media_kind(headers) {
+        None => {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Ok(outer.slice_ref(raw.get().as_bytes()))
+        }
+        Some(MediaKind::Json) => Ok(outer.slice_ref(raw.get().as_bytes())),
+        Some(MediaKind::Text) if is_string => Ok(Bytes::from(
+            serde_json::from_str::<String>(raw.get()).map_err(|e| e.to_string())?,
+        )),
+        Some(MediaKind::Binary) if is_string => {
+            let s = serde_json::from_str::<std::borrow::Cow<'_, str>>(raw.get())
+                .map_err(|e| e.to_string())?;
+            decode_base64(&s)
+                .map(Bytes::from)
+                .ok_or_else(|| "must be base64 for a binary content-type".to_string())
+        }
+        Some(_) => Err(format!(
+            "must be a string for content-type {:?}, not {}",
+            headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+            type_name(raw)
+        )),
+    }
+}

@@ -1,0 +1,212 @@
+//! The JSON batch format: OData 4.01 JSON batch, which is also Microsoft Graph's `$batch`.
+//!
+//! Request:
+//!
+//! ```json
+//! {"requests": [
+//!   {"id": "a", "method": "POST", "url": "/users", "headers": {"content-type": "application/json"}, "body": {"name": "Alice"}},
+//!   {"id": "b", "url": "/users/7"}
+//! ], "stop_on_error": false}
+//! ```
+//!
+//! Reply, in request order: `{"responses": [{"id", "status", "headers", "body"}]}`.
+
+mod graph;
+mod item;
+
+use super::fields::{boolean, parse_envelope, parse_item, request_list};
+use super::{Codec, DecodeContext, Decoded, Reply, ReplyWriter, APPLICATION_JSON, NO_HOOK};
+use crate::batch::outcome::Outcome;
+use crate::batch::plan::Plan;
+use crate::error::{FieldError, Problem};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Method, StatusCode};
+use item::{Item, RawItem};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The JSON batch codec.
+#[derive(Debug)]
+pub(crate) struct JsonCodec;
+
+impl Codec for JsonCodec {
+    fn media_types(&self) -> &'static [&'static str] {
+        &["application/json"]
+    }
+
+    fn methods(&self) -> &'static [Method] {
+        &[Method::POST]
+    }
+
+    fn decode(
+        &self,
+        _outer: &Parts,
+        body: &Bytes,
+        cx: &DecodeContext<'_>,
+    ) -> Result<Decoded, Problem> {
+        let plan = decode(body, cx).map_err(Problem::invalid)?;
+        let reply = JsonReply {
+            items: plan.items.len(),
+            written: 0,
+        };
+        Ok(Decoded::Run(plan, Box::new(reply)))
+    }
+}
+
+#[derive(Deserialize)]
+struct RawBatch<'a> {
+    #[serde(borrow)]
+    requests: Option<&'a RawValue>,
+    #[serde(borrow)]
+    stop_on_error: Option<&'a RawValue>,
+    #[serde(borrow)]
+    atomic: Option<&'a RawValue>,
+}
+
+/// A well-formed batch, read in one pass; anything else is read field by field, to say
+/// precisely what is wrong.
+#[derive(Deserialize)]
+struct WellFormed<'a> {
+    #[serde(borrow)]
+    requests: Vec<RawItem<'a>>,
+    #[serde(borrow)]
+    stop_on_error: Option<&'a RawValue>,
+    #[serde(borrow)]
+    atomic: Option<&'a RawValue>,
+}
+
+/// The batch-level options.
+#[derive(Default)]
+struct Options {
+    stop_on_error: bool,
+    atomic: bool,
+}
+
+/// Decodes a JSON batch. Every item is checked and every problem collected; the batch is
+/// a plan only when there is none.
+fn decode(bytes: &Bytes, cx: &DecodeContext<'_>) -> Result<Plan, Vec<FieldError>> {
+    let (raw, items) = envelope(bytes, cx)?;
+    let (options, mut errors) = options(&raw, cx);
+    let items: Vec<Item> = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| item::decode(index, raw, bytes, cx, &mut errors))
+        .collect();
+    let checked = graph::check(&items, options.atomic, cx.limits.atomic, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // Without errors, every item has its id and its request.
+    let plan = items
+        .into_iter()
+        .zip(checked.depends_on)
+        .filter_map(|(item, depends_on)| {
+            let mut request = item.request?;
+            request.id = item.id?;
+            request.depends_on = depends_on;
+            Some(request)
+        })
+        .collect();
+    let mut plan = Plan::new(plan, options.stop_on_error);
+    plan.groups = checked.groups;
+    Ok(plan)
+}
+
+type Items<'a> = Vec<Result<RawItem<'a>, String>>;
+
+/// The batch's fields and its items, unread: in one pass when it is well formed.
+fn envelope<'a>(
+    bytes: &'a Bytes,
+    cx: &DecodeContext<'_>,
+) -> Result<(RawBatch<'a>, Items<'a>), Vec<FieldError>> {
+    let max = cx.limits.max_requests;
+    let well_formed = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| serde_json::from_str::<WellFormed<'_>>(text).ok())
+        .filter(|b| !b.requests.is_empty() && b.requests.len() <= max);
+    if let Some(b) = well_formed {
+        let raw = RawBatch {
+            requests: None,
+            stop_on_error: b.stop_on_error,
+            atomic: b.atomic,
+        };
+        return Ok((raw, b.requests.into_iter().map(Ok).collect()));
+    }
+    let raw: RawBatch<'_> = parse_envelope(bytes).map_err(|e| vec![e])?;
+    match request_list(raw.requests, max) {
+        Ok(items) => Ok((raw, items.into_iter().map(parse_item).collect())),
+        Err(e) => {
+            // Report the list's problem along with the batch-level fields' own.
+            let mut errors = options(&raw, cx).1;
+            errors.push(e);
+            Err(errors)
+        }
+    }
+}
+
+/// `stop_on_error` and `atomic`, and their problems.
+fn options(raw: &RawBatch<'_>, cx: &DecodeContext<'_>) -> (Options, Vec<FieldError>) {
+    let mut errors = Vec::new();
+    let mut flag = |name: &str, value: Option<&RawValue>| {
+        value.is_some_and(|v| {
+            boolean(v).unwrap_or_else(|e| {
+                errors.push(FieldError::batch(name, e));
+                false
+            })
+        })
+    };
+    let options = Options {
+        stop_on_error: flag("stop_on_error", raw.stop_on_error),
+        atomic: flag("atomic", raw.atomic),
+    };
+    if options.atomic && !cx.limits.atomic {
+        errors.push(FieldError::batch("atomic", NO_HOOK));
+    }
+    (options, errors)
+}
+
+/// Writes `{"responses": [...]}`, one item at a time, in request order.
+struct JsonReply {
+    /// How many items the batch has (room to reserve).
+    items: usize,
+    written: usize,
+}
+
+impl Reply for JsonReply {
+    fn content_type(&self) -> HeaderValue {
+        APPLICATION_JSON
+    }
+
+    fn begin(&mut self, w: &mut ReplyWriter) {
+        w.reserve(self.items * 128);
+        w.put(b"{\"responses\":[");
+    }
+
+    fn item(&mut self, o: &Outcome, w: &mut ReplyWriter) {
+        if self.written > 0 {
+            w.put(b",");
+        }
+        self.written += 1;
+        w.put(b"{\"id\":");
+        w.str(&o.id);
+        w.put(b",\"status\":");
+        w.put(o.status.as_str().as_bytes());
+        w.put(b",\"headers\":");
+        w.headers(&o.headers);
+        if !o.body.is_empty() {
+            w.put(b",\"body\":");
+            w.body(o, b"");
+        }
+        if let Some(reason) = &o.body_omitted {
+            w.put(b",\"bodyOmitted\":");
+            w.str(reason);
+        }
+        w.put(b"}");
+    }
+
+    fn finish(self: Box<Self>, w: &mut ReplyWriter) -> StatusCode {
+        w.put(b"]}");
+        StatusCode::OK
+    }
+}

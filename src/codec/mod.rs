@@ -1,0 +1,120 @@
+//! Wire formats. Each is one [`Codec`]: it says which media types and methods it takes,
+//! turns the outer request's bytes into a [`Plan`] (a pure function: no runtime, no
+//! service), and gives a [`Reply`] that writes the outcomes, handed to it one by one in
+//! request order, into the response body. Codecs know nothing of execution; the engine
+//! and the service know no codec.
+
+pub(crate) mod bulk;
+mod fields;
+mod headers;
+pub(crate) mod json;
+pub(crate) mod resource;
+mod writer;
+
+pub(crate) use writer::ReplyWriter;
+
+use crate::batch::outcome::Outcome;
+use crate::batch::plan::Plan;
+use crate::batch::url::{BatchPaths, UrlContext};
+use crate::error::Problem;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Method, StatusCode};
+
+/// A wire format.
+pub(crate) trait Codec: Send + Sync + std::fmt::Debug + 'static {
+    /// The media types (essences, like `application/json`) of the bodies it reads. When an
+    /// endpoint serves several codecs, the outer `content-type` chooses; a request without
+    /// one goes to the endpoint's first codec.
+    fn media_types(&self) -> &'static [&'static str];
+
+    /// The methods its endpoint takes.
+    fn methods(&self) -> &'static [Method];
+
+    /// Decodes and validates the outer request; nothing runs unless it returns a plan.
+    fn decode(
+        &self,
+        outer: &Parts,
+        body: &Bytes,
+        cx: &DecodeContext<'_>,
+    ) -> Result<Decoded, Problem>;
+}
+
+/// What a codec asks the service to do next.
+pub(crate) enum Decoded {
+    /// Run the plan; the reply writes its outcomes.
+    Run(Plan, Box<dyn Reply>),
+    /// Run this plan first (resource bulk: list the items that match the filters), then
+    /// hand its outcomes to the [`Resume`], which decides what follows.
+    Lookup(Plan, Box<dyn Resume>),
+}
+
+/// The rest of a decode that needed a lookup first.
+pub(crate) trait Resume: Send {
+    fn resume(
+        self: Box<Self>,
+        outcomes: Vec<Outcome>,
+        cx: &DecodeContext<'_>,
+    ) -> Result<Decoded, Problem>;
+}
+
+/// Writes one reply: the engine's outcomes arrive one by one, in request order, as soon as
+/// they are final; what the reply writes goes out in chunks. A format whose status depends
+/// on every outcome (resource bulk) keeps what it needs and writes it in `finish`.
+pub(crate) trait Reply: Send {
+    /// The reply's `content-type`.
+    fn content_type(&self) -> HeaderValue;
+
+    /// Writes what comes before the first outcome.
+    fn begin(&mut self, _w: &mut ReplyWriter) {}
+
+    /// Writes (or keeps) one outcome.
+    fn item(&mut self, outcome: &Outcome, w: &mut ReplyWriter);
+
+    /// Writes what follows the last outcome; the reply's status.
+    fn finish(self: Box<Self>, w: &mut ReplyWriter) -> StatusCode;
+}
+
+/// What decoding reads of the layer's configuration.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DecodeLimits {
+    /// The most sub-requests in one batch (`BatchLayer::max_requests`).
+    pub(crate) max_requests: usize,
+    /// Whether the layer has a transaction hook: without one, atomic batches are refused.
+    pub(crate) atomic: bool,
+    /// No sub-request may reach one of these.
+    pub(crate) batch_paths: BatchPaths,
+}
+
+/// What a codec is given besides the bytes.
+pub(crate) struct DecodeContext<'a> {
+    pub(crate) limits: &'a DecodeLimits,
+    /// The directory of the endpoint that received the batch (`/` for `/batch`, `/odata/`
+    /// for `/odata/$batch`): relative sub-request URLs resolve against it.
+    pub(crate) base: &'a str,
+}
+
+impl<'a> DecodeContext<'a> {
+    /// The URL rules for sub-requests relative to the endpoint's directory.
+    pub(crate) fn urls(&self) -> UrlContext<'a> {
+        UrlContext {
+            batch_paths: &self.limits.batch_paths,
+            base: self.base,
+        }
+    }
+
+    /// The URL rules for sub-requests whose URLs are always absolute paths.
+    pub(crate) fn root_urls(&self) -> UrlContext<'a> {
+        UrlContext {
+            batch_paths: &self.limits.batch_paths,
+            base: "/",
+        }
+    }
+}
+
+/// Why an atomic batch is refused when the layer has no transaction hook.
+pub(crate) const NO_HOOK: &str =
+    "atomic batches need a transaction hook, and this server has none (BatchLayer::transactions)";
+
+/// `application/json`, the reply type of every JSON format.
+pub(crate) const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");

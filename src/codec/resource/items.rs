@@ -1,0 +1,157 @@
+//! The items of a resource bulk request, one by one: each becomes a sub-request, or is
+//! refused (reported in `failed` in best-effort mode; refusing the whole request when
+//! atomic).
+
+use super::super::fields::{type_name, value_type};
+use super::super::{DecodeContext, Decoded};
+use super::reply::{Entry, ResourceReply};
+use super::{Op, Resource};
+use crate::batch::plan::{Group, Plan, PlanItem};
+use crate::batch::url::{encode_component, parse_url};
+use crate::error::{FieldError, Problem};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Uri};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// Builds the plan and the reply's entries, item by item.
+pub(super) struct Builder<'a> {
+    op: Op,
+    atomic: bool,
+    resource: &'a Resource,
+    cx: &'a DecodeContext<'a>,
+    entries: Vec<Entry>,
+    items: Vec<PlanItem>,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Builder<'a> {
+    pub(super) fn new(
+        op: Op,
+        atomic: bool,
+        resource: &'a Resource,
+        cx: &'a DecodeContext<'a>,
+        n: usize,
+    ) -> Self {
+        Self {
+            op,
+            atomic,
+            resource,
+            cx,
+            entries: Vec::with_capacity(n),
+            items: Vec::with_capacity(n),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The layer refuses item `index`: reported in `failed` (best effort) or refusing the
+    /// whole request (atomic).
+    pub(super) fn refuse(&mut self, index: usize, field: &str, detail: String, shown: Bytes) {
+        self.errors
+            .push(FieldError::item(index, field, detail.clone()));
+        self.entries.push(Entry {
+            shown,
+            refused: Some(format!("`{field}`: {detail}")),
+        });
+    }
+
+    fn push(&mut self, index: usize, method: Method, uri: Uri, body: Bytes, shown: Bytes) {
+        let mut headers = HeaderMap::new();
+        if !body.is_empty() {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        let item = PlanItem::new(index.to_string(), method, uri, headers, body);
+        self.items.push(item);
+        self.entries.push(Entry {
+            shown,
+            refused: None,
+        });
+    }
+
+    /// `POST {path}` with the item as its body.
+    pub(super) fn create(&mut self, index: usize, raw: &RawValue, outer: &Bytes) {
+        let shown = outer.slice_ref(raw.get().as_bytes());
+        if !raw.get().starts_with('{') {
+            let detail = format!("must be a JSON object, not {}", type_name(raw));
+            return self.refuse(index, "item", detail, shown);
+        }
+        match parse_url(&self.resource.path, self.cx.root_urls()) {
+            Ok(uri) => self.push(index, Method::POST, uri, shown.clone(), shown),
+            Err(e) => self.refuse(index, "item", format!("cannot be sent: the url {e}"), shown),
+        }
+    }
+
+    /// `PATCH {path}/{id}` with the rest of the item as its body.
+    pub(super) fn update(&mut self, index: usize, raw: &RawValue) {
+        let field = self.resource.id_field.as_str();
+        let Ok(mut object) = serde_json::from_str::<serde_json::Map<String, Value>>(raw.get())
+        else {
+            let detail = format!(
+                "must be a JSON object with {field:?}, not {}",
+                type_name(raw)
+            );
+            return self.refuse(index, "updates", detail, Bytes::new());
+        };
+        let Some(id) = object.remove(field) else {
+            return self.refuse(index, field, "is required".into(), Bytes::new());
+        };
+        let shown = Bytes::from(serde_json::to_vec(&id).unwrap_or_default());
+        match self.item_uri(&id) {
+            Ok(uri) => {
+                let body = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
+                self.push(index, Method::PATCH, uri, body, shown);
+            }
+            Err(e) => self.refuse(index, field, e, shown),
+        }
+    }
+
+    /// `DELETE {path}/{id}`; `field` names where the id came from (`ids`, `filters`).
+    pub(super) fn delete(&mut self, index: usize, id: Value, field: &str) {
+        let shown = Bytes::from(serde_json::to_vec(&id).unwrap_or_default());
+        match self.item_uri(&id) {
+            Ok(uri) => self.push(index, Method::DELETE, uri, Bytes::new(), shown),
+            Err(e) => self.refuse(index, field, e, shown),
+        }
+    }
+
+    /// `{path}/{id}`, the id escaped as one path segment.
+    fn item_uri(&self, id: &Value) -> Result<Uri, String> {
+        let segment = match id {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) if s.is_empty() => return Err("must not be empty".into()),
+            Value::String(s) if s == "." || s == ".." => return Err(format!("{s:?} is not an id")),
+            Value::String(s) => encode_component(s),
+            _ => {
+                return Err(format!(
+                    "must be a string or a number, not {}",
+                    value_type(id)
+                ))
+            }
+        };
+        let url = format!("{}/{segment}", self.resource.path);
+        parse_url(&url, self.cx.root_urls())
+            .map_err(|e| format!("makes the url {url:?}, which {e}"))
+    }
+
+    /// The plan (one atomic group, or chunks) and its reply; or, when atomic, the refusal
+    /// of the whole request if any item was refused.
+    pub(super) fn finish(self) -> Result<Decoded, Problem> {
+        if self.atomic && !self.errors.is_empty() {
+            return Err(Problem::invalid(self.errors));
+        }
+        let mut plan = Plan::new(self.items, false);
+        if self.atomic {
+            plan.groups.push(Group {
+                name: "atomic".into(),
+                members: 0..plan.items.len(),
+            });
+        } else {
+            plan.chunk_size = Some(self.resource.chunk_size);
+        }
+        let reply = ResourceReply::new(self.op, self.atomic, self.entries);
+        Ok(Decoded::Run(plan, Box::new(reply)))
+    }
+}

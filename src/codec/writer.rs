@@ -1,0 +1,143 @@
+//! [`ReplyWriter`]: a reply being written. The framing goes into one buffer; a large body
+//! that goes in as it is (JSON) is referenced, not copied, so the result is a list of
+//! chunks that can leave as they are written.
+
+use crate::batch::outcome::{encode_base64, BodyView, Outcome};
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue};
+
+/// Bodies at least this long go into a reply by reference, not copied.
+const REFERENCE_AT: usize = 2048;
+
+/// A reply being written.
+#[derive(Debug, Default)]
+pub(crate) struct ReplyWriter {
+    buf: BytesMut,
+    chunks: Vec<Bytes>,
+}
+
+impl ReplyWriter {
+    /// Makes room for `additional` more bytes of framing.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.buf.reserve(additional);
+    }
+
+    #[inline]
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
+        self.buf.put_slice(bytes);
+    }
+
+    /// Where a serializer writes.
+    pub(crate) fn writer(&mut self) -> impl std::io::Write + '_ {
+        (&mut self.buf).writer()
+    }
+
+    /// `s` as a JSON string.
+    pub(crate) fn str(&mut self, s: &str) {
+        // Most strings (ids, header names and values) need no escape: copy them as they are.
+        if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            self.buf.reserve(s.len() + 2);
+            self.buf.put_u8(b'"');
+            self.buf.put_slice(s.as_bytes());
+            self.buf.put_u8(b'"');
+            return;
+        }
+        // Writing a string into memory cannot fail.
+        let _ = serde_json::to_writer((&mut self.buf).writer(), s);
+    }
+
+    /// Header names to values; a header with several values (`set-cookie`) gets an array.
+    /// A value that is not UTF-8 is written lossily.
+    pub(crate) fn headers(&mut self, headers: &HeaderMap) {
+        let value = |w: &mut Self, v: &HeaderValue| match v.to_str() {
+            Ok(text) => w.str(text),
+            Err(_) => w.str(&String::from_utf8_lossy(v.as_bytes())),
+        };
+        self.buf.put_u8(b'{');
+        // `HeaderMap::iter` yields the values of one name one after another.
+        let mut iter = headers.iter().peekable();
+        let mut first = true;
+        while let Some((name, v)) = iter.next() {
+            if !first {
+                self.buf.put_u8(b',');
+            }
+            first = false;
+            self.str(name.as_str());
+            self.buf.put_u8(b':');
+            if iter.peek().is_some_and(|(next, _)| *next == name) {
+                self.buf.put_u8(b'[');
+                value(self, v);
+                while let Some((_, v)) = iter.next_if(|(next, _)| *next == name) {
+                    self.buf.put_u8(b',');
+                    value(self, v);
+                }
+                self.buf.put_u8(b']');
+            } else {
+                value(self, v);
+            }
+        }
+        self.buf.put_u8(b'}');
+    }
+
+    /// `json`, valid JSON, as it is: a large one by reference.
+    pub(crate) fn raw(&mut self, json: &Bytes) {
+        if json.len() < REFERENCE_AT {
+            return self.put(json);
+        }
+        let framing = self.buf.split().freeze();
+        self.chunks.push(framing);
+        self.chunks.push(json.clone());
+    }
+
+    /// An outcome's body as its [`BodyView`]: JSON as it is, text as a string, bytes in
+    /// base64url; `empty` when there is none.
+    pub(crate) fn body(&mut self, outcome: &Outcome, empty: &[u8]) {
+        match outcome.body_view() {
+            BodyView::Empty => self.put(empty),
+            BodyView::Json(json) => self.raw(json),
+            BodyView::Text(text) => self.str(text),
+            BodyView::Binary(bytes) => self.str(&encode_base64(bytes)),
+        }
+    }
+
+    /// The reply, in chunks.
+    pub(crate) fn finish(mut self) -> Vec<Bytes> {
+        let rest = self.buf.freeze();
+        self.chunks.push(rest);
+        self.chunks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_with_several_values_become_arrays() {
+        let mut headers = HeaderMap::new();
+        headers.append("set-cookie", HeaderValue::from_static("a=1"));
+        headers.insert("x-one", HeaderValue::from_static("q\"uote"));
+        headers.append("set-cookie", HeaderValue::from_static("b=2"));
+        headers.append("x-bytes", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        let mut w = ReplyWriter::default();
+        w.headers(&headers);
+        let v: serde_json::Value = serde_json::from_slice(&w.finish().concat()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"set-cookie": ["a=1", "b=2"], "x-one": "q\"uote", "x-bytes": "caf\u{fffd}"})
+        );
+    }
+
+    #[test]
+    fn large_json_is_referenced_not_copied() {
+        let big = Bytes::from(format!("[{}1]", "1,".repeat(REFERENCE_AT)));
+        let mut w = ReplyWriter::default();
+        w.put(b"{\"a\":");
+        w.raw(&big);
+        w.put(b"}");
+        let chunks = w.finish();
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[1].as_ptr(), big.as_ptr());
+        assert!(serde_json::from_slice::<serde_json::Value>(&chunks.concat()).is_ok());
+    }
+}

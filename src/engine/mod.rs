@@ -1,0 +1,279 @@
+//! The engine: runs a validated [`Plan`] against the wrapped service and hands each
+//! outcome, in request order, to its caller as soon as that outcome is final. It knows no
+//! wire format.
+//!
+//! Its parts: [`schedule`] decides what may start (pure bookkeeping); [`group`] is an
+//! atomic group's state machine; [`one`] runs one sub-request; [`run`] (here) ties them to
+//! the futures in flight and the batch's deadline.
+
+mod group;
+mod one;
+mod run;
+mod schedule;
+
+use crate::batch::outcome::Outcome;
+use crate::batch::plan::Plan;
+use crate::batch::url::BatchPaths;
+use crate::body::BatchRequestBody;
+use crate::identity::Outer;
+use crate::transaction::{Hook, OpenTx};
+use crate::BoxError;
+use bytes::Bytes;
+use futures_util::future::Either;
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
+use group::TxError;
+use http::request::Parts;
+use http::{Request, Response};
+use http_body::Body;
+use run::{Launch, Run};
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::time::Sleep;
+use tower_service::Service;
+
+/// What the engine reads of the layer's configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct RunOptions {
+    /// Sub-requests (or atomic groups) of one batch in flight at once.
+    pub(crate) concurrency: usize,
+    /// Bounds each sub-request, and each call of the transaction hook.
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) batch_timeout: Option<Duration>,
+    pub(crate) max_item_response_bytes: usize,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) transactions: Option<Hook>,
+    /// What URLs resolved from references are checked against: none may reach a batch
+    /// endpoint.
+    pub(crate) batch_paths: BatchPaths,
+}
+
+/// Runs the items of `plan` and hands each outcome to `emit`, in request order, once it
+/// and every item before it are final.
+///
+/// At most `concurrency` sub-requests are in flight (one with `stop_on_error`). An item
+/// starts once every item it `dependsOn` has finished; among the items that may start, the
+/// lowest index goes first, so with a concurrency of one the batch runs in request order.
+/// An item whose dependency failed (status >= 400, or never sent) is not sent: it reports
+/// `424 Failed Dependency`. With `stop_on_error`, nothing starts after the first failure,
+/// and what never started is left out. With chunks, an item starts only when every chunk
+/// before its own has finished.
+///
+/// An atomic group takes one place of the concurrency from `begin` to `commit` or
+/// `rollback`: its members run one after another, each with the transaction's handle in
+/// its extensions. Items that depend on a member wait for the whole group. Each call of
+/// the transaction hook is bounded by the per-sub-request timeout.
+///
+/// Each item reads at most `max_item_response_bytes` of its body; the reply's total
+/// (`max_response_bytes`) is charged as items finish, and a body that no longer fits is
+/// left out (`bodyOmitted`). With concurrency, which items those are follows the order
+/// they finish in.
+///
+/// When `batch_timeout` passes, the items in flight are dropped and report `504`, and the
+/// items not started report `424`; an open transaction is dropped, and its members report
+/// that they were rolled back. A commit or rollback already in flight is waited for
+/// (within its own bound), so the reply says what became of the data. Dropping this future
+/// (the client went away) drops every sub-request in flight and starts no other.
+pub(crate) async fn run<S, B, ResBody, E>(
+    svc: S,
+    outer: &Outer<'_>,
+    plan: Plan,
+    opts: &RunOptions,
+    emit: E,
+) where
+    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+    E: FnMut(&Outcome),
+{
+    let mut run = Run::new(plan, opts, emit);
+    let mut calls = InFlight::new(run.places());
+    let mut endings = FuturesUnordered::new();
+    let mut deadline = pin!(opts.batch_timeout.map(tokio::time::sleep));
+    // One place creates the futures, so their types are inferred and never boxed.
+    macro_rules! launch {
+        ($launch:expr) => {
+            match $launch {
+                Launch::Send(i, req) => calls.push(Either::Left(send(svc.clone(), req, i, opts))),
+                Launch::Begin(g) => calls.push(Either::Right(begin(g, outer.parts(), opts))),
+                Launch::End(g, tx, commit) => endings.push(end(g, tx, commit, opts.timeout)),
+            }
+        };
+    }
+    loop {
+        while let Some(next) = run.next_launch(outer) {
+            launch!(next);
+        }
+        let deadline = deadline.as_mut().as_pin_mut();
+        let next = match next_event(&mut calls, &mut endings, deadline).await {
+            Event::Done(Done::Sent(i, outcome)) => run.on_sent(i, outcome, outer),
+            Event::Done(Done::Begun(g, result)) => run.on_begun(g, result, outer),
+            Event::Ended(g, result) => {
+                run.on_ended(g, result);
+                None
+            }
+            Event::Idle => break,
+            Event::Deadline => {
+                drop(calls);
+                run.expire_groups();
+                // Commits and rollbacks in flight finish, each within its own bound.
+                while let Some((g, result)) = endings.next().await {
+                    run.on_ended(g, result);
+                }
+                run.expire_items();
+                break;
+            }
+        };
+        if let Some(next) = next {
+            launch!(next);
+        }
+        run.emit_final();
+    }
+    run.emit_rest();
+}
+
+/// What a future in `calls` reports.
+enum Done {
+    /// A sub-request answered (or the layer answered for it).
+    Sent(usize, Outcome),
+    /// A group's transaction began, or could not.
+    Begun(usize, Result<Box<dyn OpenTx>, TxError>),
+}
+
+/// What the run loop waits for.
+enum Event {
+    Done(Done),
+    /// A group's commit or rollback returned.
+    Ended(usize, Result<(), TxError>),
+    /// Nothing is in flight.
+    Idle,
+    /// The batch deadline passed.
+    Deadline,
+}
+
+async fn next_event<F, G>(
+    calls: &mut InFlight<F>,
+    endings: &mut FuturesUnordered<G>,
+    mut deadline: Option<Pin<&mut Sleep>>,
+) -> Event
+where
+    F: Future<Output = Done>,
+    G: Future<Output = (usize, Result<(), TxError>)>,
+{
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(Some(done)) = calls.poll_next(cx) {
+            return Poll::Ready(Event::Done(done));
+        }
+        if let Poll::Ready(Some((g, result))) = endings.poll_next_unpin(cx) {
+            return Poll::Ready(Event::Ended(g, result));
+        }
+        if calls.is_empty() && endings.is_empty() {
+            return Poll::Ready(Event::Idle);
+        }
+        match deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Event::Deadline),
+            _ => Poll::Pending,
+        }
+    })
+    .await
+}
+
+async fn send<S, B, ResBody>(
+    svc: S,
+    req: Request<BatchRequestBody<B>>,
+    i: usize,
+    opts: &RunOptions,
+) -> Done
+where
+    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    Done::Sent(i, one::call(svc, req, i, opts).await)
+}
+
+async fn begin(g: usize, outer: &Parts, opts: &RunOptions) -> Done {
+    let began = match &opts.transactions {
+        Some(hook) => bounded(opts.timeout, hook.begin(outer)).await,
+        None => Err(TxError::Failed(
+            "this server has no transaction hook".into(),
+        )),
+    };
+    Done::Begun(g, began)
+}
+
+async fn end(
+    g: usize,
+    tx: Box<dyn OpenTx>,
+    commit: bool,
+    timeout: Option<Duration>,
+) -> (usize, Result<(), TxError>) {
+    (g, bounded(timeout, tx.finish(commit)).await)
+}
+
+/// A call of the transaction hook, within the per-sub-request timeout.
+async fn bounded<T>(
+    timeout: Option<Duration>,
+    call: impl Future<Output = Result<T, BoxError>>,
+) -> Result<T, TxError> {
+    match timeout {
+        Some(t) => match tokio::time::timeout(t, call).await {
+            Ok(result) => result.map_err(TxError::Failed),
+            Err(_) => Err(TxError::TimedOut(t)),
+        },
+        None => call.await.map_err(TxError::Failed),
+    }
+}
+
+/// The futures in flight: one reusable slot when only one may be (no allocation per
+/// sub-request), else a `FuturesUnordered`.
+enum InFlight<F> {
+    One(Pin<Box<Option<F>>>),
+    Many(FuturesUnordered<F>),
+}
+
+impl<F: Future> InFlight<F> {
+    fn new(places: usize) -> Self {
+        if places == 1 {
+            Self::One(Box::pin(None))
+        } else {
+            Self::Many(FuturesUnordered::new())
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Self::One(slot) => slot.is_none(),
+            Self::Many(futures) => futures.is_empty(),
+        }
+    }
+
+    /// Adds a future; the schedule keeps to the number of places.
+    fn push(&mut self, future: F) {
+        match self {
+            Self::One(slot) => {
+                debug_assert!(slot.is_none(), "one future at a time");
+                slot.set(Some(future));
+            }
+            Self::Many(futures) => futures.push(future),
+        }
+    }
+
+    /// The output of the next future to finish; `Ready(None)` when there is none.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
+        match self {
+            Self::One(slot) => {
+                let Some(future) = slot.as_mut().as_pin_mut() else {
+                    return Poll::Ready(None);
+                };
+                let output = ready!(future.poll(cx));
+                slot.set(None);
+                Poll::Ready(Some(output))
+            }
+            Self::Many(futures) => futures.poll_next_unpin(cx),
+        }
+    }
+}

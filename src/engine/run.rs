@@ -1,0 +1,337 @@
+//! [`Run`]: the state of one batch while the engine runs it: the items not yet sent, the
+//! outcomes so far, the schedule and the atomic groups. It decides what to launch next
+//! and what each finished future means; the loop in `engine/mod.rs` owns the futures.
+
+use super::group::{AtomicGroup, Next, TxError};
+use super::schedule::{Expired, Schedule, Start};
+use super::RunOptions;
+use crate::batch::outcome::Outcome;
+use crate::batch::plan::{Plan, PlanItem};
+use crate::batch::reference::{Resolvable, Views};
+use crate::body::BatchRequestBody;
+use crate::identity::Outer;
+use crate::transaction::OpenTx;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+
+/// A future the loop should start. (Moved once, straight into its future: the size of
+/// a request in one variant costs nothing, and boxing it would cost an allocation per
+/// sub-request.)
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Launch<B> {
+    /// Send item `i`.
+    Send(usize, Request<BatchRequestBody<B>>),
+    /// Begin group `g`'s transaction.
+    Begin(usize),
+    /// Commit (`true`) or roll back group `g`'s transaction.
+    End(usize, Box<dyn OpenTx>, bool),
+}
+
+/// One batch being run.
+pub(super) struct Run<'a, E> {
+    opts: &'a RunOptions,
+    /// Each item until it is sent.
+    items: Vec<Option<PlanItem>>,
+    /// Each item's id, moved into its outcome when it gets one.
+    ids: Vec<String>,
+    outcomes: Vec<Option<Outcome>>,
+    schedule: Schedule,
+    groups: Vec<AtomicGroup>,
+    stop_on_error: bool,
+    /// What is left of `max_response_bytes`.
+    budget: usize,
+    /// How many outcomes have been handed to `emit`.
+    emitted: usize,
+    emit: E,
+}
+
+impl<'a, E: FnMut(&Outcome)> Run<'a, E> {
+    pub(super) fn new(plan: Plan, opts: &'a RunOptions, emit: E) -> Self {
+        let Plan {
+            mut items,
+            stop_on_error,
+            groups,
+            chunk_size,
+        } = plan;
+        let ids = items
+            .iter_mut()
+            .map(|i| std::mem::take(&mut i.id))
+            .collect();
+        let depends_on = items
+            .iter_mut()
+            .map(|i| std::mem::take(&mut i.depends_on))
+            .collect();
+        let members = groups.iter().map(|g| g.members.clone()).collect();
+        let schedule = Schedule::new(
+            depends_on,
+            members,
+            chunk_size,
+            stop_on_error,
+            opts.concurrency,
+        );
+        let n = items.len();
+        Self {
+            opts,
+            items: items.into_iter().map(Some).collect(),
+            ids,
+            outcomes: (0..n).map(|_| None).collect(),
+            schedule,
+            groups: groups.into_iter().map(AtomicGroup::new).collect(),
+            stop_on_error,
+            budget: opts.max_response_bytes,
+            emitted: 0,
+            emit,
+        }
+    }
+
+    pub(super) fn places(&self) -> usize {
+        self.schedule.places()
+    }
+
+    /// The next future to start, if the schedule lets one start. Items that cannot be sent
+    /// (a failed dependency, a reference that finds nothing) get their `424` on the way.
+    pub(super) fn next_launch<B>(&mut self, outer: &Outer<'_>) -> Option<Launch<B>> {
+        while let Some(start) = self.schedule.next() {
+            match start {
+                Start::Item(i) => match self.prepare(i, outer) {
+                    Ok(req) => return Some(Launch::Send(i, req)),
+                    Err(outcome) => self.settle(i, *outcome),
+                },
+                Start::Group(g) => match self.schedule.failed_dependency_of_group(g) {
+                    None => {
+                        self.groups[g].begin();
+                        return Some(Launch::Begin(g));
+                    }
+                    Some(d) => {
+                        self.groups[g].not_started();
+                        self.fail_group(g, failed_dependency(d, self.outcomes[d].as_ref()));
+                    }
+                },
+            }
+        }
+        None
+    }
+
+    /// Sub-request `i` answered: what follows, if its group goes on.
+    pub(super) fn on_sent<B>(
+        &mut self,
+        i: usize,
+        outcome: Outcome,
+        outer: &Outer<'_>,
+    ) -> Option<Launch<B>> {
+        let outcome = self.charge(outcome);
+        let Some(g) = self.schedule.group_of(i) else {
+            self.settle(i, outcome);
+            return None;
+        };
+        let failed = outcome.failed();
+        self.record(i, outcome);
+        self.schedule.finish_member(i, failed);
+        let next = self.groups[g].member_done(i, failed)?;
+        self.continue_group(g, next, outer)
+    }
+
+    /// Group `g`'s transaction began (its first member follows), or could not (none is
+    /// sent).
+    pub(super) fn on_begun<B>(
+        &mut self,
+        g: usize,
+        began: Result<Box<dyn OpenTx>, TxError>,
+        outer: &Outer<'_>,
+    ) -> Option<Launch<B>> {
+        match began {
+            Ok(tx) => {
+                let first = self.groups[g].begun(tx);
+                self.continue_group(g, Next::Send(first), outer)
+            }
+            Err(e) => {
+                let outcome = self.groups[g].not_begun(e);
+                self.fail_group(g, outcome);
+                None
+            }
+        }
+    }
+
+    /// Group `g`'s commit or rollback returned: its members' outcomes are final, and what
+    /// waited for the group may start.
+    pub(super) fn on_ended(&mut self, g: usize, result: Result<(), TxError>) {
+        let outcomes = &self.outcomes;
+        let changed = self.groups[g].ended(result, |m| outcomes[m].as_ref(), self.stop_on_error);
+        for (m, outcome) in changed {
+            self.record(m, outcome);
+        }
+        let outcomes = &self.outcomes;
+        self.schedule
+            .end_group(g, |m| outcomes[m].as_ref().is_none_or(Outcome::failed));
+    }
+
+    /// Sends the group's next member; a member that cannot be sent fails the group.
+    fn continue_group<B>(
+        &mut self,
+        g: usize,
+        mut next: Next,
+        outer: &Outer<'_>,
+    ) -> Option<Launch<B>> {
+        loop {
+            let m = match next {
+                Next::End(tx, commit) => return Some(Launch::End(g, tx, commit)),
+                Next::Send(m) => m,
+            };
+            match self.prepare(m, outer) {
+                Ok(req) => return Some(Launch::Send(m, req)),
+                Err(outcome) => {
+                    self.record(m, *outcome);
+                    self.schedule.finish_member(m, true);
+                    next = self.groups[g].member_done(m, true)?;
+                }
+            }
+        }
+    }
+
+    /// The request for item `i`, with its references resolved and its group's transaction
+    /// in its extensions; or the `424` to report when it cannot be sent.
+    fn prepare<B>(
+        &mut self,
+        i: usize,
+        outer: &Outer<'_>,
+    ) -> Result<Request<BatchRequestBody<B>>, Box<Outcome>> {
+        let not_sent = |why: String| {
+            Box::new(Outcome::problem(
+                StatusCode::FAILED_DEPENDENCY,
+                "Failed dependency",
+                why,
+            ))
+        };
+        let Some(mut item) = self.items[i].take() else {
+            return Err(not_sent(format!("not sent: request {i} was started twice")));
+        };
+        if let Some(d) = self.schedule.failed_dependency(i) {
+            return Err(Box::new(failed_dependency(d, self.outcomes[d].as_ref())));
+        }
+        if let Some(refs) = item.refs.take() {
+            let views = Views::new(&self.outcomes, self.schedule.depends_on(i));
+            let into = Resolvable {
+                uri: &mut item.uri,
+                headers: &mut item.headers,
+                body: &mut item.body,
+            };
+            let batch_paths = &self.opts.batch_paths;
+            refs.resolve(&views, batch_paths, into).map_err(not_sent)?;
+        }
+        let mut req = outer.sub_request(item);
+        if let Some(g) = self.schedule.group_of(i) {
+            self.groups[g].insert_handle(req.extensions_mut());
+        }
+        self.schedule.sent(i);
+        Ok(req)
+    }
+
+    /// Every member of group `g` reports `outcome`; none was sent.
+    fn fail_group(&mut self, g: usize, outcome: Outcome) {
+        for m in self.groups[g].members() {
+            self.record(m, outcome.clone());
+        }
+        self.schedule.end_group(g, |_| true);
+    }
+
+    /// Charges the body to the reply's total; one that no longer fits is left out.
+    fn charge(&mut self, mut outcome: Outcome) -> Outcome {
+        if outcome.body.len() > self.budget {
+            outcome.body = Bytes::new();
+            outcome.body_omitted = Some(format!(
+                "the batch reply reached its limit of {} bytes (max_response_bytes)",
+                self.opts.max_response_bytes
+            ));
+        } else {
+            self.budget -= outcome.body.len();
+        }
+        outcome
+    }
+
+    /// Item `i`, outside any group, has its outcome.
+    fn settle(&mut self, i: usize, outcome: Outcome) {
+        let failed = outcome.failed();
+        self.record(i, outcome);
+        self.schedule.finish(i, failed);
+    }
+
+    /// Stores an item's outcome with its id (an outcome that replaces another keeps the
+    /// id).
+    fn record(&mut self, i: usize, mut outcome: Outcome) {
+        outcome.id = match self.outcomes[i].take() {
+            Some(old) => old.id,
+            None => std::mem::take(&mut self.ids[i]),
+        };
+        self.outcomes[i] = Some(outcome);
+    }
+
+    /// The batch deadline passed: open transactions are dropped.
+    pub(super) fn expire_groups(&mut self) {
+        let limit = self.opts.batch_timeout.unwrap_or_default();
+        for g in 0..self.groups.len() {
+            let outcomes = &self.outcomes;
+            let changed = self.groups[g].expire(limit, |m| outcomes[m].is_some());
+            for (m, outcome) in changed {
+                self.record(m, outcome);
+            }
+        }
+    }
+
+    /// The batch deadline passed: what was in flight is `504`, what never started `424`.
+    pub(super) fn expire_items(&mut self) {
+        let limit = self.opts.batch_timeout.unwrap_or_default();
+        let expired: Vec<_> = self.schedule.expire().collect();
+        for (i, how) in expired {
+            let outcome = match how {
+                Expired::InFlight => Outcome::problem(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "Batch timed out",
+                    format!("did not finish within the batch's deadline of {limit:?} (batch_timeout)"),
+                ),
+                Expired::NotStarted => Outcome::problem(
+                    StatusCode::FAILED_DEPENDENCY,
+                    "Not sent",
+                    format!("not sent: the batch's deadline of {limit:?} (batch_timeout) passed before it could start"),
+                ),
+            };
+            self.record(i, outcome);
+        }
+    }
+
+    /// Hands on every outcome that is final, in request order, up to the first that is not:
+    /// a group member's is final once its group has ended.
+    pub(super) fn emit_final(&mut self) {
+        while let Some(Some(outcome)) = self.outcomes.get(self.emitted) {
+            let group = self.schedule.group_of(self.emitted);
+            if group.is_some_and(|g| !self.groups[g].is_ended()) {
+                return;
+            }
+            (self.emit)(outcome);
+            self.emitted += 1;
+        }
+    }
+
+    /// The run is over: hands on the rest, leaving out items that never ran.
+    pub(super) fn emit_rest(mut self) {
+        for outcome in self.outcomes[self.emitted..].iter().flatten() {
+            (self.emit)(outcome);
+        }
+    }
+}
+
+/// `424` for an item that was not sent because dependency `d` failed or never ran.
+fn failed_dependency(d: usize, dep: Option<&Outcome>) -> Outcome {
+    let detail = match dep {
+        Some(o) if o.status == StatusCode::FAILED_DEPENDENCY => format!(
+            "not sent: request {:?} (index {d}), which it depends on, did not take effect (it was not sent, or was rolled back)",
+            o.id
+        ),
+        Some(o) => format!(
+            "not sent: request {:?} (index {d}), which it depends on, failed with status {}",
+            o.id,
+            o.status.as_u16()
+        ),
+        None => format!("not sent: request at index {d}, which it depends on, did not run"),
+    };
+    Outcome::problem(StatusCode::FAILED_DEPENDENCY, "Failed dependency", detail)
+}
