@@ -186,3 +186,88 @@ pub(crate) fn too_large(len: Option<u64>, max: usize) -> Problem {
         detail,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::json::JsonCodec;
+    use crate::codec::{DecodeContext, Decoded};
+    use bytes::Bytes;
+    use http::Method;
+
+    /// A second format at the same path, as multipart/mixed will be.
+    #[derive(Debug)]
+    struct Text;
+
+    impl Codec for Text {
+        fn media_types(&self) -> &'static [&'static str] {
+            &["text/plain"]
+        }
+        fn methods(&self) -> &'static [Method] {
+            &[Method::POST, Method::PUT]
+        }
+        fn decode(&self, _: &Parts, _: &Bytes, _: &DecodeContext<'_>) -> Result<Decoded, Problem> {
+            Err(Problem::invalid(Vec::new()))
+        }
+    }
+
+    fn endpoint() -> Endpoint {
+        let mut config = crate::BatchLayer::default().config().clone();
+        config.add("/batch".into(), Arc::new(JsonCodec));
+        config.add("/batch".into(), Arc::new(Text));
+        assert_eq!(config.endpoints.len(), 1);
+        config.endpoints.remove(0)
+    }
+
+    fn parts(method: Method, content_type: Option<&str>) -> Parts {
+        let mut req = http::Request::builder().method(method).uri("/batch");
+        if let Some(ct) = content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn the_content_type_chooses_the_codec() {
+        let e = endpoint();
+        let chosen = |m, ct| e.accept(&parts(m, ct), 100).map(|c| c.media_types()[0]);
+        assert_eq!(
+            chosen(Method::POST, Some("application/json")).unwrap(),
+            "application/json"
+        );
+        assert_eq!(
+            chosen(Method::POST, Some("Text/Plain; charset=utf-8")).unwrap(),
+            "text/plain"
+        );
+        // No content type: the endpoint's first codec that takes the method.
+        assert_eq!(chosen(Method::POST, None).unwrap(), "application/json");
+        assert_eq!(chosen(Method::PUT, None).unwrap(), "text/plain");
+        // PUT is the text codec's alone.
+        let p = chosen(Method::PUT, Some("application/json")).unwrap_err();
+        assert_eq!(p.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+
+    #[test]
+    fn refusals_name_what_every_codec_takes() {
+        let e = endpoint();
+        let p = e.accept(&parts(Method::GET, None), 100).unwrap_err();
+        assert_eq!(p.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(p.header.as_ref().unwrap().1, "POST, PUT");
+        let p = e
+            .accept(&parts(Method::POST, Some("image/png")), 100)
+            .unwrap_err();
+        assert_eq!(p.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(
+            p.detail,
+            "a batch body is application/json or text/plain, not \"image/png\""
+        );
+        assert_eq!(p.header.as_ref().unwrap().1, "application/json, text/plain");
+    }
+
+    #[test]
+    #[should_panic(expected = "already a batch endpoint for the same media type")]
+    fn two_codecs_for_one_media_type_at_one_path_are_refused() {
+        let mut config = crate::BatchLayer::new("/batch").config().clone();
+        config.add("/batch".into(), Arc::new(JsonCodec));
+    }
+}

@@ -97,6 +97,12 @@ impl BatchLayer {
         Arc::make_mut(&mut self.config)
     }
 
+    /// What the builder built.
+    #[cfg(test)]
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Adds a JSON batch endpoint (the OData 4.01 / Microsoft Graph format) at `path`.
     /// Paths match exactly.
     ///

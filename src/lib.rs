@@ -50,38 +50,213 @@
 //! - `body`: a JSON value is sent as `application/json` unless `content-type` says
 //!   otherwise; a string with a text content type is sent as that text; with another
 //!   content type, a base64 string is decoded and sent as bytes.
-//! - `dependsOn` lists ids of earlier requests to wait for; a failed dependency gives `424`.
-//!   With [`BatchLayer::concurrency`] independent sub-requests run together.
-//! - `{{id#/json/pointer}}` in a URL, header value or JSON body string reads the result of
-//!   a request in `dependsOn`; `$id` at the start of a URL is that request's `location`.
 //! - A reply `body` is a JSON value for JSON media types, a string for text, base64url
 //!   (no padding) for anything else; empty bodies are left out.
 //!
-//! # Other formats
+//! A malformed batch is refused whole with one `400` `application/problem+json` that lists
+//! every problem by index and field; nothing of it runs.
 //!
-//! - [`BatchLayer::bulk`]: SugarCRM's `POST /rest/v10/bulk`.
-//! - [`BatchLayer::resource`]: resource bulk endpoints, `POST`, `PATCH` and `DELETE
-//!   /users/batch`, with per-item results (`success_count`, `created`, `failed`, …).
+//! # `dependsOn` and references
 //!
-//! # Atomic batches
+//! `dependsOn` lists ids of earlier requests to wait for; a failed dependency gives `424`
+//! and the request is not sent. `{{id#/json/pointer}}` in a URL, header value or JSON body
+//! string reads the result (`{status, headers, body}`) of a request in `dependsOn`;
+//! `$id` at the start of a URL is that request's `location`. With
+//! [`BatchLayer::concurrency`], independent requests run together.
+//!
+//! ```
+//! use axum::{extract::Path, http::StatusCode, routing::{get, post}, Json, Router};
+//! use serde_json::{json, Value};
+//! use tower_http_batch::BatchLayer;
+//! # use tower::ServiceExt;
+//! # async fn send(app: tower_http_batch::BatchRouter, method: &str, path: &str, body: Value) -> (u16, Value) {
+//! #     let req = http::Request::builder().method(method).uri(path)
+//! #         .header("content-type", "application/json")
+//! #         .body(axum::body::Body::from(body.to_string())).unwrap();
+//! #     let res = app.oneshot(req).await.unwrap();
+//! #     let status = res.status().as_u16();
+//! #     let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+//! #     (status, serde_json::from_slice(&bytes).unwrap())
+//! # }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let router = Router::new()
+//!     .route("/users", post(|Json(user): Json<Value>| async move {
+//!         (StatusCode::CREATED, Json(json!({"id": 7, "name": user["name"]})))
+//!     }))
+//!     .route("/users/{id}/greeting", get(|Path(id): Path<u32>| async move {
+//!         format!("hello, user {id}")
+//!     }));
+//! let app = BatchLayer::new("/batch").concurrency(4).layer_router(router);
+//!
+//! let (status, reply) = send(app, "POST", "/batch", json!({"requests": [
+//!     {"id": "new", "method": "POST", "url": "/users", "body": {"name": "Ada"}},
+//!     {"id": "hi", "url": "/users/{{new#/body/id}}/greeting", "dependsOn": ["new"]},
+//!     {"id": "other", "url": "/users/8/greeting"},
+//! ]})).await;
+//! assert_eq!(status, 200);
+//! assert_eq!(reply["responses"][0]["status"], 201);
+//! assert_eq!(reply["responses"][1]["body"], "hello, user 7");
+//! # }
+//! ```
+//!
+//! # Atomic groups
 //!
 //! With a [`TransactionHook`] ([`BatchLayer::transactions`]), `"atomic": true` and OData's
 //! `atomicityGroup` run a group's members in order inside one transaction of the
 //! application's storage: all of them take effect, or none. Without a hook, atomic batches
-//! are refused before anything runs.
+//! are refused before anything runs. [`TransactionHook`]'s docs run one.
+//!
+//! # Other formats
+//!
+//! [`BatchLayer::bulk`]: SugarCRM's `POST /rest/v10/bulk`, a bare array of
+//! `{contents, headers, status}` in reply.
+//!
+//! ```
+//! use axum::{routing::post, Json, Router};
+//! use serde_json::{json, Value};
+//! use tower_http_batch::BatchLayer;
+//! # use tower::ServiceExt;
+//! # async fn send(app: tower_http_batch::BatchRouter, method: &str, path: &str, body: Value) -> (u16, Value) {
+//! #     let req = http::Request::builder().method(method).uri(path)
+//! #         .header("content-type", "application/json")
+//! #         .body(axum::body::Body::from(body.to_string())).unwrap();
+//! #     let res = app.oneshot(req).await.unwrap();
+//! #     let status = res.status().as_u16();
+//! #     let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+//! #     (status, serde_json::from_slice(&bytes).unwrap())
+//! # }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let router = Router::new().route("/rest/v10/Accounts", post(|Json(a): Json<Value>| async move {
+//!     Json(json!({"id": "a1", "name": a["name"]}))
+//! }));
+//! // No JSON batch endpoint: only the bulk one.
+//! let app = BatchLayer::default().bulk("/rest/v10/bulk", "/rest").layer_router(router);
+//!
+//! let (status, reply) = send(app, "POST", "/rest/v10/bulk", json!({"requests": [
+//!     {"url": "/v10/Accounts", "method": "POST", "data": "{\"name\": \"Acme\"}"},
+//! ]})).await;
+//! assert_eq!(status, 200);
+//! assert_eq!(reply[0]["status"], 200);
+//! assert_eq!(reply[0]["contents"]["name"], "Acme");
+//! # }
+//! ```
+//!
+//! [`BatchLayer::resource`]: resource bulk endpoints, `POST`, `PATCH` and `DELETE
+//! /users/batch`, with per-item results (`success_count`, `created`, `failed`, …), and no
+//! handler to write.
+//!
+//! ```
+//! use axum::{http::StatusCode, routing::post, Json, Router};
+//! use serde_json::{json, Value};
+//! use tower_http_batch::BatchLayer;
+//! # use tower::ServiceExt;
+//! # async fn send(app: tower_http_batch::BatchRouter, method: &str, path: &str, body: Value) -> (u16, Value) {
+//! #     let req = http::Request::builder().method(method).uri(path)
+//! #         .header("content-type", "application/json")
+//! #         .body(axum::body::Body::from(body.to_string())).unwrap();
+//! #     let res = app.oneshot(req).await.unwrap();
+//! #     let status = res.status().as_u16();
+//! #     let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+//! #     (status, serde_json::from_slice(&bytes).unwrap())
+//! # }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let router = Router::new().route("/users", post(|Json(user): Json<Value>| async move {
+//!     match user["name"].as_str() {
+//!         Some(name) => (StatusCode::CREATED, Json(json!({"id": 1, "name": name}))),
+//!         None => (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": "name is required"}))),
+//!     }
+//! }));
+//! let app = BatchLayer::default().resource("/users").layer_router(router);
+//!
+//! let (status, reply) = send(app, "POST", "/users/batch", json!({"users": [
+//!     {"name": "Ada"},
+//!     {"nick": "bob"},
+//! ]})).await;
+//! assert_eq!(status, 207);
+//! assert_eq!(reply["success_count"], 1);
+//! assert_eq!(reply["created"][0]["name"], "Ada");
+//! assert_eq!(reply["failed"][0]["index"], 1);
+//! assert_eq!(reply["failed"][0]["error"], "name is required");
+//! # }
+//! ```
+//!
+//! # hyper
+//!
+//! Any tower service works, hyper's own included: it receives [`BatchRequestBody`] around
+//! hyper's `Incoming`, the outer body for ordinary requests and a sub-request's bytes
+//! inside a batch.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper::body::Incoming;
+//! use hyper_util::rt::TokioIo;
+//! use hyper_util::service::TowerToHyperService;
+//! use std::convert::Infallible;
+//! use tower::{service_fn, Layer};
+//! use tower_http_batch::{BatchLayer, BatchRequestBody};
+//! # use http_body_util::BodyExt;
+//!
+//! async fn app(req: http::Request<BatchRequestBody<Incoming>>) -> Result<http::Response<Full<Bytes>>, Infallible> {
+//!     let reply = format!("you asked for {}", req.uri().path());
+//!     Ok(http::Response::new(Full::new(Bytes::from(reply))))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let service = BatchLayer::new("/batch").layer(service_fn(app));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! tokio::spawn(async move {
+//!     while let Ok((stream, _)) = listener.accept().await {
+//!         let service = TowerToHyperService::new(service.clone());
+//!         let conn = hyper::server::conn::http1::Builder::new()
+//!             .serve_connection(TokioIo::new(stream), service);
+//!         tokio::spawn(conn);
+//!     }
+//! });
+//! # let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+//! #     .build_http::<Full<Bytes>>();
+//! # let batch = r#"{"requests": [{"url": "/a"}, {"url": "/b"}]}"#;
+//! # let req = http::Request::post(format!("http://{addr}/batch"))
+//! #     .header("content-type", "application/json")
+//! #     .body(Full::new(Bytes::from(batch)))?;
+//! # let body = client.request(req).await?.into_body().collect().await?.to_bytes();
+//! # let reply: serde_json::Value = serde_json::from_slice(&body)?;
+//! // POST /batch {"requests": [{"url": "/a"}, {"url": "/b"}]} to `addr`:
+//! assert_eq!(reply["responses"][1]["body"], "you asked for /b");
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Identity
 //!
 //! Sub-requests carry the outer request's extensions and its `authorization`, `cookie`,
 //! `proxy-authorization`, client-address (`forwarded`, `x-forwarded-*`, `x-real-ip`) and
 //! `host` headers. Those headers written inside a sub-request are dropped, as are
-//! hop-by-hop and framing headers. A batch never acts as anyone but its sender.
+//! hop-by-hop and framing headers, whatever the wire format. A batch never acts as anyone
+//! but its sender.
 //!
 //! # Where other layers go
 //!
 //! Layers *outside* the batch layer see one request per batch (authentication, access
 //! logs, CORS); layers *inside* it see every sub-request (rate limits, per-route
 //! authorization, metrics).
+//!
+//! # How it works
+//!
+//! Each wire format is a codec: it validates the outer body into a plan (nothing runs
+//! until the whole batch is valid) and writes the reply. The engine runs the plan against
+//! the wrapped service, knowing no format: sub-requests in request order (or concurrently
+//! up to [`BatchLayer::concurrency`]), each made ready with `oneshot`, within its timeout,
+//! its panic caught; it hands each outcome to the reply, in request order, as soon as it
+//! is final.
 //!
 //! # Runtime
 //!

@@ -24,16 +24,30 @@ use std::sync::Arc;
 /// 3. calls [`commit`](TransactionHook::commit) when every member succeeded (status below
 ///    400), or [`rollback`](TransactionHook::rollback) as soon as one failed.
 ///
-/// When the batch is dropped while a transaction is open (the client went away, or the
-/// batch's deadline passed), the handle is dropped without either call; make the handle
-/// roll back on drop, as `rusqlite::Transaction` and `sqlx::Transaction` do.
+/// Each call is bounded by the layer's per-sub-request
+/// [`timeout`](crate::BatchLayer::timeout). A commit that does not return in time leaves
+/// its members reporting `504`: whether it took effect is unknown. When the batch's
+/// deadline passes while a commit or rollback is in flight, the layer waits for it (within
+/// that bound) and reports what it returned. When the batch is dropped while a transaction
+/// is open (the client went away, or the deadline passed between members), the handle is
+/// dropped without either call: make the handle roll back on drop, as
+/// `rusqlite::Transaction` and `sqlx::Transaction` do.
 ///
 /// ```
-/// use std::sync::Arc;
-/// use tokio::sync::Mutex;
+/// use axum::{http::StatusCode, routing::{get, post}, Extension, Json, Router};
+/// use serde_json::{json, Value};
+/// use std::sync::{Arc, Mutex};
 /// use tower_http_batch::{BatchLayer, TransactionHook};
+/// # use tower::ServiceExt;
+/// # async fn send(app: tower_http_batch::BatchRouter, body: Value) -> Value {
+/// #     let req = http::Request::post("/batch").header("content-type", "application/json")
+/// #         .body(axum::body::Body::from(body.to_string())).unwrap();
+/// #     let res = app.oneshot(req).await.unwrap();
+/// #     let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+/// #     serde_json::from_slice(&bytes).unwrap()
+/// # }
 ///
-/// /// A toy store: the handle is a copy of the data that becomes the data on commit.
+/// /// A toy store: a transaction is a copy of the data that becomes the data on commit.
 /// #[derive(Clone, Default)]
 /// struct Store(Arc<Mutex<Vec<String>>>);
 ///
@@ -45,19 +59,45 @@ use std::sync::Arc;
 ///     type Error = std::convert::Infallible;
 ///
 ///     async fn begin(&self, _outer: &http::request::Parts) -> Result<Tx, Self::Error> {
-///         Ok(Tx(Arc::new(Mutex::new(self.0.lock().await.clone()))))
+///         Ok(Tx(Arc::new(Mutex::new(self.0.lock().unwrap().clone()))))
 ///     }
 ///     async fn commit(&self, tx: Tx) -> Result<(), Self::Error> {
-///         *self.0.lock().await = tx.0.lock().await.clone();
+///         *self.0.lock().unwrap() = tx.0.lock().unwrap().clone();
 ///         Ok(())
 ///     }
 ///     async fn rollback(&self, _tx: Tx) -> Result<(), Self::Error> {
-///         Ok(())
+///         Ok(()) // the copy is dropped
 ///     }
 /// }
 ///
-/// let layer = BatchLayer::new("/batch").transactions(Store::default());
-/// # let _ = layer;
+/// /// A handler that writes inside the batch's transaction when there is one.
+/// async fn add(store: Extension<Store>, tx: Option<Extension<Tx>>, Json(name): Json<String>) -> StatusCode {
+///     if name.is_empty() {
+///         return StatusCode::UNPROCESSABLE_ENTITY;
+///     }
+///     let names = match &tx {
+///         Some(Extension(tx)) => &tx.0,
+///         None => &store.0 .0,
+///     };
+///     names.lock().unwrap().push(name);
+///     StatusCode::CREATED
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = Store::default();
+/// let router = Router::new().route("/names", post(add)).layer(Extension(store.clone()));
+/// let app = BatchLayer::new("/batch").transactions(store.clone()).layer_router(router);
+///
+/// let reply = send(app, json!({"atomic": true, "requests": [
+///     {"method": "POST", "url": "/names", "body": "ada"},
+///     {"method": "POST", "url": "/names", "body": ""},
+/// ]})).await;
+/// // The second failed: the first was rolled back, and the store is as it was.
+/// assert_eq!(reply["responses"][0]["status"], 424);
+/// assert_eq!(reply["responses"][1]["status"], 422);
+/// assert!(store.0.lock().unwrap().is_empty());
+/// # }
 /// ```
 pub trait TransactionHook: Send + Sync + 'static {
     /// What handlers use to reach the transaction; a clone goes into the extensions of

@@ -7,6 +7,7 @@ use common::store::{self, seeded, Store};
 use common::Http;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 use tower_http_batch::BatchLayer;
 
 fn layer(store: &Store) -> BatchLayer {
@@ -370,10 +371,12 @@ async fn resource_bulk_is_all_or_nothing_when_atomic() {
     assert_eq!(store.ids(), [2]);
 }
 
-#[tokio::test]
+// Time is paused: it moves only when every task waits, so the deadline passes exactly
+// when nothing else can happen, however loaded the machine is.
+#[tokio::test(start_paused = true)]
 async fn a_group_cut_off_by_the_batch_deadline_does_not_commit() {
     let store = seeded(0);
-    let layer = layer(&store).batch_timeout(std::time::Duration::from_millis(300));
+    let layer = layer(&store).batch_timeout(Duration::from_millis(300));
     let (http, _) = store::start(layer, store.clone()).await;
     let items = http
         .batch(
@@ -401,11 +404,13 @@ async fn a_group_cut_off_by_the_batch_deadline_does_not_commit() {
     assert!(names(&http).await.is_empty());
 }
 
-#[tokio::test]
+// Time is paused: it moves only when every task waits, so the deadline passes exactly
+// when nothing else can happen, however loaded the machine is.
+#[tokio::test(start_paused = true)]
 async fn a_member_that_panics_or_times_out_rolls_its_group_back() {
     for (url, status) in [("/panic", 500), ("/hang", 504)] {
         let store = seeded(0);
-        let layer = layer(&store).timeout(std::time::Duration::from_millis(300));
+        let layer = layer(&store).timeout(Duration::from_millis(300));
         let (http, _) = store::start(layer, store.clone()).await;
         let items = http
             .batch(
@@ -428,4 +433,66 @@ async fn a_member_that_panics_or_times_out_rolls_its_group_back() {
         assert_eq!(store.log(), ["begin by anonymous", "rollback"], "{url}");
         assert!(names(&http).await.is_empty(), "{url}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_in_flight_when_the_deadline_passes_finishes_and_is_reported() {
+    let store = seeded(0);
+    store.hold.commit.store(true, Ordering::SeqCst);
+    let layer = layer(&store).batch_timeout(Duration::from_millis(300));
+    let (http, _) = store::start(layer, store.clone()).await;
+    let started = tokio::time::Instant::now();
+    let client = http.clone();
+    let reply = tokio::spawn(async move {
+        let batch = json!({"atomic": true, "requests": [create("a", Some("one")), create("b", Some("two"))]});
+        client.batch(&batch, &[]).await
+    });
+    // The commit has made the data permanent and not returned yet.
+    store.hold.committed.notified().await;
+    // Time is paused: the batch deadline (300 ms) passes before this sleep ends, while the
+    // commit is still in flight. Only then does the commit return.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    store.hold.release.notify_one();
+    let items = reply.await.unwrap().items();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the deadline passed meanwhile"
+    );
+    // The reply says what became of the data: committed.
+    assert_eq!(statuses_of(&items), [201, 201], "{items:#?}");
+    assert_eq!(store.log(), ["begin by anonymous", "commit"]);
+    assert_eq!(names(&http).await, ["one", "two"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hook_calls_that_never_return_are_bounded_by_the_timeout() {
+    // A commit that never returns: whether it took effect is unknown, and the reply says so.
+    let store = seeded(0);
+    store.hold.commit.store(true, Ordering::SeqCst);
+    let bounded = layer(&store).timeout(Duration::from_secs(5));
+    let (http, _) = store::start(bounded, store.clone()).await;
+    let batch =
+        json!({"atomic": true, "requests": [create("a", Some("one")), create("b", Some("two"))]});
+    let items = http.batch(&batch, &[]).await.items();
+    assert_eq!(statuses_of(&items), [504, 504], "{items:#?}");
+    let detail = items[0]["body"]["detail"].as_str().unwrap();
+    assert!(detail.contains("did not finish within 5s"), "{detail}");
+    assert!(
+        detail.contains("whether it took effect is unknown"),
+        "{detail}"
+    );
+
+    // A begin that never returns: nothing is sent.
+    let store = seeded(0);
+    store.hold.begin.store(true, Ordering::SeqCst);
+    let bounded = layer(&store).timeout(Duration::from_secs(5));
+    let (http, calls) = store::start(bounded, store.clone()).await;
+    let items = http.batch(&batch, &[]).await.items();
+    assert_eq!(statuses_of(&items), [503, 503], "{items:#?}");
+    let detail = items[0]["body"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("could not begin: it did not finish within 5s"),
+        "{detail}"
+    );
+    assert_eq!(calls.get(), 0);
 }

@@ -229,7 +229,7 @@ async fn bad_depends_on() {
         &[(Some(3), "dependsOn"), (Some(4), "dependsOn")],
     )
     .await;
-    // Once the shapes are right, every id is checked: self, forward and unknown.
+    // Every id is checked: self, forward and unknown.
     let p = rejects(
         r#"{"requests": [
             {"id": "a", "url": "/a", "dependsOn": ["a"]},
@@ -406,4 +406,27 @@ async fn every_problem_is_listed_at_once() {
     .await;
     assert_eq!(p["errors"].as_array().unwrap().len(), 3);
     assert!(p["detail"].as_str().unwrap().contains("Nothing was run"));
+}
+
+#[tokio::test]
+async fn one_reply_lists_every_problem_depends_on_included() {
+    // An invalid URL, and an unknown id in `dependsOn`, in the same batch: both are
+    // reported at once, and a request that depends on the invalid one by its (valid) id
+    // is not reported.
+    let p = rejects(
+        r#"{"requests": [
+            {"id": "a", "url": "http://elsewhere.example/"},
+            {"id": "b", "url": "/b", "dependsOn": ["nobody"]},
+            {"id": "c", "url": "/c", "dependsOn": ["a"]},
+            {"id": "a", "url": "/d", "method": "FETCH"}
+        ]}"#,
+        &[
+            (Some(0), "url"),
+            (Some(1), "dependsOn"),
+            (Some(3), "method"),
+            (Some(3), "id"),
+        ],
+    )
+    .await;
+    assert_eq!(p["errors"].as_array().unwrap().len(), 4, "{p}");
 }

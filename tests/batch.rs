@@ -341,7 +341,8 @@ async fn stop_on_error_ends_at_the_first_failure() {
     assert_eq!(items.len(), 4);
 }
 
-#[tokio::test]
+// Paused time: the timeout fires only once every task waits, however loaded the machine.
+#[tokio::test(start_paused = true)]
 async fn a_panic_a_hang_cost_their_item_only() {
     let layer = layer().timeout(Duration::from_millis(200));
     let (http, _) = start(layer).await;
@@ -559,7 +560,8 @@ async fn large_json_bodies_go_into_the_reply_whole() {
     );
 }
 
-#[tokio::test]
+// Paused time: the timeout fires only once every task waits, however loaded the machine.
+#[tokio::test(start_paused = true)]
 async fn the_per_item_timeout_holds_one_at_a_time_and_concurrently() {
     for concurrency in [1, 4] {
         // A batch deadline far away: each hang ends at its own timeout.
@@ -592,7 +594,8 @@ async fn the_per_item_timeout_holds_one_at_a_time_and_concurrently() {
     }
 }
 
-#[tokio::test]
+// Paused time: the timeout fires only once every task waits, however loaded the machine.
+#[tokio::test(start_paused = true)]
 async fn one_at_a_time_the_batch_deadline_ends_the_item_in_flight() {
     let layer = layer().batch_timeout(Duration::from_millis(200));
     let (http, _) = start(layer).await;
@@ -610,4 +613,16 @@ async fn one_at_a_time_the_batch_deadline_ends_the_item_in_flight() {
     assert_eq!(statuses, [200, 504, 424]);
     let detail = items[1]["body"]["detail"].as_str().unwrap();
     assert!(detail.contains("batch_timeout"), "{detail}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_per_item_timeout_can_be_turned_off() {
+    let batch = json!({"requests": [{"url": "/sleep?s=60"}]});
+    let (http, _) = start(layer()).await;
+    let items = http.batch(&batch, &[]).await.items();
+    assert_eq!(items[0]["status"], 504, "the default is 30 s");
+    let (http, _) = start(layer().no_timeout()).await;
+    let items = http.batch(&batch, &[]).await.items();
+    assert_eq!(items[0]["status"], 200);
+    assert_eq!(items[0]["body"], "slept");
 }

@@ -550,3 +550,24 @@ async fn odd_bodies_get_clear_answers_and_never_a_server_error() {
     // No body above names an item that exists or is valid to create: nothing changed.
     assert_eq!(store.ids(), [1, 2, 3]);
 }
+
+#[tokio::test]
+async fn resource_endpoints_need_no_batch_endpoint() {
+    let store = seeded(2);
+    let only = BatchLayer::default().resource("/items");
+    let (http, calls) = store::start(only, store.clone()).await;
+    let reply = send(&http, "DELETE", "/items/batch", &json!({"ids": [1, 2]})).await;
+    assert_eq!(reply.status, 200, "{}", reply.json());
+    assert_eq!(reply.json()["deleted_count"], 2);
+    // `/batch` is no endpoint of this layer: it reaches the router, which has no such route.
+    let before = calls.get();
+    let reply = send(
+        &http,
+        "POST",
+        "/batch",
+        &json!({"requests": [{"url": "/items"}]}),
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(calls.get(), before + 1, "the request went to the router");
+}

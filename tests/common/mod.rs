@@ -168,7 +168,8 @@ impl Calls {
     }
 }
 
-/// The test router: handlers that echo, fail, panic, hang, and report what they saw.
+/// The test router: handlers that echo, fail, panic, hang, sleep (`/sleep?s=60`), and
+/// report what they saw.
 pub fn router(calls: Calls) -> Router {
     let counter = calls.clone();
     Router::new()
@@ -184,6 +185,10 @@ pub fn router(calls: Calls) -> Router {
             "unreachable"
         }))
         .route("/hang", get(std::future::pending::<&'static str>))
+        .route("/sleep", get(|Query(q): Query<HashMap<String, u64>>| async move {
+            tokio::time::sleep(std::time::Duration::from_secs(q["s"])).await;
+            "slept"
+        }))
         .route("/text", get(|| async { "plain text, ünïcode" }))
         .route("/binary", get(|| async { ([("content-type", "application/octet-stream")], vec![0u8, 159, 146, 150, 255]) }))
         .route("/empty", get(|| async { StatusCode::NO_CONTENT }))

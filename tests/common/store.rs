@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
 use tower_http_batch::{BatchLayer, TransactionHook};
 
 type Items = BTreeMap<u64, Value>;
@@ -24,6 +25,18 @@ pub struct Store {
     pub fail_commit: Arc<AtomicBool>,
     /// What the hook was asked to do, in order: "begin by <user>", "commit", "rollback".
     pub log: Arc<Mutex<Vec<String>>>,
+    pub hold: Hold,
+}
+
+/// Switches that make the hook's calls wait.
+#[derive(Clone, Default)]
+pub struct Hold {
+    /// `begin` never returns.
+    pub begin: Arc<AtomicBool>,
+    /// `commit` makes the data permanent, signals `committed`, then waits for `release`.
+    pub commit: Arc<AtomicBool>,
+    pub committed: Arc<Notify>,
+    pub release: Arc<Notify>,
 }
 
 /// The transaction handle: a private copy of the data that becomes the data on commit.
@@ -56,6 +69,9 @@ impl TransactionHook for Store {
             .get::<super::User>()
             .map_or("nobody".to_string(), |u| u.0.clone());
         self.log.lock().unwrap().push(format!("begin by {user}"));
+        if self.hold.begin.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         if self.fail_begin.load(Ordering::SeqCst) {
             return Err("the store is read-only".into());
         }
@@ -68,6 +84,10 @@ impl TransactionHook for Store {
             return Err("the disk is full".into());
         }
         *self.items.lock().unwrap() = tx.0.lock().unwrap().clone();
+        if self.hold.commit.load(Ordering::SeqCst) {
+            self.hold.committed.notify_one();
+            self.hold.release.notified().await;
+        }
         Ok(())
     }
 
