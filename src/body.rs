@@ -265,7 +265,8 @@ pub(crate) enum ReadError {
 
 /// Reads a body to its end through [`Limited`]: at most `limit` bytes. A body whose size
 /// hint says up front that it is larger is not read at all; one of a single chunk is not
-/// copied.
+/// copied. (`BodyExt::collect` would allocate a list for every body, even of one chunk:
+/// this runs once per sub-request.)
 pub(crate) async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, ReadError>
 where
     B: Body<Data = Bytes>,
@@ -274,9 +275,30 @@ where
     if body.size_hint().lower() > limit as u64 {
         return Err(ReadError::TooLarge);
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(ReadError::TooLarge),
-        Err(e) => Err(ReadError::Failed(e)),
+    let mut body = std::pin::pin!(Limited::new(body, limit));
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<bytes::BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| match e.is::<LengthLimitError>() {
+            true => ReadError::TooLarge,
+            false => ReadError::Failed(e),
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        match (&mut joined, first.take()) {
+            (Some(buf), _) => buf.extend_from_slice(&data),
+            (None, Some(prev)) => {
+                let mut buf = bytes::BytesMut::with_capacity(prev.len() + data.len());
+                buf.extend_from_slice(&prev);
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+            (None, None) => first = Some(data),
+        }
     }
+    Ok(match joined {
+        Some(buf) => buf.freeze(),
+        None => first.unwrap_or_default(),
+    })
 }

@@ -163,6 +163,7 @@ impl<'a> Outer<'a> {
     }
 
     /// The request the wrapped service receives for one sub-request.
+    #[inline]
     pub(crate) fn sub_request<B>(&self, item: PlanItem) -> Request<BatchRequestBody<B>> {
         let PlanItem {
             method,

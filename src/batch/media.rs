@@ -7,29 +7,34 @@ use http::{header, HeaderMap};
 /// not read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MediaType<'a> {
-    top: &'a str,
-    sub: &'a str,
+    /// What comes before the first `;`, trimmed.
+    essence: &'a str,
 }
 
 impl<'a> MediaType<'a> {
-    /// Parses a header value; `None` when it is not UTF-8. The essence is what comes
-    /// before the first `;`, trimmed; without a `/`, the whole of it is the type.
+    /// Parses a header value; `None` when it is not UTF-8.
     pub(crate) fn parse(value: &'a [u8]) -> Option<Self> {
-        let text = std::str::from_utf8(value).ok()?;
-        let essence = text.split(';').next().unwrap_or("").trim();
-        let (top, sub) = essence.split_once('/').unwrap_or((essence, ""));
-        Some(Self { top, sub })
+        let end = value.iter().position(|&b| b == b';').unwrap_or(value.len());
+        let essence = std::str::from_utf8(value[..end].trim_ascii()).ok()?;
+        // Past the `;`, only the UTF-8 check the old header text passed: parameters are
+        // not read, but a value that is not text is no media type.
+        std::str::from_utf8(&value[end..]).ok()?;
+        Some(Self { essence })
     }
 
     /// Whether the essence is `essence` (`"application/json"`), ignoring letter case.
     pub(crate) fn is(&self, essence: &str) -> bool {
-        let (top, sub) = essence.split_once('/').unwrap_or((essence, ""));
-        self.top.eq_ignore_ascii_case(top) && self.sub.eq_ignore_ascii_case(sub)
+        self.essence.eq_ignore_ascii_case(essence)
+    }
+
+    /// The type and subtype; without a `/`, the whole essence is the type.
+    fn parts(&self) -> (&'a str, &'a str) {
+        self.essence.split_once('/').unwrap_or((self.essence, ""))
     }
 
     /// How a body of this type is carried inside a JSON document.
     pub(crate) fn kind(&self) -> MediaKind {
-        let (top, sub) = (self.top, self.sub);
+        let (top, sub) = self.parts();
         let is = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
         // On bytes: a suffix of a UTF-8 string need not start on a character boundary.
         let ends = |s: &str, suffix: &str| {

@@ -177,11 +177,9 @@ pub(crate) struct Views {
 }
 
 impl Views {
-    /// The views of the finished items `depends_on` names.
-    pub(crate) fn new(results: &[Option<Outcome>], depends_on: &[usize]) -> Self {
-        let views = depends_on
-            .iter()
-            .filter_map(|&d| results.get(d)?.as_ref())
+    /// The views of an item's finished dependencies.
+    pub(crate) fn new<'o>(dependencies: impl Iterator<Item = &'o Outcome>) -> Self {
+        let views = dependencies
             .map(|o| (o.id.clone(), result_view(o)))
             .collect();
         Self { views }

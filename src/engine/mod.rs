@@ -90,7 +90,8 @@ pub(crate) async fn run<S, B, ResBody, E>(
 {
     let mut run = Run::new(plan, opts, emit);
     let mut calls = InFlight::new(run.places());
-    let mut endings = FuturesUnordered::new();
+    // Commits and rollbacks; made when a group first ends (most batches have none).
+    let mut endings = None;
     let mut deadline = pin!(opts.batch_timeout.map(tokio::time::sleep));
     // One place creates the futures, so their types are inferred and never boxed.
     macro_rules! launch {
@@ -98,7 +99,9 @@ pub(crate) async fn run<S, B, ResBody, E>(
             match $launch {
                 Launch::Send(i, req) => calls.push(Either::Left(send(svc.clone(), req, i, opts))),
                 Launch::Begin(g) => calls.push(Either::Right(begin(g, outer.parts(), opts))),
-                Launch::End(g, tx, commit) => endings.push(end(g, tx, commit, opts.timeout)),
+                Launch::End(g, tx, commit) => endings
+                    .get_or_insert_with(FuturesUnordered::new)
+                    .push(end(g, tx, commit, opts.timeout)),
             }
         };
     }
@@ -119,8 +122,10 @@ pub(crate) async fn run<S, B, ResBody, E>(
                 drop(calls);
                 run.expire_groups();
                 // Commits and rollbacks in flight finish, each within its own bound.
-                while let Some((g, result)) = endings.next().await {
-                    run.on_ended(g, result);
+                if let Some(endings) = endings.as_mut() {
+                    while let Some((g, result)) = endings.next().await {
+                        run.on_ended(g, result);
+                    }
                 }
                 run.expire_items();
                 break;
@@ -155,7 +160,7 @@ enum Event {
 
 async fn next_event<F, G>(
     calls: &mut InFlight<F>,
-    endings: &mut FuturesUnordered<G>,
+    endings: &mut Option<FuturesUnordered<G>>,
     mut deadline: Option<Pin<&mut Sleep>>,
 ) -> Event
 where
@@ -166,10 +171,12 @@ where
         if let Poll::Ready(Some(done)) = calls.poll_next(cx) {
             return Poll::Ready(Event::Done(done));
         }
-        if let Poll::Ready(Some((g, result))) = endings.poll_next_unpin(cx) {
-            return Poll::Ready(Event::Ended(g, result));
+        if let Some(endings) = endings.as_mut() {
+            if let Poll::Ready(Some((g, result))) = endings.poll_next_unpin(cx) {
+                return Poll::Ready(Event::Ended(g, result));
+            }
         }
-        if calls.is_empty() && endings.is_empty() {
+        if calls.is_empty() && endings.as_ref().is_none_or(FuturesUnordered::is_empty) {
             return Poll::Ready(Event::Idle);
         }
         match deadline.as_mut().map(|d| d.as_mut().poll(cx)) {

@@ -30,11 +30,7 @@ pub(super) enum Launch<B> {
 /// One batch being run.
 pub(super) struct Run<'a, E> {
     opts: &'a RunOptions,
-    /// Each item until it is sent.
-    items: Vec<Option<PlanItem>>,
-    /// Each item's id, moved into its outcome when it gets one.
-    ids: Vec<String>,
-    outcomes: Vec<Option<Outcome>>,
+    slots: Vec<Slot>,
     schedule: Schedule,
     groups: Vec<AtomicGroup>,
     stop_on_error: bool,
@@ -45,6 +41,15 @@ pub(super) struct Run<'a, E> {
     emit: E,
 }
 
+/// One item.
+struct Slot {
+    /// The item, until it is sent.
+    item: Option<PlanItem>,
+    /// Its id, until it moves into its outcome.
+    id: String,
+    outcome: Option<Outcome>,
+}
+
 impl<'a, E: FnMut(&Outcome)> Run<'a, E> {
     pub(super) fn new(plan: Plan, opts: &'a RunOptions, emit: E) -> Self {
         let Plan {
@@ -53,14 +58,7 @@ impl<'a, E: FnMut(&Outcome)> Run<'a, E> {
             groups,
             chunk_size,
         } = plan;
-        let ids = items
-            .iter_mut()
-            .map(|i| std::mem::take(&mut i.id))
-            .collect();
-        let depends_on = items
-            .iter_mut()
-            .map(|i| std::mem::take(&mut i.depends_on))
-            .collect();
+        let depends_on = items.iter_mut().map(|i| std::mem::take(&mut i.depends_on));
         let members = groups.iter().map(|g| g.members.clone()).collect();
         let schedule = Schedule::new(
             depends_on,
@@ -69,12 +67,17 @@ impl<'a, E: FnMut(&Outcome)> Run<'a, E> {
             stop_on_error,
             opts.concurrency,
         );
-        let n = items.len();
+        let slots = items
+            .into_iter()
+            .map(|mut item| Slot {
+                id: std::mem::take(&mut item.id),
+                item: Some(item),
+                outcome: None,
+            })
+            .collect();
         Self {
             opts,
-            items: items.into_iter().map(Some).collect(),
-            ids,
-            outcomes: (0..n).map(|_| None).collect(),
+            slots,
             schedule,
             groups: groups.into_iter().map(AtomicGroup::new).collect(),
             stop_on_error,
@@ -104,7 +107,7 @@ impl<'a, E: FnMut(&Outcome)> Run<'a, E> {
                     }
                     Some(d) => {
                         self.groups[g].not_started();
-                        self.fail_group(g, failed_dependency(d, self.outcomes[d].as_ref()));
+                        self.fail_group(g, failed_dependency(d, self.slots[d].outcome.as_ref()));
                     }
                 },
             }
@@ -155,14 +158,15 @@ impl<'a, E: FnMut(&Outcome)> Run<'a, E> {
     /// Group `g`'s commit or rollback returned: its members' outcomes are final, and what
     /// waited for the group may start.
     pub(super) fn on_ended(&mut self, g: usize, result: Result<(), TxError>) {
-        let outcomes = &self.outcomes;
-        let changed = self.groups[g].ended(result, |m| outcomes[m].as_ref(), self.stop_on_error);
+        let slots = &self.slots;
+        let outcome_of = |m: usize| slots[m].outcome.as_ref();
+        let changed = self.groups[g].ended(result, outcome_of, self.stop_on_error);
         for (m, outcome) in changed {
             self.record(m, outcome);
         }
-        let outcomes = &self.outcomes;
-        self.schedule
-            .end_group(g, |m| outcomes[m].as_ref().is_none_or(Outcome::failed));
+        let slots = &self.slots;
+        let failed = |m: usize| slots[m].outcome.as_ref().is_none_or(Outcome::failed);
+        self.schedule.end_group(g, failed);
     }
 
     /// Sends the group's next member; a member that cannot be sent fails the group.
@@ -189,7 +193,9 @@ impl<'a, E: FnMut(&Outcome)> Run<'a, E> {
     }
 
     /// The request for item `i`, with its references resolved and its group's transaction
-    /// in its extensions; or the `424` to report when it cannot be sent.
+    /// in its extensions; or the `424` to report when it cannot be sent. (Inlined: the
+    /// request is built where it is launched, not copied through return values.)
+    #[inline(always)]
     fn prepare<B>(
         &mut self,
         i: usize,
@@ -202,14 +208,18 @@ impl<'a, E: FnMut(&Outcome)> Run<'a, E> {
                 why,
             ))
         };
-        let Some(mut item) = self.items[i].take() else {
+        let Some(mut item) = self.slots[i].item.take() else {
             return Err(not_sent(format!("not sent: request {i} was started twice")));
         };
         if let Some(d) = self.schedule.failed_dependency(i) {
-            return Err(Box::new(failed_dependency(d, self.outcomes[d].as_ref())));
+            return Err(Box::new(failed_dependency(
+                d,
+                self.slots[d].outcome.as_ref(),
+            )));
         }
         if let Some(refs) = item.refs.take() {
-            let views = Views::new(&self.outcomes, self.schedule.depends_on(i));
+            let deps = self.schedule.depends_on(i).iter();
+            let views = Views::new(deps.filter_map(|&d| self.slots[d].outcome.as_ref()));
             let into = Resolvable {
                 uri: &mut item.uri,
                 headers: &mut item.headers,
@@ -258,19 +268,20 @@ impl<'a, E: FnMut(&Outcome)> Run<'a, E> {
     /// Stores an item's outcome with its id (an outcome that replaces another keeps the
     /// id).
     fn record(&mut self, i: usize, mut outcome: Outcome) {
-        outcome.id = match self.outcomes[i].take() {
+        let slot = &mut self.slots[i];
+        outcome.id = match slot.outcome.take() {
             Some(old) => old.id,
-            None => std::mem::take(&mut self.ids[i]),
+            None => std::mem::take(&mut slot.id),
         };
-        self.outcomes[i] = Some(outcome);
+        slot.outcome = Some(outcome);
     }
 
     /// The batch deadline passed: open transactions are dropped.
     pub(super) fn expire_groups(&mut self) {
         let limit = self.opts.batch_timeout.unwrap_or_default();
         for g in 0..self.groups.len() {
-            let outcomes = &self.outcomes;
-            let changed = self.groups[g].expire(limit, |m| outcomes[m].is_some());
+            let slots = &self.slots;
+            let changed = self.groups[g].expire(limit, |m| slots[m].outcome.is_some());
             for (m, outcome) in changed {
                 self.record(m, outcome);
             }
@@ -301,7 +312,11 @@ impl<'a, E: FnMut(&Outcome)> Run<'a, E> {
     /// Hands on every outcome that is final, in request order, up to the first that is not:
     /// a group member's is final once its group has ended.
     pub(super) fn emit_final(&mut self) {
-        while let Some(Some(outcome)) = self.outcomes.get(self.emitted) {
+        while let Some(Slot {
+            outcome: Some(outcome),
+            ..
+        }) = self.slots.get(self.emitted)
+        {
             let group = self.schedule.group_of(self.emitted);
             if group.is_some_and(|g| !self.groups[g].is_ended()) {
                 return;
@@ -313,8 +328,10 @@ impl<'a, E: FnMut(&Outcome)> Run<'a, E> {
 
     /// The run is over: hands on the rest, leaving out items that never ran.
     pub(super) fn emit_rest(mut self) {
-        for outcome in self.outcomes[self.emitted..].iter().flatten() {
-            (self.emit)(outcome);
+        for slot in &self.slots[self.emitted..] {
+            if let Some(outcome) = &slot.outcome {
+                (self.emit)(outcome);
+            }
         }
     }
 }

@@ -43,16 +43,22 @@ enum State {
     Failed,
 }
 
+/// One item's place in the schedule.
+#[derive(Debug)]
+struct Node {
+    depends_on: Vec<usize>,
+    /// Who waits for it: its dependants, or their groups' first members.
+    dependants: Vec<usize>,
+    /// How many dependencies it (or its group, at its first member) still waits for.
+    waiting_on: usize,
+    state: State,
+}
+
 /// The schedule of one batch.
 #[derive(Debug)]
 pub(crate) struct Schedule {
-    depends_on: Vec<Vec<usize>>,
-    /// For each item, who waits for it: its dependants, or their groups' first members.
-    dependants: Vec<Vec<usize>>,
-    /// How many dependencies each item (or group, at its first member) still waits for.
-    waiting_on: Vec<usize>,
+    nodes: Vec<Node>,
     ready: BinaryHeap<Reverse<usize>>,
-    state: Vec<State>,
     /// Each item's group; empty when there is none.
     group_of: Vec<Option<usize>>,
     groups: Vec<Range<usize>>,
@@ -67,15 +73,24 @@ pub(crate) struct Schedule {
 }
 
 impl Schedule {
-    /// `depends_on[i]`: the earlier items item `i` waits for; `groups`: adjacent members.
+    /// `depends_on`: for each item, the earlier items it waits for; `groups`: adjacent
+    /// members.
     pub(crate) fn new(
-        depends_on: Vec<Vec<usize>>,
+        depends_on: impl ExactSizeIterator<Item = Vec<usize>>,
         groups: Vec<Range<usize>>,
         chunk_size: Option<usize>,
         stop_on_error: bool,
         concurrency: usize,
     ) -> Self {
         let n = depends_on.len();
+        let mut nodes: Vec<Node> = depends_on
+            .map(|depends_on| Node {
+                depends_on,
+                dependants: Vec::new(),
+                waiting_on: 0,
+                state: State::Waiting,
+            })
+            .collect();
         let mut group_of = Vec::new();
         if !groups.is_empty() {
             group_of = vec![None; n];
@@ -83,18 +98,16 @@ impl Schedule {
                 group_of[members.clone()].fill(Some(g));
             }
         }
-        let mut waiting_on = vec![0; n];
-        let mut dependants = vec![Vec::new(); n];
-        for (i, deps) in depends_on.iter().enumerate() {
+        for i in 0..n {
             let group = group_of.get(i).copied().flatten();
             // A group waits as one, at its first member, for what its members need outside it.
             let waiter = group.map_or(i, |g| groups[g].start);
-            for &d in deps
-                .iter()
-                .filter(|&&d| group.is_none() || group_of[d] != group)
-            {
-                waiting_on[waiter] += 1;
-                dependants[d].push(waiter);
+            for k in 0..nodes[i].depends_on.len() {
+                let d = nodes[i].depends_on[k];
+                if group.is_none() || group_of[d] != group {
+                    nodes[waiter].waiting_on += 1;
+                    nodes[d].dependants.push(waiter);
+                }
             }
         }
         let leads = |i: usize| {
@@ -102,15 +115,12 @@ impl Schedule {
             group.is_none_or(|g| groups[g].start == i)
         };
         let ready = (0..n)
-            .filter(|&i| waiting_on[i] == 0 && leads(i))
+            .filter(|&i| nodes[i].waiting_on == 0 && leads(i))
             .map(Reverse)
             .collect();
         Self {
-            depends_on,
-            dependants,
-            waiting_on,
+            nodes,
             ready,
-            state: vec![State::Waiting; n],
             group_of,
             groups,
             chunk_size: chunk_size.unwrap_or(usize::MAX).max(1),
@@ -151,18 +161,22 @@ impl Schedule {
     }
 
     pub(crate) fn depends_on(&self, i: usize) -> &[usize] {
-        &self.depends_on[i]
+        &self.nodes[i].depends_on
     }
 
     /// Item `i` was sent.
     pub(crate) fn sent(&mut self, i: usize) {
-        self.state[i] = State::Sent;
+        self.nodes[i].state = State::Sent;
+    }
+
+    fn succeeded(&self, d: usize) -> bool {
+        self.nodes[d].state == State::Succeeded
     }
 
     /// The first dependency of item `i` that failed or never ran; then `i` is not sent.
     pub(crate) fn failed_dependency(&self, i: usize) -> Option<usize> {
-        let succeeded = |d: usize| self.state[d] == State::Succeeded;
-        self.depends_on[i].iter().copied().find(|&d| !succeeded(d))
+        let depends_on = &self.nodes[i].depends_on;
+        depends_on.iter().copied().find(|&d| !self.succeeded(d))
     }
 
     /// The first dependency outside group `g`, of any member, that failed or never ran;
@@ -170,10 +184,11 @@ impl Schedule {
     pub(crate) fn failed_dependency_of_group(&self, g: usize) -> Option<usize> {
         let members = &self.groups[g];
         members.clone().find_map(|m| {
-            let outside = self.depends_on[m].iter().filter(|d| !members.contains(d));
-            outside
-                .copied()
-                .find(|&d| self.state[d] != State::Succeeded)
+            let outside = self.nodes[m]
+                .depends_on
+                .iter()
+                .filter(|d| !members.contains(d));
+            outside.copied().find(|&d| !self.succeeded(d))
         })
     }
 
@@ -207,10 +222,10 @@ impl Schedule {
     /// The batch deadline passed: the items without a final state, and what becomes of
     /// each. With `stop_on_error`, items that never started are left out of the reply.
     pub(crate) fn expire(&self) -> impl Iterator<Item = (usize, Expired)> + '_ {
-        self.state
+        self.nodes
             .iter()
             .enumerate()
-            .filter_map(|(i, state)| match state {
+            .filter_map(|(i, node)| match node.state {
                 State::Sent => Some((i, Expired::InFlight)),
                 State::Waiting if !self.stop_on_error => Some((i, Expired::NotStarted)),
                 _ => None,
@@ -218,10 +233,10 @@ impl Schedule {
     }
 
     fn set(&mut self, i: usize, failed: bool) {
-        if matches!(self.state[i], State::Waiting | State::Sent) {
+        if matches!(self.nodes[i].state, State::Waiting | State::Sent) {
             self.finished += 1;
         }
-        self.state[i] = if failed {
+        self.nodes[i].state = if failed {
             State::Failed
         } else {
             State::Succeeded
@@ -230,10 +245,10 @@ impl Schedule {
     }
 
     fn release(&mut self, i: usize) {
-        for k in 0..self.dependants[i].len() {
-            let j = self.dependants[i][k];
-            self.waiting_on[j] -= 1;
-            if self.waiting_on[j] == 0 {
+        for k in 0..self.nodes[i].dependants.len() {
+            let j = self.nodes[i].dependants[k];
+            self.nodes[j].waiting_on -= 1;
+            if self.nodes[j].waiting_on == 0 {
                 self.ready.push(Reverse(j));
             }
         }
@@ -245,8 +260,8 @@ mod tests {
     use super::*;
 
     fn schedule(deps: &[&[usize]], places: usize) -> Schedule {
-        let deps = deps.iter().map(|d| d.to_vec()).collect();
-        Schedule::new(deps, Vec::new(), None, false, places)
+        let deps: Vec<Vec<usize>> = deps.iter().map(|d| d.to_vec()).collect();
+        Schedule::new(deps.into_iter(), Vec::new(), None, false, places)
     }
 
     /// One group with these members.
@@ -308,7 +323,7 @@ mod tests {
     #[test]
     fn stop_on_error_has_one_place_and_stops_at_a_failure() {
         let deps = vec![Vec::new(); 3];
-        let mut s = Schedule::new(deps, Vec::new(), None, true, 8);
+        let mut s = Schedule::new(deps.into_iter(), Vec::new(), None, true, 8);
         assert_eq!(s.places(), 1);
         assert_eq!(drain(&mut s), [Start::Item(0)]);
         s.sent(0);
@@ -321,7 +336,7 @@ mod tests {
     #[test]
     fn chunks_start_when_the_chunk_before_has_finished() {
         let deps = vec![Vec::new(); 5];
-        let mut s = Schedule::new(deps, Vec::new(), Some(2), false, 8);
+        let mut s = Schedule::new(deps.into_iter(), Vec::new(), Some(2), false, 8);
         assert_eq!(drain(&mut s), [Start::Item(0), Start::Item(1)]);
         s.finish(0, false);
         assert_eq!(drain(&mut s), []);
@@ -336,7 +351,7 @@ mod tests {
     fn a_group_starts_as_one_and_holds_one_place_until_it_ends() {
         // 0 outside; group 1..3 whose member 2 depends on 0; 3 depends on member 1.
         let deps = vec![vec![], vec![], vec![0, 1], vec![1]];
-        let mut s = Schedule::new(deps, groups(1..3), None, false, 2);
+        let mut s = Schedule::new(deps.into_iter(), groups(1..3), None, false, 2);
         assert_eq!(drain(&mut s), [Start::Item(0)]);
         s.finish(0, false);
         assert_eq!(drain(&mut s), [Start::Group(0)]);
@@ -355,7 +370,7 @@ mod tests {
     #[test]
     fn a_group_whose_outside_dependency_failed_is_not_begun() {
         let deps = vec![vec![], vec![], vec![0]];
-        let mut s = Schedule::new(deps, groups(1..3), None, false, 1);
+        let mut s = Schedule::new(deps.into_iter(), groups(1..3), None, false, 1);
         assert_eq!(drain(&mut s), [Start::Item(0)]);
         s.finish(0, true);
         assert_eq!(drain(&mut s), [Start::Group(0)]);

@@ -3,7 +3,7 @@
 //! reply lists every problem.
 
 use super::super::NO_HOOK;
-use super::item::Item;
+use super::item::Meta;
 use crate::batch::plan::Group;
 use crate::error::FieldError;
 use std::collections::HashMap;
@@ -18,7 +18,7 @@ pub(super) struct Checked {
 /// Checks the items as a whole. `atomic`: the batch is one group; `hook`: the layer can
 /// run atomic groups at all.
 pub(super) fn check(
-    items: &[Item],
+    items: &[Meta],
     atomic: bool,
     hook: bool,
     errors: &mut Vec<FieldError>,
@@ -64,7 +64,7 @@ pub(super) fn check(
 /// OData's atomicity groups: the members of each are adjacent, and its name is no
 /// request's id.
 fn atomicity_groups(
-    items: &[Item],
+    items: &[Meta],
     ids: &HashMap<&str, usize>,
     hook: bool,
     errors: &mut Vec<FieldError>,

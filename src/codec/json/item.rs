@@ -33,34 +33,34 @@ pub(super) struct RawItem<'a> {
     atomicity_group: Option<&'a RawValue>,
 }
 
-/// What one item yields. The parts the checks across items need are kept even when the
-/// item is invalid, so that one pass reports every problem.
+/// What the checks across items need of one item. It is kept even when the item is
+/// invalid, so that one pass reports every problem.
 #[derive(Default)]
-pub(super) struct Item {
+pub(super) struct Meta {
     /// `None` when the `id` field is invalid.
     pub(super) id: Option<String>,
     /// The ids (or group names) in `dependsOn`.
     pub(super) depends_on: Vec<String>,
     pub(super) group: Option<String>,
-    /// The sub-request, when every field of the item is valid.
-    pub(super) request: Option<PlanItem>,
 }
 
-/// Reads item `index`; each problem goes into `errors`.
+/// Reads item `index`: the sub-request goes into `plan` when every field is valid, and
+/// each problem into `errors`.
 pub(super) fn decode(
     index: usize,
     raw: Result<RawItem<'_>, String>,
     outer: &Bytes,
     cx: &DecodeContext<'_>,
+    plan: &mut Vec<PlanItem>,
     errors: &mut Vec<FieldError>,
-) -> Item {
+) -> Meta {
     let before = errors.len();
     let mut err = |field: &str, detail: String| errors.push(FieldError::item(index, field, detail));
     let raw = match raw {
         Ok(raw) => raw,
         Err(e) => {
             err("requests", e);
-            return Item::default();
+            return Meta::default();
         }
     };
     let id = read_id(raw.id, index, &mut err);
@@ -81,20 +81,16 @@ pub(super) fn decode(
     let group = read_group(raw.atomicity_group, &mut err);
     let body = read_body(raw.body, outer, &mut headers, &mut refs, &mut err);
     check_reference_ids(&refs, &depends_on, &mut err);
-    let valid = errors.len() == before;
-    let request = match (method, uri) {
-        (Some(method), Some(uri)) if valid => {
-            let mut item = PlanItem::new(String::new(), method, uri, headers, body);
-            item.refs = (!refs.is_empty()).then(|| Box::new(refs));
-            Some(item)
-        }
-        _ => None,
-    };
-    Item {
+    if let (Some(method), Some(uri), true) = (method, uri, errors.len() == before) {
+        // The id is set once the checks across items have passed.
+        let mut item = PlanItem::new(String::new(), method, uri, headers, body);
+        item.refs = (!refs.is_empty()).then(|| Box::new(refs));
+        plan.push(item);
+    }
+    Meta {
         id,
         depends_on,
         group,
-        request,
     }
 }
 

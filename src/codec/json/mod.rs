@@ -22,7 +22,7 @@ use crate::error::{FieldError, Problem};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method, StatusCode};
-use item::{Item, RawItem};
+use item::{Meta, RawItem};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -88,26 +88,22 @@ struct Options {
 fn decode(bytes: &Bytes, cx: &DecodeContext<'_>) -> Result<Plan, Vec<FieldError>> {
     let (raw, items) = envelope(bytes, cx)?;
     let (options, mut errors) = options(&raw, cx);
-    let items: Vec<Item> = items
+    let mut plan = Vec::with_capacity(items.len());
+    let metas: Vec<Meta> = items
         .into_iter()
         .enumerate()
-        .map(|(index, raw)| item::decode(index, raw, bytes, cx, &mut errors))
+        .map(|(index, raw)| item::decode(index, raw, bytes, cx, &mut plan, &mut errors))
         .collect();
-    let checked = graph::check(&items, options.atomic, cx.limits.atomic, &mut errors);
+    let checked = graph::check(&metas, options.atomic, cx.limits.atomic, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
-    // Without errors, every item has its id and its request.
-    let plan = items
-        .into_iter()
-        .zip(checked.depends_on)
-        .filter_map(|(item, depends_on)| {
-            let mut request = item.request?;
-            request.id = item.id?;
-            request.depends_on = depends_on;
-            Some(request)
-        })
-        .collect();
+    // Without errors, every item is in the plan, in order, and every id is valid.
+    let checks = metas.into_iter().zip(checked.depends_on);
+    for (item, (meta, depends_on)) in plan.iter_mut().zip(checks) {
+        item.id = meta.id.unwrap_or_default();
+        item.depends_on = depends_on;
+    }
     let mut plan = Plan::new(plan, options.stop_on_error);
     plan.groups = checked.groups;
     Ok(plan)
