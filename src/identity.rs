@@ -76,7 +76,7 @@ impl HeaderPolicy {
     /// silently, as seed 001 says of authentication headers. Besides identity,
     /// client-address and hop-by-hop headers, a sub-request never sets its own framing
     /// (`content-length` is computed), `host`, `expect` or `proxy-authenticate`.
-    fn keeps(&self, name: &HeaderName) -> bool {
+    pub(crate) fn keeps(&self, name: &HeaderName) -> bool {
         !(self.is_outer_only(name)
             || is_hop_by_hop(name)
             || matches!(

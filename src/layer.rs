@@ -217,7 +217,8 @@ impl BatchLayer {
     /// [`timeout`](Self::timeout)). When it passes, the sub-requests in flight are dropped
     /// and report `504`, those not started report `424`, and the reply comes back well
     /// formed. A transaction's commit or rollback already in flight is let finish (within
-    /// the per-sub-request timeout), so the reply says what became of the data.
+    /// the per-sub-request timeout, or without one within one more `batch_timeout`), so the
+    /// reply says what became of the data.
     pub fn batch_timeout(mut self, timeout: Duration) -> Self {
         self.config_mut().run.batch_timeout = Some(timeout);
         self

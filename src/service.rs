@@ -14,7 +14,7 @@ use crate::future::ResponseFuture;
 use crate::identity::Outer;
 use crate::BoxError;
 use bytes::Bytes;
-use http::{header, Request, Response, StatusCode};
+use http::{header, HeaderName, Request, Response, StatusCode};
 use http_body::Body;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -120,9 +120,11 @@ where
     };
     let outer = Outer::new(parts, &config.headers);
     let path = outer.parts().uri.path();
+    let keeps_header = |name: &HeaderName| config.headers.keeps(name);
     let cx = DecodeContext {
         limits: &config.decode,
         base: &path[..path.rfind('/').map_or(0, |i| i + 1)],
+        keeps_header: &keeps_header,
     };
     let mut decoded = codec.decode(outer.parts(), &bytes, &cx);
     loop {
@@ -134,7 +136,7 @@ where
             }
             Ok(Decoded::Lookup(plan, resume)) => {
                 let mut outcomes = Vec::with_capacity(plan.items.len());
-                let keep = |outcome: &_| outcomes.push(Clone::clone(outcome));
+                let keep = |_, outcome: &_| outcomes.push(Clone::clone(outcome));
                 engine::run(svc.clone(), &outer, plan, &config.run, keep).await;
                 decoded = resume.resume(outcomes, &cx);
             }
@@ -158,8 +160,8 @@ where
 {
     let mut w = ReplyWriter::default();
     reply.begin(&mut w);
-    engine::run(svc, outer, plan, opts, |outcome| {
-        reply.item(outcome, &mut w)
+    engine::run(svc, outer, plan, opts, |i, outcome| {
+        reply.item(i, outcome, &mut w)
     })
     .await;
     let content_type = reply.content_type();

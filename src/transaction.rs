@@ -28,7 +28,8 @@ use std::sync::Arc;
 /// [`timeout`](crate::BatchLayer::timeout). A commit that does not return in time leaves
 /// its members reporting `504`: whether it took effect is unknown. When the batch's
 /// deadline passes while a commit or rollback is in flight, the layer waits for it (within
-/// that bound) and reports what it returned. When the batch is dropped while a transaction
+/// that bound, or without one within one more `batch_timeout`) and reports what it
+/// returned. When the batch is dropped while a transaction
 /// is open (the client went away, or the deadline passed between members), the handle is
 /// dropped without either call: make the handle roll back on drop, as
 /// `rusqlite::Transaction` and `sqlx::Transaction` do.

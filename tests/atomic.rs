@@ -496,3 +496,46 @@ async fn hook_calls_that_never_return_are_bounded_by_the_timeout() {
     );
     assert_eq!(calls.get(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn without_a_per_item_timeout_a_commit_after_the_deadline_gets_one_more_batch_timeout() {
+    let store = seeded(0);
+    store.hold.commit.store(true, Ordering::SeqCst);
+    let layer = layer(&store)
+        .no_timeout()
+        .batch_timeout(Duration::from_millis(300));
+    let (http, _) = store::start(layer, store.clone()).await;
+    let started = tokio::time::Instant::now();
+    let batch = json!({"atomic": true, "requests": [create("a", Some("one"))]});
+    // The commit never returns: the reply comes anyway, and says it cannot tell.
+    let items = http.batch(&batch, &[]).await.items();
+    assert_eq!(statuses_of(&items), [504], "{items:#?}");
+    let detail = items[0]["body"]["detail"].as_str().unwrap();
+    assert!(detail.contains("did not finish within 300ms"), "{detail}");
+    assert!(
+        detail.contains("whether it took effect is unknown"),
+        "{detail}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(600));
+}
+
+#[tokio::test]
+async fn with_stop_on_error_a_group_that_cannot_begin_ends_the_batch() {
+    let store = seeded(0);
+    let (http, calls) = store::start(layer(&store), store.clone()).await;
+    store.fail_begin.store(true, Ordering::SeqCst);
+    let items = http
+        .batch(
+            &json!({"stop_on_error": true, "requests": [
+                {"id": "a", "method": "POST", "url": "/items", "body": {"name": "x"}, "atomicityGroup": "g"},
+                {"id": "b", "method": "POST", "url": "/items", "body": {"name": "y"}, "atomicityGroup": "g"},
+                {"id": "c", "method": "POST", "url": "/items", "body": {"name": "free"}},
+            ]}),
+            &[],
+        )
+        .await
+        .items();
+    // Its members' 503 is the first failure: the reply ends there, and `c` never runs.
+    assert_eq!(statuses_of(&items), [503, 503]);
+    assert_eq!(calls.get(), 0);
+}

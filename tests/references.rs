@@ -122,3 +122,31 @@ async fn a_reference_cannot_reach_the_batch_endpoint() {
     );
     assert_eq!(calls.get(), 2, "the two nested batches were not sent");
 }
+
+#[tokio::test]
+async fn references_in_headers_that_are_dropped_are_not_read() {
+    let (http, _) = start(BatchLayer::new("/batch")).await;
+    let items = http
+        .batch(
+            &json!({"requests": [
+                {"id": "a", "url": "/whoami"},
+                // Undeclared, and finding nothing: both would refuse or hold back a kept
+                // header. An identity header is dropped, so neither matters.
+                {"id": "b", "url": "/echo", "dependsOn": ["a"], "headers": {
+                    "authorization": "Bearer {{nobody#/token}}",
+                    "cookie": "session={{a#/body/no/such/field}}"
+                }},
+            ]}),
+            &[("authorization", "Bearer alice-token")],
+        )
+        .await
+        .items();
+    assert_eq!(item(&items, "b")["status"], 200, "{items:#?}");
+    let echo = &item(&items, "b")["body"];
+    assert_eq!(echo["user"], "alice");
+    assert_eq!(
+        echo["headers"]["authorization"],
+        json!(["Bearer alice-token"])
+    );
+    assert!(echo["headers"].get("cookie").is_none(), "{echo}");
+}

@@ -120,6 +120,7 @@ impl BulkCodec {
             let into = HeaderSink {
                 map: &mut headers,
                 templates: None,
+                keeps: &|_| true,
             };
             decode_headers(v, true, into, &mut err);
         }
@@ -194,7 +195,7 @@ impl Reply for BulkReply {
         w.put(b"[");
     }
 
-    fn item(&mut self, o: &Outcome, w: &mut ReplyWriter) {
+    fn item(&mut self, _index: usize, o: &Outcome, w: &mut ReplyWriter) {
         if self.written > 0 {
             w.put(b",");
         }

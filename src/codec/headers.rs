@@ -15,6 +15,9 @@ pub(crate) struct HeaderSink<'a> {
     pub(crate) map: &'a mut HeaderMap,
     /// `None` for a format without references: `{{` in a value is then literal text.
     pub(crate) templates: Option<&'a mut Vec<(HeaderName, Template)>>,
+    /// Whether the header is kept (`DecodeContext::keeps_header`): no reference is read in
+    /// a header that will be dropped.
+    pub(crate) keeps: &'a (dyn Fn(&HeaderName) -> bool + Sync),
 }
 
 /// Reads a `headers` field; `lines` also takes an array of `"Name: value"` strings. Each
@@ -66,11 +69,8 @@ impl HeaderSink<'_> {
     /// One value: a template when it holds references (and the format has them), else text.
     fn push(&mut self, name: &HeaderName, value: String, err: &mut impl FnMut(String)) {
         const INVALID: &str = "is not a valid HTTP header value (control characters or CR/LF)";
-        if let Some(templates) = self
-            .templates
-            .as_deref_mut()
-            .filter(|_| value.contains("{{"))
-        {
+        let templated = value.contains("{{") && (self.keeps)(name);
+        if let Some(templates) = self.templates.as_deref_mut().filter(|_| templated) {
             match Template::parse(&value) {
                 Ok(Some(t)) if HeaderValue::try_from(t.with_placeholder("x")).is_ok() => {
                     templates.push((name.clone(), t));

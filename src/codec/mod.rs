@@ -19,7 +19,7 @@ use crate::batch::url::{BatchPaths, UrlContext};
 use crate::error::Problem;
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderValue, Method, StatusCode};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 /// A wire format.
 pub(crate) trait Codec: Send + Sync + std::fmt::Debug + 'static {
@@ -68,8 +68,8 @@ pub(crate) trait Reply: Send {
     /// Writes what comes before the first outcome.
     fn begin(&mut self, _w: &mut ReplyWriter) {}
 
-    /// Writes (or keeps) one outcome.
-    fn item(&mut self, outcome: &Outcome, w: &mut ReplyWriter);
+    /// Writes (or keeps) the outcome of plan item `index`.
+    fn item(&mut self, index: usize, outcome: &Outcome, w: &mut ReplyWriter);
 
     /// Writes what follows the last outcome; the reply's status.
     fn finish(self: Box<Self>, w: &mut ReplyWriter) -> StatusCode;
@@ -92,6 +92,10 @@ pub(crate) struct DecodeContext<'a> {
     /// The directory of the endpoint that received the batch (`/` for `/batch`, `/odata/`
     /// for `/odata/$batch`): relative sub-request URLs resolve against it.
     pub(crate) base: &'a str,
+    /// Whether a header a sub-request sets is kept. The others (identity, framing) are
+    /// dropped when the request is built; a codec reads no reference in them, so they can
+    /// neither refuse a batch nor hold an item back.
+    pub(crate) keeps_header: &'a (dyn Fn(&HeaderName) -> bool + Sync),
 }
 
 impl<'a> DecodeContext<'a> {

@@ -74,6 +74,11 @@ impl AtomicGroup {
         matches!(self.state, State::Ended)
     }
 
+    /// Its commit or rollback is in flight.
+    pub(crate) fn is_ending(&self) -> bool {
+        matches!(self.state, State::Ending { .. })
+    }
+
     /// Its transaction's `begin` is in flight.
     pub(crate) fn begin(&mut self) {
         self.state = State::Beginning;
@@ -122,6 +127,7 @@ impl AtomicGroup {
         match std::mem::replace(&mut self.state, State::Ending { failed_at }) {
             State::Open(tx) => Some(Next::End(tx, !failed)),
             other => {
+                debug_assert!(false, "a member finished while its group was not open");
                 self.state = other;
                 None
             }

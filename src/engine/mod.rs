@@ -49,8 +49,8 @@ pub(crate) struct RunOptions {
     pub(crate) batch_paths: BatchPaths,
 }
 
-/// Runs the items of `plan` and hands each outcome to `emit`, in request order, once it
-/// and every item before it are final.
+/// Runs the items of `plan` and hands each outcome to `emit` with the item's index, in
+/// request order, once it and every item before it are final.
 ///
 /// At most `concurrency` sub-requests are in flight (one with `stop_on_error`). An item
 /// starts once every item it `dependsOn` has finished; among the items that may start, the
@@ -71,10 +71,12 @@ pub(crate) struct RunOptions {
 /// they finish in.
 ///
 /// When `batch_timeout` passes, the items in flight are dropped and report `504`, and the
-/// items not started report `424`; an open transaction is dropped, and its members report
-/// that they were rolled back. A commit or rollback already in flight is waited for
-/// (within its own bound), so the reply says what became of the data. Dropping this future
-/// (the client went away) drops every sub-request in flight and starts no other.
+/// items not started report `424` (with `stop_on_error`, they are left out); an open
+/// transaction is dropped, and its members report that they were rolled back. A commit or
+/// rollback already in flight is waited for (within the per-sub-request timeout, or
+/// without one a second `batch_timeout`), so the reply says what became of the data.
+/// Dropping this future (the client went away) drops every sub-request in flight and
+/// starts no other.
 pub(crate) async fn run<S, B, ResBody, E>(
     svc: S,
     outer: &Outer<'_>,
@@ -86,7 +88,7 @@ pub(crate) async fn run<S, B, ResBody, E>(
     S::Error: Into<BoxError>,
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
-    E: FnMut(&Outcome),
+    E: FnMut(usize, &Outcome),
 {
     let mut run = Run::new(plan, opts, emit);
     let mut calls = InFlight::new(run.places());
@@ -121,11 +123,8 @@ pub(crate) async fn run<S, B, ResBody, E>(
             Event::Deadline => {
                 drop(calls);
                 run.expire_groups();
-                // Commits and rollbacks in flight finish, each within its own bound.
                 if let Some(endings) = endings.as_mut() {
-                    while let Some((g, result)) = endings.next().await {
-                        run.on_ended(g, result);
-                    }
+                    finish_endings(&mut run, endings, opts).await;
                 }
                 run.expire_items();
                 break;
@@ -137,6 +136,29 @@ pub(crate) async fn run<S, B, ResBody, E>(
         run.emit_final();
     }
     run.emit_rest();
+}
+
+/// The batch deadline passed while commits or rollbacks were in flight: each may finish,
+/// so the reply says what became of the data, but within a bound: the per-sub-request
+/// timeout, or without one a second `batch_timeout`. A group whose call is still in flight
+/// then reports that it did not finish.
+async fn finish_endings<E, G>(
+    run: &mut Run<'_, E>,
+    endings: &mut FuturesUnordered<G>,
+    opts: &RunOptions,
+) where
+    E: FnMut(usize, &Outcome),
+    G: Future<Output = (usize, Result<(), TxError>)>,
+{
+    let grace = opts.timeout.or(opts.batch_timeout).unwrap_or_default();
+    let until = tokio::time::Instant::now() + grace;
+    loop {
+        match tokio::time::timeout_at(until, endings.next()).await {
+            Ok(Some((g, result))) => run.on_ended(g, result),
+            Ok(None) => return,
+            Err(_) => return run.end_unfinished(grace),
+        }
+    }
 }
 
 /// What a future in `calls` reports.

@@ -22,6 +22,13 @@ use std::sync::Arc;
 use tower::Service;
 
 /// Serves an axum-style service on 127.0.0.1:0 (with `ConnectInfo`), returns its address.
+///
+/// Tests that pause tokio's clock (`start_paused`) use these servers too. A paused clock
+/// jumps to the next timer whenever every task waits, even while a socket has data coming.
+/// That is safe here: neither the server nor the client sets a timer of its own, and the
+/// layer's timers (per sub-request, per batch, per hook call) exist only while a batch runs
+/// in-process, when no socket I/O is outstanding: the batch body has been read and the
+/// reply is not yet written. So the clock moves only when a sub-request waits for its timer.
 pub async fn serve<S>(svc: S) -> SocketAddr
 where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,

@@ -74,6 +74,7 @@ pub(super) fn decode(
         let into = HeaderSink {
             map: &mut headers,
             templates: Some(&mut refs.headers),
+            keeps: cx.keeps_header,
         };
         decode_headers(v, false, into, &mut err);
     }

@@ -179,7 +179,7 @@ impl Reply for JsonReply {
         w.put(b"{\"responses\":[");
     }
 
-    fn item(&mut self, o: &Outcome, w: &mut ReplyWriter) {
+    fn item(&mut self, _index: usize, o: &Outcome, w: &mut ReplyWriter) {
         if self.written > 0 {
             w.put(b",");
         }

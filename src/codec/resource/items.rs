@@ -11,8 +11,11 @@ use crate::batch::url::{encode_component, parse_url};
 use crate::error::{FieldError, Problem};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Uri};
-use serde_json::value::RawValue;
+use serde_json::value::{to_raw_value, RawValue};
 use serde_json::Value;
+
+/// An item as the reply shows it (`null` when `None`).
+pub(super) type Shown = Option<Box<RawValue>>;
 
 /// Builds the plan and the reply's entries, item by item.
 pub(super) struct Builder<'a> {
@@ -46,7 +49,7 @@ impl<'a> Builder<'a> {
 
     /// The layer refuses item `index`: reported in `failed` (best effort) or refusing the
     /// whole request (atomic).
-    pub(super) fn refuse(&mut self, index: usize, field: &str, detail: String, shown: Bytes) {
+    pub(super) fn refuse(&mut self, index: usize, field: &str, detail: String, shown: Shown) {
         self.errors
             .push(FieldError::item(index, field, detail.clone()));
         self.entries.push(Entry {
@@ -55,7 +58,7 @@ impl<'a> Builder<'a> {
         });
     }
 
-    fn push(&mut self, index: usize, method: Method, uri: Uri, body: Bytes, shown: Bytes) {
+    fn push(&mut self, index: usize, method: Method, uri: Uri, body: Bytes, shown: Shown) {
         let mut headers = HeaderMap::new();
         if !body.is_empty() {
             headers.insert(
@@ -73,13 +76,16 @@ impl<'a> Builder<'a> {
 
     /// `POST {path}` with the item as its body.
     pub(super) fn create(&mut self, index: usize, raw: &RawValue, outer: &Bytes) {
-        let shown = outer.slice_ref(raw.get().as_bytes());
+        let shown = Some(raw.to_owned());
         if !raw.get().starts_with('{') {
             let detail = format!("must be a JSON object, not {}", type_name(raw));
             return self.refuse(index, "item", detail, shown);
         }
         match parse_url(&self.resource.path, self.cx.root_urls()) {
-            Ok(uri) => self.push(index, Method::POST, uri, shown.clone(), shown),
+            Ok(uri) => {
+                let body = outer.slice_ref(raw.get().as_bytes());
+                self.push(index, Method::POST, uri, body, shown)
+            }
             Err(e) => self.refuse(index, "item", format!("cannot be sent: the url {e}"), shown),
         }
     }
@@ -93,12 +99,12 @@ impl<'a> Builder<'a> {
                 "must be a JSON object with {field:?}, not {}",
                 type_name(raw)
             );
-            return self.refuse(index, "updates", detail, Bytes::new());
+            return self.refuse(index, "updates", detail, None);
         };
         let Some(id) = object.remove(field) else {
-            return self.refuse(index, field, "is required".into(), Bytes::new());
+            return self.refuse(index, field, "is required".into(), None);
         };
-        let shown = Bytes::from(serde_json::to_vec(&id).unwrap_or_default());
+        let shown = to_raw_value(&id).ok();
         match self.item_uri(&id) {
             Ok(uri) => {
                 let body = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
@@ -110,7 +116,7 @@ impl<'a> Builder<'a> {
 
     /// `DELETE {path}/{id}`; `field` names where the id came from (`ids`, `filters`).
     pub(super) fn delete(&mut self, index: usize, id: Value, field: &str) {
-        let shown = Bytes::from(serde_json::to_vec(&id).unwrap_or_default());
+        let shown = to_raw_value(&id).ok();
         match self.item_uri(&id) {
             Ok(uri) => self.push(index, Method::DELETE, uri, Bytes::new(), shown),
             Err(e) => self.refuse(index, field, e, shown),

@@ -282,7 +282,7 @@ impl Resource {
                 Op::Update => b.update(index, raw),
                 Op::Delete => match serde_json::from_str(raw.get()) {
                     Ok(id) => b.delete(index, id, "ids"),
-                    Err(e) => b.refuse(index, "ids", e.to_string(), Bytes::new()),
+                    Err(e) => b.refuse(index, "ids", e.to_string(), None),
                 },
             }
         }

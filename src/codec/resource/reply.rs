@@ -4,32 +4,39 @@
 
 use super::super::{Reply, ReplyWriter, APPLICATION_JSON};
 use super::Op;
-use crate::batch::outcome::{BodyView, Outcome};
-use bytes::Bytes;
+use crate::batch::media::{media_kind, MediaKind};
+use crate::batch::outcome::Outcome;
 use http::{header, HeaderValue, StatusCode};
 use serde::{Serialize, Serializer};
-use serde_json::value::RawValue;
+use serde_json::value::{to_raw_value, RawValue};
 use serde_json::Value;
 
 /// One item of the request, in request order.
 pub(super) struct Entry {
-    /// The item as sent (create) or its id (update, delete), as JSON.
-    pub(super) shown: Bytes,
+    /// The item as sent (create) or its id (update, delete); `None` is shown as `null`.
+    pub(super) shown: Option<Box<RawValue>>,
     /// Why the layer refused to send it.
     pub(super) refused: Option<String>,
+}
+
+/// What an item's outcome says.
+enum Answer {
+    /// Created, updated (the resource) or deleted.
+    Done(Json),
+    /// A delete found nothing (`404`, `410`).
+    NotFound,
+    Failed(StatusCode, String),
 }
 
 /// Collects the outcomes of a resource bulk request.
 pub(super) struct ResourceReply {
     op: Op,
     atomic: bool,
-    entries: std::vec::IntoIter<Entry>,
-    /// The index of the next entry.
-    index: usize,
-    /// `created`/`succeeded` (the resources), or `deleted` (the ids).
-    done: Vec<Json>,
-    not_found: Vec<Json>,
-    failed: Vec<Failure>,
+    entries: Vec<Entry>,
+    /// For each plan item, its entry: refused entries have no plan item.
+    sent: Vec<usize>,
+    /// Each entry's answer, once its outcome is in.
+    answers: Vec<Option<Answer>>,
 }
 
 /// One item that did not take effect.
@@ -44,58 +51,48 @@ struct Failure {
     item: Option<Json>,
 }
 
-/// A JSON text known to be valid, embedded as it is; `null` when empty.
-struct Json(Bytes);
+/// A JSON value, parsed once, embedded as it is; `null` when there is none.
+struct Json(Option<Box<RawValue>>);
 
 impl Serialize for Json {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let text = std::str::from_utf8(&self.0).unwrap_or("");
-        match serde_json::from_str::<&RawValue>(text) {
-            Ok(raw) => raw.serialize(s),
-            Err(_) => s.serialize_unit(),
+        match &self.0 {
+            Some(raw) => raw.serialize(s),
+            None => s.serialize_unit(),
         }
     }
 }
 
 impl ResourceReply {
     pub(super) fn new(op: Op, atomic: bool, entries: Vec<Entry>) -> Self {
+        let sent = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.refused.is_none())
+            .map(|(index, _)| index)
+            .collect();
+        let answers = entries.iter().map(|_| None).collect();
         Self {
             op,
             atomic,
-            entries: entries.into_iter(),
-            index: 0,
-            done: Vec::new(),
-            not_found: Vec::new(),
-            failed: Vec::new(),
+            entries,
+            sent,
+            answers,
         }
     }
 
-    /// The next entry that was sent; the refused ones before it go into `failed`.
-    fn next_sent(&mut self) -> Option<(usize, Entry)> {
-        loop {
-            let mut entry = self.entries.next()?;
-            let index = self.index;
-            self.index += 1;
-            match entry.refused.take() {
-                Some(why) => self.fail(index, entry, StatusCode::UNPROCESSABLE_ENTITY, why),
-                None => return Some((index, entry)),
-            }
-        }
-    }
-
-    fn fail(&mut self, index: usize, entry: Entry, status: StatusCode, error: String) {
-        let shown = Json(entry.shown);
+    fn failure(&self, index: usize, shown: Json, status: StatusCode, error: String) -> Failure {
         let (id, item) = match self.op {
             Op::Create => (None, Some(shown)),
             Op::Update | Op::Delete => (Some(shown), None),
         };
-        self.failed.push(Failure {
+        Failure {
             index,
             id,
             status: status.as_u16(),
             error,
             item,
-        });
+        }
     }
 }
 
@@ -104,40 +101,82 @@ impl Reply for ResourceReply {
         APPLICATION_JSON
     }
 
-    fn item(&mut self, o: &Outcome, _w: &mut ReplyWriter) {
-        let Some((index, entry)) = self.next_sent() else {
+    fn item(&mut self, index: usize, o: &Outcome, _w: &mut ReplyWriter) {
+        let Some(&entry) = self.sent.get(index) else {
             return;
         };
-        if o.status.is_success() {
-            let done = match self.op {
-                Op::Delete => Json(entry.shown),
-                Op::Create | Op::Update => resource(o),
-            };
-            self.done.push(done);
+        let answer = if o.status.is_success() {
+            match self.op {
+                // The id, from the entry.
+                Op::Delete => Answer::Done(Json(None)),
+                Op::Create | Op::Update => Answer::Done(resource(o)),
+            }
         } else if self.op == Op::Delete
             && matches!(o.status, StatusCode::NOT_FOUND | StatusCode::GONE)
         {
-            self.not_found.push(Json(entry.shown));
+            Answer::NotFound
         } else {
-            self.fail(index, entry, o.status, message(o));
-        }
+            Answer::Failed(o.status, message(o))
+        };
+        self.answers[entry] = Some(answer);
     }
 
     fn finish(mut self: Box<Self>, w: &mut ReplyWriter) -> StatusCode {
-        // Entries left: refused ones, and any that did not run.
-        while let Some((index, entry)) = self.next_sent() {
-            let status = StatusCode::INTERNAL_SERVER_ERROR;
-            self.fail(index, entry, status, "did not run".into());
+        let (mut done, mut not_found, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+        let entries = std::mem::take(&mut self.entries);
+        for (index, entry) in entries.into_iter().enumerate() {
+            let shown = Json(entry.shown);
+            match (entry.refused, self.answers[index].take()) {
+                (Some(why), _) => {
+                    failed.push(self.failure(index, shown, StatusCode::UNPROCESSABLE_ENTITY, why))
+                }
+                (None, Some(Answer::Done(Json(None)))) => done.push(shown),
+                (None, Some(Answer::Done(resource))) => done.push(resource),
+                (None, Some(Answer::NotFound)) => not_found.push(shown),
+                (None, Some(Answer::Failed(status, error))) => {
+                    failed.push(self.failure(index, shown, status, error))
+                }
+                (None, None) => {
+                    let status = StatusCode::INTERNAL_SERVER_ERROR;
+                    failed.push(self.failure(index, shown, status, "did not run".into()))
+                }
+            }
         }
-        let status = match (self.failed.len(), self.op) {
+        let status = match (failed.len(), self.op) {
             (0, Op::Create) => StatusCode::CREATED,
             (0, _) => StatusCode::OK,
             _ => StatusCode::MULTI_STATUS,
         };
+        let atomic = self.atomic.then_some(Atomic {
+            atomic: true,
+            rolled_back: !failed.is_empty(),
+        });
         // Writing into memory cannot fail.
         let _ = match self.op {
-            Op::Create | Op::Update => serde_json::to_writer(w.writer(), &self.summary()),
-            Op::Delete => serde_json::to_writer(w.writer(), &self.deletions()),
+            Op::Create | Op::Update => {
+                let created = self.op == Op::Create;
+                let summary = Summary {
+                    success_count: done.len(),
+                    error_count: failed.len(),
+                    created: created.then_some(&done[..]),
+                    succeeded: (!created).then_some(&done[..]),
+                    failed: &failed,
+                    atomic,
+                };
+                serde_json::to_writer(w.writer(), &summary)
+            }
+            Op::Delete => {
+                let deletions = Deletions {
+                    deleted_count: done.len(),
+                    not_found_count: not_found.len(),
+                    error_count: failed.len(),
+                    deleted: &done,
+                    not_found: &not_found,
+                    failed: &failed,
+                    atomic,
+                };
+                serde_json::to_writer(w.writer(), &deletions)
+            }
         };
         status
     }
@@ -177,52 +216,19 @@ struct Atomic {
     rolled_back: bool,
 }
 
-impl ResourceReply {
-    fn atomic(&self) -> Option<Atomic> {
-        self.atomic.then_some(Atomic {
-            atomic: true,
-            rolled_back: !self.failed.is_empty(),
-        })
-    }
-
-    fn summary(&self) -> Summary<'_> {
-        let created = self.op == Op::Create;
-        Summary {
-            success_count: self.done.len(),
-            error_count: self.failed.len(),
-            created: created.then_some(&self.done[..]),
-            succeeded: (!created).then_some(&self.done[..]),
-            failed: &self.failed,
-            atomic: self.atomic(),
-        }
-    }
-
-    fn deletions(&self) -> Deletions<'_> {
-        Deletions {
-            deleted_count: self.done.len(),
-            not_found_count: self.not_found.len(),
-            error_count: self.failed.len(),
-            deleted: &self.done,
-            not_found: &self.not_found,
-            failed: &self.failed,
-            atomic: self.atomic(),
-        }
-    }
-}
-
 /// What a successful item answered: its JSON body; else `{"location": …}` when it named
 /// one; else `null`.
 fn resource(outcome: &Outcome) -> Json {
-    if let BodyView::Json(json) = outcome.body_view() {
-        return Json(json.clone());
+    if media_kind(&outcome.headers) == Some(MediaKind::Json) {
+        // Parsed once: this checks the body is JSON and keeps it to embed as it is.
+        if let Ok(raw) = serde_json::from_slice::<Box<RawValue>>(&outcome.body) {
+            return Json(Some(raw));
+        }
     }
     let location = outcome.headers.get(header::LOCATION);
     match location.and_then(|v| v.to_str().ok()) {
-        Some(location) => {
-            let object = serde_json::json!({ "location": location });
-            Json(Bytes::from(object.to_string()))
-        }
-        None => Json(Bytes::new()),
+        Some(location) => Json(to_raw_value(&serde_json::json!({ "location": location })).ok()),
+        None => Json(None),
     }
 }
 
