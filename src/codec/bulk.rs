@@ -13,14 +13,15 @@
 
 use super::fields::{parse_envelope, parse_item, parse_method_field, request_list, type_name};
 use super::headers::{decode_headers, HeaderSink};
-use super::{Codec, DecodeContext, Decoded, Reply, ReplyWriter, APPLICATION_JSON};
+use super::list::ListReply;
+use super::{Codec, DecodeContext, Decoded, ReplyWriter};
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::{Plan, PlanItem};
 use crate::batch::url::{parse_url, UrlContext};
 use crate::error::{FieldError, Problem};
 use bytes::Bytes;
 use http::request::Parts;
-use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use http::{header, HeaderMap, HeaderValue, Method, Uri};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -46,10 +47,7 @@ impl Codec for BulkCodec {
         cx: &DecodeContext<'_>,
     ) -> Result<Decoded, Problem> {
         let plan = self.decode_plan(body, cx).map_err(Problem::invalid)?;
-        let reply = BulkReply {
-            items: plan.items.len(),
-            written: 0,
-        };
+        let reply = ListReply::new(b"[", b"]", entry, plan.items.len() * 96);
         Ok(Decoded::Run(plan, Box::new(reply)))
     }
 }
@@ -179,46 +177,21 @@ fn read_data(raw: Option<&RawValue>) -> Result<Bytes, String> {
     }
 }
 
-/// Writes a bare array of `{"contents", "headers", "status"}`, one item at a time.
-struct BulkReply {
-    items: usize,
-    written: usize,
-}
-
-impl Reply for BulkReply {
-    fn content_type(&self) -> HeaderValue {
-        APPLICATION_JSON
+/// One entry of the bare array: `{"contents", "headers", "status"}`.
+fn entry(o: &Outcome, w: &mut ReplyWriter) {
+    w.put(b"{\"contents\":");
+    w.body(o, b"\"\"");
+    w.put(b",\"headers\":");
+    if o.headers.is_empty() {
+        w.put(b"[]");
+    } else {
+        w.headers(&o.headers);
     }
-
-    fn begin(&mut self, w: &mut ReplyWriter) {
-        w.reserve(self.items * 96);
-        w.put(b"[");
+    w.put(b",\"status\":");
+    w.put(o.status.as_str().as_bytes());
+    if let Some(reason) = &o.body_omitted {
+        w.put(b",\"bodyOmitted\":");
+        w.str(reason);
     }
-
-    fn item(&mut self, _index: usize, o: &Outcome, w: &mut ReplyWriter) {
-        if self.written > 0 {
-            w.put(b",");
-        }
-        self.written += 1;
-        w.put(b"{\"contents\":");
-        w.body(o, b"\"\"");
-        w.put(b",\"headers\":");
-        if o.headers.is_empty() {
-            w.put(b"[]");
-        } else {
-            w.headers(&o.headers);
-        }
-        w.put(b",\"status\":");
-        w.put(o.status.as_str().as_bytes());
-        if let Some(reason) = &o.body_omitted {
-            w.put(b",\"bodyOmitted\":");
-            w.str(reason);
-        }
-        w.put(b"}");
-    }
-
-    fn finish(self: Box<Self>, w: &mut ReplyWriter) -> StatusCode {
-        w.put(b"]");
-        StatusCode::OK
-    }
+    w.put(b"}");
 }

@@ -8,6 +8,7 @@ pub(crate) mod bulk;
 mod fields;
 mod headers;
 pub(crate) mod json;
+mod list;
 pub(crate) mod resource;
 mod writer;
 

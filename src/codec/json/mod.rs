@@ -15,13 +15,14 @@ mod graph;
 mod item;
 
 use super::fields::{boolean, parse_envelope, parse_item, request_list};
-use super::{Codec, DecodeContext, Decoded, Reply, ReplyWriter, APPLICATION_JSON, NO_HOOK};
+use super::list::ListReply;
+use super::{Codec, DecodeContext, Decoded, ReplyWriter, NO_HOOK};
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
 use crate::error::{FieldError, Problem};
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderValue, Method, StatusCode};
+use http::Method;
 use item::{Meta, RawItem};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -46,10 +47,8 @@ impl Codec for JsonCodec {
         cx: &DecodeContext<'_>,
     ) -> Result<Decoded, Problem> {
         let plan = decode(body, cx).map_err(Problem::invalid)?;
-        let reply = JsonReply {
-            items: plan.items.len(),
-            written: 0,
-        };
+        let reserve = plan.items.len() * 128;
+        let reply = ListReply::new(b"{\"responses\":[", b"]}", entry, reserve);
         Ok(Decoded::Run(plan, Box::new(reply)))
     }
 }
@@ -162,47 +161,21 @@ fn options(raw: &RawBatch<'_>, cx: &DecodeContext<'_>) -> (Options, Vec<FieldErr
     (options, errors)
 }
 
-/// Writes `{"responses": [...]}`, one item at a time, in request order.
-struct JsonReply {
-    /// How many items the batch has (room to reserve).
-    items: usize,
-    written: usize,
-}
-
-impl Reply for JsonReply {
-    fn content_type(&self) -> HeaderValue {
-        APPLICATION_JSON
+/// One entry of `{"responses": [...]}`: `{"id", "status", "headers", "body"}`.
+fn entry(o: &Outcome, w: &mut ReplyWriter) {
+    w.put(b"{\"id\":");
+    w.str(&o.id);
+    w.put(b",\"status\":");
+    w.put(o.status.as_str().as_bytes());
+    w.put(b",\"headers\":");
+    w.headers(&o.headers);
+    if !o.body.is_empty() {
+        w.put(b",\"body\":");
+        w.body(o, b"");
     }
-
-    fn begin(&mut self, w: &mut ReplyWriter) {
-        w.reserve(self.items * 128);
-        w.put(b"{\"responses\":[");
+    if let Some(reason) = &o.body_omitted {
+        w.put(b",\"bodyOmitted\":");
+        w.str(reason);
     }
-
-    fn item(&mut self, _index: usize, o: &Outcome, w: &mut ReplyWriter) {
-        if self.written > 0 {
-            w.put(b",");
-        }
-        self.written += 1;
-        w.put(b"{\"id\":");
-        w.str(&o.id);
-        w.put(b",\"status\":");
-        w.put(o.status.as_str().as_bytes());
-        w.put(b",\"headers\":");
-        w.headers(&o.headers);
-        if !o.body.is_empty() {
-            w.put(b",\"body\":");
-            w.body(o, b"");
-        }
-        if let Some(reason) = &o.body_omitted {
-            w.put(b",\"bodyOmitted\":");
-            w.str(reason);
-        }
-        w.put(b"}");
-    }
-
-    fn finish(self: Box<Self>, w: &mut ReplyWriter) -> StatusCode {
-        w.put(b"]}");
-        StatusCode::OK
-    }
+    w.put(b"}");
 }
