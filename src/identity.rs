@@ -103,6 +103,15 @@ impl HeaderPolicy {
     }
 }
 
+/// Adds a header to a sub-request. The item holds at most `max_item_headers` values and the
+/// outer map already held the others, so there is room; were there none, a header would be
+/// missing (never an identity gained) rather than the layer panicking.
+fn add(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue) {
+    if headers.try_append(name.clone(), value).is_err() {
+        tracing::warn!(header = %name, "a sub-request has too many headers to add one");
+    }
+}
+
 /// Removes the headers of a sub-response that describe its framing on a connection
 /// (`content-length` and the hop-by-hop ones): inside a batch reply they would be false.
 pub(crate) fn strip_response_framing(headers: &mut HeaderMap) {
@@ -176,15 +185,19 @@ impl<'a> Outer<'a> {
         for name in self.inherited.keys() {
             if !headers.contains_key(name) {
                 for v in self.inherited.get_all(name) {
-                    headers.append(name.clone(), v.clone());
+                    add(&mut headers, name, v.clone());
                 }
             }
         }
         for (name, value) in self.outer.iter() {
-            headers.append(name.clone(), value.clone());
+            add(&mut headers, name, value.clone());
         }
         if !body.is_empty() || matches!(method, Method::POST | Method::PUT | Method::PATCH) {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            add(
+                &mut headers,
+                &header::CONTENT_LENGTH,
+                HeaderValue::from(body.len()),
+            );
         }
         let mut req = Request::new(BatchRequestBody::buffered(body));
         *req.method_mut() = method;

@@ -22,6 +22,12 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 pub const DEFAULT_MAX_ITEM_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Default for [`BatchLayer::max_response_bytes`]: 16 MiB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// Default for [`BatchLayer::max_item_headers`]: 100 header values per sub-request, as
+/// hyper's default for a request.
+pub const DEFAULT_MAX_ITEM_HEADERS: usize = 100;
+/// Default for [`BatchLayer::max_item_header_bytes`]: 16 KiB of header names and values per
+/// sub-request.
+pub const DEFAULT_MAX_ITEM_HEADER_BYTES: usize = 16 * 1024;
 /// Default for [`BatchLayer::timeout`]: 30 seconds per sub-request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -63,6 +69,8 @@ impl Default for BatchLayer {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             decode: DecodeLimits {
                 max_requests: DEFAULT_MAX_REQUESTS,
+                max_item_headers: DEFAULT_MAX_ITEM_HEADERS,
+                max_item_header_bytes: DEFAULT_MAX_ITEM_HEADER_BYTES,
                 ..DecodeLimits::default()
             },
             run: RunOptions {
@@ -169,6 +177,22 @@ impl BatchLayer {
     /// A longer batch is rejected whole with `400`, naming the count and the limit.
     pub fn max_requests(mut self, max: usize) -> Self {
         self.config_mut().decode.max_requests = max;
+        self
+    }
+
+    /// The most header values one sub-request may set (default
+    /// [`DEFAULT_MAX_ITEM_HEADERS`], 100; a header with several values counts each). More is
+    /// refused with `400` naming the item and `headers`, and nothing runs.
+    pub fn max_item_headers(mut self, max: usize) -> Self {
+        self.config_mut().decode.max_item_headers = max;
+        self
+    }
+
+    /// The most bytes of header names and values one sub-request may set (default
+    /// [`DEFAULT_MAX_ITEM_HEADER_BYTES`], 16 KiB). More is refused with `400` naming the
+    /// item and `headers`, and nothing runs.
+    pub fn max_item_header_bytes(mut self, max: usize) -> Self {
+        self.config_mut().decode.max_item_header_bytes = max;
         self
     }
 

@@ -285,8 +285,9 @@ pub use crate::body::{BatchRequestBody, BatchResponseBody};
 pub use crate::codec::resource::{Resource, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_ITEMS};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::{
-    BatchLayer, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ITEM_RESPONSE_BYTES, DEFAULT_MAX_REQUESTS,
-    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
+    BatchLayer, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ITEM_HEADERS, DEFAULT_MAX_ITEM_HEADER_BYTES,
+    DEFAULT_MAX_ITEM_RESPONSE_BYTES, DEFAULT_MAX_REQUESTS, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT,
 };
 pub use crate::service::Batch;
 pub use crate::transaction::TransactionHook;

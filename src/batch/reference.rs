@@ -314,7 +314,10 @@ impl Refs {
             *into.uri = resolve_url(url, views, ctx)?;
         }
         for (name, t) in &self.headers {
-            into.headers.append(name.clone(), resolve_header(t, views)?);
+            let value = resolve_header(t, views)?;
+            into.headers
+                .try_append(name.clone(), value)
+                .map_err(|_| "the sub-request has too many headers".to_string())?;
         }
         if let Some(mut body) = self.body {
             resolve_body(&mut body, views)?;

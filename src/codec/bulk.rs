@@ -77,7 +77,7 @@ impl BulkCodec {
         let mut errors = Vec::new();
         let mut plan = Vec::with_capacity(items.len());
         for (index, raw) in items.into_iter().enumerate() {
-            if let Some(item) = self.decode_item(index, raw, cx.root_urls(), &mut errors) {
+            if let Some(item) = self.decode_item(index, raw, cx, &mut errors) {
                 plan.push(item);
             }
         }
@@ -92,7 +92,7 @@ impl BulkCodec {
         &self,
         index: usize,
         raw: &RawValue,
-        urls: UrlContext<'_>,
+        cx: &DecodeContext<'_>,
         errors: &mut Vec<FieldError>,
     ) -> Option<PlanItem> {
         let before = errors.len();
@@ -109,7 +109,7 @@ impl BulkCodec {
             .map_err(|e| err("method", e))
             .ok();
         let uri = self
-            .read_url(item.url, urls)
+            .read_url(item.url, cx.root_urls())
             .map_err(|e| err("url", e))
             .ok();
         let mut headers = HeaderMap::new();
@@ -120,7 +120,7 @@ impl BulkCodec {
                 templates: None,
                 keeps: &|_| true,
             };
-            decode_headers(v, true, into, &mut err);
+            decode_headers(v, true, cx.header_caps(), into, &mut err);
         }
         let body = read_data(item.data).unwrap_or_else(|e| {
             err("data", e);

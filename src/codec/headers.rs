@@ -20,11 +20,22 @@ pub(crate) struct HeaderSink<'a> {
     pub(crate) keeps: &'a (dyn Fn(&HeaderName) -> bool + Sync),
 }
 
+/// The most header values one sub-request may set, and their bytes (names and values):
+/// `HeaderMap` holds at most 32,768 entries and panics beyond, and a batch must not carry
+/// more to a handler than a request would.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeaderCaps {
+    pub(crate) count: usize,
+    pub(crate) bytes: usize,
+}
+
 /// Reads a `headers` field; `lines` also takes an array of `"Name: value"` strings. Each
-/// problem goes to `err` with its field (`headers`, `headers.x-name`).
+/// problem goes to `err` with its field (`headers`, `headers.x-name`); past a cap, the
+/// rest is not read.
 pub(crate) fn decode_headers(
     raw: &RawValue,
     lines: bool,
+    caps: HeaderCaps,
     mut into: HeaderSink<'_>,
     err: &mut impl FnMut(&str, String),
 ) {
@@ -47,21 +58,48 @@ pub(crate) fn decode_headers(
         );
         return;
     };
+    if map.len() > caps.count {
+        return err("headers", caps.too_many(map.len()));
+    }
+    let (mut count, mut bytes) = (0usize, 0usize);
     for (name, value) in map {
         let field = format!("headers.{name}");
-        let mut err = |detail: String| err(&field, detail);
-        let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
-            err("is not a valid HTTP header name".into());
-            continue;
-        };
-        match values(value) {
-            Ok(values) => {
-                for v in values {
-                    into.push(&header_name, v, &mut err);
-                }
+        let (header_name, values) = match (HeaderName::from_bytes(name.as_bytes()), values(value)) {
+            (Err(_), _) => {
+                err(&field, "is not a valid HTTP header name".into());
+                continue;
             }
-            Err(detail) => err(detail),
+            (Ok(_), Err(detail)) => {
+                err(&field, detail);
+                continue;
+            }
+            (Ok(header_name), Ok(values)) => (header_name, values),
+        };
+        count += values.len();
+        bytes = values
+            .iter()
+            .fold(bytes, |b, v| b.saturating_add(name.len() + v.len()));
+        if count > caps.count {
+            return err("headers", caps.too_many(count));
         }
+        if bytes > caps.bytes {
+            return err("headers", caps.too_large());
+        }
+        for v in values {
+            into.push(&header_name, v, &mut |detail| err(&field, detail));
+        }
+    }
+}
+
+impl HeaderCaps {
+    fn too_many(&self, n: usize) -> String {
+        let max = self.count;
+        format!("holds {n} or more header values; the limit is {max} (max_item_headers)")
+    }
+
+    fn too_large(&self) -> String {
+        let max = self.bytes;
+        format!("holds more than {max} bytes of header names and values; the limit is {max} (max_item_header_bytes)")
     }
 }
 
@@ -81,8 +119,11 @@ impl HeaderSink<'_> {
             return;
         }
         match HeaderValue::try_from(value) {
+            // Within the caps, the map has room: `try_append` only guards against a bug.
             Ok(v) => {
-                self.map.append(name.clone(), v);
+                if self.map.try_append(name.clone(), v).is_err() {
+                    err("cannot be added: the sub-request has too many headers".into());
+                }
             }
             Err(_) => err(INVALID.into()),
         }

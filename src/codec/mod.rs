@@ -12,6 +12,7 @@ mod list;
 pub(crate) mod resource;
 mod writer;
 
+pub(crate) use headers::HeaderCaps;
 pub(crate) use writer::ReplyWriter;
 
 use crate::batch::outcome::Outcome;
@@ -81,6 +82,9 @@ pub(crate) trait Reply: Send {
 pub(crate) struct DecodeLimits {
     /// The most sub-requests in one batch (`BatchLayer::max_requests`).
     pub(crate) max_requests: usize,
+    /// The most header values one sub-request may set, and their bytes (names and values).
+    pub(crate) max_item_headers: usize,
+    pub(crate) max_item_header_bytes: usize,
     /// Whether the layer has a transaction hook: without one, atomic batches are refused.
     pub(crate) atomic: bool,
     /// No sub-request may reach one of these.
@@ -100,6 +104,14 @@ pub(crate) struct DecodeContext<'a> {
 }
 
 impl<'a> DecodeContext<'a> {
+    /// The caps on one sub-request's headers.
+    pub(crate) fn header_caps(&self) -> HeaderCaps {
+        HeaderCaps {
+            count: self.limits.max_item_headers,
+            bytes: self.limits.max_item_header_bytes,
+        }
+    }
+
     /// The URL rules for sub-requests relative to the endpoint's directory.
     pub(crate) fn urls(&self) -> UrlContext<'a> {
         UrlContext {

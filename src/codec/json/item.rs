@@ -76,7 +76,7 @@ pub(super) fn decode(
             templates: Some(&mut refs.headers),
             keeps: cx.keeps_header,
         };
-        decode_headers(v, false, into, &mut err);
+        decode_headers(v, false, cx.header_caps(), into, &mut err);
     }
     let depends_on = read_depends_on(raw.depends_on, &mut err);
     let group = read_group(raw.atomicity_group, &mut err);
