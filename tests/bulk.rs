@@ -8,28 +8,40 @@ use serde_json::{json, Value};
 use tower_http_batch::BatchLayer;
 
 fn layer() -> BatchLayer {
-    // Sub-URLs resolve under `/echo`, so the echo handler shows where they went.
-    BatchLayer::new("/batch").bulk("/rest/v10/bulk", "/echo")
+    // Sub-URLs resolve under `/echo`, so the echo handler shows where they went; `/bulk`
+    // has no base, for items that reach other routes (a URL cannot leave its base).
+    BatchLayer::new("/batch")
+        .bulk("/rest/v10/bulk", "/echo")
+        .bulk("/bulk", "")
 }
 
 async fn bulk(http: &common::Http, body: &Value, headers: &[(&str, &str)]) -> common::Reply {
+    bulk_at(http, "/rest/v10/bulk", body, headers).await
+}
+
+async fn bulk_at(
+    http: &common::Http,
+    path: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> common::Reply {
     let mut all = vec![("content-type", "application/json")];
     all.extend_from_slice(headers);
-    http.send("POST", "/rest/v10/bulk", &all, body.to_string())
-        .await
+    http.send("POST", path, &all, body.to_string()).await
 }
 
 #[tokio::test]
 async fn runs_in_order_and_a_failure_does_not_stop_the_rest() {
     let (http, calls) = start(layer()).await;
-    let reply = bulk(
+    let reply = bulk_at(
         &http,
+        "/bulk",
         &json!({"requests": [
-            {"url": "/v10/Accounts", "method": "POST", "data": "{\"name\": \"test123\"}"},
-            {"url": "/v10/Accounts?fields=name"},
-            {"url": "/../status/404", "method": "DELETE"},
-            {"url": "/../text"},
-            {"url": "/../empty"},
+            {"url": "/echo/v10/Accounts", "method": "POST", "data": "{\"name\": \"test123\"}"},
+            {"url": "/echo/v10/Accounts?fields=name"},
+            {"url": "/status/404", "method": "DELETE"},
+            {"url": "/text"},
+            {"url": "/empty"},
         ]}),
         &[],
     )
@@ -86,12 +98,13 @@ async fn runs_in_order_and_a_failure_does_not_stop_the_rest() {
 #[tokio::test]
 async fn headers_as_lines_or_object_and_identity_stays_outer() {
     let (http, _) = start(layer()).await;
-    let reply = bulk(
+    let reply = bulk_at(
         &http,
+        "/bulk",
         &json!({"requests": [
-            {"url": "/v10/x", "headers": ["X-Custom: one", "Authorization: Bearer bob-token", "OAuth-Token: abc"]},
-            {"url": "/v10/y", "headers": {"x-custom": "two", "cookie": "stolen=1"}},
-            {"url": "/../whoami", "headers": ["Authorization: Bearer bob-token"]},
+            {"url": "/echo/v10/x", "headers": ["X-Custom: one", "Authorization: Bearer bob-token", "OAuth-Token: abc"]},
+            {"url": "/echo/v10/y", "headers": {"x-custom": "two", "cookie": "stolen=1"}},
+            {"url": "/whoami", "headers": ["Authorization: Bearer bob-token"]},
         ]}),
         &[("authorization", "Bearer alice-token"), ("cookie", "mine=1")],
     )
@@ -204,7 +217,13 @@ async fn a_bulk_only_layer() {
         .bulk("/bulk", "")
         .layer_router(common::router(calls.clone()));
     let http = common::Http::new(common::serve(app).await);
-    let reply = bulk_at(&http, "/bulk", &json!({"requests": [{"url": "/text"}]})).await;
+    let reply = bulk_at(
+        &http,
+        "/bulk",
+        &json!({"requests": [{"url": "/text"}]}),
+        &[],
+    )
+    .await;
     assert_eq!(reply.json()[0]["contents"], "plain text, ünïcode");
     assert_eq!(
         http.send(
@@ -218,8 +237,4 @@ async fn a_bulk_only_layer() {
         404,
         "no JSON batch endpoint"
     );
-}
-
-async fn bulk_at(http: &common::Http, path: &str, body: &Value) -> common::Reply {
-    http.send_json("POST", path, body.to_string()).await
 }

@@ -13,7 +13,7 @@
 //!   value with its JSON type; otherwise the value's text is spliced into the string.
 
 use super::outcome::{encode_base64, BodyView, Outcome};
-use super::url::{encode_component, parse_url, BatchPaths, UrlContext};
+use super::url::{encode_component, is_dot_segment, parse_url, BatchPaths, UrlContext};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use serde_json::Value;
@@ -120,6 +120,47 @@ impl Template {
                     out.push_str(&escape(&as_text(views.lookup(r)?)));
                 }
             }
+        }
+        Ok(out)
+    }
+}
+
+impl Template {
+    /// Resolves a URL template. One escaping serves a path segment and a query value
+    /// alike: all but unreserved characters, so a value stays within its segment. A value
+    /// that makes a path segment `.` or `..` is refused: that would move the request
+    /// elsewhere, and a dot segment cannot be carried in a path as data.
+    fn render_url(&self, views: &Views) -> Result<String, String> {
+        let mut out = String::new();
+        // Where the current path segment starts, and whether a value is in it.
+        let (mut segment, mut from_value, mut in_query) = (0, false, false);
+        let dot = |seg: &str| {
+            format!("references make the path segment {seg:?}, a dot segment: a value in a path cannot be `.` or `..`")
+        };
+        for piece in &self.0 {
+            let text = match piece {
+                Piece::Ref(r) => {
+                    out.push_str(&encode_component(&as_text(views.lookup(r)?)));
+                    from_value |= !in_query;
+                    continue;
+                }
+                Piece::Text(text) => text,
+            };
+            for part in text.split_inclusive(['/', '?']) {
+                out.push_str(part);
+                let ends = part.ends_with(['/', '?']);
+                if in_query || !ends {
+                    continue;
+                }
+                let seg = &out[segment..out.len() - 1];
+                if from_value && is_dot_segment(seg) {
+                    return Err(dot(seg));
+                }
+                (segment, from_value, in_query) = (out.len(), false, part.ends_with('?'));
+            }
+        }
+        if from_value && !in_query && is_dot_segment(&out[segment..]) {
+            return Err(dot(&out[segment..]));
         }
         Ok(out)
     }
@@ -257,9 +298,7 @@ fn resolve_url(t: &UrlTemplate, views: &Views, ctx: UrlContext<'_>) -> Result<Ur
         };
         url.push_str(&path);
     }
-    // One escaping serves a path segment and a query value alike: all but unreserved.
-    let rest = t.rest.render(views, encode_component)?;
-    url.push_str(&rest);
+    url.push_str(&t.rest.render_url(views)?);
     parse_url(&url, ctx).map_err(|e| format!("the url resolved to {url:?}, which {e}"))
 }
 

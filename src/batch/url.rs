@@ -46,9 +46,11 @@ pub(crate) struct UrlContext<'a> {
 ///
 /// Accepted: an absolute path (`/users?x=1`) or a relative one (`users`), resolved against
 /// the batch endpoint's directory as RFC 3986 resolves references; dot segments are
-/// removed. Refused: anything with a scheme or an authority (`http://…`, `//host/…`), a
-/// fragment, bytes outside printable ASCII (percent-encode them), and every spelling of a
-/// batch path (a nested batch).
+/// removed, decoding `%2e` once and nothing else (`%252e` is the text `%2e`, not a dot).
+/// Refused: anything with a scheme or an authority (`http://…`, `//host/…`), a fragment,
+/// a `\` in the path, bytes outside printable ASCII (percent-encode them), and every
+/// spelling of a batch path (a nested batch). The checks run on the final path, after dot
+/// segments are removed: `/.//host` is refused as `//host` would be.
 pub(crate) fn parse_url(url: &str, ctx: UrlContext<'_>) -> Result<Uri, String> {
     parse_url_in(url, ctx, None)
 }
@@ -71,7 +73,7 @@ pub(crate) fn parse_url_in(
             _ => "must be ASCII (percent-encode other characters)".into(),
         });
     }
-    if url.starts_with("//") || url.starts_with("\\\\") || url.starts_with("/\\") {
+    if url.starts_with("//") {
         return Err("must be a path, not a network address (`//host/…`)".into());
     }
     if has_scheme(url) {
@@ -87,6 +89,10 @@ pub(crate) fn parse_url_in(
         Some(i) => (&url[..i], &url[i..]),
         None => (url, ""),
     };
+    if path.contains('\\') {
+        // Many servers read `\` as `/`: `/\host` would become `//host`.
+        return Err("must not contain `\\` in its path (percent-encode it as %5C)".into());
+    }
     let mut joined;
     let absolute = if path.starts_with('/') {
         path
@@ -97,6 +103,11 @@ pub(crate) fn parse_url_in(
         &joined
     };
     let path = remove_dot_segments(absolute);
+    if path.starts_with("//") {
+        return Err(
+            "must not resolve to a path that starts with `//` (a network address) once its dot segments are removed".into(),
+        );
+    }
     if is_batch_path(&path, ctx.batch_paths) {
         return Err("must not address the batch endpoint itself: batches do not nest".into());
     }
@@ -145,18 +156,15 @@ fn remove_dot_segments(path: &str) -> std::borrow::Cow<'_, str> {
     if !path.contains(['.', '%']) {
         return path.into();
     }
-    let dotted = path
-        .split('/')
-        .any(|seg| seg == "." || seg == ".." || seg.eq_ignore_ascii_case("%2e") || is_dot_dot(seg));
-    if !dotted {
+    if !path.split('/').any(is_dot_segment) {
         return path.into();
     }
     let mut out: Vec<&str> = Vec::new();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let last = segments.len().saturating_sub(1);
     for (i, seg) in segments.iter().enumerate() {
-        let single = *seg == "." || seg.eq_ignore_ascii_case("%2e");
-        let double = *seg == ".." || is_dot_dot(seg);
+        let single = is_dot(seg);
+        let double = is_dot_dot(seg);
         if single || double {
             if double {
                 out.pop();
@@ -179,9 +187,29 @@ fn remove_dot_segments(path: &str) -> std::borrow::Cow<'_, str> {
     s.into()
 }
 
-/// `..`, also percent-encoded (`%2e%2e`, `.%2E`); decodes only a segment that has a `%`.
+/// Whether a path segment is `.` or `..` (RFC 3986 §3.3), each dot literal or `%2e`.
+pub(crate) fn is_dot_segment(seg: &str) -> bool {
+    is_dot(seg) || is_dot_dot(seg)
+}
+
+/// `.`, or `%2e` decoded once: the only percent-encoded dot (RFC 3986 §2.3, §6.2.2.2).
+fn is_dot(seg: &str) -> bool {
+    seg == "." || seg.eq_ignore_ascii_case("%2e")
+}
+
+/// `..`: two dots, each literal or `%2e` (`.%2E`, `%2e%2e`). Nothing is decoded twice:
+/// `%252e%252e` is the text `%2e%2e`.
 fn is_dot_dot(seg: &str) -> bool {
-    seg == ".." || (seg.contains('%') && percent_decode_lower(seg) == "..")
+    let dots = |a: usize| match (seg.get(..a), seg.get(a..)) {
+        (Some(first), Some(second)) => is_dot(first) && is_dot(second),
+        _ => false,
+    };
+    match seg.len() {
+        2 => seg == "..",
+        4 => dots(1) || dots(3),
+        6 => dots(3),
+        _ => false,
+    }
 }
 
 /// Whether `path` reaches a batch endpoint in any spelling: percent-encoding, repeated
@@ -197,12 +225,24 @@ fn is_batch_path(path: &str, batch_paths: &BatchPaths) -> bool {
     batch_paths.0.contains(&canon)
 }
 
-/// A path with percent-encoding decoded, letters lowercased, and empty segments and
-/// trailing slashes removed.
+/// The form batch paths are compared in: percent-encoding decoded (repeatedly), letters
+/// lowercased, `\` taken as `/`, dot segments resolved, and empty segments and trailing
+/// slashes removed. It is as loose as any server behind might be; it only decides what to
+/// refuse, and never changes a path that is sent.
 fn canonical(path: &str) -> String {
     let decoded = percent_decode_lower(path);
-    let mut out = String::with_capacity(decoded.len());
+    let mut segments: Vec<&str> = Vec::new();
     for seg in decoded.split(['/', '\\']).filter(|s| !s.is_empty()) {
+        match seg {
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            seg => segments.push(seg),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for seg in segments {
         out.push('/');
         out.push_str(seg);
     }
@@ -289,5 +329,41 @@ mod tests {
         ] {
             assert!(parse_url(url, ctx()).is_err(), "{url:?} was accepted");
         }
+    }
+
+    #[test]
+    fn dots_are_decoded_once() {
+        for (url, path) in [
+            ("/a/%2e%2e/b", "/b"),
+            ("/a/.%2E/b", "/b"),
+            ("/a/%2E./b", "/b"),
+            ("/a/%2e/b", "/a/b"),
+            // `%252e` is the text `%2e`: a segment like any other.
+            ("/org/5/members/%252e%252e", "/org/5/members/%252e%252e"),
+            ("/a/%252e/b", "/a/%252e/b"),
+            ("/a/...", "/a/..."),
+            ("/a/.%2e%2e", "/a/.%2e%2e"),
+        ] {
+            assert_eq!(parse_url(url, ctx()).unwrap(), path, "{url}");
+        }
+        assert!(is_dot_segment("%2E%2e") && is_dot_segment(".") && !is_dot_segment("%252e"));
+    }
+
+    #[test]
+    fn the_final_path_is_checked() {
+        for url in [
+            "/.//evil/x",
+            "/..//evil/x",
+            "/x/..//evil/x",
+            "/%2e//evil/x",
+            "/./\\evil",
+            "/a\\b",
+            "x/..//evil",
+        ] {
+            assert!(parse_url(url, ctx()).is_err(), "{url:?} was accepted");
+        }
+        // A doubly encoded dot is text for the request, and still refused as a nested
+        // batch, since a server behind might decode it twice.
+        assert!(parse_url("/x/%252e%252e/batch", ctx()).is_err());
     }
 }

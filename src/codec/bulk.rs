@@ -144,7 +144,8 @@ impl BulkCodec {
         ))
     }
 
-    /// `url`: the API version first (`/v10/Accounts`), resolved under the base.
+    /// `url`: the API version first (`/v10/Accounts`), resolved under the base, where it
+    /// must stay once its dot segments are removed.
     fn read_url(&self, raw: Option<&RawValue>, urls: UrlContext<'_>) -> Result<Uri, String> {
         let v = raw.ok_or("is required")?;
         let url = serde_json::from_str::<String>(v.get())
@@ -154,7 +155,18 @@ impl BulkCodec {
                 "must start with the API version, like \"/v10/Accounts\", not {url:?}"
             ));
         }
-        parse_url(&format!("{}{url}", self.base), urls)
+        let base = self.base.trim_end_matches('/');
+        let uri = parse_url(&format!("{base}{url}"), urls)?;
+        let path = uri.path();
+        let under = path
+            .strip_prefix(base)
+            .is_some_and(|rest| rest.starts_with('/'));
+        if !under {
+            return Err(format!(
+                "must stay under {base:?}: {url:?} resolves to {path:?}"
+            ));
+        }
+        Ok(uri)
     }
 }
 

@@ -213,6 +213,9 @@ pub fn router(calls: Calls) -> Router {
             }
         }))
         .route("/json", any(|body: Bytes| async move { ([("content-type", "application/json")], body) }))
+        .route("/located", any(|Query(q): Query<HashMap<String, String>>| async move {
+            (StatusCode::CREATED, [("location", q["to"].clone())], "made")
+        }))
         .route("/created", any(|| async {
             (StatusCode::CREATED, [("location", "http://somewhere.example/echo/created/7")], "made")
         }))

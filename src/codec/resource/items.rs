@@ -138,8 +138,16 @@ impl<'a> Builder<'a> {
             }
         };
         let url = format!("{}/{segment}", self.resource.path);
-        parse_url(&url, self.cx.root_urls())
-            .map_err(|e| format!("makes the url {url:?}, which {e}"))
+        let uri = parse_url(&url, self.cx.root_urls())
+            .map_err(|e| format!("makes the url {url:?}, which {e}"))?;
+        // Checked on the final path: the id is one segment, and nothing moved it.
+        if uri.path() != url {
+            return Err(format!(
+                "{id} is not one path segment: {url:?} resolves to {:?}",
+                uri.path()
+            ));
+        }
+        Ok(uri)
     }
 
     /// The plan (one atomic group, or chunks) and its reply; or, when atomic, the refusal
