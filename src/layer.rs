@@ -28,6 +28,8 @@ pub const DEFAULT_MAX_ITEM_HEADERS: usize = 100;
 /// Default for [`BatchLayer::max_item_header_bytes`]: 16 KiB of header names and values per
 /// sub-request.
 pub const DEFAULT_MAX_ITEM_HEADER_BYTES: usize = 16 * 1024;
+/// Default for [`BatchLayer::max_reference_bytes`]: 1 MiB per batch.
+pub const DEFAULT_MAX_REFERENCE_BYTES: usize = 1024 * 1024;
 /// Default for [`BatchLayer::timeout`]: 30 seconds per sub-request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -79,6 +81,7 @@ impl Default for BatchLayer {
                 batch_timeout: None,
                 max_item_response_bytes: DEFAULT_MAX_ITEM_RESPONSE_BYTES,
                 max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+                max_reference_bytes: DEFAULT_MAX_REFERENCE_BYTES,
                 transactions: None,
                 batch_paths: Default::default(),
             },
@@ -218,6 +221,17 @@ impl BatchLayer {
     /// run and report status and headers, with their bodies left out (`bodyOmitted`).
     pub fn max_response_bytes(mut self, max: usize) -> Self {
         self.config_mut().run.max_response_bytes = max;
+        self
+    }
+
+    /// The most bytes references may read and copy in one batch (default
+    /// [`DEFAULT_MAX_REFERENCE_BYTES`], 1 MiB). A dependency's body is parsed only when a
+    /// reference points into it, at most once per batch, and charged by its size; every
+    /// value a reference copies into a sub-request is charged by its size too. An item
+    /// whose references would pass the limit is not sent: it reports `424`, naming it.
+    /// Reading `/status` or `/headers/…` parses nothing.
+    pub fn max_reference_bytes(mut self, max: usize) -> Self {
+        self.config_mut().run.max_reference_bytes = max;
         self
     }
 

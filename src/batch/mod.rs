@@ -1,10 +1,11 @@
 //! The batch's data model, the same for every wire format and knowing nothing of codecs or
 //! of the engine: the validated [`plan::Plan`], what each sub-request produced
 //! ([`outcome::Outcome`]), URL canonicalisation ([`url`]), result references
-//! ([`reference`]) and media types ([`media`]).
+//! ([`reference`]) and what they read ([`results`]), and media types ([`media`]).
 
 pub(crate) mod media;
 pub(crate) mod outcome;
 pub(crate) mod plan;
 pub(crate) mod reference;
+pub(crate) mod results;
 pub(crate) mod url;

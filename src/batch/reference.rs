@@ -12,7 +12,7 @@
 //! - in a JSON body string: a string that is exactly one reference takes the referenced
 //!   value with its JSON type; otherwise the value's text is spliced into the string.
 
-use super::outcome::{encode_base64, BodyView, Outcome};
+use super::results::Views;
 use super::url::{encode_component, is_dot_segment, parse_url, BatchPaths, UrlContext};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
@@ -22,11 +22,12 @@ use serde_json::Value;
 #[derive(Debug, Clone)]
 pub(crate) struct Reference {
     pub(crate) id: String,
-    pointer: String,
+    /// An RFC 6901 pointer into the result: empty, or starting with `/`.
+    pub(crate) pointer: String,
 }
 
 impl Reference {
-    fn spelled(&self) -> String {
+    pub(crate) fn spelled(&self) -> String {
         format!("{{{{{}#{}}}}}", self.id, self.pointer)
     }
 }
@@ -111,14 +112,16 @@ impl Template {
     }
 
     /// Resolves the template into text, escaping each value with `escape`.
-    fn render(&self, views: &Views, escape: impl Fn(&str) -> String) -> Result<String, String> {
+    fn render(
+        &self,
+        views: &mut Views<'_>,
+        escape: impl Fn(&str) -> String,
+    ) -> Result<String, String> {
         let mut out = String::new();
         for piece in &self.0 {
             match piece {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Ref(r) => {
-                    out.push_str(&escape(&as_text(views.lookup(r)?)));
-                }
+                Piece::Ref(r) => out.push_str(&escape(&views.text(r)?)),
             }
         }
         Ok(out)
@@ -130,7 +133,7 @@ impl Template {
     /// alike: all but unreserved characters, so a value stays within its segment. A value
     /// that makes a path segment `.` or `..` is refused: that would move the request
     /// elsewhere, and a dot segment cannot be carried in a path as data.
-    fn render_url(&self, views: &Views) -> Result<String, String> {
+    fn render_url(&self, views: &mut Views<'_>) -> Result<String, String> {
         let mut out = String::new();
         // Where the current path segment starts, and whether a value is in it.
         let (mut segment, mut from_value, mut in_query) = (0, false, false);
@@ -140,7 +143,7 @@ impl Template {
         for piece in &self.0 {
             let text = match piece {
                 Piece::Ref(r) => {
-                    out.push_str(&encode_component(&as_text(views.lookup(r)?)));
+                    out.push_str(&encode_component(&views.text(r)?));
                     from_value |= !in_query;
                     continue;
                 }
@@ -211,84 +214,19 @@ fn walk_strings(v: &Value, f: &mut impl FnMut(&str) -> Result<(), String>) -> Re
     }
 }
 
-/// The results of an item's dependencies, seen as JSON: built once, when the item is
-/// about to be sent.
-pub(crate) struct Views {
-    views: Vec<(String, Value)>,
-}
-
-impl Views {
-    /// The views of an item's finished dependencies.
-    pub(crate) fn new<'o>(dependencies: impl Iterator<Item = &'o Outcome>) -> Self {
-        let views = dependencies
-            .map(|o| (o.id.clone(), result_view(o)))
-            .collect();
-        Self { views }
-    }
-
-    fn lookup(&self, r: &Reference) -> Result<&Value, String> {
-        self.views
-            .iter()
-            .find(|(id, _)| *id == r.id)
-            .and_then(|(_, v)| v.pointer(&r.pointer))
-            .ok_or_else(|| {
-                format!(
-                    "reference {} found nothing in the result of request {:?}",
-                    r.spelled(),
-                    r.id
-                )
-            })
-    }
-}
-
-/// `{"status", "headers", "body"}` of a finished sub-request.
-fn result_view(o: &Outcome) -> Value {
-    let mut headers = serde_json::Map::new();
-    for name in o.headers.keys() {
-        let values: Vec<Value> = o
-            .headers
-            .get_all(name)
-            .iter()
-            .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect();
-        let value = if values.len() == 1 {
-            values.into_iter().next().unwrap_or(Value::Null)
-        } else {
-            Value::Array(values)
-        };
-        headers.insert(name.as_str().to_string(), value);
-    }
-    let body = match o.body_view() {
-        BodyView::Empty => Value::Null,
-        BodyView::Json(json) => serde_json::from_slice(json).unwrap_or(Value::Null),
-        BodyView::Text(text) => Value::String(text.to_string()),
-        BodyView::Binary(bytes) => Value::String(encode_base64(bytes)),
-    };
-    serde_json::json!({ "status": o.status.as_u16(), "headers": headers, "body": body })
-}
-
-/// A referenced value as text: a string as itself, anything else as its JSON.
-fn as_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// Resolves a URL template into the URI to send, checked like any sub-request URL.
-fn resolve_url(t: &UrlTemplate, views: &Views, ctx: UrlContext<'_>) -> Result<Uri, String> {
+fn resolve_url(t: &UrlTemplate, views: &mut Views<'_>, ctx: UrlContext<'_>) -> Result<Uri, String> {
     let mut url = String::new();
     if let Some(r) = &t.location_of {
         let reference = Reference {
             id: r.clone(),
             pointer: "/headers/location".into(),
         };
-        let location = views.lookup(&reference).map_err(|_| {
+        let location = views.text(&reference).map_err(|_| {
             format!(
                 "${r} needs a `location` header in the result of request {r:?}, and it has none"
             )
         })?;
-        let location = as_text(location);
         // Keep the path and query of an absolute location: a batch never leaves this service.
         let path = match location.parse::<Uri>() {
             Ok(uri) if uri.scheme().is_some() => uri
@@ -303,19 +241,19 @@ fn resolve_url(t: &UrlTemplate, views: &Views, ctx: UrlContext<'_>) -> Result<Ur
 }
 
 /// Resolves a header template into a header value.
-fn resolve_header(t: &Template, views: &Views) -> Result<HeaderValue, String> {
+fn resolve_header(t: &Template, views: &mut Views<'_>) -> Result<HeaderValue, String> {
     let text = t.render(views, str::to_string)?;
     HeaderValue::try_from(text)
         .map_err(|_| "a reference produced an invalid header value".to_string())
 }
 
 /// Resolves every reference in the strings of a JSON body.
-fn resolve_body(body: &mut Value, views: &Views) -> Result<(), String> {
+fn resolve_body(body: &mut Value, views: &mut Views<'_>) -> Result<(), String> {
     match body {
         Value::String(s) => {
             if let Some(t) = Template::parse(s)? {
                 if let [Piece::Ref(r)] = t.0.as_slice() {
-                    *body = views.lookup(r)?.clone();
+                    *body = views.value(r)?;
                 } else {
                     *s = t.render(views, str::to_string)?;
                 }
@@ -341,7 +279,7 @@ impl Refs {
     /// form. The reason, when a reference finds nothing or resolves to something invalid.
     pub(crate) fn resolve(
         self,
-        views: &Views,
+        views: &mut Views<'_>,
         batch_paths: &BatchPaths,
         into: Resolvable<'_>,
     ) -> Result<(), String> {

@@ -43,6 +43,8 @@ pub(crate) struct RunOptions {
     pub(crate) batch_timeout: Option<Duration>,
     pub(crate) max_item_response_bytes: usize,
     pub(crate) max_response_bytes: usize,
+    /// What references may read and copy in one batch.
+    pub(crate) max_reference_bytes: usize,
     pub(crate) transactions: Option<Hook>,
     /// What URLs resolved from references are checked against: none may reach a batch
     /// endpoint.

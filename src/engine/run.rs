@@ -7,7 +7,8 @@ use super::schedule::{Expired, Schedule, Start};
 use super::RunOptions;
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::{Plan, PlanItem};
-use crate::batch::reference::{Resolvable, Views};
+use crate::batch::reference::Resolvable;
+use crate::batch::results::{Results, Views};
 use crate::body::BatchRequestBody;
 use crate::identity::Outer;
 use crate::transaction::OpenTx;
@@ -34,6 +35,8 @@ pub(super) struct Run<'a, E> {
     slots: Vec<Slot>,
     schedule: Schedule,
     groups: Vec<AtomicGroup>,
+    /// What references read, shared by the batch.
+    results: Results,
     stop_on_error: bool,
     /// What is left of `max_response_bytes`.
     budget: usize,
@@ -81,6 +84,7 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
             slots,
             schedule,
             groups: groups.into_iter().map(AtomicGroup::new).collect(),
+            results: Results::new(opts.max_reference_bytes),
             stop_on_error,
             budget: opts.max_response_bytes,
             emitted: 0,
@@ -221,15 +225,18 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
             )));
         }
         if let Some(refs) = item.refs.take() {
+            let slots = &self.slots;
             let deps = self.schedule.depends_on(i).iter();
-            let views = Views::new(deps.filter_map(|&d| self.slots[d].outcome.as_ref()));
+            let deps = deps.filter_map(|&d| Some((d, slots[d].outcome.as_ref()?)));
+            let mut views = Views::new(&mut self.results, deps);
             let into = Resolvable {
                 uri: &mut item.uri,
                 headers: &mut item.headers,
                 body: &mut item.body,
             };
             let batch_paths = &self.opts.batch_paths;
-            refs.resolve(&views, batch_paths, into).map_err(not_sent)?;
+            refs.resolve(&mut views, batch_paths, into)
+                .map_err(not_sent)?;
         }
         let mut req = outer.sub_request(item);
         if let Some(g) = self.schedule.group_of(i) {

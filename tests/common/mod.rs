@@ -206,6 +206,11 @@ pub fn router(calls: Calls) -> Router {
             res
         }))
         .route("/big", get(|Query(q): Query<HashMap<String, usize>>| async move { "a".repeat(q["n"]) }))
+        .route("/bigjson", get(|Query(q): Query<HashMap<String, usize>>| async move {
+            // A JSON array of about `n` bytes: `[0,0,…,0]`.
+            let body = format!("[{}0]", "0,".repeat(q["n"].saturating_sub(3) / 2));
+            ([("content-type", "application/json")], body)
+        }))
         .route("/etag", put(|headers: HeaderMap| async move {
             match headers.get("if-match") {
                 Some(v) if v == "\"v1\"" => (StatusCode::OK, "updated"),

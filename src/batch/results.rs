@@ -1,0 +1,213 @@
+//! What references read: each finished item seen as `{"status", "headers", "body"}`.
+//!
+//! The view is built lazily and shared by the whole batch. `/status` and `/headers/…` are
+//! read from the outcome as it is; a body is parsed only when a pointer goes into it, and
+//! at most once per batch. Parsing, and every value a reference copies into a sub-request,
+//! are charged to one budget (`max_reference_bytes`): the work references cause grows with
+//! the batch, never with the product of its items, and an item that would pass the budget
+//! is not sent (`424`).
+
+use super::outcome::{encode_base64, BodyView, Outcome};
+use super::reference::Reference;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+/// The batch's results as references see them.
+#[derive(Debug)]
+pub(crate) struct Results {
+    /// Each item's body as JSON, once a reference has needed it; sized on first use.
+    bodies: Vec<Option<Value>>,
+    budget: Budget,
+}
+
+#[derive(Debug)]
+struct Budget {
+    left: usize,
+    limit: usize,
+}
+
+impl Budget {
+    fn charge(&mut self, n: usize, what: impl FnOnce() -> String) -> Result<(), String> {
+        if n > self.left {
+            return Err(format!(
+                "{} would pass the limit of {} bytes that references may read and copy in one batch (max_reference_bytes)",
+                what(),
+                self.limit
+            ));
+        }
+        self.left -= n;
+        Ok(())
+    }
+}
+
+impl Results {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            bodies: Vec::new(),
+            budget: Budget { left: limit, limit },
+        }
+    }
+}
+
+/// What one item's references see: the results of the items it depends on.
+pub(crate) struct Views<'a> {
+    results: &'a mut Results,
+    /// Each dependency's index in the batch, and its outcome.
+    deps: Vec<(usize, &'a Outcome)>,
+}
+
+impl<'a> Views<'a> {
+    pub(crate) fn new(
+        results: &'a mut Results,
+        deps: impl Iterator<Item = (usize, &'a Outcome)>,
+    ) -> Self {
+        Self {
+            results,
+            deps: deps.collect(),
+        }
+    }
+
+    /// The value `r` points at, as text: a string as itself, anything else as its JSON.
+    pub(crate) fn text(&mut self, r: &Reference) -> Result<String, String> {
+        let Results { bodies, budget } = &mut *self.results;
+        let value = lookup(bodies, budget, &self.deps, r)?;
+        budget.charge(json_size(&value, budget.left), || copying(r))?;
+        Ok(match value.as_ref() {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+
+    /// The value `r` points at, with its JSON type.
+    pub(crate) fn value(&mut self, r: &Reference) -> Result<Value, String> {
+        let Results { bodies, budget } = &mut *self.results;
+        let value = lookup(bodies, budget, &self.deps, r)?;
+        budget.charge(json_size(&value, budget.left), || copying(r))?;
+        Ok(value.into_owned())
+    }
+}
+
+fn copying(r: &Reference) -> String {
+    format!("copying the value of {}", r.spelled())
+}
+
+/// Evaluates `r`'s pointer against the view of its dependency; a body is parsed (once) only
+/// when the pointer goes into it.
+fn lookup<'b>(
+    bodies: &'b mut Vec<Option<Value>>,
+    budget: &mut Budget,
+    deps: &[(usize, &'b Outcome)],
+    r: &Reference,
+) -> Result<Cow<'b, Value>, String> {
+    let not_found = || {
+        format!(
+            "reference {} found nothing in the result of request {:?}",
+            r.spelled(),
+            r.id
+        )
+    };
+    let &(index, outcome) = deps
+        .iter()
+        .find(|(_, o)| o.id == r.id)
+        .ok_or_else(not_found)?;
+    let pointer = r.pointer.as_str();
+    let (token, rest) = match pointer.strip_prefix('/') {
+        None => {
+            // The whole view.
+            let body = body(bodies, budget, index, outcome)?.clone();
+            let mut view = Map::new();
+            view.insert("status".into(), outcome.status.as_u16().into());
+            view.insert("headers".into(), headers(outcome));
+            view.insert("body".into(), body);
+            return Ok(Cow::Owned(Value::Object(view)));
+        }
+        Some(tail) => tail
+            .split_once('/')
+            .map_or((tail, ""), |(t, _)| (t, &tail[t.len()..])),
+    };
+    let found = match token {
+        "status" if rest.is_empty() => Some(Cow::Owned(outcome.status.as_u16().into())),
+        "headers" => headers(outcome).pointer(rest).cloned().map(Cow::Owned),
+        "body" => body(bodies, budget, index, outcome)?
+            .pointer(rest)
+            .map(Cow::Borrowed),
+        _ => None,
+    };
+    found.ok_or_else(not_found)
+}
+
+/// Item `index`'s body as JSON (a string for text, base64url for bytes), parsed at most
+/// once and charged by its size.
+fn body<'b>(
+    bodies: &'b mut Vec<Option<Value>>,
+    budget: &mut Budget,
+    index: usize,
+    outcome: &Outcome,
+) -> Result<&'b Value, String> {
+    if bodies.len() <= index {
+        bodies.resize_with(index + 1, || None);
+    }
+    let slot = &mut bodies[index];
+    if slot.is_none() {
+        let reading = || format!("reading the body of request {:?}", outcome.id);
+        let view = match outcome.body_view() {
+            BodyView::Empty => Value::Null,
+            BodyView::Json(json) => {
+                budget.charge(json.len(), reading)?;
+                serde_json::from_slice(json).unwrap_or(Value::Null)
+            }
+            BodyView::Text(text) => {
+                budget.charge(text.len(), reading)?;
+                Value::String(text.to_string())
+            }
+            BodyView::Binary(bytes) => {
+                budget.charge(bytes.len() / 3 * 4 + 4, reading)?;
+                Value::String(encode_base64(bytes))
+            }
+        };
+        *slot = Some(view);
+    }
+    Ok(slot.get_or_insert(Value::Null))
+}
+
+/// The headers as JSON: a name to its value, or to an array of them when repeated.
+fn headers(o: &Outcome) -> Value {
+    let mut headers = Map::new();
+    for name in o.headers.keys() {
+        let mut values: Vec<Value> = o
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let value = match values.len() {
+            1 => values.pop().unwrap_or(Value::Null),
+            _ => Value::Array(values),
+        };
+        headers.insert(name.as_str().to_string(), value);
+    }
+    Value::Object(headers)
+}
+
+/// `v`'s size as JSON, counting no further than `cap + 1`.
+fn json_size(v: &Value, cap: usize) -> usize {
+    struct Counter {
+        n: usize,
+        cap: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.n += bytes.len();
+            if self.n > self.cap {
+                return Err(std::io::Error::other("over the cap"));
+            }
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter { n: 0, cap };
+    let _ = serde_json::to_writer(&mut counter, v);
+    counter.n
+}
