@@ -12,25 +12,11 @@
 //! - in a JSON body string: a string that is exactly one reference takes the referenced
 //!   value with its JSON type; otherwise the value's text is spliced into the string.
 
-use super::results::Views;
+use super::results::{Reference, Views};
 use super::url::{encode_component, is_dot_segment, parse_url, BatchPaths, UrlContext};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use serde_json::Value;
-
-/// One reference: `{{id#pointer}}`.
-#[derive(Debug, Clone)]
-pub(crate) struct Reference {
-    pub(crate) id: String,
-    /// An RFC 6901 pointer into the result: empty, or starting with `/`.
-    pub(crate) pointer: String,
-}
-
-impl Reference {
-    pub(crate) fn spelled(&self) -> String {
-        format!("{{{{{}#{}}}}}", self.id, self.pointer)
-    }
-}
 
 #[derive(Debug, Clone)]
 enum Piece {

@@ -8,9 +8,22 @@
 //! is not sent (`424`).
 
 use super::outcome::{encode_base64, BodyView, Outcome};
-use super::reference::Reference;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+
+/// One reference, `{{id#/pointer}}`: what it points at in the result of request `id`.
+#[derive(Debug, Clone)]
+pub(crate) struct Reference {
+    pub(crate) id: String,
+    /// An RFC 6901 pointer into the result: empty, or starting with `/`.
+    pub(crate) pointer: String,
+}
+
+impl Reference {
+    pub(crate) fn spelled(&self) -> String {
+        format!("{{{{{}#{}}}}}", self.id, self.pointer)
+    }
+}
 
 /// The batch's results as references see them.
 #[derive(Debug)]
