@@ -18,6 +18,8 @@ pub(crate) struct Config {
     pub(crate) endpoints: Vec<Endpoint>,
     /// Read by the service, before anything else.
     pub(crate) max_body_bytes: usize,
+    /// What bodies and headers may take of a reply, as written (the reply's writer).
+    pub(crate) max_response_bytes: usize,
     pub(crate) decode: DecodeLimits,
     pub(crate) run: RunOptions,
     pub(crate) headers: HeaderPolicy,

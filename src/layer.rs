@@ -69,6 +69,7 @@ impl Default for BatchLayer {
         let config = Config {
             endpoints: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             decode: DecodeLimits {
                 max_requests: DEFAULT_MAX_REQUESTS,
                 max_item_headers: DEFAULT_MAX_ITEM_HEADERS,
@@ -80,7 +81,6 @@ impl Default for BatchLayer {
                 timeout: Some(DEFAULT_TIMEOUT),
                 batch_timeout: None,
                 max_item_response_bytes: DEFAULT_MAX_ITEM_RESPONSE_BYTES,
-                max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
                 max_reference_bytes: DEFAULT_MAX_REFERENCE_BYTES,
                 transactions: None,
                 batch_paths: Default::default(),
@@ -216,11 +216,14 @@ impl BatchLayer {
         self
     }
 
-    /// The most bytes of sub-response bodies one reply carries in all (default
-    /// [`DEFAULT_MAX_RESPONSE_BYTES`], 16 MiB). Once it is reached the remaining items still
-    /// run and report status and headers, with their bodies left out (`bodyOmitted`).
+    /// The most bytes sub-response bodies and headers take in one reply, counted as they are
+    /// written (escapes and base64 included; default [`DEFAULT_MAX_RESPONSE_BYTES`], 16
+    /// MiB). The items are written in request order; once a body would pass the limit it is
+    /// left out (`bodyOmitted`), and headers that would pass it too (`{}` and
+    /// `headersOmitted`). Every item still runs and reports its id and status, so a reply
+    /// can exceed the limit by that framing: a few dozen bytes per item.
     pub fn max_response_bytes(mut self, max: usize) -> Self {
-        self.config_mut().run.max_response_bytes = max;
+        self.config_mut().max_response_bytes = max;
         self
     }
 

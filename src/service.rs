@@ -8,7 +8,7 @@ use crate::batch::plan::Plan;
 use crate::body::{read_limited, BatchRequestBody, BatchResponseBody, ReadError};
 use crate::codec::{DecodeContext, Decoded, Reply, ReplyWriter};
 use crate::config::{too_large, Config};
-use crate::engine::{self, RunOptions};
+use crate::engine;
 use crate::error::Problem;
 use crate::future::ResponseFuture;
 use crate::identity::Outer;
@@ -132,7 +132,7 @@ where
             Err(problem) => return problem.into_response(),
             Ok(Decoded::Run(plan, reply)) => {
                 tracing::debug!(items = plan.items.len(), path, "running a batch");
-                return run(svc, &outer, plan, reply, &config.run).await;
+                return run(svc, &outer, plan, reply, &config).await;
             }
             Ok(Decoded::Lookup(plan, resume)) => {
                 let mut outcomes = Vec::with_capacity(plan.items.len());
@@ -150,7 +150,7 @@ async fn run<S, B, ResBody>(
     outer: &Outer<'_>,
     plan: Plan,
     mut reply: Box<dyn Reply>,
-    opts: &RunOptions,
+    config: &Config,
 ) -> Response<BatchResponseBody<ResBody>>
 where
     S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone,
@@ -158,9 +158,9 @@ where
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    let mut w = ReplyWriter::default();
+    let mut w = ReplyWriter::new(config.max_response_bytes);
     reply.begin(&mut w);
-    engine::run(svc, outer, plan, opts, |i, outcome| {
+    engine::run(svc, outer, plan, &config.run, |i, outcome| {
         reply.item(i, outcome, &mut w)
     })
     .await;

@@ -49,16 +49,19 @@ impl Outcome {
     }
 
     /// How its body is carried in a JSON document: a JSON value for JSON media types (when
-    /// it is valid JSON), a string for text (and for valid UTF-8 without a content type),
-    /// base64url for anything else.
+    /// strict parsers would take it: see [`strict_json`]), a string for text (and for valid
+    /// UTF-8 without a content type), base64url for anything else.
     pub(crate) fn body_view(&self) -> BodyView<'_> {
         let body = &self.body;
         if body.is_empty() {
             return BodyView::Empty;
         }
         let kind = media_kind(&self.headers);
-        if kind == Some(MediaKind::Json) && is_valid_json(body) {
-            return BodyView::Json(body);
+        if kind == Some(MediaKind::Json) {
+            match strict_json(body) {
+                Ok(()) => return BodyView::Json(body),
+                Err(why) => return BodyView::NotStrictJson(body, why),
+            }
         }
         if kind != Some(MediaKind::Binary) {
             if let Ok(text) = std::str::from_utf8(body) {
@@ -80,10 +83,99 @@ pub(crate) enum BodyView<'a> {
     Text(&'a str),
     /// Bytes, to embed as a base64url string.
     Binary(&'a [u8]),
+    /// Declared JSON, but not JSON a strict parser takes: embedded as a string (UTF-8) or
+    /// base64url, with the reason, so that one body cannot make the whole reply unreadable.
+    NotStrictJson(&'a [u8], String),
 }
 
-fn is_valid_json(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+impl BodyView<'_> {
+    /// The bytes it takes in a JSON document.
+    pub(crate) fn encoded_len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::Json(json) => json.len(),
+            Self::Text(text) => quoted_len(text),
+            Self::Binary(bytes) => base64_len(bytes.len()),
+            Self::NotStrictJson(bytes, _) => match std::str::from_utf8(bytes) {
+                Ok(text) => quoted_len(text),
+                Err(_) => base64_len(bytes.len()),
+            },
+        }
+    }
+}
+
+/// The length of `text` as a JSON string, quotes included, escaped as serde_json escapes.
+pub(crate) fn quoted_len(text: &str) -> usize {
+    let escapes: usize = text
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+            0..=0x1f => 5,
+            _ => 0,
+        })
+        .sum();
+    text.len() + escapes + 2
+}
+
+/// The length of `n` bytes in base64url without padding, as a JSON string.
+fn base64_len(n: usize) -> usize {
+    n / 3 * 4 + [0, 2, 3][n % 3] + 2
+}
+
+/// Whether strict parsers would take `body` as JSON: UTF-8, nested less deep than
+/// serde_json's default recursion limit of 128 (Python's `json` stops near 1,000), and
+/// strings without lone surrogate escapes. The reason when not.
+pub(crate) fn strict_json(body: &[u8]) -> Result<(), String> {
+    serde_json::from_slice::<Strict>(body)
+        .map(|_| ())
+        .map_err(|e| format!("strict JSON parsers would refuse it ({e})"))
+}
+
+/// A JSON value read only to check it, through `deserialize_any`: serde_json then decodes
+/// every string (UTF-8, escapes, surrogate pairs) and keeps to its recursion limit, which
+/// `IgnoredAny`'s skipping does not.
+struct Strict;
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Strict)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Strict {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_unit<E>(self) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        while seq.next_element::<Strict>()?.is_some() {}
+        Ok(Strict)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        while map.next_key::<Strict>()?.is_some() {
+            map.next_value::<Strict>()?;
+        }
+        Ok(Strict)
+    }
 }
 
 /// Base64url without padding, as OData writes binary bodies.
@@ -115,7 +207,10 @@ mod tests {
         let json = outcome(Some("application/json"), b"{\"a\":1}");
         assert!(matches!(json.body_view(), BodyView::Json(_)));
         let broken = outcome(Some("application/json"), b"{\"a\":");
-        assert!(matches!(broken.body_view(), BodyView::Text("{\"a\":")));
+        assert!(matches!(
+            broken.body_view(),
+            BodyView::NotStrictJson(b"{\"a\":", _)
+        ));
         let untyped = outcome(None, b"hello");
         assert!(matches!(untyped.body_view(), BodyView::Text("hello")));
         let binary = outcome(Some("image/png"), b"\x89PNG");
@@ -124,6 +219,42 @@ mod tests {
         assert!(matches!(bytes.body_view(), BodyView::Binary(_)));
         assert!(matches!(outcome(None, b"").body_view(), BodyView::Empty));
         assert_eq!(encode_base64(b"\xff\xfe"), "__4");
+    }
+
+    #[test]
+    fn only_strict_json_is_embedded() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        // Exactly what serde_json's default recursion limit of 128 takes.
+        assert!(strict_json(deep(127).as_bytes()).is_ok());
+        let refused = [
+            deep(128).into_bytes(),
+            br#"["\ud800"]"#.to_vec(),
+            br#"{"\udc00": 1}"#.to_vec(),
+            b"[\"\xff\"]".to_vec(),
+            b"[1] [2]".to_vec(),
+        ];
+        for body in refused {
+            assert!(
+                strict_json(&body).is_err(),
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        assert!(strict_json(br#"["\ud83d\ude00", {"a": [1.5e3, -2, null, true]}]"#).is_ok());
+    }
+
+    #[test]
+    fn encoded_lengths_are_what_the_writer_writes() {
+        for text in ["", "plain", "q\"uote\\", "tab\tnl\n\u{1}\u{1f}", "ünï"] {
+            assert_eq!(
+                quoted_len(text),
+                serde_json::to_string(text).unwrap().len(),
+                "{text:?}"
+            );
+        }
+        for n in 0..7 {
+            assert_eq!(base64_len(n), encode_base64(&vec![7; n]).len() + 2, "{n}");
+        }
     }
 
     #[test]

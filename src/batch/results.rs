@@ -177,6 +177,13 @@ fn body<'b>(
                 budget.charge(bytes.len() / 3 * 4 + 4, reading)?;
                 Value::String(encode_base64(bytes))
             }
+            BodyView::NotStrictJson(bytes, _) => {
+                budget.charge(bytes.len() / 3 * 4 + 4, reading)?;
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => Value::String(text.to_string()),
+                    Err(_) => Value::String(encode_base64(bytes)),
+                }
+            }
         };
         *slot = Some(view);
     }

@@ -14,6 +14,7 @@
 use super::fields::{parse_envelope, parse_item, parse_method_field, request_list, type_name};
 use super::headers::{decode_headers, HeaderSink};
 use super::list::ListReply;
+use super::writer::Fit;
 use super::{Codec, DecodeContext, Decoded, ReplyWriter};
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::{Plan, PlanItem};
@@ -189,21 +190,28 @@ fn read_data(raw: Option<&RawValue>) -> Result<Bytes, String> {
     }
 }
 
-/// One entry of the bare array: `{"contents", "headers", "status"}`.
+/// One entry of the bare array: `{"contents", "headers", "status"}`, and `bodyOmitted`,
+/// `bodyNote` or `headersOmitted` when they apply.
 fn entry(o: &Outcome, w: &mut ReplyWriter) {
     w.put(b"{\"contents\":");
-    w.body(o, b"\"\"");
+    let (omitted, note) = match w.fit(o) {
+        Fit::Fits(view) => (None, w.body(view, b"\"\"")),
+        Fit::Omitted(why) => {
+            w.put(b"\"\"");
+            (Some(why), None)
+        }
+    };
     w.put(b",\"headers\":");
-    if o.headers.is_empty() {
+    let headers_omitted = if o.headers.is_empty() {
         w.put(b"[]");
+        None
     } else {
-        w.headers(&o.headers);
-    }
+        w.headers(&o.headers)
+    };
     w.put(b",\"status\":");
     w.put(o.status.as_str().as_bytes());
-    if let Some(reason) = &o.body_omitted {
-        w.put(b",\"bodyOmitted\":");
-        w.str(reason);
-    }
+    w.field(b"bodyOmitted", omitted.as_deref());
+    w.field(b"bodyNote", note.as_deref());
+    w.field(b"headersOmitted", headers_omitted.as_deref());
     w.put(b"}");
 }

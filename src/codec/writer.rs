@@ -10,16 +10,44 @@ use http::{HeaderMap, HeaderValue};
 const REFERENCE_AT: usize = 2048;
 
 /// A reply being written.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ReplyWriter {
     buf: BytesMut,
     chunks: Vec<Bytes>,
+    /// Bytes in `chunks`.
+    sent: usize,
+    /// `max_response_bytes`: what bodies and headers may take of the reply, counted as
+    /// written (escapes and base64 included).
+    limit: usize,
+}
+
+/// Whether an item's body goes into the reply.
+pub(crate) enum Fit<'a> {
+    /// It fits (an empty body always does).
+    Fits(BodyView<'a>),
+    /// It would pass the reply's limit, or was not read whole: why.
+    Omitted(std::borrow::Cow<'a, str>),
 }
 
 impl ReplyWriter {
+    /// A writer whose bodies and headers may take `limit` bytes of the reply.
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            buf: BytesMut::new(),
+            chunks: Vec::new(),
+            sent: 0,
+            limit,
+        }
+    }
+
     /// Makes room for `additional` more bytes of framing.
     pub(crate) fn reserve(&mut self, additional: usize) {
         self.buf.reserve(additional);
+    }
+
+    /// The bytes written so far.
+    fn len(&self) -> usize {
+        self.sent + self.buf.len()
     }
 
     #[inline]
@@ -47,8 +75,20 @@ impl ReplyWriter {
     }
 
     /// Header names to values; a header with several values (`set-cookie`) gets an array.
-    /// A value that is not UTF-8 is written lossily.
-    pub(crate) fn headers(&mut self, headers: &HeaderMap) {
+    /// A value that is not UTF-8 is written lossily. When they would pass the reply's
+    /// limit, `{}` is written instead, and the reason returned.
+    pub(crate) fn headers(&mut self, headers: &HeaderMap) -> Option<String> {
+        let mark = self.buf.len();
+        self.write_headers(headers);
+        if self.len() <= self.limit {
+            return None;
+        }
+        self.buf.truncate(mark);
+        self.put(b"{}");
+        Some(self.over_limit())
+    }
+
+    fn write_headers(&mut self, headers: &HeaderMap) {
         let value = |w: &mut Self, v: &HeaderValue| match v.to_str() {
             Ok(text) => w.str(text),
             Err(_) => w.str(&String::from_utf8_lossy(v.as_bytes())),
@@ -79,24 +119,69 @@ impl ReplyWriter {
         self.buf.put_u8(b'}');
     }
 
+    /// What is left of the reply's limit.
+    pub(crate) fn room(&self) -> usize {
+        self.limit.saturating_sub(self.len())
+    }
+
+    /// Why something was left out of the reply.
+    pub(crate) fn over_limit(&self) -> String {
+        format!(
+            "the batch reply reached its limit of {} bytes (max_response_bytes)",
+            self.limit
+        )
+    }
+
+    /// Whether `outcome`'s body goes into the reply: not when it was not read whole, nor
+    /// when it would pass the reply's limit.
+    pub(crate) fn fit<'a>(&self, outcome: &'a Outcome) -> Fit<'a> {
+        if let Some(why) = &outcome.body_omitted {
+            return Fit::Omitted(why.as_str().into());
+        }
+        let view = outcome.body_view();
+        if self.len() + view.encoded_len() > self.limit {
+            return Fit::Omitted(self.over_limit().into());
+        }
+        Fit::Fits(view)
+    }
+
     /// `json`, valid JSON, as it is: a large one by reference.
     pub(crate) fn raw(&mut self, json: &Bytes) {
         if json.len() < REFERENCE_AT {
             return self.put(json);
         }
         let framing = self.buf.split().freeze();
+        self.sent += framing.len() + json.len();
         self.chunks.push(framing);
         self.chunks.push(json.clone());
     }
 
-    /// An outcome's body as its [`BodyView`]: JSON as it is, text as a string, bytes in
-    /// base64url; `empty` when there is none.
-    pub(crate) fn body(&mut self, outcome: &Outcome, empty: &[u8]) {
-        match outcome.body_view() {
+    /// A body as its [`BodyView`]: JSON as it is, text as a string, bytes in base64url;
+    /// `empty` when there is none. For JSON a strict parser would refuse, the reason.
+    pub(crate) fn body<'a>(&mut self, view: BodyView<'a>, empty: &[u8]) -> Option<String> {
+        match view {
             BodyView::Empty => self.put(empty),
             BodyView::Json(json) => self.raw(json),
             BodyView::Text(text) => self.str(text),
             BodyView::Binary(bytes) => self.str(&encode_base64(bytes)),
+            BodyView::NotStrictJson(bytes, why) => {
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => self.str(text),
+                    Err(_) => self.str(&encode_base64(bytes)),
+                }
+                return Some(format!("the body is not carried as JSON: {why}"));
+            }
+        }
+        None
+    }
+
+    /// `,"key":"value"` when there is a value.
+    pub(crate) fn field(&mut self, key: &[u8], value: Option<&str>) {
+        if let Some(value) = value {
+            self.put(b",\"");
+            self.put(key);
+            self.put(b"\":");
+            self.str(value);
         }
     }
 
@@ -119,8 +204,8 @@ mod tests {
         headers.insert("x-one", HeaderValue::from_static("q\"uote"));
         headers.append("set-cookie", HeaderValue::from_static("b=2"));
         headers.append("x-bytes", HeaderValue::from_bytes(b"caf\xe9").unwrap());
-        let mut w = ReplyWriter::default();
-        w.headers(&headers);
+        let mut w = ReplyWriter::new(usize::MAX);
+        assert_eq!(w.headers(&headers), None);
         let v: serde_json::Value = serde_json::from_slice(&w.finish().concat()).unwrap();
         assert_eq!(
             v,
@@ -131,7 +216,7 @@ mod tests {
     #[test]
     fn large_json_is_referenced_not_copied() {
         let big = Bytes::from(format!("[{}1]", "1,".repeat(REFERENCE_AT)));
-        let mut w = ReplyWriter::default();
+        let mut w = ReplyWriter::new(usize::MAX);
         w.put(b"{\"a\":");
         w.raw(&big);
         w.put(b"}");

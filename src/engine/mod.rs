@@ -42,7 +42,6 @@ pub(crate) struct RunOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) batch_timeout: Option<Duration>,
     pub(crate) max_item_response_bytes: usize,
-    pub(crate) max_response_bytes: usize,
     /// What references may read and copy in one batch.
     pub(crate) max_reference_bytes: usize,
     pub(crate) transactions: Option<Hook>,
@@ -67,10 +66,7 @@ pub(crate) struct RunOptions {
 /// its extensions. Items that depend on a member wait for the whole group. Each call of
 /// the transaction hook is bounded by the per-sub-request timeout.
 ///
-/// Each item reads at most `max_item_response_bytes` of its body; the reply's total
-/// (`max_response_bytes`) is charged as items finish, and a body that no longer fits is
-/// left out (`bodyOmitted`). With concurrency, which items those are follows the order
-/// they finish in.
+/// Each item reads at most `max_item_response_bytes` of its body.
 ///
 /// When `batch_timeout` passes, the items in flight are dropped and report `504`, and the
 /// items not started report `424` (with `stop_on_error`, they are left out); an open

@@ -12,7 +12,6 @@ use crate::batch::results::{Results, Views};
 use crate::body::BatchRequestBody;
 use crate::identity::Outer;
 use crate::transaction::OpenTx;
-use bytes::Bytes;
 use http::{Request, StatusCode};
 use std::time::Duration;
 
@@ -38,8 +37,6 @@ pub(super) struct Run<'a, E> {
     /// What references read, shared by the batch.
     results: Results,
     stop_on_error: bool,
-    /// What is left of `max_response_bytes`.
-    budget: usize,
     /// How many outcomes have been handed to `emit`.
     emitted: usize,
     emit: E,
@@ -86,7 +83,6 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
             groups: groups.into_iter().map(AtomicGroup::new).collect(),
             results: Results::new(opts.max_reference_bytes),
             stop_on_error,
-            budget: opts.max_response_bytes,
             emitted: 0,
             emit,
         }
@@ -127,7 +123,6 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
         outcome: Outcome,
         outer: &Outer<'_>,
     ) -> Option<Launch<B>> {
-        let outcome = self.charge(outcome);
         let Some(g) = self.schedule.group_of(i) else {
             self.settle(i, outcome);
             return None;
@@ -252,20 +247,6 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
             self.record(m, outcome.clone());
         }
         self.schedule.end_group(g, |_| true);
-    }
-
-    /// Charges the body to the reply's total; one that no longer fits is left out.
-    fn charge(&mut self, mut outcome: Outcome) -> Outcome {
-        if outcome.body.len() > self.budget {
-            outcome.body = Bytes::new();
-            outcome.body_omitted = Some(format!(
-                "the batch reply reached its limit of {} bytes (max_response_bytes)",
-                self.opts.max_response_bytes
-            ));
-        } else {
-            self.budget -= outcome.body.len();
-        }
-        outcome
     }
 
     /// Item `i`, outside any group, has its outcome.

@@ -206,6 +206,19 @@ pub fn router(calls: Calls) -> Router {
             res
         }))
         .route("/big", get(|Query(q): Query<HashMap<String, usize>>| async move { "a".repeat(q["n"]) }))
+        .route("/bytes", get(|Query(q): Query<HashMap<String, usize>>| async move {
+            // `n` copies of byte `b`, as text.
+            ([("content-type", "text/plain")], vec![q["b"] as u8; q["n"]])
+        }))
+        .route("/headers", get(|Query(q): Query<HashMap<String, usize>>| async move {
+            // `n` response headers of `size` bytes each.
+            let mut res = "ok".into_response();
+            for i in 0..q["n"] {
+                let name = http::HeaderName::from_bytes(format!("x-big-{i}").as_bytes()).unwrap();
+                res.headers_mut().insert(name, "v".repeat(q["size"]).parse().unwrap());
+            }
+            res
+        }))
         .route("/bigjson", get(|Query(q): Query<HashMap<String, usize>>| async move {
             // A JSON array of about `n` bytes: `[0,0,…,0]`.
             let body = format!("[{}0]", "0,".repeat(q["n"].saturating_sub(3) / 2));

@@ -16,7 +16,9 @@ mod item;
 
 use super::fields::{boolean, parse_envelope, parse_item, request_list};
 use super::list::ListReply;
+use super::writer::Fit;
 use super::{Codec, DecodeContext, Decoded, ReplyWriter, NO_HOOK};
+use crate::batch::outcome::BodyView;
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
 use crate::error::{FieldError, Problem};
@@ -161,21 +163,26 @@ fn options(raw: &RawBatch<'_>, cx: &DecodeContext<'_>) -> (Options, Vec<FieldErr
     (options, errors)
 }
 
-/// One entry of `{"responses": [...]}`: `{"id", "status", "headers", "body"}`.
+/// One entry of `{"responses": [...]}`: `{"id", "status", "headers", "body"}`, and
+/// `bodyOmitted`, `bodyNote` or `headersOmitted` when they apply.
 fn entry(o: &Outcome, w: &mut ReplyWriter) {
     w.put(b"{\"id\":");
     w.str(&o.id);
     w.put(b",\"status\":");
     w.put(o.status.as_str().as_bytes());
     w.put(b",\"headers\":");
-    w.headers(&o.headers);
-    if !o.body.is_empty() {
-        w.put(b",\"body\":");
-        w.body(o, b"");
+    let headers_omitted = w.headers(&o.headers);
+    let (mut omitted, mut note) = (None, None);
+    match w.fit(o) {
+        Fit::Fits(BodyView::Empty) => {}
+        Fit::Fits(view) => {
+            w.put(b",\"body\":");
+            note = w.body(view, b"");
+        }
+        Fit::Omitted(why) => omitted = Some(why),
     }
-    if let Some(reason) = &o.body_omitted {
-        w.put(b",\"bodyOmitted\":");
-        w.str(reason);
-    }
+    w.field(b"bodyOmitted", omitted.as_deref());
+    w.field(b"bodyNote", note.as_deref());
+    w.field(b"headersOmitted", headers_omitted.as_deref());
     w.put(b"}");
 }

@@ -4,8 +4,7 @@
 
 use super::super::{Reply, ReplyWriter, APPLICATION_JSON};
 use super::Op;
-use crate::batch::media::{media_kind, MediaKind};
-use crate::batch::outcome::Outcome;
+use crate::batch::outcome::{BodyView, Outcome};
 use http::{header, HeaderValue, StatusCode};
 use serde::{Serialize, Serializer};
 use serde_json::value::{to_raw_value, RawValue};
@@ -147,6 +146,17 @@ impl Reply for ResourceReply {
             (0, _) => StatusCode::OK,
             _ => StatusCode::MULTI_STATUS,
         };
+        // Resources go in while the reply's limit has room; past it, they are `null`.
+        let (mut room, mut omitted) = (w.room(), None);
+        for resource in &mut done {
+            let len = resource.0.as_ref().map_or(0, |raw| raw.get().len());
+            if len > room {
+                *resource = Json(None);
+                omitted = Some(format!("{}: resources past it are null", w.over_limit()));
+            } else {
+                room -= len;
+            }
+        }
         let atomic = self.atomic.then_some(Atomic {
             atomic: true,
             rolled_back: !failed.is_empty(),
@@ -161,6 +171,7 @@ impl Reply for ResourceReply {
                     created: created.then_some(&done[..]),
                     succeeded: (!created).then_some(&done[..]),
                     failed: &failed,
+                    omitted,
                     atomic,
                 };
                 serde_json::to_writer(w.writer(), &summary)
@@ -192,6 +203,9 @@ struct Summary<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     succeeded: Option<&'a [Json]>,
     failed: &'a [Failure],
+    /// Set when resources were left out (`null`) to keep to `max_response_bytes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    omitted: Option<String>,
     #[serde(flatten)]
     atomic: Option<Atomic>,
 }
@@ -219,9 +233,9 @@ struct Atomic {
 /// What a successful item answered: its JSON body; else `{"location": …}` when it named
 /// one; else `null`.
 fn resource(outcome: &Outcome) -> Json {
-    if media_kind(&outcome.headers) == Some(MediaKind::Json) {
-        // Parsed once: this checks the body is JSON and keeps it to embed as it is.
-        if let Ok(raw) = serde_json::from_slice::<Box<RawValue>>(&outcome.body) {
+    // Strict JSON only (see `Outcome::body_view`), kept as it is to embed.
+    if let BodyView::Json(json) = outcome.body_view() {
+        if let Ok(raw) = serde_json::from_slice::<Box<RawValue>>(json) {
             return Json(Some(raw));
         }
     }

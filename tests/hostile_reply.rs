@@ -1,0 +1,134 @@
+//! Hostile input, classes 6 and 7: the reply's limit counts what is written (escapes,
+//! base64, headers), and no sub-response can make the whole reply unreadable: embedded
+//! JSON is checked as strict parsers check it.
+
+mod common;
+
+use base64::Engine as _;
+use common::{start, Reply};
+use serde_json::{json, Value};
+use tower_http_batch::BatchLayer;
+
+const LIMIT: usize = 1 << 20;
+
+fn layer() -> BatchLayer {
+    BatchLayer::new("/batch")
+        .max_response_bytes(LIMIT)
+        .max_body_bytes(8 << 20)
+}
+
+/// The reply is no larger than the limit and a small frame per item (id, status, keys).
+fn within_limit(reply: &Reply, items: usize) {
+    assert!(
+        reply.body.len() <= LIMIT + items * 200,
+        "a reply of {} bytes for a limit of {LIMIT}",
+        reply.body.len()
+    );
+}
+
+#[tokio::test]
+async fn escaped_control_bytes_count_as_written() {
+    // 100 KB of 0x01 is 600 KB once escaped (`\u0001`): one body fits, the second would not.
+    let (http, calls) = start(layer()).await;
+    let requests: Vec<Value> = (0..20)
+        .map(|_| json!({"url": "/bytes?n=100000&b=1"}))
+        .collect();
+    let reply = http.batch(&json!({ "requests": requests }), &[]).await;
+    within_limit(&reply, 20);
+    let items = reply.items();
+    assert_eq!(calls.get(), 20, "every item still runs");
+    assert_eq!(items[0]["body"].as_str().unwrap().len(), 100_000);
+    for item in &items[1..] {
+        assert_eq!(item["status"], 200);
+        assert!(item.get("body").is_none());
+        let why = item["bodyOmitted"].as_str().unwrap();
+        assert!(why.contains("max_response_bytes"), "{why}");
+    }
+}
+
+#[tokio::test]
+async fn base64_bodies_count_as_written() {
+    let (http, _) = start(layer()).await;
+    // 400 KB of bytes that are not UTF-8 become 533 KB of base64: one fits, not two.
+    let requests: Vec<Value> = (0..5)
+        .map(|_| json!({"url": "/bytes?n=400000&b=255"}))
+        .collect();
+    let reply = http.batch(&json!({ "requests": requests }), &[]).await;
+    within_limit(&reply, 5);
+    let items = reply.items();
+    assert!(items[0].get("body").is_some());
+    assert!(items[1..].iter().all(|i| i.get("bodyOmitted").is_some()));
+}
+
+#[tokio::test]
+async fn response_headers_count_too() {
+    // 50 headers of 2 KB on every response: ten items' headers fit, then `{}`.
+    let (http, _) = start(layer()).await;
+    let requests: Vec<Value> = (0..30)
+        .map(|_| json!({"url": "/headers?n=50&size=2000"}))
+        .collect();
+    let reply = http.batch(&json!({ "requests": requests }), &[]).await;
+    within_limit(&reply, 30);
+    let items = reply.items();
+    let full = items
+        .iter()
+        .filter(|i| i["headers"].as_object().unwrap().len() >= 50)
+        .count();
+    assert!((9..=10).contains(&full), "{full} items with their headers");
+    let cut = items.last().unwrap();
+    assert_eq!(cut["status"], 200);
+    assert_eq!(cut["headers"], json!({}));
+    let why = cut["headersOmitted"].as_str().unwrap();
+    assert!(why.contains("max_response_bytes"), "{why}");
+}
+
+/// An item whose sub-response is `body`, declared `application/json`.
+fn json_body(body: &[u8]) -> Value {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(body);
+    json!({"method": "POST", "url": "/json", "headers": {"content-type": "application/octet-stream"}, "body": encoded})
+}
+
+#[tokio::test]
+async fn json_strict_parsers_refuse_is_carried_as_a_string() {
+    let (http, _) = start(layer()).await;
+    let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+    let reply = http
+        .batch(
+            &json!({"requests": [
+                json_body(deep.as_bytes()),
+                json_body(br#"{"name": "\ud800"}"#),
+                json_body(b"[\"caf\xe9\"]"),
+                json_body(br#"{"fine": [1, 2]}"#),
+            ]}),
+            &[],
+        )
+        .await;
+    // The reply is strict JSON: serde_json's default limits read it, and Python's too.
+    let items = reply.items();
+    assert_eq!(items[0]["body"], deep.as_str());
+    assert_eq!(items[1]["body"], r#"{"name": "\ud800"}"#);
+    assert_eq!(
+        items[2]["body"],
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b"[\"caf\xe9\"]")
+    );
+    for item in &items[..3] {
+        let note = item["bodyNote"].as_str().unwrap();
+        assert!(
+            note.contains("strict JSON parsers would refuse it"),
+            "{note}"
+        );
+    }
+    assert_eq!(items[3]["body"], json!({"fine": [1, 2]}));
+    assert!(items[3].get("bodyNote").is_none());
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import json, sys; json.load(sys.stdin)"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(&reply.body)?;
+            child.wait()
+        })
+        .expect("python3 runs");
+    assert!(python.success(), "Python's json reads the reply");
+}
