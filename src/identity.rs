@@ -5,11 +5,15 @@
 //! - a sub-request carries the outer request's extensions (whatever an auth layer outside
 //!   put there, axum's `ConnectInfo`, …) except hyper's `OnUpgrade`;
 //! - it carries the outer values of the identity headers (`authorization`, `cookie`,
-//!   `proxy-authorization` and the configured ones), of the client-address headers
-//!   (`forwarded`, `x-forwarded-*`, `x-real-ip`, …) and of `host`;
+//!   `proxy-authorization`, the user headers front proxies set, and the configured ones),
+//!   of the client-address headers (`forwarded`, `x-forwarded-*`, `x-real-ip`, …) and of
+//!   `host`;
 //! - the same headers written inside a sub-request are dropped, as are hop-by-hop and
-//!   framing headers; `content-length` is computed. This happens here, when the request
-//!   is built, whatever wire format the sub-request came in;
+//!   framing headers, the routing overrides some frameworks obey (`x-http-method-override`,
+//!   `x-original-url`, …), the configured ones, and any header a sub-request's own
+//!   `connection:` names; `content-length` is computed. Names compare as CGI, WSGI and PHP
+//!   see them, with `_` as `-`. This happens here, when the request is built, whatever
+//!   wire format the sub-request came in;
 //! - every other sub-request header passes as given, and configured outer headers are
 //!   inherited where the sub-request does not set them.
 
@@ -17,24 +21,55 @@ use crate::batch::plan::PlanItem;
 use crate::body::BatchRequestBody;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, Version};
+use std::borrow::Cow;
 
-/// Identity headers: always the outer request's, never a sub-request's.
-const IDENTITY: [HeaderName; 3] = [
-    header::AUTHORIZATION,
-    header::COOKIE,
-    header::PROXY_AUTHORIZATION,
-];
-
-/// Client-address headers: always the outer request's, never a sub-request's.
-const CLIENT_ADDRESS: [&str; 5] = [
+/// Headers whose outer values every sub-request carries, and that no sub-request sets:
+/// identity (who the request acts as) and client address (where it comes from), with the
+/// names front proxies and CDNs use. Compared with `_` as `-`; `x-forwarded-*` too.
+const OUTER_ONLY: [&str; 15] = [
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "x-remote-user",
+    "x-authenticated-user",
+    "remote-user",
     "forwarded",
     "x-real-ip",
     "x-client-ip",
     "true-client-ip",
     "client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-original-forwarded-for",
 ];
 
-/// Hop-by-hop headers: they describe one connection, not a message (RFC 9110 §7.6.1).
+/// Headers no sub-request sets, and that are not inherited either: hop-by-hop and
+/// framing (RFC 9110 §7.6.1; `content-length` is computed), and the routing overrides
+/// that frameworks obey in place of the method, path or host.
+const NEVER: [&str; 18] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "host",
+    "expect",
+    "proxy-authenticate",
+    "x-http-method-override",
+    "x-method-override",
+    "x-http-method",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-host",
+];
+
+/// Hop-by-hop headers, as constants: stripping them from every sub-response compares
+/// integers, not strings.
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -45,14 +80,12 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
-/// Standard names compare as one integer; the two others by their bytes.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
-}
-
-fn is_client_address(name: &HeaderName) -> bool {
-    let s = name.as_str();
-    s.starts_with("x-forwarded-") || CLIENT_ADDRESS.contains(&s)
+/// A header name as the rules compare it: lower case (as `HeaderName` is), `_` as `-`.
+fn folded(name: &str) -> Cow<'_, str> {
+    match name.contains('_') {
+        true => name.replace('_', "-").into(),
+        false => name.into(),
+    }
 }
 
 /// Which headers sub-requests take from the outer request, and which they may set
@@ -61,6 +94,8 @@ fn is_client_address(name: &HeaderName) -> bool {
 pub(crate) struct HeaderPolicy {
     /// Identity headers besides the built-in ones (`BatchLayer::identity_header`).
     pub(crate) identity: Vec<HeaderName>,
+    /// Headers never forwarded besides the built-in ones (`BatchLayer::drop_header`).
+    pub(crate) dropped: Vec<HeaderName>,
     /// Outer headers copied into sub-requests that do not set them
     /// (`BatchLayer::inherit_header`).
     pub(crate) inherit: Vec<HeaderName>,
@@ -69,31 +104,38 @@ pub(crate) struct HeaderPolicy {
 impl HeaderPolicy {
     /// The headers whose outer values every sub-request carries.
     fn is_outer_only(&self, name: &HeaderName) -> bool {
-        IDENTITY.contains(name) || is_client_address(name) || self.identity.contains(name)
+        let name = folded(name.as_str());
+        OUTER_ONLY.contains(&&*name)
+            || name.starts_with("x-forwarded-")
+            || self.identity.iter().any(|h| folded(h.as_str()) == name)
     }
 
     /// Whether a header written inside a sub-request is kept. Dropped headers are ignored
-    /// silently, as seed 001 says of authentication headers. Besides identity,
-    /// client-address and hop-by-hop headers, a sub-request never sets its own framing
-    /// (`content-length` is computed), `host`, `expect` or `proxy-authenticate`.
+    /// silently, as seed 001 says of authentication headers.
     pub(crate) fn keeps(&self, name: &HeaderName) -> bool {
-        !(self.is_outer_only(name)
-            || is_hop_by_hop(name)
-            || matches!(
-                *name,
-                header::CONTENT_LENGTH | header::HOST | header::EXPECT | header::PROXY_AUTHENTICATE
-            ))
+        if self.is_outer_only(name) {
+            return false;
+        }
+        let name = folded(name.as_str());
+        !(NEVER.contains(&&*name) || self.dropped.iter().any(|h| folded(h.as_str()) == name))
     }
 
-    /// Drops the headers a sub-request may not set.
+    /// Drops the headers a sub-request may not set, and those its `connection:` names.
     fn filter(&self, headers: &mut HeaderMap) {
         // Look first: almost every sub-request sets none of them.
         if headers.keys().all(|name| self.keeps(name)) {
             return;
         }
+        let named: Vec<String> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|token| folded(&token.trim().to_ascii_lowercase()).into_owned())
+            .collect();
         let dropped: Vec<HeaderName> = headers
             .keys()
-            .filter(|name| !self.keeps(name))
+            .filter(|name| !self.keeps(name) || named.iter().any(|n| **n == *folded(name.as_str())))
             .cloned()
             .collect();
         for name in dropped {
@@ -120,7 +162,7 @@ pub(crate) fn strip_response_framing(headers: &mut HeaderMap) {
     let mut hop = false;
     for name in headers.keys() {
         length |= name == header::CONTENT_LENGTH;
-        hop |= is_hop_by_hop(name);
+        hop |= HOP_BY_HOP.contains(name);
     }
     if length {
         headers.remove(header::CONTENT_LENGTH);
@@ -153,7 +195,7 @@ impl<'a> Outer<'a> {
         for (name, value) in parts.headers.iter() {
             if policy.is_outer_only(name) || name == header::HOST {
                 outer.append(name.clone(), value.clone());
-            } else if policy.inherit.contains(name) {
+            } else if policy.inherit.contains(name) && policy.keeps(name) {
                 inherited.append(name.clone(), value.clone());
             }
         }

@@ -276,15 +276,37 @@ impl BatchLayer {
 
     /// Treats one more header as identity, like `authorization` and `cookie`: sub-requests
     /// carry the outer request's values of it, and the same header written inside a
-    /// sub-request is dropped. Use it for API-key headers such as `x-api-key`.
+    /// sub-request is dropped. Use it for API-key headers such as `x-api-key`. Names
+    /// compare with `_` as `-`, as CGI, WSGI and PHP read them.
+    ///
+    /// Built in: `authorization`, `cookie`, `proxy-authorization`, `x-remote-user`,
+    /// `x-authenticated-user`, `remote-user`, and the client-address headers `forwarded`,
+    /// `x-forwarded-*`, `x-real-ip`, `x-client-ip`, `true-client-ip`, `client-ip`,
+    /// `cf-connecting-ip`, `x-cluster-client-ip`, `fastly-client-ip`,
+    /// `x-original-forwarded-for`.
     pub fn identity_header(mut self, name: HeaderName) -> Self {
         self.config_mut().headers.identity.push(name);
         self
     }
 
+    /// One more header that sub-requests may never set, and never inherit. Names compare
+    /// with `_` as `-`.
+    ///
+    /// Built in: the hop-by-hop and framing headers (`connection`, `keep-alive`,
+    /// `proxy-connection`, `te`, `trailer`, `transfer-encoding`, `upgrade`,
+    /// `content-length`, `host`, `expect`, `proxy-authenticate`), any header a
+    /// sub-request's `connection:` names, and the routing overrides
+    /// `x-http-method-override`, `x-method-override`, `x-http-method`, `x-original-url`,
+    /// `x-rewrite-url`, `x-original-host`, `x-host`.
+    pub fn drop_header(mut self, name: HeaderName) -> Self {
+        self.config_mut().headers.dropped.push(name);
+        self
+    }
+
     /// Copies one more outer header (e.g. `accept-language`, `x-request-id`) into every
     /// sub-request that does not set it itself. Identity and client-address headers are
-    /// always inherited and need no call.
+    /// always inherited and need no call; a header sub-requests may never set is never
+    /// inherited either.
     pub fn inherit_header(mut self, name: HeaderName) -> Self {
         self.config_mut().headers.inherit.push(name);
         self

@@ -130,6 +130,32 @@ async fn identity_is_the_outer_request_s() {
 }
 
 #[tokio::test]
+async fn identity_and_dropped_headers_are_configurable() {
+    let (_legacy, port) = legacy();
+    let flags = [
+        "--identity-header",
+        "x-api-key",
+        "--drop-header",
+        "x-tenant",
+    ];
+    let (_proxy, http) = proxy(&format!("http://127.0.0.1:{port}"), &flags);
+    let items = http
+        .batch(
+            &json!({"requests": [{"url": "/whoami", "headers": {
+                "x_api_key": "stolen", "x-api-key": "stolen", "x-tenant": "other", "X_Forwarded_For": "10.0.0.9"
+            }}]}),
+            &[("x-api-key", "mine")],
+        )
+        .await
+        .items();
+    let seen = &items[0]["body"];
+    assert_eq!(seen["x-api-key"], json!(["mine"]));
+    // Python's `get_all` answers null for a header it did not receive.
+    assert_eq!(seen["x-tenant"], json!(null));
+    assert_eq!(seen["x-forwarded-for"], json!(null));
+}
+
+#[tokio::test]
 async fn plain_requests_pass_through() {
     let (_legacy, port) = legacy();
     let (_proxy, http) = proxy(&format!("http://127.0.0.1:{port}"), &[]);

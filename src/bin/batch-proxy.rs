@@ -12,7 +12,7 @@
 use bytes::Bytes;
 use clap::Parser;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -66,6 +66,13 @@ struct Args {
     /// Seconds a whole batch may take (0: no limit).
     #[arg(long, default_value_t = 0)]
     batch_timeout_secs: u64,
+    /// One more identity header, like `authorization`: sub-requests carry the outer value,
+    /// and the one a sub-request sets is dropped (e.g. `x-api-key`). Repeatable.
+    #[arg(long = "identity-header", value_name = "NAME")]
+    identity_headers: Vec<HeaderName>,
+    /// One more header sub-requests may never set (e.g. `x-tenant`). Repeatable.
+    #[arg(long = "drop-header", value_name = "NAME")]
+    drop_headers: Vec<HeaderName>,
 }
 
 type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
@@ -197,6 +204,12 @@ fn layer(args: &Args) -> Result<BatchLayer, String> {
         0 => layer.no_timeout(),
         secs => layer.timeout(Duration::from_secs(secs)),
     };
+    for name in &args.identity_headers {
+        layer = layer.identity_header(name.clone());
+    }
+    for name in &args.drop_headers {
+        layer = layer.drop_header(name.clone());
+    }
     if args.batch_timeout_secs > 0 {
         layer = layer.batch_timeout(Duration::from_secs(args.batch_timeout_secs));
     }
