@@ -20,6 +20,8 @@ pub(crate) struct Config {
     pub(crate) max_body_bytes: usize,
     /// What bodies and headers may take of a reply, as written (the reply's writer).
     pub(crate) max_response_bytes: usize,
+    /// How long the batch body may take to arrive.
+    pub(crate) body_timeout: std::time::Duration,
     pub(crate) decode: DecodeLimits,
     pub(crate) run: RunOptions,
     pub(crate) headers: HeaderPolicy,

@@ -30,6 +30,8 @@ pub const DEFAULT_MAX_ITEM_HEADERS: usize = 100;
 pub const DEFAULT_MAX_ITEM_HEADER_BYTES: usize = 16 * 1024;
 /// Default for [`BatchLayer::max_reference_bytes`]: 1 MiB per batch.
 pub const DEFAULT_MAX_REFERENCE_BYTES: usize = 1024 * 1024;
+/// Default for [`BatchLayer::body_timeout`]: 30 seconds to receive a batch body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for [`BatchLayer::timeout`]: 30 seconds per sub-request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -70,6 +72,7 @@ impl Default for BatchLayer {
             endpoints: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             decode: DecodeLimits {
                 max_requests: DEFAULT_MAX_REQUESTS,
                 max_item_headers: DEFAULT_MAX_ITEM_HEADERS,
@@ -180,6 +183,15 @@ impl BatchLayer {
     /// A longer batch is rejected whole with `400`, naming the count and the limit.
     pub fn max_requests(mut self, max: usize) -> Self {
         self.config_mut().decode.max_requests = max;
+        self
+    }
+
+    /// How long the whole batch body may take to arrive once the request head has (default
+    /// [`DEFAULT_BODY_TIMEOUT`], 30 s). A body that is not complete by then, because the
+    /// client stalls or sends less than its `content-length`, gets `408` and nothing runs.
+    /// The request head, and idle connections, are the server's to bound: see the README.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.config_mut().body_timeout = timeout;
         self
     }
 

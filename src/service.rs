@@ -113,10 +113,17 @@ where
         Ok(codec) => codec,
         Err(problem) => return problem.into_response(),
     };
-    let bytes = match read_limited(body, config.max_body_bytes).await {
-        Ok(bytes) => bytes,
-        Err(ReadError::TooLarge) => return too_large(None, config.max_body_bytes).into_response(),
-        Err(ReadError::Failed(e)) => return unreadable(e).into_response(),
+    let read = tokio::time::timeout(
+        config.body_timeout,
+        read_limited(body, config.max_body_bytes),
+    );
+    let bytes = match read.await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(ReadError::TooLarge)) => {
+            return too_large(None, config.max_body_bytes).into_response()
+        }
+        Ok(Err(ReadError::Failed(e))) => return unreadable(e).into_response(),
+        Err(_) => return body_timed_out(config.body_timeout).into_response(),
     };
     let outer = Outer::new(parts, &config.headers);
     let path = outer.parts().uri.path();
@@ -172,6 +179,18 @@ where
         .headers_mut()
         .insert(header::CONTENT_TYPE, content_type);
     response
+}
+
+/// `408`: the batch body did not arrive in time. The connection is closed, since the rest
+/// of the body may still come.
+fn body_timed_out(limit: std::time::Duration) -> Problem {
+    Problem::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "urn:tower-http-batch:body-timeout",
+        "Batch body timed out",
+        format!("the batch body did not arrive within {limit:?} (body_timeout)"),
+    )
+    .with_header(header::CONNECTION, http::HeaderValue::from_static("close"))
 }
 
 /// `400`: the outer body failed while it was read.

@@ -305,3 +305,48 @@ async fn shutdown_finishes_the_batch_in_flight() {
     .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Everything the proxy writes on a raw connection until it closes it (bounded, so that a
+/// connection held for ever fails the test).
+async fn raw_until_closed(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut got))
+        .await
+        .expect("the proxy closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn heads_bodies_and_upstreams_have_deadlines() {
+    // `/wait` prints to the upstream's stdout: keep the pipe open.
+    let (_legacy, port, _stdout) = legacy_reading();
+    let flags = [
+        "--header-timeout-secs",
+        "1",
+        "--body-timeout-secs",
+        "1",
+        "--upstream-timeout-secs",
+        "1",
+    ];
+    let (_proxy, http) = proxy(&format!("http://127.0.0.1:{port}"), &flags);
+    // An unfinished request head.
+    let reply = raw_until_closed(http.addr, "GET /plain HTTP/1.1\r\nhost: x\r\n").await;
+    assert!(!reply.contains("200 OK"), "{reply}");
+    // A batch body shorter than its content-length.
+    let short = "POST /batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"requests\"";
+    let reply = raw_until_closed(http.addr, short).await;
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    // A plain request to an upstream that does not answer.
+    let reply = tokio::time::timeout(Duration::from_secs(20), http.send("GET", "/wait", &[], ""))
+        .await
+        .expect("the proxy answers");
+    assert_eq!(reply.status, 504);
+    assert!(String::from_utf8_lossy(&reply.body).contains("--upstream-timeout-secs"));
+    // Let the upstream's waiting thread go.
+    let upstream = Http::new(format!("127.0.0.1:{port}").parse().unwrap());
+    assert_eq!(upstream.send("GET", "/release", &[], "").await.status, 200);
+}

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tower::{Layer, Service};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http_batch::{BatchLayer, TransactionHook};
 
 /// The fixed demo tokens: `Authorization: Bearer <token>` acts as that user.
@@ -211,7 +212,10 @@ pub fn app(
             "/rest/v10/Accounts",
             get(list_accounts).post(create_account),
         )
-        .with_state(db.clone());
+        .with_state(db.clone())
+        // A route's request body that stalls is cut off (`408`); the batch layer bounds
+        // its own batch bodies (`body_timeout`).
+        .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(30)));
     let batch = BatchLayer::new("/batch")
         .bulk("/rest/v10/bulk", "/rest")
         .resource("/users")

@@ -6,10 +6,11 @@
 //! ```
 
 mod app;
+mod serve;
 
-use axum::ServiceExt as _;
 use clap::Parser;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// A users API on SQLite, with `POST /batch` from tower-http-batch.
 #[derive(Parser)]
@@ -20,6 +21,12 @@ struct Args {
     /// SQLite database file to keep the data in (default: in memory).
     #[arg(long)]
     db: Option<String>,
+    /// Seconds a request head may take to arrive, and an idle connection may stay open.
+    #[arg(long, default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Connections open at once; more wait to be accepted.
+    #[arg(long, default_value_t = 256)]
+    max_connections: usize,
 }
 
 #[tokio::main]
@@ -55,11 +62,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // `ConnectInfo` goes into the outer request's extensions; sub-requests inherit it.
-    let service = app::app(db).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let limits = serve::Limits {
+        header_timeout: Duration::from_secs(args.header_timeout_secs),
+        max_connections: args.max_connections,
+    };
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    serve::serve(listener, app::app(db), limits, ctrl_c).await?;
     Ok(())
 }

@@ -16,15 +16,17 @@ use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::Layer;
 use tower_http_batch::{BatchLayer, BatchRequestBody};
 
@@ -73,6 +75,19 @@ struct Args {
     /// One more header sub-requests may never set (e.g. `x-tenant`). Repeatable.
     #[arg(long = "drop-header", value_name = "NAME")]
     drop_headers: Vec<HeaderName>,
+    /// Seconds a plain (not batch) request may wait for the upstream's response head; then
+    /// 504 (0: no limit). Batch sub-requests have --timeout-secs.
+    #[arg(long, default_value_t = 30)]
+    upstream_timeout_secs: u64,
+    /// Seconds a request head may take to arrive, and an idle connection may stay open.
+    #[arg(long, default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Seconds a batch body may take to arrive; then 408.
+    #[arg(long, default_value_t = 30)]
+    body_timeout_secs: u64,
+    /// Connections open at once; more wait to be accepted.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
 }
 
 type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
@@ -83,6 +98,8 @@ struct Upstream {
     client: Client<HttpConnector, BatchRequestBody<Incoming>>,
     scheme: Scheme,
     authority: Authority,
+    /// How long a request waits for the upstream's response head.
+    timeout: Option<Duration>,
 }
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
@@ -119,6 +136,7 @@ impl tower::Service<Request<BatchRequestBody<Incoming>>> for Upstream {
             .build();
         let client = self.client.clone();
         let authority = self.authority.clone();
+        let timeout = self.timeout;
         Box::pin(async move {
             let Ok(uri) = uri else {
                 return Ok(bad_gateway(
@@ -133,7 +151,15 @@ impl tower::Service<Request<BatchRequestBody<Incoming>>> for Upstream {
             if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
                 headers.insert(header::HOST, host);
             }
-            match client.request(req).await {
+            let sent = client.request(req);
+            let answered = match timeout {
+                Some(t) => match tokio::time::timeout(t, sent).await {
+                    Ok(answered) => answered,
+                    Err(_) => return Ok(upstream_timed_out(&authority, t)),
+                },
+                None => sent.await,
+            };
+            match answered {
                 Ok(res) => {
                     let (mut parts, body) = res.into_parts();
                     for name in HOP_BY_HOP {
@@ -161,10 +187,32 @@ impl tower::Service<Request<BatchRequestBody<Incoming>>> for Upstream {
 
 /// `502` with a problem+json body saying why.
 fn bad_gateway(detail: String) -> Response<ProxyBody> {
+    problem(
+        StatusCode::BAD_GATEWAY,
+        "urn:tower-http-batch:upstream-unavailable",
+        "Upstream unavailable",
+        detail,
+    )
+}
+
+/// `504`: the upstream did not answer in time.
+fn upstream_timed_out(authority: &Authority, limit: Duration) -> Response<ProxyBody> {
+    problem(
+        StatusCode::GATEWAY_TIMEOUT,
+        "urn:tower-http-batch:upstream-timeout",
+        "Upstream timed out",
+        format!(
+            "the upstream {authority} did not answer within {limit:?} (--upstream-timeout-secs)"
+        ),
+    )
+}
+
+/// A problem+json response.
+fn problem(status: StatusCode, kind: &str, title: &str, detail: String) -> Response<ProxyBody> {
     let body = serde_json::json!({
-        "type": "urn:tower-http-batch:upstream-unavailable",
-        "title": "Upstream unavailable",
-        "status": 502,
+        "type": kind,
+        "title": title,
+        "status": status.as_u16(),
         "detail": detail,
     });
     let mut res = Response::new(
@@ -172,7 +220,7 @@ fn bad_gateway(detail: String) -> Response<ProxyBody> {
             .map_err(|e| match e {})
             .boxed_unsync(),
     );
-    *res.status_mut() = StatusCode::BAD_GATEWAY;
+    *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
@@ -199,6 +247,7 @@ fn layer(args: &Args) -> Result<BatchLayer, String> {
     layer = layer
         .max_requests(args.max_requests)
         .max_body_bytes(args.max_body_bytes)
+        .body_timeout(Duration::from_secs(args.body_timeout_secs))
         .concurrency(args.concurrency);
     layer = match args.timeout_secs {
         0 => layer.no_timeout(),
@@ -246,6 +295,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         client,
         scheme,
         authority: authority.clone(),
+        timeout: (args.upstream_timeout_secs > 0)
+            .then(|| Duration::from_secs(args.upstream_timeout_secs)),
     });
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -254,36 +305,83 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         listener.local_addr()?
     );
 
-    let server = auto::Builder::new(TokioExecutor::new());
+    serve(listener, service, &args).await
+}
+
+/// Serves `service` until Ctrl-C or SIGTERM, then finishes the requests in flight. A
+/// request head (and an idle keep-alive connection) has a deadline, and the number of open
+/// connections a cap: more wait in the listen backlog.
+async fn serve<S>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    args: &Args,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    S: tower::Service<
+            Request<Incoming>,
+            Response = Response<tower_http_batch::BatchResponseBody<ProxyBody>>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let header_timeout = Duration::from_secs(args.header_timeout_secs);
+    let mut server = auto::Builder::new(TokioExecutor::new());
+    server
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    server
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(header_timeout)
+        .keep_alive_timeout(header_timeout);
+    let permits = Arc::new(Semaphore::new(args.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let conn = server.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
+        let accepted = tokio::select! {
+            accepted = accept(&listener, &permits) => accepted,
             _ = &mut shutdown => {
                 eprintln!("batch-proxy: shutting down, finishing requests in flight");
                 break;
             }
-        }
+        };
+        let (stream, permit) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(service.clone());
+        let conn = server.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// The next connection, once there is room for it.
+async fn accept(
+    listener: &tokio::net::TcpListener,
+    permits: &Arc<Semaphore>,
+) -> std::io::Result<(tokio::net::TcpStream, OwnedSemaphorePermit)> {
+    let permit = permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(std::io::Error::other)?;
+    let (stream, _) = listener.accept().await?;
+    Ok((stream, permit))
 }
 
 /// Ctrl-C, or SIGTERM on Unix.

@@ -1,0 +1,113 @@
+//! Serving the demo as a server open to clients that may be hostile: every connection has
+//! a deadline for its request head (which also bounds how long an idle keep-alive
+//! connection waits), and the number of open connections has a cap; more wait in the
+//! listen backlog. The batch layer bounds its own work (body, sub-requests, batch); the
+//! routes' request bodies are bounded in `app.rs`.
+//!
+//! `axum::serve` sets none of these (it has no timer), so the demo serves with hyper-util's
+//! builder, as a user of this crate would.
+
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::{Service, ServiceExt as _};
+
+/// What the server bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long a request head may take to arrive, and an idle keep-alive connection may
+    /// wait for the next one.
+    pub header_timeout: Duration,
+    /// How many connections may be open at once.
+    pub max_connections: usize,
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in
+/// flight. Each request carries axum's `ConnectInfo<SocketAddr>`.
+pub async fn serve<S>(
+    listener: TcpListener,
+    app: S,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    S: Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.header_timeout)
+        .keep_alive_timeout(limits.header_timeout);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = accept(&listener, &permits) => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, addr, permit) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let app = app.clone();
+        let service = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(addr));
+            app.clone().oneshot(req.map(axum::body::Body::new))
+        });
+        let conn = builder.serve_connection_with_upgrades(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service),
+        );
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// The next connection, once there is room for it.
+async fn accept(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+) -> std::io::Result<(
+    tokio::net::TcpStream,
+    SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
+)> {
+    let permit = permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(std::io::Error::other)?;
+    let (stream, addr) = listener.accept().await?;
+    Ok((stream, addr, permit))
+}
