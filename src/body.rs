@@ -7,11 +7,20 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use pin_project_lite::pin_project;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Bytes the layer holds, sent as they are, one frame per chunk: a reply can reference
 /// large sub-response bodies instead of copying them.
 #[derive(Debug)]
-pub(crate) enum Chunks {
+pub(crate) struct Chunks {
+    data: Data,
+    /// A batch's place among the batches in flight, held until its reply has gone (or
+    /// been dropped): the bound on batches in flight covers their replies too.
+    _place: Option<OwnedSemaphorePermit>,
+}
+
+#[derive(Debug)]
+enum Data {
     /// One chunk (a sub-request's body, an error): no list.
     One(Option<Bytes>),
     /// Several, last first, and how many bytes they hold.
@@ -23,23 +32,29 @@ pub(crate) enum Chunks {
 
 impl Chunks {
     pub(crate) fn one(chunk: Bytes) -> Self {
-        Self::One(Some(chunk).filter(|c| !c.is_empty()))
+        Self {
+            data: Data::One(Some(chunk).filter(|c| !c.is_empty())),
+            _place: None,
+        }
     }
 
     pub(crate) fn new(mut chunks: Vec<Bytes>) -> Self {
         chunks.retain(|c| !c.is_empty());
         chunks.reverse();
         let remaining = chunks.iter().map(|c| c.len() as u64).sum();
-        Self::Many {
-            reversed: chunks,
-            remaining,
+        Self {
+            data: Data::Many {
+                reversed: chunks,
+                remaining,
+            },
+            _place: None,
         }
     }
 
     fn next(&mut self) -> Option<Bytes> {
-        match self {
-            Self::One(chunk) => chunk.take(),
-            Self::Many {
+        match &mut self.data {
+            Data::One(chunk) => chunk.take(),
+            Data::Many {
                 reversed,
                 remaining,
             } => {
@@ -51,9 +66,9 @@ impl Chunks {
     }
 
     fn remaining(&self) -> u64 {
-        match self {
-            Self::One(chunk) => chunk.as_ref().map_or(0, |c| c.len() as u64),
-            Self::Many { remaining, .. } => *remaining,
+        match &self.data {
+            Data::One(chunk) => chunk.as_ref().map_or(0, |c| c.len() as u64),
+            Data::Many { remaining, .. } => *remaining,
         }
     }
 }
@@ -203,6 +218,14 @@ impl<B> BatchResponseBody<B> {
         Self {
             inner: Either::bytes(data),
         }
+    }
+
+    /// The same body, holding `place` until it is dropped.
+    pub(crate) fn holding(mut self, place: OwnedSemaphorePermit) -> Self {
+        if let Either::Layer { chunks } = &mut self.inner {
+            chunks._place = Some(place);
+        }
+        self
     }
 
     /// A reply the layer wrote, in chunks.

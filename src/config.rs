@@ -11,6 +11,7 @@ use crate::transaction::Hook;
 use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 /// The layer's settings.
 #[derive(Debug, Clone)]
@@ -22,6 +23,12 @@ pub(crate) struct Config {
     pub(crate) max_response_bytes: usize,
     /// How long the batch body may take to arrive.
     pub(crate) body_timeout: std::time::Duration,
+    /// The most batches in flight at once, from the start of their body to the end of
+    /// their reply.
+    pub(crate) max_batches: usize,
+    /// Their places: one semaphore for the services made by one `Layer::layer` call and
+    /// their clones (see `BatchLayer`'s `Layer` impl).
+    pub(crate) batches: Arc<Semaphore>,
     pub(crate) decode: DecodeLimits,
     pub(crate) run: RunOptions,
     pub(crate) headers: HeaderPolicy,
@@ -173,6 +180,17 @@ fn check_length(parts: &Parts, max: usize) -> Result<(), Problem> {
             "the content-length header is not a number",
         )),
     }
+}
+
+/// `503`: as many batches as the layer takes are in flight.
+pub(crate) fn too_many_batches(max: usize) -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "urn:tower-http-batch:too-many-batches",
+        "Too many batches",
+        format!("{max} batches are in flight, the most this server takes (max_concurrent_batches); retry later"),
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
 }
 
 /// `413`: the batch body is larger than `max_body_bytes`.

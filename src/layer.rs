@@ -12,6 +12,7 @@ use crate::transaction::{Hook, TransactionHook};
 use http::HeaderName;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tower_layer::Layer;
 
 /// Default for [`BatchLayer::max_requests`]: 100 sub-requests.
@@ -30,6 +31,8 @@ pub const DEFAULT_MAX_ITEM_HEADERS: usize = 100;
 pub const DEFAULT_MAX_ITEM_HEADER_BYTES: usize = 16 * 1024;
 /// Default for [`BatchLayer::max_reference_bytes`]: 1 MiB per batch.
 pub const DEFAULT_MAX_REFERENCE_BYTES: usize = 1024 * 1024;
+/// Default for [`BatchLayer::max_concurrent_batches`]: 64 batches in flight.
+pub const DEFAULT_MAX_CONCURRENT_BATCHES: usize = 64;
 /// Default for [`BatchLayer::body_timeout`]: 30 seconds to receive a batch body.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for [`BatchLayer::timeout`]: 30 seconds per sub-request.
@@ -73,6 +76,8 @@ impl Default for BatchLayer {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_batches: DEFAULT_MAX_CONCURRENT_BATCHES,
+            batches: Arc::new(Semaphore::new(0)),
             decode: DecodeLimits {
                 max_requests: DEFAULT_MAX_REQUESTS,
                 max_item_headers: DEFAULT_MAX_ITEM_HEADERS,
@@ -183,6 +188,19 @@ impl BatchLayer {
     /// A longer batch is rejected whole with `400`, naming the count and the limit.
     pub fn max_requests(mut self, max: usize) -> Self {
         self.config_mut().decode.max_requests = max;
+        self
+    }
+
+    /// The most batches in flight at once (default [`DEFAULT_MAX_CONCURRENT_BATCHES`], 64),
+    /// counted from the moment a batch arrives, before its body is read, until its reply
+    /// has been sent or dropped; requests that pass through are not counted. One more gets
+    /// `503` with `Retry-After`, without its body being read. With the other limits this
+    /// bounds the layer's memory: about `max_concurrent_batches × (max_body_bytes +
+    /// max_response_bytes + max_reference_bytes)`, and its work likewise. The services one
+    /// [`Layer::layer`] call makes share the count (axum and hyper clone them per
+    /// connection); another call counts apart.
+    pub fn max_concurrent_batches(mut self, max: usize) -> Self {
+        self.config_mut().max_batches = max;
         self
     }
 
@@ -336,7 +354,12 @@ impl<S> Batch<S> {
 impl<S> Layer<S> for BatchLayer {
     type Service = Batch<S>;
 
+    /// The service, with its own places for batches in flight: its clones share them,
+    /// and another `layer` call makes other ones.
     fn layer(&self, inner: S) -> Self::Service {
-        Batch::new(inner, self.config.clone())
+        let mut config = Config::clone(&self.config);
+        let places = config.max_batches.min(Semaphore::MAX_PERMITS);
+        config.batches = Arc::new(Semaphore::new(places));
+        Batch::new(inner, Arc::new(config))
     }
 }

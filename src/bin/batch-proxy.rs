@@ -88,6 +88,10 @@ struct Args {
     /// Connections open at once; more wait to be accepted.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
+    /// Batches in flight at once (from their body to the end of their reply); one more
+    /// gets 503 with Retry-After.
+    #[arg(long, default_value_t = tower_http_batch::DEFAULT_MAX_CONCURRENT_BATCHES)]
+    max_concurrent_batches: usize,
 }
 
 type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
@@ -248,6 +252,7 @@ fn layer(args: &Args) -> Result<BatchLayer, String> {
         .max_requests(args.max_requests)
         .max_body_bytes(args.max_body_bytes)
         .body_timeout(Duration::from_secs(args.body_timeout_secs))
+        .max_concurrent_batches(args.max_concurrent_batches)
         .concurrency(args.concurrency);
     layer = match args.timeout_secs {
         0 => layer.no_timeout(),

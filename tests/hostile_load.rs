@@ -1,0 +1,110 @@
+//! Hostile input, class 9: the batches in flight are bounded (`max_concurrent_batches`),
+//! from the arrival of a batch until its reply has gone. One more gets `503` with
+//! `Retry-After`, with nothing read or run; requests that pass through are not counted.
+
+mod common;
+
+use axum::routing::get;
+use axum::Router;
+use common::Http;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use tower_http_batch::BatchLayer;
+
+/// `/block` says it has started, then never answers; `/text` answers.
+fn router(entered: Arc<Notify>) -> Router {
+    Router::new()
+        .route(
+            "/block",
+            get(move || {
+                let entered = entered.clone();
+                async move {
+                    entered.notify_one();
+                    std::future::pending::<&str>().await
+                }
+            }),
+        )
+        .route("/text", get(|| async { "text" }))
+        .route(
+            "/bigjson",
+            get(|| async {
+                let body = format!("[{}0]", "0,".repeat(499_999));
+                ([("content-type", "application/json")], body)
+            }),
+        )
+}
+
+#[tokio::test(start_paused = true)]
+async fn batches_past_the_bound_get_503_and_places_come_back() {
+    let entered = Arc::new(Notify::new());
+    let layer = BatchLayer::new("/batch")
+        .max_concurrent_batches(2)
+        .timeout(Duration::from_secs(60));
+    let http = Http::new(common::serve(layer.layer_router(router(entered.clone()))).await);
+    let blocked = json!({"requests": [{"url": "/block"}]});
+    let mut running = Vec::new();
+    for _ in 0..2 {
+        let (http, blocked) = (http.clone(), blocked.clone());
+        running.push(tokio::spawn(async move { http.batch(&blocked, &[]).await }));
+        entered.notified().await;
+    }
+    let text = json!({"requests": [{"url": "/text"}]});
+    let busy = http.batch(&text, &[]).await;
+    let p = busy.problem(503);
+    assert_eq!(busy.headers["retry-after"], "1");
+    assert_eq!(p["type"], "urn:tower-http-batch:too-many-batches");
+    assert!(p["detail"]
+        .as_str()
+        .unwrap()
+        .contains("max_concurrent_batches"));
+    // Requests that pass through are not counted.
+    assert_eq!(http.send("GET", "/text", &[], "").await.status, 200);
+    // The two batches end (their items time out); their places come back.
+    for batch in running {
+        assert_eq!(batch.await.unwrap().items()[0]["status"], 504);
+    }
+    assert_eq!(http.batch(&text, &[]).await.items()[0]["body"], "text");
+}
+
+#[tokio::test]
+async fn a_reply_keeps_its_place_until_it_has_gone() {
+    let layer = BatchLayer::new("/batch").max_concurrent_batches(1);
+    let http = Http::new(common::serve(layer.layer_router(router(Arc::default()))).await);
+    // Sixteen 1 MB bodies: a reply larger than the socket buffers hold, sent to a client
+    // that reads only its first bytes.
+    let requests: Vec<_> = (0..16).map(|_| json!({"url": "/bigjson"})).collect();
+    let body = json!({ "requests": requests }).to_string();
+    let mut slow = tokio::net::TcpStream::connect(http.addr).await.unwrap();
+    let head = format!(
+        "POST /batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(body.as_bytes()).await.unwrap();
+    let mut got = vec![0u8; 4096];
+    let n = slow.read(&mut got).await.unwrap();
+    got.truncate(n);
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    // Its reply is on its way: the one place is taken.
+    let text = json!({"requests": [{"url": "/text"}]});
+    http.batch(&text, &[]).await.problem(503);
+    // Once the client has read it all, the place is free.
+    let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    let length: usize = head
+        .split("content-length: ")
+        .nth(1)
+        .and_then(|rest| rest.split("\r\n").next())
+        .and_then(|n| n.parse().ok())
+        .expect("a content-length");
+    let head_len = head.find("\r\n\r\n").unwrap() + 4;
+    let mut rest = vec![0u8; head_len + length - got.len()];
+    tokio::time::timeout(Duration::from_secs(60), slow.read_exact(&mut rest))
+        .await
+        .expect("the reply arrives")
+        .unwrap();
+    let reply = http.batch(&text, &[]).await;
+    assert_eq!(reply.items()[0]["body"], "text");
+}
