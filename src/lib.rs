@@ -274,6 +274,9 @@ mod config;
 mod engine;
 mod error;
 mod future;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod identity;
 mod layer;
 mod service;

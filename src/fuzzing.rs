@@ -1,0 +1,240 @@
+//! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`; not part of the API).
+//!
+//! Each takes arbitrary bytes, runs one decoder the way the layer runs it, and panics when
+//! an invariant breaks: a plan that validated holds only canonical URLs (a path, no `//`
+//! start, no `\`, no dot segment, no batch path), and every reply is JSON that strict
+//! parsers read. A panic anywhere else is a bug the fuzzer reports.
+
+use crate::batch::outcome::Outcome;
+use crate::batch::plan::Plan;
+use crate::batch::reference::{Refs, Resolvable, Template, UrlTemplate};
+use crate::batch::results::{Results, Views};
+use crate::batch::url::{is_dot_segment, parse_url, BatchPaths, UrlContext};
+use crate::codec::bulk::BulkCodec;
+use crate::codec::json::JsonCodec;
+use crate::codec::resource::Resource;
+use crate::codec::{Codec, DecodeContext, DecodeLimits, Decoded, ReplyWriter};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+
+fn limits() -> DecodeLimits {
+    DecodeLimits {
+        max_requests: 100,
+        max_item_headers: 100,
+        max_item_header_bytes: 16 * 1024,
+        atomic: true,
+        batch_paths: BatchPaths::default().with("/batch").with("/bulk"),
+    }
+}
+
+/// Decodes `body` with `codec` as a `method` request to `path`; writes the reply of a
+/// plan that validated, each item answered with its own request.
+fn decode(codec: &dyn Codec, method: Method, path: &str, body: &[u8]) {
+    let limits = limits();
+    let outer = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .body(())
+        .map(|r| r.into_parts().0)
+        .unwrap_or_else(|_| http::Request::new(()).into_parts().0);
+    let keeps = |name: &http::HeaderName| name != header::AUTHORIZATION;
+    let cx = DecodeContext {
+        limits: &limits,
+        base: "/",
+        keeps_header: &keeps,
+    };
+    let bytes = Bytes::copy_from_slice(body);
+    let mut decoded = codec.decode(&outer, &bytes, &cx);
+    // A lookup (resource bulk's delete by filters) is answered with the body itself.
+    for _ in 0..2 {
+        match decoded {
+            Ok(Decoded::Lookup(plan, resume)) => {
+                check(&plan);
+                let listing = answer(&plan.items[0].uri, "application/json", bytes.clone());
+                decoded = resume.resume(vec![listing], &cx);
+            }
+            Ok(Decoded::Run(plan, mut reply)) => {
+                check(&plan);
+                let mut w = ReplyWriter::new(1 << 20);
+                reply.begin(&mut w);
+                for (i, item) in plan.items.iter().enumerate() {
+                    let ct = item.headers.get(header::CONTENT_TYPE);
+                    let ct = ct.and_then(|v| v.to_str().ok()).unwrap_or("text/plain");
+                    reply.item(i, &answer(&item.uri, ct, item.body.clone()), &mut w);
+                }
+                let _status = reply.finish(&mut w);
+                strict(&w.finish().concat());
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// An outcome answering `body` with content type `ct`.
+fn answer(uri: &Uri, ct: &str, body: Bytes) -> Outcome {
+    let mut headers = HeaderMap::new();
+    if let Ok(ct) = HeaderValue::from_str(ct) {
+        headers.insert(header::CONTENT_TYPE, ct);
+    }
+    Outcome {
+        id: uri.to_string(),
+        status: StatusCode::OK,
+        headers,
+        body,
+        body_omitted: None,
+    }
+}
+
+/// Every URL of a plan is canonical.
+fn check(plan: &Plan) {
+    for item in &plan.items {
+        canonical(&item.uri);
+    }
+}
+
+fn canonical(uri: &Uri) {
+    let path = uri.path();
+    assert!(path.starts_with('/') && !path.starts_with("//"), "{uri}");
+    assert!(!path.contains('\\'), "{uri}");
+    assert!(!path.split('/').any(is_dot_segment), "{uri}");
+    assert!(uri.scheme().is_none() && uri.authority().is_none(), "{uri}");
+}
+
+/// `reply` is JSON strict parsers read.
+fn strict(reply: &[u8]) {
+    if let Err(e) = serde_json::from_slice::<serde_json::Value>(reply) {
+        panic!(
+            "the reply is not strict JSON ({e}): {}",
+            String::from_utf8_lossy(reply)
+        );
+    }
+}
+
+/// The JSON batch codec.
+pub fn json_batch(data: &[u8]) {
+    decode(&JsonCodec, Method::POST, "/batch", data);
+}
+
+/// The SugarCRM bulk codec, with a base.
+pub fn bulk(data: &[u8]) {
+    decode(
+        &BulkCodec {
+            base: "/rest".into(),
+        },
+        Method::POST,
+        "/bulk",
+        data,
+    );
+}
+
+/// The resource bulk codec: the first byte chooses the method and `?atomic=true`.
+pub fn resource(data: &[u8]) {
+    let Some((&first, body)) = data.split_first() else {
+        return;
+    };
+    let method = [Method::POST, Method::PATCH, Method::DELETE][usize::from(first % 3)].clone();
+    let path = if first & 4 == 0 {
+        "/users/batch"
+    } else {
+        "/users/batch?atomic=true"
+    };
+    decode(&Resource::new("/users"), method, path, body);
+}
+
+/// URL parsing: what is accepted is canonical, and parsing it again changes nothing.
+pub fn url(data: &[u8]) {
+    let Ok(url) = std::str::from_utf8(data) else {
+        return;
+    };
+    let limits = limits();
+    let ctx = UrlContext {
+        batch_paths: &limits.batch_paths,
+        base: "/odata/",
+    };
+    if let Ok(uri) = parse_url(url, ctx) {
+        canonical(&uri);
+        let again = parse_url(&uri.to_string(), ctx).expect("a canonical URL parses again");
+        assert_eq!(again, uri, "{url:?}");
+    }
+}
+
+/// Reference templates: the text before the first NUL is a URL template, the rest the body
+/// of every request it refers to. A URL that resolves is canonical.
+pub fn template(data: &[u8]) {
+    let (text, body) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let Ok(text) = std::str::from_utf8(text) else {
+        return;
+    };
+    let Ok(Some(rest)) = Template::parse(text) else {
+        return;
+    };
+    let body = Bytes::copy_from_slice(body);
+    let outcomes: Vec<Outcome> = rest
+        .references()
+        .map(|r| Outcome {
+            id: r.id.clone(),
+            ..answer(&Uri::from_static("/"), "application/json", body.clone())
+        })
+        .collect();
+    let refs = Refs {
+        url: Some(UrlTemplate {
+            location_of: None,
+            rest,
+        }),
+        ..Refs::default()
+    };
+    let mut results = Results::new(1 << 20);
+    let mut views = Views::new(&mut results, outcomes.iter().enumerate());
+    let (mut uri, mut headers, mut body) = (Uri::default(), HeaderMap::new(), Bytes::new());
+    let into = Resolvable {
+        uri: &mut uri,
+        headers: &mut headers,
+        body: &mut body,
+    };
+    if refs
+        .resolve(&mut views, &limits().batch_paths, into)
+        .is_ok()
+    {
+        canonical(&uri);
+    }
+}
+
+/// Replies: a body of any bytes, under any content type (the first line of the data), in
+/// both JSON formats, is written as JSON strict parsers read.
+pub fn reply(data: &[u8]) {
+    let (ct, body) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (
+            String::from_utf8_lossy(&data[..i]).into_owned(),
+            &data[i + 1..],
+        ),
+        None => ("application/json".to_string(), data),
+    };
+    let outcome = answer(&Uri::from_static("/x"), &ct, Bytes::copy_from_slice(body));
+    for codec in [
+        &JsonCodec as &dyn Codec,
+        &BulkCodec {
+            base: String::new(),
+        },
+    ] {
+        let limits = limits();
+        let keeps = |_: &http::HeaderName| true;
+        let cx = DecodeContext {
+            limits: &limits,
+            base: "/",
+            keeps_header: &keeps,
+        };
+        let one = Bytes::from_static(br#"{"requests": [{"url": "/x"}]}"#);
+        let outer = http::Request::new(()).into_parts().0;
+        if let Ok(Decoded::Run(_, mut reply)) = codec.decode(&outer, &one, &cx) {
+            let mut w = ReplyWriter::new(1 << 20);
+            reply.begin(&mut w);
+            reply.item(0, &outcome, &mut w);
+            let _status = reply.finish(&mut w);
+            strict(&w.finish().concat());
+        }
+    }
+}
