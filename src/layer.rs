@@ -9,7 +9,7 @@ use crate::engine::RunOptions;
 use crate::identity::HeaderPolicy;
 use crate::service::Batch;
 use crate::transaction::{Hook, TransactionHook};
-use http::HeaderName;
+use http::{HeaderName, Method};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -92,6 +92,7 @@ impl Default for BatchLayer {
                 max_reference_bytes: DEFAULT_MAX_REFERENCE_BYTES,
                 transactions: None,
                 batch_paths: Default::default(),
+                reach: Default::default(),
             },
             headers: HeaderPolicy::default(),
         };
@@ -339,6 +340,55 @@ impl BatchLayer {
     /// inherited either.
     pub fn inherit_header(mut self, name: HeaderName) -> Self {
         self.config_mut().headers.inherit.push(name);
+        self
+    }
+
+    /// Keeps batches away from `prefix` and everything under it (`/admin` refuses
+    /// `/admin` and `/admin/users`, not `/administrator`). A sub-request that would reach
+    /// it is not sent and reports `403`; the rest of the batch runs. Repeatable.
+    ///
+    /// The check runs last, on the path as it would be sent (after dot segments, `$id` and
+    /// references), and compares as loosely as a server behind might read a path:
+    /// percent-encoding decoded repeatedly, letter case, `\` as `/`, path parameters
+    /// (`/admin;x`) and empty segments are all folded. For anything subtler, allow rather
+    /// than refuse: see [`reachable`](Self::reachable).
+    ///
+    /// # Panics
+    ///
+    /// When `prefix` does not start with `/`.
+    pub fn refuse_path(mut self, prefix: &str) -> Self {
+        assert!(
+            prefix.starts_with('/'),
+            "tower-http-batch: a refused path starts with `/`: {prefix:?}"
+        );
+        self.config_mut().run.reach.refuse(prefix);
+        self
+    }
+
+    /// Lets sub-requests reach only what `predicate` accepts. One refused is not sent and
+    /// reports `403`; the rest of the batch runs. Like [`refuse_path`](Self::refuse_path),
+    /// it runs last, on the path as it would be sent.
+    ///
+    /// The predicate gets the method and the path as loosely as a server behind might read
+    /// it, so that no spelling slips past: percent-encoding decoded (repeatedly), letters
+    /// in lower case, `\` as `/`, path parameters (`;x`), dot segments and empty segments
+    /// removed, no trailing slash, no query (`/Users/%2e%2e/ADMIN;x/` is `/admin`; the root
+    /// is the empty string). An allow list then fails closed: `/users/..%2fadmin` is
+    /// `/admin`, not a user.
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_http_batch::BatchLayer;
+    ///
+    /// // Batches may read anything, and write only users.
+    /// let layer = BatchLayer::new("/batch")
+    ///     .reachable(|method: &Method, path: &str| method == Method::GET || path.starts_with("/users/"));
+    /// ```
+    pub fn reachable<F>(mut self, predicate: F) -> Self
+    where
+        F: Fn(&Method, &str) -> bool + Send + Sync + 'static,
+    {
+        self.config_mut().run.reach.only(Arc::new(predicate));
         self
     }
 }

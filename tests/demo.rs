@@ -84,6 +84,22 @@ async fn tokens_and_whoami() {
 }
 
 #[tokio::test]
+async fn admin_routes_are_never_batched() {
+    let http = demo().await;
+    let plain = http.send("GET", "/admin/whoami", &[ALICE], "").await;
+    assert_eq!(plain.json(), json!({"user": "alice"}));
+    let batch = json!({"requests": [
+        {"id": "1", "url": "/admin/whoami"},
+        {"id": "2", "url": "/Admin/%77hoami"},
+        {"id": "3", "url": "/users/../admin/whoami"},
+        {"id": "4", "url": "/whoami"},
+    ]});
+    let items = http.batch(&batch, &[ALICE]).await.items();
+    let status: Vec<&Value> = items.iter().map(|i| &i["status"]).collect();
+    assert_eq!(status, [403, 403, 403, 200], "{items:#?}");
+}
+
+#[tokio::test]
 async fn users_crud_and_errors() {
     let http = demo().await;
     let json_ct = ("content-type", "application/json");

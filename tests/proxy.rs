@@ -4,7 +4,7 @@
 mod common;
 
 use common::Http;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -153,6 +153,26 @@ async fn identity_and_dropped_headers_are_configurable() {
     // Python's `get_all` answers null for a header it did not receive.
     assert_eq!(seen["x-tenant"], json!(null));
     assert_eq!(seen["x-forwarded-for"], json!(null));
+}
+
+#[tokio::test]
+async fn refused_paths_are_never_batched() {
+    let (_legacy, port) = legacy();
+    let flags = ["--refuse-path", "/items", "--refuse-path", "/release"];
+    let (_proxy, http) = proxy(&format!("http://127.0.0.1:{port}"), &flags);
+    let batch = json!({"requests": [
+        {"id": "1", "method": "POST", "url": "/items", "body": {"name": "x"}},
+        {"id": "2", "url": "/%49tems/1"},
+        {"id": "3", "url": "/whoami/../release"},
+        {"id": "4", "url": "/plain"},
+    ]});
+    let items = http.batch(&batch, &[]).await.items();
+    let status: Vec<&Value> = items.iter().map(|i| &i["status"]).collect();
+    assert_eq!(status, [403, 403, 403, 200], "{items:#?}");
+    // Plain requests still reach them.
+    let json = [("content-type", "application/json")];
+    let created = http.send("POST", "/items", &json, r#"{"name":"x"}"#).await;
+    assert_eq!(created.status, 201);
 }
 
 #[tokio::test]

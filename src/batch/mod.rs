@@ -6,6 +6,7 @@
 pub(crate) mod media;
 pub(crate) mod outcome;
 pub(crate) mod plan;
+pub(crate) mod reach;
 pub(crate) mod reference;
 pub(crate) mod results;
 pub(crate) mod url;

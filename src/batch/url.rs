@@ -218,23 +218,25 @@ fn is_dot_dot(seg: &str) -> bool {
 fn is_batch_path(path: &str, batch_paths: &BatchPaths) -> bool {
     // Without escapes, backslashes or empty segments, the canonical form is the path in
     // lower case: compare without building it.
-    if !path.contains(['%', '\\']) && !path.contains("//") && !path.ends_with('/') {
+    if !path.contains(['%', '\\', ';']) && !path.contains("//") && !path.ends_with('/') {
         return batch_paths.0.iter().any(|c| c.eq_ignore_ascii_case(path));
     }
     let canon = canonical(path);
     batch_paths.0.contains(&canon)
 }
 
-/// The form batch paths are compared in: percent-encoding decoded (repeatedly), letters
-/// lowercased, `\` taken as `/`, dot segments resolved, and empty segments and trailing
-/// slashes removed. It is as loose as any server behind might be; it only decides what to
-/// refuse, and never changes a path that is sent.
-fn canonical(path: &str) -> String {
+/// The form batch paths (and refused paths) are compared in: percent-encoding decoded
+/// (repeatedly), letters lowercased, `\` taken as `/`, path parameters (`;x`, which Java
+/// servers drop) removed, dot segments resolved, and empty segments and trailing slashes
+/// removed. It is as loose as any server behind might be; it only decides what to refuse,
+/// and never changes a path that is sent.
+pub(crate) fn canonical(path: &str) -> String {
     let decoded = percent_decode_lower(path);
     let mut segments: Vec<&str> = Vec::new();
-    for seg in decoded.split(['/', '\\']).filter(|s| !s.is_empty()) {
+    let split = decoded.split(['/', '\\']);
+    for seg in split.map(|s| s.split(';').next().unwrap_or_default()) {
         match seg {
-            "." => {}
+            "" | "." => {}
             ".." => {
                 segments.pop();
             }

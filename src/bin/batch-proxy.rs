@@ -75,6 +75,10 @@ struct Args {
     /// One more header sub-requests may never set (e.g. `x-tenant`). Repeatable.
     #[arg(long = "drop-header", value_name = "NAME")]
     drop_headers: Vec<HeaderName>,
+    /// A path prefix batches may not reach (e.g. `/admin`: also `/admin/…`, in any
+    /// spelling); such a sub-request reports 403. Repeatable.
+    #[arg(long = "refuse-path", value_name = "PREFIX", value_parser = refused_path)]
+    refuse_paths: Vec<String>,
     /// Seconds a plain (not batch) request may wait for the upstream's response head; then
     /// 504 (0: no limit). Batch sub-requests have --timeout-secs.
     #[arg(long, default_value_t = 30)]
@@ -95,6 +99,14 @@ struct Args {
 }
 
 type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// `--refuse-path` takes paths: the layer would panic on anything else.
+fn refused_path(prefix: &str) -> Result<String, String> {
+    match prefix.starts_with('/') {
+        true => Ok(prefix.to_string()),
+        false => Err(format!("{prefix:?} does not start with `/`")),
+    }
+}
 
 /// Sends every request to the upstream: same method, path, query, headers and body.
 #[derive(Clone)]
@@ -263,6 +275,9 @@ fn layer(args: &Args) -> Result<BatchLayer, String> {
     }
     for name in &args.drop_headers {
         layer = layer.drop_header(name.clone());
+    }
+    for prefix in &args.refuse_paths {
+        layer = layer.refuse_path(prefix);
     }
     if args.batch_timeout_secs > 0 {
         layer = layer.batch_timeout(Duration::from_secs(args.batch_timeout_secs));

@@ -13,6 +13,7 @@ mod schedule;
 
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
+use crate::batch::reach::Reach;
 use crate::batch::url::BatchPaths;
 use crate::body::BatchRequestBody;
 use crate::identity::Outer;
@@ -48,6 +49,8 @@ pub(crate) struct RunOptions {
     /// What URLs resolved from references are checked against: none may reach a batch
     /// endpoint.
     pub(crate) batch_paths: BatchPaths,
+    /// What sub-requests may reach at all (`403` for the rest).
+    pub(crate) reach: Reach,
 }
 
 /// Runs the items of `plan` and hands each outcome to `emit` with the item's index, in

@@ -233,6 +233,18 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
             refs.resolve(&mut views, batch_paths, into)
                 .map_err(not_sent)?;
         }
+        // Checked last, on the path as it will be sent.
+        let reach = &self.opts.reach;
+        if !reach.is_open() {
+            if let Some(why) = reach.refusal(&item.method, item.uri.path()) {
+                let title = "Not reachable from a batch";
+                return Err(Box::new(Outcome::problem(
+                    StatusCode::FORBIDDEN,
+                    title,
+                    why,
+                )));
+            }
+        }
         let mut req = outer.sub_request(item);
         if let Some(g) = self.schedule.group_of(i) {
             self.groups[g].insert_handle(req.extensions_mut());
