@@ -89,6 +89,7 @@ impl Default for BatchLayer {
                 timeout: Some(DEFAULT_TIMEOUT),
                 batch_timeout: None,
                 max_item_response_bytes: DEFAULT_MAX_ITEM_RESPONSE_BYTES,
+                max_held_bytes: DEFAULT_MAX_RESPONSE_BYTES,
                 max_reference_bytes: DEFAULT_MAX_REFERENCE_BYTES,
                 transactions: None,
                 batch_paths: Default::default(),
@@ -196,8 +197,11 @@ impl BatchLayer {
     /// counted from the moment a batch arrives, before its body is read, until its reply
     /// has been sent or dropped; requests that pass through are not counted. One more gets
     /// `503` with `Retry-After`, without its body being read. With the other limits this
-    /// bounds the layer's memory: about `max_concurrent_batches × (max_body_bytes +
-    /// max_response_bytes + max_reference_bytes)`, and its work likewise. The services one
+    /// bounds the layer's memory: a batch holds at most its body, the reply and the bodies
+    /// waiting for it (`2 × max_response_bytes`), the responses being read (`concurrency ×
+    /// max_item_response_bytes`) and what references parse (`max_reference_bytes`, a
+    /// few times over as a tree); at the defaults about 40 MiB, 64 × that in all. The
+    /// services one
     /// [`Layer::layer`] call makes share the count (axum and hyper clone them per
     /// connection); another call counts apart.
     pub fn max_concurrent_batches(mut self, max: usize) -> Self {
@@ -253,8 +257,15 @@ impl BatchLayer {
     /// left out (`bodyOmitted`), and headers that would pass it too (`{}` and
     /// `headersOmitted`). Every item still runs and reports its id and status, so a reply
     /// can exceed the limit by that framing: a few dozen bytes per item.
+    ///
+    /// The same limit bounds the bodies a batch holds before they are written (items that
+    /// finished ahead of a slower earlier one) or while a reference may still read them: a
+    /// body that would take those past it is left out when it arrives, as the reply would
+    /// leave it out. A body written and needed by no reference is let go at once.
     pub fn max_response_bytes(mut self, max: usize) -> Self {
-        self.config_mut().max_response_bytes = max;
+        let config = self.config_mut();
+        config.max_response_bytes = max;
+        config.run.max_held_bytes = max;
         self
     }
 

@@ -6,8 +6,10 @@ mod common;
 
 use axum::routing::get;
 use axum::Router;
+use bytes::Bytes;
 use common::Http;
 use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -107,4 +109,114 @@ async fn a_reply_keeps_its_place_until_it_has_gone() {
         .unwrap();
     let reply = http.batch(&text, &[]).await;
     assert_eq!(reply.items()[0]["body"], "text");
+}
+
+/// A response body that counts, in `live`, the bytes it holds until it is dropped.
+struct Tracked {
+    bytes: Vec<u8>,
+    live: Arc<AtomicUsize>,
+}
+
+impl AsRef<[u8]> for Tracked {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.live.fetch_sub(self.bytes.len(), Ordering::SeqCst);
+    }
+}
+
+/// `/tracked` answers 1 MB of text that counts itself in `live`; `/live` reports the
+/// count, as `{"live": bytes}`.
+fn tracking(live: Arc<AtomicUsize>) -> Router {
+    let held = live.clone();
+    Router::new()
+        .route(
+            "/tracked",
+            get(move || {
+                let live = live.clone();
+                async move {
+                    live.fetch_add(1 << 20, Ordering::SeqCst);
+                    let body = Tracked {
+                        bytes: vec![b'a'; 1 << 20],
+                        live,
+                    };
+                    ([("content-type", "text/plain")], Bytes::from_owner(body))
+                }
+            }),
+        )
+        .route(
+            "/live",
+            get(move || async move { axum::Json(json!({"live": held.load(Ordering::SeqCst)})) }),
+        )
+}
+
+#[tokio::test]
+async fn a_batch_holds_the_bodies_it_still_needs_not_every_body() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let layer = BatchLayer::new("/batch").max_response_bytes(64 << 20);
+    let http = Http::new(common::serve(layer.layer_router(tracking(live.clone()))).await);
+    // Twenty 1 MiB bodies, and one that a later item's reference may read: once written
+    // into the reply, a body no reference will read is let go.
+    let mut requests: Vec<_> = (0..20)
+        .map(|i| json!({"id": format!("t{i}"), "url": "/tracked"}))
+        .collect();
+    requests.push(json!({"id": "kept", "url": "/tracked"}));
+    requests.push(json!({"id": "before", "url": "/live"}));
+    requests.push(
+        json!({"id": "reader", "url": "/live", "dependsOn": ["kept"],
+                         "headers": {"x-status": "{{kept#/status}}"}}),
+    );
+    requests.push(json!({"id": "after", "url": "/live"}));
+    let items = http
+        .batch(&json!({ "requests": requests }), &[])
+        .await
+        .items();
+    assert_eq!(items.len(), 24);
+    assert!(items[..21]
+        .iter()
+        .all(|i| i["body"].as_str().unwrap().len() == 1 << 20));
+    // While `before` ran, only the body `reader` may still read was held; once `reader`
+    // had its references resolved, nothing.
+    assert_eq!(
+        items[21]["body"]["live"],
+        1 << 20,
+        "{:#}",
+        items[21]["body"]
+    );
+    assert_eq!(items[23]["body"]["live"], 0, "{:#}", items[23]["body"]);
+    assert_eq!(
+        live.load(Ordering::SeqCst),
+        0,
+        "everything is let go at the end"
+    );
+}
+
+#[tokio::test]
+async fn bodies_held_for_references_are_bounded_by_the_reply_limit() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let layer = BatchLayer::new("/batch").max_response_bytes((4 << 20) + 100_000);
+    let http = Http::new(common::serve(layer.layer_router(tracking(live.clone()))).await);
+    // Twenty 1 MiB bodies, each of which the last item may read: without a bound the batch
+    // would hold all twenty until then.
+    let mut requests: Vec<_> = (0..20)
+        .map(|i| json!({"id": format!("t{i}"), "url": "/tracked"}))
+        .collect();
+    requests.push(json!({"id": "before", "url": "/live"}));
+    let ids: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+    let headers: serde_json::Map<String, serde_json::Value> = (0..20)
+        .map(|i| (format!("x-{i}"), json!(format!("{{{{t{i}#/status}}}}"))))
+        .collect();
+    requests.push(json!({"id": "reader", "url": "/live", "dependsOn": ids, "headers": headers}));
+    let items = http.batch(&json!({ "requests": requests }), &[]).await.items();
+    let kept = items[..20].iter().filter(|i| i["body"].is_string()).count();
+    assert_eq!(kept, 4, "four bodies fit the limit");
+    let omitted = items[19]["bodyOmitted"].as_str().unwrap();
+    assert!(omitted.contains("max_response_bytes"), "{omitted}");
+    assert_eq!(items[20]["body"]["live"], 4 << 20, "{:#}", items[20]["body"]);
+    assert_eq!(items[21]["status"], 200, "statuses are kept: {:#}", items[21]);
+    assert_eq!(items[21]["body"]["live"], 0);
 }

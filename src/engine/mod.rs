@@ -43,6 +43,9 @@ pub(crate) struct RunOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) batch_timeout: Option<Duration>,
     pub(crate) max_item_response_bytes: usize,
+    /// What the bodies a batch holds, waiting to be written or read, may take
+    /// (`max_response_bytes`).
+    pub(crate) max_held_bytes: usize,
     /// What references may read and copy in one batch.
     pub(crate) max_reference_bytes: usize,
     pub(crate) transactions: Option<Hook>,

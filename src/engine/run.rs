@@ -39,6 +39,9 @@ pub(super) struct Run<'a, E> {
     stop_on_error: bool,
     /// How many outcomes have been handed to `emit`.
     emitted: usize,
+    /// Bytes of the bodies recorded and not yet let go (waiting to be written, or for a
+    /// reference to read them), at most `max_held_bytes`.
+    held: usize,
     emit: E,
 }
 
@@ -49,6 +52,10 @@ struct Slot {
     /// Its id, until it moves into its outcome.
     id: String,
     outcome: Option<Outcome>,
+    /// How many items not yet prepared have references that may read this one's body.
+    /// Once it is written and this is 0, the body is let go: a batch holds the bodies
+    /// still to write or to read, not every body it received.
+    readers: usize,
 }
 
 impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
@@ -68,14 +75,26 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
             stop_on_error,
             opts.concurrency,
         );
-        let slots = items
+        let mut slots: Vec<Slot> = items
             .into_iter()
             .map(|mut item| Slot {
                 id: std::mem::take(&mut item.id),
                 item: Some(item),
                 outcome: None,
+                readers: 0,
             })
             .collect();
+        for i in 0..slots.len() {
+            if slots[i]
+                .item
+                .as_ref()
+                .is_some_and(|item| item.refs.is_some())
+            {
+                for &d in schedule.depends_on(i) {
+                    slots[d].readers += 1;
+                }
+            }
+        }
         Self {
             opts,
             slots,
@@ -84,6 +103,7 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
             results: Results::new(opts.max_reference_bytes),
             stop_on_error,
             emitted: 0,
+            held: 0,
             emit,
         }
     }
@@ -193,10 +213,40 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
     }
 
     /// The request for item `i`, with its references resolved and its group's transaction
-    /// in its extensions; or the `424` to report when it cannot be sent. (Inlined: the
-    /// request is built where it is launched, not copied through return values.)
+    /// in its extensions; or the `424` (or `403`) to report when it cannot be sent.
+    /// (Inlined: the request is built where it is launched, not copied through return
+    /// values.)
     #[inline(always)]
     fn prepare<B>(
+        &mut self,
+        i: usize,
+        outer: &Outer<'_>,
+    ) -> Result<Request<BatchRequestBody<B>>, Box<Outcome>> {
+        let reads = self.slots[i]
+            .item
+            .as_ref()
+            .is_some_and(|item| item.refs.is_some());
+        let prepared = self.prepare_item(i, outer);
+        if reads {
+            self.read(i);
+        }
+        prepared
+    }
+
+    /// Item `i`, which has references, no longer needs its dependencies' bodies: those
+    /// already written and needed by no one else are let go.
+    fn read(&mut self, i: usize) {
+        for &d in self.schedule.depends_on(i) {
+            let slot = &mut self.slots[d];
+            slot.readers = slot.readers.saturating_sub(1);
+            if d < self.emitted && slot.readers == 0 {
+                self.held -= release_body(slot);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn prepare_item<B>(
         &mut self,
         i: usize,
         outer: &Outer<'_>,
@@ -270,12 +320,28 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
 
     /// Stores an item's outcome with its id (an outcome that replaces another keeps the
     /// id).
+    ///
+    /// Its body is held until it is written (and read, when a reference may read it): one
+    /// that would take the bodies held past `max_held_bytes` is left out at once, as the
+    /// reply would leave it out (it counts every body, and more), so that a slow early
+    /// item cannot make the batch hold every later body.
     fn record(&mut self, i: usize, mut outcome: Outcome) {
         let slot = &mut self.slots[i];
         outcome.id = match slot.outcome.take() {
-            Some(old) => old.id,
+            Some(old) => {
+                self.held -= old.body.len();
+                old.id
+            }
             None => std::mem::take(&mut slot.id),
         };
+        let max = self.opts.max_held_bytes;
+        if outcome.body.len() > max - self.held.min(max) {
+            outcome.body = bytes::Bytes::new();
+            outcome.body_omitted = Some(format!(
+                "the batch reply reached its limit of {max} bytes (max_response_bytes)"
+            ));
+        }
+        self.held += outcome.body.len();
         slot.outcome = Some(outcome);
     }
 
@@ -335,6 +401,9 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
                 return;
             }
             (self.emit)(self.emitted, outcome);
+            if self.slots[self.emitted].readers == 0 {
+                self.held -= release_body(&mut self.slots[self.emitted]);
+            }
             self.emitted += 1;
         }
     }
@@ -347,6 +416,13 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
             }
         }
     }
+}
+
+/// Lets go of a written body no reference will read (the reply may still share it);
+/// returns its size.
+fn release_body(slot: &mut Slot) -> usize {
+    let body = slot.outcome.as_mut().map(|o| std::mem::take(&mut o.body));
+    body.map_or(0, |b| b.len())
 }
 
 /// `424` for an item that was not sent because dependency `d` failed or never ran.
