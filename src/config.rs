@@ -182,7 +182,8 @@ fn check_length(parts: &Parts, max: usize) -> Result<(), Problem> {
     }
 }
 
-/// `503`: as many batches as the layer takes are in flight.
+/// `503`: as many batches as the layer takes are in flight. The body is not read, so the
+/// connection is closed rather than drained.
 pub(crate) fn too_many_batches(max: usize) -> Problem {
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -191,6 +192,7 @@ pub(crate) fn too_many_batches(max: usize) -> Problem {
         format!("{max} batches are in flight, the most this server takes (max_concurrent_batches); retry later"),
     )
     .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+    .with_header(header::CONNECTION, HeaderValue::from_static("close"))
 }
 
 /// `413`: the batch body is larger than `max_body_bytes`.
@@ -274,7 +276,7 @@ mod tests {
         let e = endpoint();
         let p = e.accept(&parts(Method::GET, None), 100).unwrap_err();
         assert_eq!(p.status, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(p.header.as_ref().unwrap().1, "POST, PUT");
+        assert_eq!(p.headers[0].1, "POST, PUT");
         let p = e
             .accept(&parts(Method::POST, Some("image/png")), 100)
             .unwrap_err();
@@ -283,7 +285,7 @@ mod tests {
             p.detail,
             "a batch body is application/json or text/plain, not \"image/png\""
         );
-        assert_eq!(p.header.as_ref().unwrap().1, "application/json, text/plain");
+        assert_eq!(p.headers[0].1, "application/json, text/plain");
     }
 
     #[test]

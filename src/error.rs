@@ -49,9 +49,9 @@ pub(crate) struct Problem {
     pub(crate) detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) errors: Vec<FieldError>,
-    /// One header the response also needs (`allow`, `accept`).
+    /// Headers the response also needs (`allow`, `accept`, `retry-after`).
     #[serde(skip)]
-    pub(crate) header: Option<Box<(header::HeaderName, HeaderValue)>>,
+    pub(crate) headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 fn ser_status<S: serde::Serializer>(status: &StatusCode, s: S) -> Result<S::Ok, S::Error> {
@@ -71,7 +71,7 @@ impl Problem {
             status,
             detail: detail.into(),
             errors: Vec::new(),
-            header: None,
+            headers: Vec::new(),
         }
     }
 
@@ -95,7 +95,7 @@ impl Problem {
     }
 
     pub(crate) fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
-        self.header = Some(Box::new((name, value)));
+        self.headers.push((name, value));
         self
     }
 
@@ -114,8 +114,7 @@ impl Problem {
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, PROBLEM_JSON);
-        if let Some(header) = self.header {
-            let (name, value) = *header;
+        for (name, value) in self.headers {
             headers.insert(name, value);
         }
         response

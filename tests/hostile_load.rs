@@ -57,6 +57,7 @@ async fn batches_past_the_bound_get_503_and_places_come_back() {
     let busy = http.batch(&text, &[]).await;
     let p = busy.problem(503);
     assert_eq!(busy.headers["retry-after"], "1");
+    assert_eq!(busy.headers["connection"], "close", "its body was not read");
     assert_eq!(p["type"], "urn:tower-http-batch:too-many-batches");
     assert!(p["detail"]
         .as_str()
@@ -211,12 +212,24 @@ async fn bodies_held_for_references_are_bounded_by_the_reply_limit() {
         .map(|i| (format!("x-{i}"), json!(format!("{{{{t{i}#/status}}}}"))))
         .collect();
     requests.push(json!({"id": "reader", "url": "/live", "dependsOn": ids, "headers": headers}));
-    let items = http.batch(&json!({ "requests": requests }), &[]).await.items();
+    let items = http
+        .batch(&json!({ "requests": requests }), &[])
+        .await
+        .items();
     let kept = items[..20].iter().filter(|i| i["body"].is_string()).count();
     assert_eq!(kept, 4, "four bodies fit the limit");
     let omitted = items[19]["bodyOmitted"].as_str().unwrap();
     assert!(omitted.contains("max_response_bytes"), "{omitted}");
-    assert_eq!(items[20]["body"]["live"], 4 << 20, "{:#}", items[20]["body"]);
-    assert_eq!(items[21]["status"], 200, "statuses are kept: {:#}", items[21]);
+    assert_eq!(
+        items[20]["body"]["live"],
+        4 << 20,
+        "{:#}",
+        items[20]["body"]
+    );
+    assert_eq!(
+        items[21]["status"], 200,
+        "statuses are kept: {:#}",
+        items[21]
+    );
     assert_eq!(items[21]["body"]["live"], 0);
 }

