@@ -237,11 +237,56 @@
 //!
 //! # Identity
 //!
-//! Sub-requests carry the outer request's extensions and its `authorization`, `cookie`,
-//! `proxy-authorization`, client-address (`forwarded`, `x-forwarded-*`, `x-real-ip`) and
-//! `host` headers. Those headers written inside a sub-request are dropped, as are
-//! hop-by-hop and framing headers, whatever the wire format. A batch never acts as anyone
-//! but its sender.
+//! Sub-requests carry the outer request's extensions and its identity (`authorization`,
+//! `cookie`, `proxy-authorization`, `x-remote-user`, …, and any named with
+//! [`BatchLayer::identity_header`]), client-address (`forwarded`, `x-forwarded-*`,
+//! `x-real-ip`, `cf-connecting-ip`, …) and `host` headers. Those headers written inside a
+//! sub-request are dropped, as are hop-by-hop and framing headers, routing overrides
+//! (`x-http-method-override`, `x-original-url`, …), whatever a sub-request's `connection:`
+//! names, and any named with [`BatchLayer::drop_header`], whatever the wire format. Names
+//! compare with `_` as `-`. A batch never acts as anyone but its sender.
+//!
+//! # Hostile clients
+//!
+//! One batch is many requests in front of every route, so the layer bounds what one can
+//! cost, in the bytes it sends: the body ([`BatchLayer::max_body_bytes`], within
+//! [`BatchLayer::body_timeout`]), headers per sub-request, what references parse
+//! ([`BatchLayer::max_reference_bytes`]), the reply and the bodies held for it
+//! ([`BatchLayer::max_response_bytes`]), and the batches in flight
+//! ([`BatchLayer::max_concurrent_batches`], then `503`). URLs are canonicalised once and
+//! checked last, after references. Paths a batch must never reach are refused per item
+//! with `403`:
+//!
+//! ```
+//! use axum::{routing::{get, delete}, Router};
+//! use tower::ServiceExt;
+//! use tower_http_batch::BatchLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let router = Router::new()
+//!     .route("/users/{id}", get(|| async { "a user" }))
+//!     .route("/admin/users/{id}", delete(|| async { "gone" }));
+//! let app = BatchLayer::new("/batch").refuse_path("/admin").layer_router(router);
+//!
+//! let batch = r#"{"requests": [
+//!     {"url": "/users/1"},
+//!     {"method": "DELETE", "url": "/users/../%41dmin/users/1"}
+//! ]}"#;
+//! let request = http::Request::post("/batch")
+//!     .header("content-type", "application/json")
+//!     .body(axum::body::Body::from(batch))
+//!     .unwrap();
+//! let response = app.oneshot(request).await.unwrap();
+//! let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+//! let reply: serde_json::Value = serde_json::from_slice(&body).unwrap();
+//! assert_eq!(reply["responses"][0]["status"], 200);
+//! assert_eq!(reply["responses"][1]["status"], 403);
+//! # }
+//! ```
+//!
+//! The server around the layer must bound the rest: how long a request head may take,
+//! idle connections, open connections. The README says how, and the demo does it.
 //!
 //! # Where other layers go
 //!
