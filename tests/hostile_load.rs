@@ -233,3 +233,25 @@ async fn bodies_held_for_references_are_bounded_by_the_reply_limit() {
     );
     assert_eq!(items[21]["body"]["live"], 0);
 }
+
+#[tokio::test]
+async fn a_reference_into_a_body_left_out_says_why() {
+    // `a` is held for `c`, so `b` does not fit beside it and is left out when it arrives.
+    let layer = BatchLayer::new("/batch").max_response_bytes(1 << 20);
+    let http = Http::new(common::serve(layer.layer_router(tracking(Arc::default()))).await);
+    let batch = json!({"requests": [
+        {"id": "a", "url": "/tracked"},
+        {"id": "b", "url": "/tracked"},
+        {"id": "c", "url": "/live", "dependsOn": ["a", "b"],
+         "headers": {"x-a": "{{a#/status}}", "x-b": "{{b#/body}}"}},
+    ]});
+    let items = http.batch(&batch, &[]).await.items();
+    assert!(items[1]["bodyOmitted"].is_string(), "{:#}", items[1]);
+    assert_eq!(items[2]["status"], 424);
+    let detail = items[2]["body"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("\"b\"") && detail.contains("was left out"),
+        "{detail}"
+    );
+    assert!(detail.contains("max_response_bytes"), "{detail}");
+}

@@ -161,6 +161,12 @@ fn body<'b>(
         bodies.resize_with(index + 1, || None);
     }
     let slot = &mut bodies[index];
+    if let (None, Some(why)) = (&slot, &outcome.body_omitted) {
+        return Err(format!(
+            "the body of request {:?} was left out: {why}",
+            outcome.id
+        ));
+    }
     if slot.is_none() {
         let reading = || format!("reading the body of request {:?}", outcome.id);
         let view = match outcome.body_view() {
