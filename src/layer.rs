@@ -359,10 +359,18 @@ impl BatchLayer {
     /// it is not sent and reports `403`; the rest of the batch runs. Repeatable.
     ///
     /// The check runs last, on the path as it would be sent (after dot segments, `$id` and
-    /// references), and compares as loosely as a server behind might read a path:
-    /// percent-encoding decoded repeatedly, letter case, `\` as `/`, path parameters
-    /// (`/admin;x`) and empty segments are all folded. For anything subtler, allow rather
-    /// than refuse: see [`reachable`](Self::reachable).
+    /// references), in the two ways a server behind may read it; a path is refused when
+    /// either reading is under `prefix`:
+    ///
+    /// - as a router that splits on `/` before decoding (axum, Express): each segment
+    ///   decoded once (`/admin/users/..%2f..%2fx` is under `/admin`);
+    /// - as a server that decodes, then normalises: percent-encoding decoded up to four
+    ///   times, `\` as `/`, dot and empty segments resolved (`/x/..%2fadmin` is `/admin`).
+    ///
+    /// Both fold letter case and path parameters (`/admin;x`). A sub-request URL encoded
+    /// more than four times over is refused as invalid. Suffixes some frameworks strip
+    /// (`/admin.json`, a trailing `.` or space) are not folded: for those, allow rather
+    /// than refuse, with [`reachable`](Self::reachable).
     ///
     /// # Panics
     ///
@@ -380,12 +388,13 @@ impl BatchLayer {
     /// reports `403`; the rest of the batch runs. Like [`refuse_path`](Self::refuse_path),
     /// it runs last, on the path as it would be sent.
     ///
-    /// The predicate gets the method and the path as loosely as a server behind might read
-    /// it, so that no spelling slips past: percent-encoding decoded (repeatedly), letters
-    /// in lower case, `\` as `/`, path parameters (`;x`), dot segments and empty segments
-    /// removed, no trailing slash, no query (`/Users/%2e%2e/ADMIN;x/` is `/admin`; the root
-    /// is the empty string). An allow list then fails closed: `/users/..%2fadmin` is
-    /// `/admin`, not a user.
+    /// The predicate is called with the method and each of the two readings of the path
+    /// that [`refuse_path`](Self::refuse_path) describes, in lower case, without path
+    /// parameters, trailing slash or query (the root is the empty string); both must be
+    /// accepted. In the strict reading an encoded `/` stays `%2f`; in the loose one it is
+    /// a separator. An allow list then fails closed: `/users/..%2fadmin` is `/admin` to a
+    /// decoding server, and `/orgs/..%2fusers%2f1` is under `/orgs` to a router; neither
+    /// passes a rule that allows `/users/…`.
     ///
     /// ```
     /// use http::Method;

@@ -28,6 +28,9 @@ async fn a_refused_prefix_is_refused_in_every_spelling() {
         "/echo//admin",
         "/echo/admin%2fusers",
         "/echo/x/..%2fadmin",
+        // A router that splits before decoding reads this under `/echo/admin`.
+        "/echo/admin/users/..%2f..%2fx",
+        "/echo/%25252561dmin",
         "echo/admin",
     ];
     let requests: Vec<Value> = spellings
@@ -43,6 +46,10 @@ async fn a_refused_prefix_is_refused_in_every_spelling() {
         assert!(detail.contains("may not reach"), "{detail}");
     }
     assert_eq!(items.len(), spellings.len());
+    // Encoded more than four times over, a path may spell anything: refused as invalid.
+    let deep = json!({"requests": [{"url": "/echo/%252525252561dmin"}]});
+    let p = http.batch(&deep, &[ALICE]).await.problem(400);
+    assert_eq!(p["errors"][0]["field"], "url", "{p}");
     assert_eq!(calls.get(), 0, "nothing refused reached the handler");
 }
 
@@ -117,12 +124,14 @@ async fn an_allow_list_fails_closed() {
         {"id": "3", "method": "POST", "url": "/ECHO/Public/%31"},
         {"id": "4", "method": "POST", "url": "/echo/public/..%2f..%2fstatus/200"},
         {"id": "5", "method": "DELETE", "url": "/echo/private"},
+        // Decoded, `/echo/public/1`; routed, `/status/{code}` with code `../echo/public/1`.
+        {"id": "6", "method": "POST", "url": "/status/..%2fecho%2fpublic%2f1"},
     ]});
     let items = http.batch(&batch, &[ALICE]).await.items();
     let status: Vec<&Value> = items.iter().map(|i| &i["status"]).collect();
     // The predicate reads `/ECHO/Public/%31` as `/echo/public/1` and lets it through; the
     // router, case-sensitive, answers it 404.
-    assert_eq!(status, [200, 200, 404, 403, 403], "{items:#?}");
+    assert_eq!(status, [200, 200, 404, 403, 403, 403], "{items:#?}");
     let detail = items[4]["body"]["detail"].as_str().unwrap();
     assert!(detail.contains("DELETE /echo/private"), "{detail}");
     assert_eq!(calls.get(), 3);

@@ -133,13 +133,17 @@ async fn a_location_that_becomes_a_network_path_is_not_followed() {
 #[tokio::test]
 async fn bulk_urls_stay_under_their_base() {
     let (http, calls) = start(layer()).await;
-    let escape =
-        json!({"requests": [{"url": "/v10/../../whoami"}, {"url": "/v10/%2e%2e/%2e%2e/whoami"}]});
+    // The last one escapes only for a server that decodes `%2f`, then normalises.
+    let escape = json!({"requests": [
+        {"url": "/v10/../../whoami"},
+        {"url": "/v10/%2e%2e/%2e%2e/whoami"},
+        {"url": "/v10/..%2f..%2fwhoami"},
+    ]});
     let p = http
         .send_json("POST", "/bulk", escape.to_string())
         .await
         .problem(400);
-    for i in [0, 1] {
+    for i in [0, 1, 2] {
         assert_eq!(p["errors"][i]["field"], "url", "{p}");
         let detail = p["errors"][i]["detail"].as_str().unwrap();
         assert!(detail.contains("must stay under \"/echo\""), "{detail}");

@@ -2,7 +2,7 @@
 //! application's own predicate. Checked last, on the path as it will be sent (after dot
 //! segments, `$id` and references); an item refused is answered `403` and not sent.
 
-use super::url::canonical;
+use super::url::{canonical, Readings};
 use http::Method;
 use std::fmt;
 use std::sync::Arc;
@@ -28,9 +28,10 @@ impl fmt::Debug for Reach {
 }
 
 impl Reach {
-    /// Refuses `prefix` and everything under it, in every spelling [`canonical`] folds.
+    /// Refuses `prefix` and everything under it, in either reading of a path.
     pub(crate) fn refuse(&mut self, prefix: &str) {
-        self.refused.push(canonical(prefix));
+        // A prefix that does not settle in four decodings refuses every path (`""`).
+        self.refused.push(canonical(prefix).unwrap_or_default());
     }
 
     /// Lets through only what `predicate` accepts (and what no prefix refuses).
@@ -44,20 +45,24 @@ impl Reach {
         self.refused.is_empty() && self.reachable.is_none()
     }
 
-    /// Why `method path` may not be sent, if it may not. Both checks see the path in
-    /// [`canonical`] form, as loosely as a server behind might read it.
+    /// Why `method path` may not be sent, if it may not. Both checks see both
+    /// [`Readings`] of the path: a prefix refuses a path when either reading is under it,
+    /// and the predicate must accept both.
     pub(crate) fn refusal(&self, method: &Method, path: &str) -> Option<String> {
-        let canon = canonical(path);
-        let under = |p: &&String| {
-            let rest = canon.strip_prefix(p.as_str());
-            rest.is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        };
-        if let Some(p) = self.refused.iter().find(under) {
+        let readings = Readings::of(path);
+        if let Some(p) = self.refused.iter().find(|p| readings.either_under(p)) {
             let p = if p.is_empty() { "/" } else { p.as_str() };
             return Some(format!("{path} is under {p}, which batches may not reach"));
         }
+        let Some(loose) = &readings.loose else {
+            return Some(format!(
+                "{path} is percent-encoded more than four times over"
+            ));
+        };
+        let accepts =
+            |reachable: &Reachable| reachable(method, loose) && reachable(method, &readings.strict);
         match &self.reachable {
-            Some(reachable) if !reachable(method, &canon) => Some(format!(
+            Some(reachable) if !accepts(reachable) => Some(format!(
                 "{method} {path} is not reachable from a batch (the layer's `reachable` rule)"
             )),
             _ => None,
@@ -88,6 +93,8 @@ mod tests {
             "/admin;jsessionid=1/x",
             "/x/../admin",
             "/admin%2fusers",
+            "/admin/users/..%2f..%2fx",
+            "/%252525252561dmin",
         ] {
             assert!(reach.refusal(&Method::GET, path).is_some(), "{path}");
         }
@@ -118,6 +125,10 @@ mod tests {
         assert!(reach.refusal(&Method::POST, "/users/..%2fadmin").is_some());
         assert!(reach
             .refusal(&Method::POST, "/users%2f..%2fadmin")
+            .is_some());
+        // And a path a router reads elsewhere than a decoding server does, too.
+        assert!(reach
+            .refusal(&Method::POST, "/orgs/..%2fusers%2f1")
             .is_some());
     }
 }

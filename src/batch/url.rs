@@ -13,7 +13,7 @@ impl BatchPaths {
     /// These paths and one more.
     pub(crate) fn with(&self, path: &str) -> Self {
         let mut paths = self.0.to_vec();
-        paths.push(canonical(path));
+        paths.extend(canonical(path));
         Self(paths.into())
     }
 }
@@ -109,7 +109,7 @@ pub(crate) fn parse_url_in(
         );
     }
     if is_batch_path(&path, ctx.batch_paths) {
-        return Err("must not address the batch endpoint itself: batches do not nest".into());
+        return Err("must not address the batch endpoint itself, in any spelling (nor be percent-encoded more than four times over): batches do not nest".into());
     }
     let invalid = |e: http::uri::InvalidUri| format!("is not a valid URI path: {e}");
     if let (std::borrow::Cow::Borrowed(p), Some(source)) = (&path, source) {
@@ -221,17 +221,67 @@ fn is_batch_path(path: &str, batch_paths: &BatchPaths) -> bool {
     if !path.contains(['%', '\\', ';']) && !path.contains("//") && !path.ends_with('/') {
         return batch_paths.0.iter().any(|c| c.eq_ignore_ascii_case(path));
     }
-    let canon = canonical(path);
-    batch_paths.0.contains(&canon)
+    // A path still encoded after four decodings is refused: it may spell anything.
+    canonical(path).is_none_or(|canon| batch_paths.0.contains(&canon))
+}
+
+/// The two ways a server behind may read `path`, for the checks that compare paths
+/// (`refuse_path`, `reachable`, a bulk URL under its base): `strict` as a router that
+/// splits on `/` before decoding (axum, Express): each segment decoded once, an encoded
+/// `/` kept as `%2f`; `loose` as a server that decodes, then normalises: [`canonical`]
+/// (`None` when four decodings do not settle it). Both in lower case, without `;x`
+/// parameters, without a trailing slash.
+#[derive(Debug)]
+pub(crate) struct Readings {
+    pub(crate) strict: String,
+    pub(crate) loose: Option<String>,
+}
+
+impl Readings {
+    pub(crate) fn of(path: &str) -> Self {
+        let mut strict = String::with_capacity(path.len());
+        for seg in path.split('/').skip(1) {
+            let seg = seg.split(';').next().unwrap_or_default();
+            let decoded = percent_encoding::percent_decode_str(seg).decode_utf8_lossy();
+            strict.push('/');
+            strict.push_str(&decoded.to_lowercase().replace('/', "%2f"));
+        }
+        while strict.ends_with('/') {
+            strict.pop();
+        }
+        Self {
+            strict,
+            loose: canonical(path),
+        }
+    }
+
+    /// Whether either reading is `prefix` (in [`canonical`] form) or under it; a path
+    /// with no loose reading counts as under everything.
+    pub(crate) fn either_under(&self, prefix: &str) -> bool {
+        let loose = self.loose.as_deref().is_none_or(|l| is_under(l, prefix));
+        loose || is_under(&self.strict, prefix)
+    }
+
+    /// Whether both readings are `prefix` or under it.
+    pub(crate) fn both_under(&self, prefix: &str) -> bool {
+        let loose = self.loose.as_deref().is_some_and(|l| is_under(l, prefix));
+        loose && is_under(&self.strict, prefix)
+    }
+}
+
+/// `path` is `prefix` or under it, segment by segment.
+fn is_under(path: &str, prefix: &str) -> bool {
+    let rest = path.strip_prefix(prefix);
+    rest.is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The form batch paths (and refused paths) are compared in: percent-encoding decoded
-/// (repeatedly), letters lowercased, `\` taken as `/`, path parameters (`;x`, which Java
-/// servers drop) removed, dot segments resolved, and empty segments and trailing slashes
-/// removed. It is as loose as any server behind might be; it only decides what to refuse,
-/// and never changes a path that is sent.
-pub(crate) fn canonical(path: &str) -> String {
-    let decoded = percent_decode_lower(path);
+/// (up to four times), letters lowercased, `\` taken as `/`, path parameters (`;x`, which
+/// Java servers drop) removed, dot segments resolved, and empty segments and trailing
+/// slashes removed. It only decides what to refuse, and never changes a path that is
+/// sent. `None` when the path is still percent-encoded after four decodings.
+pub(crate) fn canonical(path: &str) -> Option<String> {
+    let decoded = percent_decode_lower(path)?;
     let mut segments: Vec<&str> = Vec::new();
     let split = decoded.split(['/', '\\']);
     for seg in split.map(|s| s.split(';').next().unwrap_or_default()) {
@@ -248,25 +298,26 @@ pub(crate) fn canonical(path: &str) -> String {
         out.push('/');
         out.push_str(seg);
     }
-    out
+    Some(out)
 }
 
-/// Percent-decodes (repeatedly, so `%2562` is caught too) and lowercases.
-fn percent_decode_lower(s: &str) -> String {
+/// Percent-decodes (repeatedly, so `%2562` is caught too) and lowercases; `None` when
+/// four decodings leave something still to decode.
+fn percent_decode_lower(s: &str) -> Option<String> {
     let mut current = s.to_ascii_lowercase();
-    for _ in 0..4 {
+    for _ in 0..=4 {
         if !current.contains('%') {
-            break;
+            return Some(current);
         }
         let next = percent_encoding::percent_decode_str(&current)
             .decode_utf8_lossy()
             .to_lowercase();
         if next == current {
-            break;
+            return Some(current);
         }
         current = next;
     }
-    current
+    None
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use super::writer::Fit;
 use super::{Codec, DecodeContext, Decoded, ReplyWriter};
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::{Plan, PlanItem};
-use crate::batch::url::{parse_url, UrlContext};
+use crate::batch::url::{canonical, parse_url, Readings, UrlContext};
 use crate::error::{FieldError, Problem};
 use bytes::Bytes;
 use http::request::Parts;
@@ -162,7 +162,9 @@ impl BulkCodec {
         let under = path
             .strip_prefix(base)
             .is_some_and(|rest| rest.starts_with('/'));
-        if !under {
+        // Also as a server that decodes `%2f` before normalising would read it.
+        let base_canon = canonical(base).unwrap_or_default();
+        if !under || !Readings::of(path).both_under(&base_canon) {
             return Err(format!(
                 "must stay under {base:?}: {url:?} resolves to {path:?}"
             ));
