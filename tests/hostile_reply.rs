@@ -132,3 +132,39 @@ async fn json_strict_parsers_refuse_is_carried_as_a_string() {
         .expect("python3 runs");
     assert!(python.success(), "Python's json reads the reply");
 }
+
+#[tokio::test]
+async fn bodies_just_under_the_parser_limit_keep_the_reply_readable() {
+    // The reply nests a body three deep (two in the bulk format): a body of 125 to 127
+    // levels is valid JSON on its own and would still push the reply past serde_json's
+    // default limit of 128, so only up to 124 is embedded.
+    let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let layer = layer().bulk("/bulk", "");
+    let (http, _) = start(layer).await;
+    let depths = [124, 125, 126, 127];
+    let items: Vec<Value> = depths
+        .iter()
+        .map(|&n| json_body(deep(n).as_bytes()))
+        .collect();
+    let reply = http.batch(&json!({ "requests": items }), &[]).await;
+    let items = reply.items();
+    assert_eq!(
+        items[0]["body"],
+        serde_json::from_str::<Value>(&deep(124)).unwrap()
+    );
+    for (item, n) in items[1..].iter().zip(&depths[1..]) {
+        assert_eq!(item["body"], deep(*n).as_str(), "depth {n}");
+        let note = item["bodyNote"].as_str().unwrap();
+        assert!(note.contains("nested deeper than 124"), "{note}");
+    }
+    let bulk: Vec<Value> = depths
+        .iter()
+        .map(|&n| json!({"url": "/json", "method": "POST", "data": deep(n)}))
+        .collect();
+    let reply = http
+        .send_json("POST", "/bulk", json!({ "requests": bulk }).to_string())
+        .await;
+    let parsed: Value = serde_json::from_slice(&reply.body).expect("the bulk reply is strict JSON");
+    assert!(parsed[0]["contents"].is_array(), "{:.200}", parsed[0]);
+    assert!(parsed[3]["contents"].is_string(), "{:.200}", parsed[3]);
+}

@@ -122,59 +122,81 @@ fn base64_len(n: usize) -> usize {
     n / 3 * 4 + [0, 2, 3][n % 3] + 2
 }
 
-/// Whether strict parsers would take `body` as JSON: UTF-8, nested less deep than
-/// serde_json's default recursion limit of 128 (Python's `json` stops near 1,000), and
-/// strings without lone surrogate escapes. The reason when not.
+/// How deep a body may nest to be embedded as JSON: the reply nests it three deep
+/// (`{"responses":[{"body":…}]}`), and the whole must stay within serde_json's default
+/// recursion limit of 128 (Python's `json` stops near 1,000).
+pub(crate) const MAX_EMBEDDED_DEPTH: usize = 124;
+
+/// Whether strict parsers would take `body` as JSON, embedded in a reply: UTF-8, nested at
+/// most [`MAX_EMBEDDED_DEPTH`] deep, and strings without lone surrogate escapes. The
+/// reason when not.
 pub(crate) fn strict_json(body: &[u8]) -> Result<(), String> {
-    serde_json::from_slice::<Strict>(body)
-        .map(|_| ())
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde::de::DeserializeSeed::deserialize(Strict(MAX_EMBEDDED_DEPTH), &mut de)
+        .and_then(|()| de.end())
         .map_err(|e| format!("strict JSON parsers would refuse it ({e})"))
 }
 
 /// A JSON value read only to check it, through `deserialize_any`: serde_json then decodes
-/// every string (UTF-8, escapes, surrogate pairs) and keeps to its recursion limit, which
-/// `IgnoredAny`'s skipping does not.
-struct Strict;
+/// every string (UTF-8, escapes, surrogate pairs), which `IgnoredAny`'s skipping does not.
+/// It holds how many more levels of arrays and objects may open.
+struct Strict(usize);
 
-impl<'de> serde::Deserialize<'de> for Strict {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(Strict)
+impl<'de> serde::de::DeserializeSeed<'de> for Strict {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Strict {
+    /// The seed for the values inside an array or object, or the error when none may open.
+    fn inner<E: serde::de::Error>(&self) -> Result<Strict, E> {
+        match self.0 {
+            0 => Err(E::custom(format_args!(
+                "nested deeper than {MAX_EMBEDDED_DEPTH}"
+            ))),
+            n => Ok(Strict(n - 1)),
+        }
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for Strict {
-    type Value = Strict;
+    type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
-        Ok(Strict)
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
-        Ok(Strict)
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
-        Ok(Strict)
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
-        Ok(Strict)
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
-        Ok(Strict)
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_unit<E>(self) -> Result<Strict, E> {
-        Ok(Strict)
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
-        while seq.next_element::<Strict>()?.is_some() {}
-        Ok(Strict)
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.inner()?;
+        while seq.next_element_seed(Strict(inner.0))?.is_some() {}
+        Ok(())
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
-        while map.next_key::<Strict>()?.is_some() {
-            map.next_value::<Strict>()?;
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.inner()?;
+        while map.next_key_seed(Strict(inner.0))?.is_some() {
+            map.next_value_seed(Strict(inner.0))?;
         }
-        Ok(Strict)
+        Ok(())
     }
 }
 
@@ -224,10 +246,15 @@ mod tests {
     #[test]
     fn only_strict_json_is_embedded() {
         let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        // Exactly what serde_json's default recursion limit of 128 takes.
-        assert!(strict_json(deep(127).as_bytes()).is_ok());
+        // As deep as a reply may embed and stay within serde_json's default limit.
+        assert!(strict_json(deep(MAX_EMBEDDED_DEPTH).as_bytes()).is_ok());
+        let inside = format!(
+            r#"{{"responses":[{{"body":{}}}]}}"#,
+            deep(MAX_EMBEDDED_DEPTH)
+        );
+        assert!(serde_json::from_str::<serde_json::Value>(&inside).is_ok());
         let refused = [
-            deep(128).into_bytes(),
+            deep(MAX_EMBEDDED_DEPTH + 1).into_bytes(),
             br#"["\ud800"]"#.to_vec(),
             br#"{"\udc00": 1}"#.to_vec(),
             b"[\"\xff\"]".to_vec(),
