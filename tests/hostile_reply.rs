@@ -168,3 +168,27 @@ async fn bodies_just_under_the_parser_limit_keep_the_reply_readable() {
     assert!(parsed[0]["contents"].is_array(), "{:.200}", parsed[0]);
     assert!(parsed[3]["contents"].is_string(), "{:.200}", parsed[3]);
 }
+
+#[tokio::test]
+async fn items_shown_back_in_a_resource_reply_keep_it_readable() {
+    // Resource bulk shows a failed item as it was sent: an out-of-range number (which
+    // serde_json refuses) or deep nesting in it must not make the whole reply unreadable.
+    let layer = BatchLayer::default()
+        .resource("/status/422")
+        .resource("/json");
+    let (http, _) = start(layer).await;
+    let nested = format!("{}1{}", "[".repeat(124), "]".repeat(124));
+    let body = format!(r#"{{"422": [{{"n": -2E1118895}}, {{"deep": {nested}}}, {{"ok": 1}}]}}"#);
+    let reply = http.send_json("POST", "/status/422/batch", body).await;
+    assert_eq!(reply.status, 207);
+    let parsed: Value = serde_json::from_slice(&reply.body).expect("strict JSON");
+    assert_eq!(parsed["failed"][0]["item"], r#"{"n": -2E1118895}"#);
+    assert!(parsed["failed"][1]["item"].is_string());
+    assert_eq!(parsed["failed"][2]["item"], json!({"ok": 1}));
+    // A created resource whose body strict parsers refuse is shown as `null`, not as the
+    // item that was sent.
+    let body = r#"{"json": [{"n": -2E1118895}]}"#;
+    let reply = http.send_json("POST", "/json/batch", body).await;
+    let parsed: Value = serde_json::from_slice(&reply.body).expect("strict JSON");
+    assert_eq!(parsed["created"], json!([null]), "{parsed}");
+}

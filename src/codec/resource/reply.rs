@@ -129,7 +129,8 @@ impl Reply for ResourceReply {
                 (Some(why), _) => {
                     failed.push(self.failure(index, shown, StatusCode::UNPROCESSABLE_ENTITY, why))
                 }
-                (None, Some(Answer::Done(Json(None)))) => done.push(shown),
+                // A delete shows the id; a create or update without a body, `null`.
+                (None, Some(Answer::Done(Json(None)))) if self.op == Op::Delete => done.push(shown),
                 (None, Some(Answer::Done(resource))) => done.push(resource),
                 (None, Some(Answer::NotFound)) => not_found.push(shown),
                 (None, Some(Answer::Failed(status, error))) => {
