@@ -1,7 +1,7 @@
 //! Hostile input, class 2: nothing is held for ever before a batch starts. The layer bounds
 //! its batch body (`body_timeout`, 408); the demo's server, as `cargo run --example demo`
-//! serves it, bounds request heads, idle keep-alive connections, route bodies, and open
-//! connections.
+//! serves it, bounds request heads, idle keep-alive connections, route bodies, replies a
+//! client does not read, and open connections.
 //!
 //! Time is paused: it moves only when every task waits, so each deadline passes exactly
 //! when nothing else can happen, and the tests read how much (virtual) time passed.
@@ -65,6 +65,7 @@ async fn demo(limits: serve::Limits) -> SocketAddr {
 
 const LIMITS: serve::Limits = serve::Limits {
     header_timeout: Duration::from_secs(10),
+    write_timeout: Duration::from_secs(30),
     max_connections: 2,
 };
 
@@ -122,4 +123,42 @@ async fn open_connections_have_a_cap() {
     let reply = until_closed(&mut third).await;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(start.elapsed() >= LIMITS.header_timeout);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_reading_its_reply_is_cut_off() {
+    let addr = demo(LIMITS).await;
+    // A user with a 1 MB name, then a batch that reads it 16 times: a 16 MB reply, more
+    // than the socket buffers between client and server hold.
+    let user = format!(
+        r#"{{"name": "{}", "email": "big@example.com"}}"#,
+        "x".repeat(1_000_000)
+    );
+    let create = format!(
+        "POST /users HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{user}",
+        user.len()
+    );
+    let created = until_closed(&mut send(addr, &create).await).await;
+    assert!(created.starts_with("HTTP/1.1 201"), "{:.200}", created);
+    let requests: Vec<String> = (0..16)
+        .map(|_| r#"{"url": "/users/101"}"#.to_string())
+        .collect();
+    let batch = format!(r#"{{"requests": [{}]}}"#, requests.join(","));
+    let request = format!(
+        "POST /batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{batch}",
+        batch.len()
+    );
+    let mut conn = send(addr, &request).await;
+    // Read nothing for a (virtual) minute: the server's write makes no progress, and its
+    // write timeout closes the connection.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let mut got = 0;
+    let mut buf = vec![0; 1 << 16];
+    while let Ok(n @ 1..) = conn.read(&mut buf).await {
+        got += n;
+    }
+    assert!(
+        got < 16_000_000,
+        "the whole reply ({got} bytes) was written"
+    );
 }

@@ -24,6 +24,9 @@ struct Args {
     /// Seconds a request head may take to arrive, and an idle connection may stay open.
     #[arg(long, default_value_t = 10)]
     header_timeout_secs: u64,
+    /// Seconds a reply may make no progress because the client does not read it.
+    #[arg(long, default_value_t = 30)]
+    write_timeout_secs: u64,
     /// Connections open at once; more wait to be accepted.
     #[arg(long, default_value_t = 256)]
     max_connections: usize,
@@ -64,6 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `ConnectInfo` goes into the outer request's extensions; sub-requests inherit it.
     let limits = serve::Limits {
         header_timeout: Duration::from_secs(args.header_timeout_secs),
+        write_timeout: Duration::from_secs(args.write_timeout_secs),
         max_connections: args.max_connections,
     };
     let ctrl_c = async {

@@ -1,7 +1,8 @@
 //! Serving the demo as a server open to clients that may be hostile: every connection has
 //! a deadline for its request head (which also bounds how long an idle keep-alive
-//! connection waits), and the number of open connections has a cap; more wait in the
-//! listen backlog. The batch layer bounds its own work (body, sub-requests, batch); the
+//! connection waits) and for each write of its replies (a client that stops reading is
+//! cut off, which also gives back its batch's place), and the number of open connections
+//! has a cap; more wait in the listen backlog. The batch layer bounds its own work (body, sub-requests, batch); the
 //! routes' request bodies are bounded in `app.rs`.
 //!
 //! `axum::serve` sets none of these (it has no timer), so the demo serves with hyper-util's
@@ -28,6 +29,8 @@ pub struct Limits {
     /// How long a request head may take to arrive, and an idle keep-alive connection may
     /// wait for the next one.
     pub header_timeout: Duration,
+    /// How long a reply may make no progress because the client does not read it.
+    pub write_timeout: Duration,
     /// How many connections may be open at once.
     pub max_connections: usize,
 }
@@ -77,8 +80,11 @@ where
             req.extensions_mut().insert(ConnectInfo(addr));
             app.clone().oneshot(req.map(axum::body::Body::new))
         });
+        // hyper has no write timeout: the stream has one.
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.write_timeout));
         let conn = builder.serve_connection_with_upgrades(
-            TokioIo::new(stream),
+            TokioIo::new(Box::pin(stream)),
             TowerToHyperService::new(service),
         );
         let conn = graceful.watch(conn.into_owned());

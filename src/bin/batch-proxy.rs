@@ -86,6 +86,10 @@ struct Args {
     /// Seconds a request head may take to arrive, and an idle connection may stay open.
     #[arg(long, default_value_t = 10)]
     header_timeout_secs: u64,
+    /// Seconds a reply may make no progress because the client does not read it; then the
+    /// connection is closed (0: no limit).
+    #[arg(long, default_value_t = 30)]
+    write_timeout_secs: u64,
     /// Seconds a batch body may take to arrive; then 408.
     #[arg(long, default_value_t = 30)]
     body_timeout_secs: u64,
@@ -376,7 +380,11 @@ where
             }
         };
         let service = TowerToHyperService::new(service.clone());
-        let conn = server.serve_connection(TokioIo::new(stream), service);
+        // A client that stops reading its reply is cut off (hyper has no write timeout).
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        let write_timeout = args.write_timeout_secs;
+        stream.set_write_timeout((write_timeout > 0).then(|| Duration::from_secs(write_timeout)));
+        let conn = server.serve_connection(TokioIo::new(Box::pin(stream)), service);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
             if let Err(e) = conn.await {
