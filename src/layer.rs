@@ -194,8 +194,10 @@ impl BatchLayer {
     }
 
     /// The most batches in flight at once (default [`DEFAULT_MAX_CONCURRENT_BATCHES`], 64),
-    /// counted from the moment a batch arrives, before its body is read, until its reply
-    /// has been sent or dropped; requests that pass through are not counted. One more gets
+    /// counted from the moment a batch arrives, before its body is read, until the server
+    /// has taken the last byte of its reply (or dropped it); requests that pass through are
+    /// not counted. What the server still buffers for a client that reads slowly is its
+    /// write timeout's to bound (see the README). One more gets
     /// `503` with `Retry-After`, without its body being read. With the other limits this
     /// bounds the layer's memory: a batch holds at most its body, the reply and the bodies
     /// waiting for it (`2 × max_response_bytes`), the responses being read (`concurrency ×

@@ -1,7 +1,7 @@
 //! Hostile input, class 2: nothing is held for ever before a batch starts. The layer bounds
 //! its batch body (`body_timeout`, 408); the demo's server, as `cargo run --example demo`
-//! serves it, bounds request heads, idle keep-alive connections, route bodies, replies a
-//! client does not read, and open connections.
+//! serves it, bounds silent connections, request heads, idle keep-alive connections, route
+//! bodies, replies a client does not read, and open connections.
 //!
 //! Time is paused: it moves only when every task waits, so each deadline passes exactly
 //! when nothing else can happen, and the tests read how much (virtual) time passed.
@@ -161,4 +161,27 @@ async fn a_client_that_stops_reading_its_reply_is_cut_off() {
         got < 16_000_000,
         "the whole reply ({got} bytes) was written"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_sends_nothing_is_closed() {
+    let addr = demo(LIMITS).await;
+    let start = Instant::now();
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let reply = until_closed(&mut silent).await;
+    assert!(reply.is_empty(), "{reply}");
+    let waited = start.elapsed();
+    assert!(waited >= LIMITS.header_timeout && waited < 2 * LIMITS.header_timeout);
+}
+
+#[tokio::test(start_paused = true)]
+async fn http2_is_not_served_so_no_idle_h2_connection_stays() {
+    // hyper has no idle timeout for an HTTP/2 connection that opens no stream and answers
+    // pings; the demo serves HTTP/1.1 only, and an h2c preface is refused at once.
+    let addr = demo(LIMITS).await;
+    let start = Instant::now();
+    let mut h2 = send(addr, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+    let reply = until_closed(&mut h2).await;
+    assert!(!reply.contains("200"), "{reply}");
+    assert!(start.elapsed() < LIMITS.header_timeout);
 }

@@ -353,9 +353,16 @@ async fn heads_bodies_and_upstreams_have_deadlines() {
         "1",
     ];
     let (_proxy, http) = proxy(&format!("http://127.0.0.1:{port}"), &flags);
-    // An unfinished request head.
-    let reply = raw_until_closed(http.addr, "GET /plain HTTP/1.1\r\nhost: x\r\n").await;
-    assert!(!reply.contains("200 OK"), "{reply}");
+    // An unfinished request head, a connection that sends nothing, an HTTP/2 preface
+    // (HTTP/1.1 only: an idle h2 connection could stay for ever).
+    for head in [
+        "GET /plain HTTP/1.1\r\nhost: x\r\n",
+        "",
+        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    ] {
+        let reply = raw_until_closed(http.addr, head).await;
+        assert!(!reply.contains("200 OK"), "{reply}");
+    }
     // A batch body shorter than its content-length.
     let short = "POST /batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"requests\"";
     let reply = raw_until_closed(http.addr, short).await;

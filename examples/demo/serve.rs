@@ -10,8 +10,8 @@
 
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
@@ -50,16 +50,12 @@ where
         + 'static,
     S::Future: Send,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: hyper has no idle timeout for an HTTP/2 connection without streams
+    // (keep-alive pings only find dead peers), so h2c would let idle connections stay.
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(limits.header_timeout)
-        .keep_alive_timeout(limits.header_timeout);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -83,14 +79,24 @@ where
         // hyper has no write timeout: the stream has one.
         let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
         stream.set_write_timeout(Some(limits.write_timeout));
-        let conn = builder.serve_connection_with_upgrades(
-            TokioIo::new(Box::pin(stream)),
-            TowerToHyperService::new(service),
-        );
-        let conn = graceful.watch(conn.into_owned());
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            // hyper's header timer starts at the first byte: a connection that sends
+            // nothing ends here.
+            // (`peek`, not `readable`, whose readiness may be a false positive.)
+            let mut byte = [0; 1];
+            let first_byte = stream.get_ref().peek(&mut byte);
+            if tokio::time::timeout(limits.header_timeout, first_byte)
+                .await
+                .is_ok()
+            {
+                let conn = builder.serve_connection(
+                    TokioIo::new(Box::pin(stream)),
+                    TowerToHyperService::new(service),
+                );
+                if let Err(e) = watcher.watch(conn).await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
             }
             drop(permit);
         });

@@ -17,7 +17,6 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::future::Future;
@@ -103,6 +102,15 @@ struct Args {
 }
 
 type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// Whether the client sends something (or closes) within `limit`. (`peek`, not
+/// `readable`, whose readiness may be a false positive.)
+async fn first_byte(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
+    let mut byte = [0; 1];
+    tokio::time::timeout(limit, stream.peek(&mut byte))
+        .await
+        .is_ok()
+}
 
 /// `--refuse-path` takes paths: the layer would panic on anything else.
 fn refused_path(prefix: &str) -> Result<String, String> {
@@ -351,16 +359,11 @@ where
     S::Future: Send,
 {
     let header_timeout = Duration::from_secs(args.header_timeout_secs);
-    let mut server = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: hyper has no idle timeout for an HTTP/2 connection without streams.
+    let mut server = hyper::server::conn::http1::Builder::new();
     server
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    server
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(header_timeout)
-        .keep_alive_timeout(header_timeout);
     let permits = Arc::new(Semaphore::new(args.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
@@ -384,11 +387,14 @@ where
         let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
         let write_timeout = args.write_timeout_secs;
         stream.set_write_timeout((write_timeout > 0).then(|| Duration::from_secs(write_timeout)));
-        let conn = server.serve_connection(TokioIo::new(Box::pin(stream)), service);
-        let conn = graceful.watch(conn.into_owned());
+        let (server, watcher) = (server.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            // hyper's header timer starts at the first byte: a silent connection ends here.
+            if first_byte(stream.get_ref(), header_timeout).await {
+                let conn = server.serve_connection(TokioIo::new(Box::pin(stream)), service);
+                if let Err(e) = watcher.watch(conn).await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
             }
             drop(permit);
         });
