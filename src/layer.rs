@@ -275,8 +275,10 @@ impl BatchLayer {
     /// [`DEFAULT_MAX_REFERENCE_BYTES`], 1 MiB). A dependency's body is parsed only when a
     /// reference points into it, at most once per batch, and charged by its size; every
     /// value a reference copies into a sub-request is charged by its size too. An item
-    /// whose references would pass the limit is not sent: it reports `424`, naming it.
-    /// Reading `/status` or `/headers/…` parses nothing.
+    /// whose references would pass the limit is not sent: it reports `424`, naming it, and
+    /// the budget is spent, so every later reference of the batch fails too (an attempt
+    /// that fails is not free to repeat). Reading `/status` parses nothing, and
+    /// `/headers/name` reads that header alone.
     pub fn max_reference_bytes(mut self, max: usize) -> Self {
         self.config_mut().run.max_reference_bytes = max;
         self

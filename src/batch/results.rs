@@ -40,16 +40,25 @@ struct Budget {
 }
 
 impl Budget {
+    /// Takes `n` bytes, or fails and spends the rest: once a batch has asked for more than
+    /// its budget, every later reference fails at once, so that failed attempts cannot be
+    /// repeated for free.
     fn charge(&mut self, n: usize, what: impl FnOnce() -> String) -> Result<(), String> {
         if n > self.left {
-            return Err(format!(
-                "{} would pass the limit of {} bytes that references may read and copy in one batch (max_reference_bytes)",
-                what(),
-                self.limit
-            ));
+            return Err(self.refuse(what));
         }
         self.left -= n;
         Ok(())
+    }
+
+    /// Spends what is left, and says why `what` cannot have it.
+    fn refuse(&mut self, what: impl FnOnce() -> String) -> String {
+        self.left = 0;
+        format!(
+            "{} would pass the limit of {} bytes that references may read and copy in one batch (max_reference_bytes)",
+            what(),
+            self.limit
+        )
     }
 }
 
@@ -126,8 +135,12 @@ fn lookup<'b>(
     let pointer = r.pointer.as_str();
     let (token, rest) = match pointer.strip_prefix('/') {
         None => {
-            // The whole view.
-            let body = body(bodies, budget, index, outcome)?.clone();
+            // The whole view: checked against what is left before it is copied.
+            let body = body(bodies, budget, index, outcome)?;
+            if json_size(body, budget.left) > budget.left {
+                return Err(budget.refuse(|| copying(r)));
+            }
+            let body = body.clone();
             let mut view = Map::new();
             view.insert("status".into(), outcome.status.as_u16().into());
             view.insert("headers".into(), headers(outcome));
@@ -140,7 +153,7 @@ fn lookup<'b>(
     };
     let found = match token {
         "status" if rest.is_empty() => Some(Cow::Owned(outcome.status.as_u16().into())),
-        "headers" => headers(outcome).pointer(rest).cloned().map(Cow::Owned),
+        "headers" => header_view(outcome, rest).map(Cow::Owned),
         "body" => body(bodies, budget, index, outcome)?
             .pointer(rest)
             .map(Cow::Borrowed),
@@ -196,6 +209,34 @@ fn body<'b>(
     Ok(slot.get_or_insert(Value::Null))
 }
 
+/// What `pointer` finds in the headers' view: one header is read where it is, without
+/// building the view of them all, so a reference costs what it reads.
+fn header_view(o: &Outcome, pointer: &str) -> Option<Value> {
+    let Some(name) = pointer.strip_prefix('/') else {
+        return headers(o).pointer(pointer).cloned();
+    };
+    let (name, rest) = name
+        .split_once('/')
+        .map_or((name, ""), |(n, _)| (n, &name[n.len()..]));
+    // Header names hold neither `/` nor `~`, so the pointer's escapes cannot name one; the
+    // view's names are lower case.
+    if name.contains('~') || name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let mut values: Vec<Value> = o
+        .headers
+        .get_all(name)
+        .iter()
+        .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let value = match values.len() {
+        0 => return None,
+        1 => values.pop()?,
+        _ => Value::Array(values),
+    };
+    value.pointer(rest).cloned()
+}
+
 /// The headers as JSON: a name to its value, or to an array of them when repeated.
 fn headers(o: &Outcome) -> Value {
     let mut headers = Map::new();
@@ -236,4 +277,37 @@ fn json_size(v: &Value, cap: usize) -> usize {
     let mut counter = Counter { n: 0, cap };
     let _ = serde_json::to_writer(&mut counter, v);
     counter.n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderMap, HeaderValue, StatusCode};
+    use serde_json::json;
+
+    #[test]
+    fn one_header_is_read_where_it_is() {
+        let mut headers = HeaderMap::new();
+        headers.insert("etag", HeaderValue::from_static("\"v1\""));
+        headers.append("set-cookie", HeaderValue::from_static("a=1"));
+        headers.append("set-cookie", HeaderValue::from_static("b=2"));
+        let o = Outcome {
+            id: "a".into(),
+            status: StatusCode::OK,
+            headers,
+            body: bytes::Bytes::new(),
+            body_omitted: None,
+        };
+        assert_eq!(header_view(&o, "/etag"), Some(json!("\"v1\"")));
+        assert_eq!(header_view(&o, "/set-cookie"), Some(json!(["a=1", "b=2"])));
+        assert_eq!(header_view(&o, "/set-cookie/1"), Some(json!("b=2")));
+        assert_eq!(
+            header_view(&o, "/ETag"),
+            None,
+            "the view's names are lower case"
+        );
+        assert_eq!(header_view(&o, "/missing"), None);
+        assert_eq!(header_view(&o, "/etag/0"), None);
+        assert_eq!(header_view(&o, ""), Some(super::headers(&o)));
+    }
 }
