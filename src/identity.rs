@@ -26,8 +26,10 @@ use std::borrow::Cow;
 /// Headers whose outer values every sub-request carries, and that no sub-request sets:
 /// identity (who the request acts as) and client address (where it comes from), with the
 /// names front proxies and CDNs use. Compared with `_` as `-`; `x-forwarded-*` too.
-const OUTER_ONLY: [&str; 15] = [
+const OUTER_ONLY: [&str; 17] = [
     "authorization",
+    "x-goog-iap-jwt-assertion",
+    "x-client-cert",
     "cookie",
     "proxy-authorization",
     "x-remote-user",
@@ -44,10 +46,25 @@ const OUTER_ONLY: [&str; 15] = [
     "x-original-forwarded-for",
 ];
 
+/// Name prefixes of [`OUTER_ONLY`] headers: client addresses, and the user and certificate
+/// headers that authenticating proxies set (AWS ALB, Google IAP, Azure App Service,
+/// Cloudflare Access, oauth2-proxy, Grafana's auth proxy, TLS terminators).
+const OUTER_ONLY_PREFIXES: [&str; 9] = [
+    "x-forwarded-",
+    "x-amzn-oidc-",
+    "x-goog-authenticated-user-",
+    "x-ms-client-principal",
+    "cf-access-",
+    "x-auth-request-",
+    "x-webauth-",
+    "ssl-client-",
+    "x-ssl-client-",
+];
+
 /// Headers no sub-request sets, and that are not inherited either: hop-by-hop and
 /// framing (RFC 9110 §7.6.1; `content-length` is computed), and the routing overrides
 /// that frameworks obey in place of the method, path or host.
-const NEVER: [&str; 18] = [
+const NEVER: [&str; 22] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -66,6 +83,11 @@ const NEVER: [&str; 18] = [
     "x-rewrite-url",
     "x-original-host",
     "x-host",
+    "x-original-uri",
+    "x-original-method",
+    "x-envoy-original-path",
+    // Next.js skips its middleware (often the auth check) for requests carrying it.
+    "x-middleware-subrequest",
 ];
 
 /// Hop-by-hop headers, as constants: stripping them from every sub-response compares
@@ -106,7 +128,7 @@ impl HeaderPolicy {
     fn is_outer_only(&self, name: &HeaderName) -> bool {
         let name = folded(name.as_str());
         OUTER_ONLY.contains(&&*name)
-            || name.starts_with("x-forwarded-")
+            || OUTER_ONLY_PREFIXES.iter().any(|p| name.starts_with(p))
             || self.identity.iter().any(|h| folded(h.as_str()) == name)
     }
 

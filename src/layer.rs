@@ -326,7 +326,10 @@ impl BatchLayer {
     /// compare with `_` as `-`, as CGI, WSGI and PHP read them.
     ///
     /// Built in: `authorization`, `cookie`, `proxy-authorization`, `x-remote-user`,
-    /// `x-authenticated-user`, `remote-user`, and the client-address headers `forwarded`,
+    /// `x-authenticated-user`, `remote-user`; what authenticating proxies set
+    /// (`x-amzn-oidc-*`, `x-goog-authenticated-user-*`, `x-goog-iap-jwt-assertion`,
+    /// `x-ms-client-principal*`, `cf-access-*`, `x-auth-request-*`, `x-webauth-*`,
+    /// `ssl-client-*`, `x-ssl-client-*`, `x-client-cert`); and the client-address headers `forwarded`,
     /// `x-forwarded-*`, `x-real-ip`, `x-client-ip`, `true-client-ip`, `client-ip`,
     /// `cf-connecting-ip`, `x-cluster-client-ip`, `fastly-client-ip`,
     /// `x-original-forwarded-for`.
@@ -343,7 +346,8 @@ impl BatchLayer {
     /// `content-length`, `host`, `expect`, `proxy-authenticate`), any header a
     /// sub-request's `connection:` names, and the routing overrides
     /// `x-http-method-override`, `x-method-override`, `x-http-method`, `x-original-url`,
-    /// `x-rewrite-url`, `x-original-host`, `x-host`.
+    /// `x-original-uri`, `x-original-method`, `x-envoy-original-path`, `x-rewrite-url`,
+    /// `x-original-host`, `x-host`, and `x-middleware-subrequest`.
     pub fn drop_header(mut self, name: HeaderName) -> Self {
         self.config_mut().headers.dropped.push(name);
         self
