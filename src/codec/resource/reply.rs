@@ -36,6 +36,10 @@ pub(super) struct ResourceReply {
     sent: Vec<usize>,
     /// Each entry's answer, once its outcome is in.
     answers: Vec<Option<Answer>>,
+    /// Bytes of the resources kept for the reply, within `max_response_bytes`: past it,
+    /// a resource is let go as it arrives (`null`), not held until the end.
+    kept: usize,
+    dropped: bool,
 }
 
 /// One item that did not take effect.
@@ -77,6 +81,8 @@ impl ResourceReply {
             entries,
             sent,
             answers,
+            kept: 0,
+            dropped: false,
         }
     }
 
@@ -100,7 +106,7 @@ impl Reply for ResourceReply {
         APPLICATION_JSON
     }
 
-    fn item(&mut self, index: usize, o: &Outcome, _w: &mut ReplyWriter) {
+    fn item(&mut self, index: usize, o: &Outcome, w: &mut ReplyWriter) {
         let Some(&entry) = self.sent.get(index) else {
             return;
         };
@@ -108,7 +114,17 @@ impl Reply for ResourceReply {
             match self.op {
                 // The id, from the entry.
                 Op::Delete => Answer::Done(Json(None)),
-                Op::Create | Op::Update => Answer::Done(resource(o)),
+                Op::Create | Op::Update => {
+                    let resource = resource(o);
+                    let len = resource.0.as_ref().map_or(0, |raw| raw.get().len());
+                    if self.kept + len > w.room() {
+                        self.dropped = true;
+                        Answer::Done(Json(None))
+                    } else {
+                        self.kept += len;
+                        Answer::Done(resource)
+                    }
+                }
             }
         } else if self.op == Op::Delete
             && matches!(o.status, StatusCode::NOT_FOUND | StatusCode::GONE)
@@ -149,6 +165,9 @@ impl Reply for ResourceReply {
         };
         // Resources go in while the reply's limit has room; past it, they are `null`.
         let (mut room, mut omitted) = (w.room(), None);
+        if self.dropped {
+            omitted = Some(format!("{}: resources past it are null", w.over_limit()));
+        }
         for resource in &mut done {
             let len = resource.0.as_ref().map_or(0, |raw| raw.get().len());
             if len > room {
@@ -247,8 +266,17 @@ fn resource(outcome: &Outcome) -> Json {
     }
 }
 
-/// A failed item's message: the handler's own words when it wrote any.
+/// A failed item's message: the handler's own words when it wrote any, at most 500
+/// characters (a reply holds up to `max_items` of them).
 pub(super) fn message(outcome: &Outcome) -> String {
+    let message = full_message(outcome);
+    match message.char_indices().nth(500) {
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+        None => message,
+    }
+}
+
+fn full_message(outcome: &Outcome) -> String {
     match serde_json::from_slice::<Value>(&outcome.body) {
         Ok(Value::Object(body)) => {
             for key in ["error", "message", "detail", "title"] {
@@ -269,10 +297,7 @@ pub(super) fn message(outcome: &Outcome) -> String {
             if let Ok(text) = std::str::from_utf8(&outcome.body) {
                 let text = text.trim();
                 if !text.is_empty() {
-                    return match text.char_indices().nth(500) {
-                        Some((cut, _)) => format!("{}…", &text[..cut]),
-                        None => text.to_string(),
-                    };
+                    return text.to_string();
                 }
             }
         }
