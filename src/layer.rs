@@ -373,12 +373,14 @@ impl BatchLayer {
     /// - as a router that splits on `/` before decoding (axum, Express): each segment
     ///   decoded once (`/admin/users/..%2f..%2fx` is under `/admin`);
     /// - as a server that decodes, then normalises: percent-encoding decoded up to four
-    ///   times, `\` as `/`, dot and empty segments resolved (`/x/..%2fadmin` is `/admin`).
+    ///   times, cut at a decoded `?`, `#` or NUL, `\` as `/`, trailing dots and spaces and
+    ///   `::$DATA` dropped, dot and empty segments resolved (`/x/..%2fadmin` is `/admin`).
     ///
-    /// Both fold letter case and path parameters (`/admin;x`). A sub-request URL encoded
-    /// more than four times over is refused as invalid. Suffixes some frameworks strip
-    /// (`/admin.json`, a trailing `.` or space) are not folded: for those, allow rather
-    /// than refuse, with [`reachable`](Self::reachable).
+    /// Both fold ASCII letter case and path parameters (`/admin;x`). With any such rule,
+    /// a path no reading is certain of (`%u0061`, overlong UTF-8 such as `%c0%ae`) is
+    /// refused too. Not folded: suffixes a framework strips (`/admin.json`) and non-ASCII
+    /// lookalikes (`adm%C4%B1n`); for those, allow rather than refuse, with
+    /// [`reachable`](Self::reachable).
     ///
     /// # Panics
     ///

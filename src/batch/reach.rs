@@ -54,9 +54,9 @@ impl Reach {
             let p = if p.is_empty() { "/" } else { p.as_str() };
             return Some(format!("{path} is under {p}, which batches may not reach"));
         }
-        let Some(loose) = &readings.loose else {
+        let Some(loose) = readings.loose.as_ref().filter(|_| !readings.ambiguous) else {
             return Some(format!(
-                "{path} is percent-encoded more than four times over"
+                "{path} cannot be read one way only (percent-encoded more than four times over, `%u`, or not UTF-8 once decoded)"
             ));
         };
         let accepts =
@@ -94,6 +94,13 @@ mod tests {
             "/x/../admin",
             "/admin%2fusers",
             "/admin/users/..%2f..%2fx",
+            "/admin./x",
+            "/admin%20/x",
+            "/admin::$INDEX_ALLOCATION/x",
+            "/admin%00/x",
+            "/admin%3fx",
+            "/%u0061dmin/x",
+            "/x/%c0%ae%c0%ae/admin",
             "/%252525252561dmin",
         ] {
             assert!(reach.refusal(&Method::GET, path).is_some(), "{path}");

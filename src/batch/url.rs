@@ -235,6 +235,9 @@ fn is_batch_path(path: &str, batch_paths: &BatchPaths) -> bool {
 pub(crate) struct Readings {
     pub(crate) strict: String,
     pub(crate) loose: Option<String>,
+    /// Encodings some servers decode in ways of their own (IIS's `%u0061`, overlong UTF-8
+    /// such as `%c0%ae`, anything that is not UTF-8 once decoded): no reading is certain.
+    pub(crate) ambiguous: bool,
 }
 
 impl Readings {
@@ -249,9 +252,15 @@ impl Readings {
         while strict.ends_with('/') {
             strict.pop();
         }
+        let ambiguous = path.contains("%u")
+            || path.contains("%U")
+            || percent_encoding::percent_decode_str(path)
+                .decode_utf8()
+                .is_err();
         Self {
             strict,
             loose: canonical(path),
+            ambiguous,
         }
     }
 
@@ -276,15 +285,17 @@ fn is_under(path: &str, prefix: &str) -> bool {
 }
 
 /// The form batch paths (and refused paths) are compared in: percent-encoding decoded
-/// (up to four times), letters lowercased, `\` taken as `/`, path parameters (`;x`, which
-/// Java servers drop) removed, dot segments resolved, and empty segments and trailing
-/// slashes removed. It only decides what to refuse, and never changes a path that is
-/// sent. `None` when the path is still percent-encoded after four decodings.
+/// (up to four times), letters lowercased, cut at a decoded `?`, `#` or NUL, `\` taken as
+/// `/`, path parameters (`;x`, which Java servers drop), NTFS streams (`::$DATA`) and
+/// trailing dots and spaces (which Windows drops) removed from each segment, dot segments
+/// resolved, and empty segments and trailing slashes removed. It only decides what to
+/// refuse, and never changes a path that is sent. `None` when the path is still
+/// percent-encoded after four decodings.
 pub(crate) fn canonical(path: &str) -> Option<String> {
     let decoded = percent_decode_lower(path)?;
+    let decoded = decoded.split(['?', '#', '\0']).next().unwrap_or_default();
     let mut segments: Vec<&str> = Vec::new();
-    let split = decoded.split(['/', '\\']);
-    for seg in split.map(|s| s.split(';').next().unwrap_or_default()) {
+    for seg in decoded.split(['/', '\\']).map(fold_segment) {
         match seg {
             "" | "." => {}
             ".." => {
@@ -299,6 +310,17 @@ pub(crate) fn canonical(path: &str) -> Option<String> {
         out.push_str(seg);
     }
     Some(out)
+}
+
+/// A segment as servers that drop its decorations read it: without `;x` parameters, an
+/// NTFS stream (`::$DATA`), or trailing dots and spaces (`.` and `..` stay themselves).
+fn fold_segment(seg: &str) -> &str {
+    let seg = seg.split(';').next().unwrap_or_default();
+    let seg = seg.split("::").next().unwrap_or_default();
+    match seg {
+        "." | ".." => seg,
+        _ => seg.trim_end_matches(['.', ' ']),
+    }
 }
 
 /// Percent-decodes (repeatedly, so `%2562` is caught too) and lowercases; `None` when
