@@ -84,15 +84,15 @@ where
         let Some(endpoint) = self.config.endpoint(req.uri().path()) else {
             return ResponseFuture::pass_through(self.inner.call(req.map(BatchRequestBody::outer)));
         };
+        // Give back the readiness granted for this call (also when the batch is turned
+        // away): the batch makes each sub-request's clone ready itself.
+        let svc = self.inner.clone();
+        drop(std::mem::replace(&mut self.inner, svc.clone()));
         // A place among the batches in flight, before anything is read.
         let Ok(place) = self.config.batches.clone().try_acquire_owned() else {
             let busy = too_many_batches(self.config.max_batches).into_response();
             return ResponseFuture::batch(Box::pin(std::future::ready(busy)));
         };
-        // Give back the readiness granted for this call: the batch makes each
-        // sub-request's clone ready itself.
-        let svc = self.inner.clone();
-        drop(std::mem::replace(&mut self.inner, svc.clone()));
         let batch = handle(svc, self.config.clone(), endpoint, req);
         // The place goes with the reply: it is free once the reply has gone or is dropped.
         let batch = async move { batch.await.map(|body| body.holding(place)) };
