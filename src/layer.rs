@@ -201,8 +201,8 @@ impl BatchLayer {
     /// `503` with `Retry-After`, without its body being read. With the other limits this
     /// bounds the layer's memory: a batch holds at most its body, the reply and the bodies
     /// waiting for it (`2 × max_response_bytes`), the responses being read (`concurrency ×
-    /// max_item_response_bytes`) and what references parse (`max_reference_bytes`, a
-    /// few times over as a tree); at the defaults about 40 MiB, 64 × that in all. The
+    /// max_item_response_bytes`) and what references parse (as trees: see the README);
+    /// at the defaults about 40 MiB, 100 MiB with references, 64 × that in all. The
     /// services one
     /// [`Layer::layer`] call makes share the count (axum and hyper clone them per
     /// connection); another call counts apart.
