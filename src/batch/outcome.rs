@@ -193,10 +193,37 @@ impl<'de> serde::de::Visitor<'de> for Strict {
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let inner = self.inner()?;
-        while map.next_key_seed(Strict(inner.0))?.is_some() {
+        while map.next_key_seed(Key)?.is_some() {
             map.next_value_seed(Strict(inner.0))?;
         }
         Ok(())
+    }
+}
+
+/// An object key, refused when serde_json reserves it: with its `raw_value` or
+/// `arbitrary_precision` features, an object whose key is `$serde_json::private::…`
+/// is read as something else, and a client's parser would refuse the whole reply.
+struct Key;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Key {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(Key)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Key {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<(), E> {
+        match key.starts_with("$serde_json::private::") {
+            true => Err(E::custom("a key serde_json reserves")),
+            false => Ok(()),
+        }
     }
 }
 
@@ -257,6 +284,8 @@ mod tests {
             deep(MAX_EMBEDDED_DEPTH + 1).into_bytes(),
             br#"["\ud800"]"#.to_vec(),
             br#"{"\udc00": 1}"#.to_vec(),
+            br#"{"$serde_json::private::RawValue": "a"}"#.to_vec(),
+            br#"[{"\u0024serde_json::private::Number": "1"}]"#.to_vec(),
             b"[\"\xff\"]".to_vec(),
             b"[1] [2]".to_vec(),
         ];
