@@ -81,8 +81,9 @@ where
         stream.set_write_timeout(Some(limits.write_timeout));
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            // hyper's header timer starts at the first byte: a connection that sends
-            // nothing ends here.
+            // A deadline for the first byte, whatever the builder does before its header
+            // timer starts (hyper-util's auto builder waits for the first bytes without
+            // one): a connection that sends nothing ends here.
             // (`peek`, not `readable`, whose readiness may be a false positive.)
             let mut byte = [0; 1];
             let first_byte = stream.get_ref().peek(&mut byte);

@@ -101,6 +101,9 @@ mod tests {
             "/admin%3fx",
             "/%u0061dmin/x",
             "/x/%c0%ae%c0%ae/admin",
+            // Read whole, `/admin`; cut at the `?`, `/x`: ambiguous, so refused.
+            "/x%3f/..%2fadmin",
+            "/users/1%3f/..%2f..%2fadmin",
             "/%252525252561dmin",
         ] {
             assert!(reach.refusal(&Method::GET, path).is_some(), "{path}");

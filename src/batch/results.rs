@@ -8,6 +8,7 @@
 //! is not sent (`424`).
 
 use super::outcome::{encode_base64, BodyView, Outcome};
+use http::HeaderValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
@@ -223,16 +224,28 @@ fn header_view(o: &Outcome, pointer: &str) -> Option<Value> {
     if name.contains('~') || name.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    let mut values: Vec<Value> = o
-        .headers
-        .get_all(name)
-        .iter()
-        .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
-    let value = match values.len() {
+    let as_json = |v: &HeaderValue| Value::String(String::from_utf8_lossy(v.as_bytes()).into());
+    let all = o.headers.get_all(name);
+    let count = all.iter().count();
+    // `/headers/set-cookie/1` reads the one value it names, not all of them.
+    if let (true, Some(n)) = (count > 1, rest.strip_prefix('/')) {
+        let (n, more) = n
+            .split_once('/')
+            .map_or((n, ""), |(i, _)| (i, &n[i.len()..]));
+        // RFC 6901 indices: digits, no leading zero.
+        if n.is_empty()
+            || !n.bytes().all(|b| b.is_ascii_digit())
+            || (n.len() > 1 && n.starts_with('0'))
+        {
+            return None;
+        }
+        let value = all.iter().nth(n.parse::<usize>().ok()?).map(as_json)?;
+        return value.pointer(more).cloned();
+    }
+    let value = match count {
         0 => return None,
-        1 => values.pop()?,
-        _ => Value::Array(values),
+        1 => as_json(all.iter().next()?),
+        _ => Value::Array(all.iter().map(as_json).collect()),
     };
     value.pointer(rest).cloned()
 }
@@ -301,6 +314,9 @@ mod tests {
         assert_eq!(header_view(&o, "/etag"), Some(json!("\"v1\"")));
         assert_eq!(header_view(&o, "/set-cookie"), Some(json!(["a=1", "b=2"])));
         assert_eq!(header_view(&o, "/set-cookie/1"), Some(json!("b=2")));
+        assert_eq!(header_view(&o, "/set-cookie/01"), None);
+        assert_eq!(header_view(&o, "/set-cookie/+1"), None);
+        assert_eq!(header_view(&o, "/set-cookie/2"), None);
         assert_eq!(
             header_view(&o, "/ETag"),
             None,

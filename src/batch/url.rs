@@ -216,13 +216,17 @@ fn is_dot_dot(seg: &str) -> bool {
 /// or trailing slashes, and letter case (the service behind may be case-insensitive) are
 /// all folded before comparing.
 fn is_batch_path(path: &str, batch_paths: &BatchPaths) -> bool {
-    // Without escapes, backslashes or empty segments, the canonical form is the path in
-    // lower case: compare without building it.
-    if !path.contains(['%', '\\', ';']) && !path.contains("//") && !path.ends_with('/') {
+    // Without escapes, backslashes, parameters, streams, empty segments or segments that
+    // end in a dot, the canonical form is the path in lower case: compare without
+    // building it.
+    let plain = !path.contains(['%', '\\', ';', ':']) && !path.contains("//");
+    if plain && !path.ends_with(['/', '.']) && !path.contains("./") {
         return batch_paths.0.iter().any(|c| c.eq_ignore_ascii_case(path));
     }
-    // A path still encoded after four decodings is refused: it may spell anything.
-    canonical(path).is_none_or(|canon| batch_paths.0.contains(&canon))
+    // A path still encoded after four decodings is refused: it may spell anything. One
+    // whose decoded form holds `?`, `#` or NUL is compared whole and cut there too.
+    let is_batch = |cut| canonical_in(path, cut).is_none_or(|c| batch_paths.0.contains(&c));
+    is_batch(false) || is_batch(true)
 }
 
 /// The two ways a server behind may read `path`, for the checks that compare paths
@@ -252,11 +256,14 @@ impl Readings {
         while strict.ends_with('/') {
             strict.pop();
         }
+        // A decoded `?`, `#` or NUL ends the path for some servers and not for others.
+        let cut = |d: String| d.contains(['?', '#', '\0']);
         let ambiguous = path.contains("%u")
             || path.contains("%U")
             || percent_encoding::percent_decode_str(path)
                 .decode_utf8()
-                .is_err();
+                .is_err()
+            || percent_decode_lower(path).is_some_and(cut);
         Self {
             strict,
             loose: canonical(path),
@@ -285,15 +292,23 @@ fn is_under(path: &str, prefix: &str) -> bool {
 }
 
 /// The form batch paths (and refused paths) are compared in: percent-encoding decoded
-/// (up to four times), letters lowercased, cut at a decoded `?`, `#` or NUL, `\` taken as
-/// `/`, path parameters (`;x`, which Java servers drop), NTFS streams (`::$DATA`) and
+/// (up to four times), letters lowercased, `\` taken as `/`, path parameters (`;x`, which Java servers drop), NTFS streams (`::$DATA`) and
 /// trailing dots and spaces (which Windows drops) removed from each segment, dot segments
 /// resolved, and empty segments and trailing slashes removed. It only decides what to
 /// refuse, and never changes a path that is sent. `None` when the path is still
 /// percent-encoded after four decodings.
 pub(crate) fn canonical(path: &str) -> Option<String> {
+    canonical_in(path, false)
+}
+
+/// [`canonical`], cut at a decoded `?`, `#` or NUL when `cut` says so, as a server that
+/// decodes before it splits off the query reads it.
+fn canonical_in(path: &str, cut: bool) -> Option<String> {
     let decoded = percent_decode_lower(path)?;
-    let decoded = decoded.split(['?', '#', '\0']).next().unwrap_or_default();
+    let decoded = match cut {
+        true => decoded.split(['?', '#', '\0']).next().unwrap_or_default(),
+        false => &decoded,
+    };
     let mut segments: Vec<&str> = Vec::new();
     for seg in decoded.split(['/', '\\']).map(fold_segment) {
         match seg {
@@ -326,7 +341,7 @@ fn fold_segment(seg: &str) -> &str {
 /// Percent-decodes (repeatedly, so `%2562` is caught too) and lowercases; `None` when
 /// four decodings leave something still to decode.
 fn percent_decode_lower(s: &str) -> Option<String> {
-    let mut current = s.to_ascii_lowercase();
+    let mut current = s.to_lowercase();
     for _ in 0..=4 {
         if !current.contains('%') {
             return Some(current);
@@ -440,5 +455,26 @@ mod tests {
         // A doubly encoded dot is text for the request, and still refused as a nested
         // batch, since a server behind might decode it twice.
         assert!(parse_url("/x/%252e%252e/batch", ctx()).is_err());
+    }
+
+    #[test]
+    fn every_spelling_of_a_batch_path_is_refused() {
+        for url in [
+            "/BATCH",
+            "/batch.",
+            "/batch..",
+            "/batch::$DATA",
+            "/api./../batch",
+            "/batch%20",
+            "/batch;x",
+            "/batch%3fx",
+            "/x%3f/..%2fbatch",
+            "/%62atch",
+        ] {
+            assert!(parse_url(url, ctx()).is_err(), "{url:?} was accepted");
+        }
+        for url in ["/batches", "/x/batch", "/files/a.txt", "/a:b", "/users/1"] {
+            assert!(parse_url(url, ctx()).is_ok(), "{url:?} was refused");
+        }
     }
 }

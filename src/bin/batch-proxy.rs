@@ -389,7 +389,8 @@ where
         stream.set_write_timeout((write_timeout > 0).then(|| Duration::from_secs(write_timeout)));
         let (server, watcher) = (server.clone(), graceful.watcher());
         tokio::spawn(async move {
-            // hyper's header timer starts at the first byte: a silent connection ends here.
+            // A deadline for the first byte, whatever the builder does before its header
+            // timer starts: a silent connection ends here.
             if first_byte(stream.get_ref(), header_timeout).await {
                 let conn = server.serve_connection(TokioIo::new(Box::pin(stream)), service);
                 if let Err(e) = watcher.watch(conn).await {
