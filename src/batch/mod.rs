@@ -1,6 +1,7 @@
 //! The batch's data model, the same for every wire format and knowing nothing of codecs or
 //! of the engine: the validated [`plan::Plan`], what each sub-request produced
-//! ([`outcome::Outcome`]), URL canonicalisation ([`url`]), result references
+//! ([`outcome::Outcome`]), URL canonicalisation ([`url`]) and how servers behind may read
+//! a path ([`spelling`]), what sub-requests may reach ([`reach`]), result references
 //! ([`reference`]) and what they read ([`results`]), and media types ([`media`]).
 
 pub(crate) mod media;
@@ -9,4 +10,5 @@ pub(crate) mod plan;
 pub(crate) mod reach;
 pub(crate) mod reference;
 pub(crate) mod results;
+pub(crate) mod spelling;
 pub(crate) mod url;

@@ -1,6 +1,7 @@
 //! Sub-request URLs: parsing, canonicalisation and the checks every format shares (no
 //! scheme or host, no fragment, no nested batch). Pure functions over strings.
 
+use super::spelling::{canonical, canonical_in};
 use http::Uri;
 use std::sync::Arc;
 
@@ -227,134 +228,6 @@ fn is_batch_path(path: &str, batch_paths: &BatchPaths) -> bool {
     // whose decoded form holds `?`, `#` or NUL is compared whole and cut there too.
     let is_batch = |cut| canonical_in(path, cut).is_none_or(|c| batch_paths.0.contains(&c));
     is_batch(false) || is_batch(true)
-}
-
-/// The two ways a server behind may read `path`, for the checks that compare paths
-/// (`refuse_path`, `reachable`, a bulk URL under its base): `strict` as a router that
-/// splits on `/` before decoding (axum, Express): each segment decoded once, an encoded
-/// `/` kept as `%2f`; `loose` as a server that decodes, then normalises: [`canonical`]
-/// (`None` when four decodings do not settle it). Both in lower case, without `;x`
-/// parameters, without a trailing slash.
-#[derive(Debug)]
-pub(crate) struct Readings {
-    pub(crate) strict: String,
-    pub(crate) loose: Option<String>,
-    /// Encodings some servers decode in ways of their own (IIS's `%u0061`, overlong UTF-8
-    /// such as `%c0%ae`, anything that is not UTF-8 once decoded): no reading is certain.
-    pub(crate) ambiguous: bool,
-}
-
-impl Readings {
-    pub(crate) fn of(path: &str) -> Self {
-        let mut strict = String::with_capacity(path.len());
-        for seg in path.split('/').skip(1) {
-            let seg = seg.split(';').next().unwrap_or_default();
-            let decoded = percent_encoding::percent_decode_str(seg).decode_utf8_lossy();
-            strict.push('/');
-            strict.push_str(&decoded.to_lowercase().replace('/', "%2f"));
-        }
-        while strict.ends_with('/') {
-            strict.pop();
-        }
-        // A decoded `?`, `#` or NUL ends the path for some servers and not for others.
-        let cut = |d: String| d.contains(['?', '#', '\0']);
-        let ambiguous = path.contains("%u")
-            || path.contains("%U")
-            || percent_encoding::percent_decode_str(path)
-                .decode_utf8()
-                .is_err()
-            || percent_decode_lower(path).is_some_and(cut);
-        Self {
-            strict,
-            loose: canonical(path),
-            ambiguous,
-        }
-    }
-
-    /// Whether either reading is `prefix` (in [`canonical`] form) or under it; a path
-    /// with no loose reading counts as under everything.
-    pub(crate) fn either_under(&self, prefix: &str) -> bool {
-        let loose = self.loose.as_deref().is_none_or(|l| is_under(l, prefix));
-        loose || is_under(&self.strict, prefix)
-    }
-
-    /// Whether both readings are `prefix` or under it.
-    pub(crate) fn both_under(&self, prefix: &str) -> bool {
-        let loose = self.loose.as_deref().is_some_and(|l| is_under(l, prefix));
-        loose && is_under(&self.strict, prefix)
-    }
-}
-
-/// `path` is `prefix` or under it, segment by segment.
-fn is_under(path: &str, prefix: &str) -> bool {
-    let rest = path.strip_prefix(prefix);
-    rest.is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-}
-
-/// The form batch paths (and refused paths) are compared in: percent-encoding decoded
-/// (up to four times), letters lowercased, `\` taken as `/`, path parameters (`;x`, which Java servers drop), NTFS streams (`::$DATA`) and
-/// trailing dots and spaces (which Windows drops) removed from each segment, dot segments
-/// resolved, and empty segments and trailing slashes removed. It only decides what to
-/// refuse, and never changes a path that is sent. `None` when the path is still
-/// percent-encoded after four decodings.
-pub(crate) fn canonical(path: &str) -> Option<String> {
-    canonical_in(path, false)
-}
-
-/// [`canonical`], cut at a decoded `?`, `#` or NUL when `cut` says so, as a server that
-/// decodes before it splits off the query reads it.
-fn canonical_in(path: &str, cut: bool) -> Option<String> {
-    let decoded = percent_decode_lower(path)?;
-    let decoded = match cut {
-        true => decoded.split(['?', '#', '\0']).next().unwrap_or_default(),
-        false => &decoded,
-    };
-    let mut segments: Vec<&str> = Vec::new();
-    for seg in decoded.split(['/', '\\']).map(fold_segment) {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            seg => segments.push(seg),
-        }
-    }
-    let mut out = String::with_capacity(decoded.len());
-    for seg in segments {
-        out.push('/');
-        out.push_str(seg);
-    }
-    Some(out)
-}
-
-/// A segment as servers that drop its decorations read it: without `;x` parameters, an
-/// NTFS stream (`::$DATA`), or trailing dots and spaces (`.` and `..` stay themselves).
-fn fold_segment(seg: &str) -> &str {
-    let seg = seg.split(';').next().unwrap_or_default();
-    let seg = seg.split("::").next().unwrap_or_default();
-    match seg {
-        "." | ".." => seg,
-        _ => seg.trim_end_matches(['.', ' ']),
-    }
-}
-
-/// Percent-decodes (repeatedly, so `%2562` is caught too) and lowercases; `None` when
-/// four decodings leave something still to decode.
-fn percent_decode_lower(s: &str) -> Option<String> {
-    let mut current = s.to_lowercase();
-    for _ in 0..=4 {
-        if !current.contains('%') {
-            return Some(current);
-        }
-        let next = percent_encoding::percent_decode_str(&current)
-            .decode_utf8_lossy()
-            .to_lowercase();
-        if next == current {
-            return Some(current);
-        }
-        current = next;
-    }
-    None
 }
 
 #[cfg(test)]
