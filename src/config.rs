@@ -19,8 +19,6 @@ pub(crate) struct Config {
     pub(crate) endpoints: Vec<Endpoint>,
     /// Read by the service, before anything else.
     pub(crate) max_body_bytes: usize,
-    /// What bodies and headers may take of a reply, as written (the reply's writer).
-    pub(crate) max_response_bytes: usize,
     /// How long the batch body may take to arrive.
     pub(crate) body_timeout: std::time::Duration,
     /// The most batches in flight at once, from the start of their body to the end of

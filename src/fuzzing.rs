@@ -118,14 +118,7 @@ pub fn json_batch(data: &[u8]) {
 
 /// The SugarCRM bulk codec, with a base.
 pub fn bulk(data: &[u8]) {
-    decode(
-        &BulkCodec {
-            base: "/rest".into(),
-        },
-        Method::POST,
-        "/bulk",
-        data,
-    );
+    decode(&BulkCodec::new("/rest"), Method::POST, "/bulk", data);
 }
 
 /// The resource bulk codec: the first byte chooses the method and `?atomic=true`.
@@ -214,12 +207,7 @@ pub fn reply(data: &[u8]) {
         None => ("application/json".to_string(), data),
     };
     let outcome = answer(&Uri::from_static("/x"), &ct, Bytes::copy_from_slice(body));
-    for codec in [
-        &JsonCodec as &dyn Codec,
-        &BulkCodec {
-            base: String::new(),
-        },
-    ] {
+    for codec in [&JsonCodec as &dyn Codec, &BulkCodec::new("")] {
         let limits = limits();
         let keeps = |_: &http::HeaderName| true;
         let cx = DecodeContext {

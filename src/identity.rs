@@ -114,32 +114,46 @@ fn folded(name: &str) -> Cow<'_, str> {
 /// themselves: the part of the layer's configuration this module reads.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HeaderPolicy {
-    /// Identity headers besides the built-in ones (`BatchLayer::identity_header`).
-    pub(crate) identity: Vec<HeaderName>,
-    /// Headers never forwarded besides the built-in ones (`BatchLayer::drop_header`).
-    pub(crate) dropped: Vec<HeaderName>,
+    /// Identity headers besides the built-in ones (`BatchLayer::identity_header`),
+    /// folded once, when configured.
+    identity: Vec<String>,
+    /// Headers never forwarded besides the built-in ones (`BatchLayer::drop_header`),
+    /// folded likewise.
+    dropped: Vec<String>,
     /// Outer headers copied into sub-requests that do not set them
     /// (`BatchLayer::inherit_header`).
     pub(crate) inherit: Vec<HeaderName>,
 }
 
 impl HeaderPolicy {
+    /// One more identity header.
+    pub(crate) fn add_identity(&mut self, name: &HeaderName) {
+        self.identity.push(folded(name.as_str()).into_owned());
+    }
+
+    /// One more header sub-requests may never set.
+    pub(crate) fn add_dropped(&mut self, name: &HeaderName) {
+        self.dropped.push(folded(name.as_str()).into_owned());
+    }
+
     /// The headers whose outer values every sub-request carries.
     fn is_outer_only(&self, name: &HeaderName) -> bool {
-        let name = folded(name.as_str());
-        OUTER_ONLY.contains(&&*name)
+        self.is_outer_only_folded(&folded(name.as_str()))
+    }
+
+    fn is_outer_only_folded(&self, name: &str) -> bool {
+        OUTER_ONLY.contains(&name)
             || OUTER_ONLY_PREFIXES.iter().any(|p| name.starts_with(p))
-            || self.identity.iter().any(|h| folded(h.as_str()) == name)
+            || self.identity.iter().any(|h| h == name)
     }
 
     /// Whether a header written inside a sub-request is kept. Dropped headers are ignored
     /// silently, as seed 001 says of authentication headers.
     pub(crate) fn keeps(&self, name: &HeaderName) -> bool {
-        if self.is_outer_only(name) {
-            return false;
-        }
         let name = folded(name.as_str());
-        !(NEVER.contains(&&*name) || self.dropped.iter().any(|h| folded(h.as_str()) == name))
+        !(self.is_outer_only_folded(&name)
+            || NEVER.contains(&&*name)
+            || self.dropped.iter().any(|h| *h == *name))
     }
 
     /// Drops the headers a sub-request may not set, and those its `connection:` names.

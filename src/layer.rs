@@ -74,7 +74,6 @@ impl Default for BatchLayer {
         let config = Config {
             endpoints: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_batches: DEFAULT_MAX_CONCURRENT_BATCHES,
             batches: Arc::new(Semaphore::new(0)),
@@ -89,7 +88,7 @@ impl Default for BatchLayer {
                 timeout: Some(DEFAULT_TIMEOUT),
                 batch_timeout: None,
                 max_item_response_bytes: DEFAULT_MAX_ITEM_RESPONSE_BYTES,
-                max_held_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+                max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
                 max_reference_bytes: DEFAULT_MAX_REFERENCE_BYTES,
                 transactions: None,
                 batch_paths: Default::default(),
@@ -146,7 +145,7 @@ impl BatchLayer {
     ///
     /// As [`BatchLayer::path`].
     pub fn bulk(mut self, path: impl Into<String>, base: impl Into<String>) -> Self {
-        let codec = BulkCodec { base: base.into() };
+        let codec = BulkCodec::new(base);
         self.config_mut().add(path.into(), Arc::new(codec));
         self
     }
@@ -265,9 +264,7 @@ impl BatchLayer {
     /// body that would take those past it is left out when it arrives, as the reply would
     /// leave it out. A body written and needed by no reference is let go at once.
     pub fn max_response_bytes(mut self, max: usize) -> Self {
-        let config = self.config_mut();
-        config.max_response_bytes = max;
-        config.run.max_held_bytes = max;
+        self.config_mut().run.max_response_bytes = max;
         self
     }
 
@@ -334,7 +331,7 @@ impl BatchLayer {
     /// `cf-connecting-ip`, `x-cluster-client-ip`, `fastly-client-ip`,
     /// `x-original-forwarded-for`.
     pub fn identity_header(mut self, name: HeaderName) -> Self {
-        self.config_mut().headers.identity.push(name);
+        self.config_mut().headers.add_identity(&name);
         self
     }
 
@@ -349,7 +346,7 @@ impl BatchLayer {
     /// `x-original-uri`, `x-original-method`, `x-envoy-original-path`, `x-rewrite-url`,
     /// `x-original-host`, `x-host`, and `x-middleware-subrequest`.
     pub fn drop_header(mut self, name: HeaderName) -> Self {
-        self.config_mut().headers.dropped.push(name);
+        self.config_mut().headers.add_dropped(&name);
         self
     }
 

@@ -173,7 +173,7 @@ where
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    let mut w = ReplyWriter::new(config.max_response_bytes);
+    let mut w = ReplyWriter::new(config.run.max_response_bytes);
     reply.begin(&mut w);
     engine::run(svc, outer, plan, &config.run, |i, outcome| {
         reply.item(i, outcome, &mut w)

@@ -140,6 +140,7 @@ pub(crate) fn strict_json(body: &[u8]) -> Result<(), String> {
 /// A JSON value read only to check it, through `deserialize_any`: serde_json then decodes
 /// every string (UTF-8, escapes, surrogate pairs), which `IgnoredAny`'s skipping does not.
 /// It holds how many more levels of arrays and objects may open.
+#[derive(Clone, Copy)]
 struct Strict(usize);
 
 impl<'de> serde::de::DeserializeSeed<'de> for Strict {
@@ -188,13 +189,13 @@ impl<'de> serde::de::Visitor<'de> for Strict {
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let inner = self.inner()?;
-        while seq.next_element_seed(Strict(inner.0))?.is_some() {}
+        while seq.next_element_seed(inner)?.is_some() {}
         Ok(())
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let inner = self.inner()?;
         while map.next_key_seed(Key)?.is_some() {
-            map.next_value_seed(Strict(inner.0))?;
+            map.next_value_seed(inner)?;
         }
         Ok(())
     }
@@ -225,6 +226,12 @@ impl<'de> serde::de::Visitor<'de> for Key {
             false => Ok(()),
         }
     }
+}
+
+/// Why a body (or headers) was left out to keep to the reply's limit: the same words
+/// whether the reply's writer or the engine, holding bodies for it, left it out.
+pub(crate) fn reply_limit_reached(limit: usize) -> String {
+    format!("the batch reply reached its limit of {limit} bytes (max_response_bytes)")
 }
 
 /// Base64url without padding, as OData writes binary bodies.

@@ -8,6 +8,7 @@
 //! is not sent (`424`).
 
 use super::outcome::{encode_base64, BodyView, Outcome};
+use http::header::GetAll;
 use http::HeaderValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -148,9 +149,7 @@ fn lookup<'b>(
             view.insert("body".into(), body);
             return Ok(Cow::Owned(Value::Object(view)));
         }
-        Some(tail) => tail
-            .split_once('/')
-            .map_or((tail, ""), |(t, _)| (t, &tail[t.len()..])),
+        Some(tail) => split_token(tail),
     };
     let found = match token {
         "status" if rest.is_empty() => Some(Cow::Owned(outcome.status.as_u16().into())),
@@ -213,60 +212,68 @@ fn body<'b>(
 /// What `pointer` finds in the headers' view: one header is read where it is, without
 /// building the view of them all, so a reference costs what it reads.
 fn header_view(o: &Outcome, pointer: &str) -> Option<Value> {
-    let Some(name) = pointer.strip_prefix('/') else {
+    let Some(tail) = pointer.strip_prefix('/') else {
         return headers(o).pointer(pointer).cloned();
     };
-    let (name, rest) = name
-        .split_once('/')
-        .map_or((name, ""), |(n, _)| (n, &name[n.len()..]));
+    let (name, rest) = split_token(tail);
     // Header names hold neither `/` nor `~`, so the pointer's escapes cannot name one; the
     // view's names are lower case.
     if name.contains('~') || name.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    let as_json = |v: &HeaderValue| Value::String(String::from_utf8_lossy(v.as_bytes()).into());
     let all = o.headers.get_all(name);
-    let count = all.iter().count();
     // `/headers/set-cookie/1` reads the one value it names, not all of them.
-    if let (true, Some(n)) = (count > 1, rest.strip_prefix('/')) {
-        let (n, more) = n
-            .split_once('/')
-            .map_or((n, ""), |(i, _)| (i, &n[i.len()..]));
-        // RFC 6901 indices: digits, no leading zero.
-        if n.is_empty()
-            || !n.bytes().all(|b| b.is_ascii_digit())
-            || (n.len() > 1 && n.starts_with('0'))
-        {
-            return None;
-        }
-        let value = all.iter().nth(n.parse::<usize>().ok()?).map(as_json)?;
+    if let (Some(tail), true) = (rest.strip_prefix('/'), all.iter().nth(1).is_some()) {
+        let (index, more) = split_token(tail);
+        let value = all.iter().nth(array_index(index)?).map(value_json)?;
         return value.pointer(more).cloned();
     }
-    let value = match count {
-        0 => return None,
-        1 => as_json(all.iter().next()?),
-        _ => Value::Array(all.iter().map(as_json).collect()),
-    };
-    value.pointer(rest).cloned()
+    header_json(all)?.pointer(rest).cloned()
+}
+
+/// A pointer's first token and the rest of it: `a/b/c` is `a` and `/b/c`.
+fn split_token(tail: &str) -> (&str, &str) {
+    tail.split_once('/')
+        .map_or((tail, ""), |(token, _)| (token, &tail[token.len()..]))
+}
+
+/// A pointer token as an array index (RFC 6901: digits, no leading zero).
+fn array_index(token: &str) -> Option<usize> {
+    let digits = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit());
+    (digits && (token == "0" || !token.starts_with('0')))
+        .then(|| token.parse().ok())
+        .flatten()
+}
+
+/// A header value in the view: its text (invalid UTF-8 replaced).
+fn value_json(v: &HeaderValue) -> Value {
+    Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// One header in the view: its value, or an array of them when repeated; `None` when
+/// absent.
+fn header_json(all: GetAll<'_, HeaderValue>) -> Option<Value> {
+    let mut values = all.iter();
+    let first = values.next()?;
+    Some(match values.next() {
+        None => value_json(first),
+        Some(second) => Value::Array(
+            [first, second]
+                .into_iter()
+                .chain(values)
+                .map(value_json)
+                .collect(),
+        ),
+    })
 }
 
 /// The headers as JSON: a name to its value, or to an array of them when repeated.
 fn headers(o: &Outcome) -> Value {
-    let mut headers = Map::new();
-    for name in o.headers.keys() {
-        let mut values: Vec<Value> = o
-            .headers
-            .get_all(name)
-            .iter()
-            .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect();
-        let value = match values.len() {
-            1 => values.pop().unwrap_or(Value::Null),
-            _ => Value::Array(values),
-        };
-        headers.insert(name.as_str().to_string(), value);
-    }
-    Value::Object(headers)
+    let view = o.headers.keys().filter_map(|name| {
+        let value = header_json(o.headers.get_all(name))?;
+        Some((name.as_str().to_string(), value))
+    });
+    Value::Object(view.collect())
 }
 
 /// `v`'s size as JSON, counting no further than `cap + 1`.

@@ -30,17 +30,17 @@ impl Readings {
         while strict.ends_with('/') {
             strict.pop();
         }
+        let decoded = percent_decode_lower(path);
         // A decoded `?`, `#` or NUL ends the path for some servers and not for others.
-        let cut = |d: String| d.contains(['?', '#', '\0']);
         let ambiguous = path.contains("%u")
             || path.contains("%U")
             || percent_encoding::percent_decode_str(path)
                 .decode_utf8()
                 .is_err()
-            || percent_decode_lower(path).is_some_and(cut);
+            || decoded.as_deref().and_then(cut).is_some();
         Self {
             strict,
-            loose: canonical(path),
+            loose: decoded.as_deref().map(resolve),
             ambiguous,
         }
     }
@@ -65,24 +65,36 @@ fn is_under(path: &str, prefix: &str) -> bool {
     rest.is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// The form batch paths (and refused paths) are compared in: percent-encoding decoded
-/// (up to four times), letters lowercased, `\` taken as `/`, path parameters (`;x`, which Java servers drop), NTFS streams (`::$DATA`) and
-/// trailing dots and spaces (which Windows drops) removed from each segment, dot segments
-/// resolved, and empty segments and trailing slashes removed. It only decides what to
-/// refuse, and never changes a path that is sent. `None` when the path is still
-/// percent-encoded after four decodings.
-pub(crate) fn canonical(path: &str) -> Option<String> {
-    canonical_in(path, false)
+/// Whether every server behind reads `path` as itself but for ASCII letter case: no
+/// escapes, backslashes, parameters, streams, empty segments or segments that end in a
+/// dot. Its [`canonical`] form is then the path in lower case, and the checks that compare
+/// paths need not build it.
+pub(crate) fn is_plain(path: &str) -> bool {
+    !path.contains(['%', '\\', ';', ':'])
+        && !path.contains("//")
+        && !path.ends_with(['/', '.'])
+        && !path.contains("./")
 }
 
-/// [`canonical`], cut at a decoded `?`, `#` or NUL when `cut` says so, as a server that
-/// decodes before it splits off the query reads it.
-pub(super) fn canonical_in(path: &str, cut: bool) -> Option<String> {
-    let decoded = percent_decode_lower(path)?;
-    let decoded = match cut {
-        true => decoded.split(['?', '#', '\0']).next().unwrap_or_default(),
-        false => &decoded,
-    };
+/// The form batch paths (and refused paths) are compared in: percent-encoding decoded
+/// (up to four times), letters lowercased, `\` taken as `/`, path parameters (`;x`, which
+/// Java servers drop), NTFS streams (`::$DATA`) and trailing dots and spaces (which
+/// Windows drops) removed from each segment, dot segments resolved, and empty segments and
+/// trailing slashes removed. It only decides what to refuse, and never changes a path that
+/// is sent. `None` when the path is still percent-encoded after four decodings.
+pub(crate) fn canonical(path: &str) -> Option<String> {
+    percent_decode_lower(path).as_deref().map(resolve)
+}
+
+/// The part of a decoded path before a decoded `?`, `#` or NUL, if it holds one: where a
+/// server that decodes before it splits off the query ends the path.
+pub(super) fn cut(decoded: &str) -> Option<&str> {
+    decoded.find(['?', '#', '\0']).map(|end| &decoded[..end])
+}
+
+/// A decoded path with its segments folded and its dot segments resolved (see
+/// [`canonical`]).
+pub(super) fn resolve(decoded: &str) -> String {
     let mut segments: Vec<&str> = Vec::new();
     for seg in decoded.split(['/', '\\']).map(fold_segment) {
         match seg {
@@ -98,7 +110,7 @@ pub(super) fn canonical_in(path: &str, cut: bool) -> Option<String> {
         out.push('/');
         out.push_str(seg);
     }
-    Some(out)
+    out
 }
 
 /// A segment as servers that drop its decorations read it: without `;x` parameters, an

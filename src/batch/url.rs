@@ -1,7 +1,7 @@
 //! Sub-request URLs: parsing, canonicalisation and the checks every format shares (no
 //! scheme or host, no fragment, no nested batch). Pure functions over strings.
 
-use super::spelling::{canonical, canonical_in};
+use super::spelling::{canonical, cut, is_plain, percent_decode_lower, resolve};
 use http::Uri;
 use std::sync::Arc;
 
@@ -217,17 +217,16 @@ fn is_dot_dot(seg: &str) -> bool {
 /// or trailing slashes, and letter case (the service behind may be case-insensitive) are
 /// all folded before comparing.
 fn is_batch_path(path: &str, batch_paths: &BatchPaths) -> bool {
-    // Without escapes, backslashes, parameters, streams, empty segments or segments that
-    // end in a dot, the canonical form is the path in lower case: compare without
-    // building it.
-    let plain = !path.contains(['%', '\\', ';', ':']) && !path.contains("//");
-    if plain && !path.ends_with(['/', '.']) && !path.contains("./") {
+    if is_plain(path) {
         return batch_paths.0.iter().any(|c| c.eq_ignore_ascii_case(path));
     }
     // A path still encoded after four decodings is refused: it may spell anything. One
     // whose decoded form holds `?`, `#` or NUL is compared whole and cut there too.
-    let is_batch = |cut| canonical_in(path, cut).is_none_or(|c| batch_paths.0.contains(&c));
-    is_batch(false) || is_batch(true)
+    let Some(decoded) = percent_decode_lower(path) else {
+        return true;
+    };
+    let is_batch = |d: &str| batch_paths.0.contains(&resolve(d));
+    is_batch(&decoded) || cut(&decoded).is_some_and(is_batch)
 }
 
 #[cfg(test)]

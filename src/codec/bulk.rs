@@ -18,7 +18,7 @@ use super::writer::Fit;
 use super::{Codec, DecodeContext, Decoded, ReplyWriter};
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::{Plan, PlanItem};
-use crate::batch::spelling::{canonical, Readings};
+use crate::batch::spelling::{canonical, is_plain, Readings};
 use crate::batch::url::{parse_url, UrlContext};
 use crate::error::{FieldError, Problem};
 use bytes::Bytes;
@@ -30,7 +30,17 @@ use serde_json::value::RawValue;
 /// The bulk codec; sub-URLs resolve under `base` (`/rest`).
 #[derive(Debug)]
 pub(crate) struct BulkCodec {
-    pub(crate) base: String,
+    base: String,
+    /// `base` in [`canonical`] form, for the check that a URL stays under it.
+    base_canon: String,
+}
+
+impl BulkCodec {
+    pub(crate) fn new(base: impl Into<String>) -> Self {
+        let base: String = base.into();
+        let base_canon = canonical(base.trim_end_matches('/')).unwrap_or_default();
+        Self { base, base_canon }
+    }
 }
 
 impl Codec for BulkCodec {
@@ -163,9 +173,10 @@ impl BulkCodec {
         let under = path
             .strip_prefix(base)
             .is_some_and(|rest| rest.starts_with('/'));
-        // Also as a server that decodes `%2f` before normalising would read it.
-        let base_canon = canonical(base).unwrap_or_default();
-        if !under || !Readings::of(path).both_under(&base_canon) {
+        // Also as a server that decodes `%2f` before normalising would read it (a plain
+        // path reads as itself).
+        let escapes = || !is_plain(path) && !Readings::of(path).both_under(&self.base_canon);
+        if !under || escapes() {
             return Err(format!(
                 "must stay under {base:?}: {url:?} resolves to {path:?}"
             ));

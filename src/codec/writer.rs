@@ -2,7 +2,7 @@
 //! that goes in as it is (JSON) is referenced, not copied, so the result is a list of
 //! chunks that can leave as they are written.
 
-use crate::batch::outcome::{encode_base64, BodyView, Outcome};
+use crate::batch::outcome::{encode_base64, reply_limit_reached, BodyView, Outcome};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 
@@ -126,10 +126,7 @@ impl ReplyWriter {
 
     /// Why something was left out of the reply.
     pub(crate) fn over_limit(&self) -> String {
-        format!(
-            "the batch reply reached its limit of {} bytes (max_response_bytes)",
-            self.limit
-        )
+        reply_limit_reached(self.limit)
     }
 
     /// Whether `outcome`'s body goes into the reply: not when it was not read whole, nor

@@ -43,9 +43,10 @@ pub(crate) struct RunOptions {
     pub(crate) timeout: Option<Duration>,
     pub(crate) batch_timeout: Option<Duration>,
     pub(crate) max_item_response_bytes: usize,
-    /// What the bodies a batch holds, waiting to be written or read, may take
-    /// (`max_response_bytes`).
-    pub(crate) max_held_bytes: usize,
+    /// What bodies and headers may take of the reply, as written (the service gives it to
+    /// the reply's writer), and what the bodies a batch holds, waiting to be written or
+    /// read, may take (the engine).
+    pub(crate) max_response_bytes: usize,
     /// What references may read and copy in one batch.
     pub(crate) max_reference_bytes: usize,
     pub(crate) transactions: Option<Hook>,

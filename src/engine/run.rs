@@ -5,7 +5,7 @@
 use super::group::{AtomicGroup, Next, TxError};
 use super::schedule::{Expired, Schedule, Start};
 use super::RunOptions;
-use crate::batch::outcome::Outcome;
+use crate::batch::outcome::{reply_limit_reached, Outcome};
 use crate::batch::plan::{Plan, PlanItem};
 use crate::batch::reference::Resolvable;
 use crate::batch::results::{Results, Views};
@@ -40,7 +40,7 @@ pub(super) struct Run<'a, E> {
     /// How many outcomes have been handed to `emit`.
     emitted: usize,
     /// Bytes of the bodies recorded and not yet let go (waiting to be written, or for a
-    /// reference to read them), at most `max_held_bytes`.
+    /// reference to read them), at most `max_response_bytes`.
     held: usize,
     emit: E,
 }
@@ -322,7 +322,7 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
     /// id).
     ///
     /// Its body is held until it is written (and read, when a reference may read it): one
-    /// that would take the bodies held past `max_held_bytes` is left out at once, as the
+    /// that would take the bodies held past `max_response_bytes` is left out at once, as the
     /// reply would leave it out (it counts every body, and more), so that a slow early
     /// item cannot make the batch hold every later body.
     fn record(&mut self, i: usize, mut outcome: Outcome) {
@@ -334,12 +334,10 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
             }
             None => std::mem::take(&mut slot.id),
         };
-        let max = self.opts.max_held_bytes;
+        let max = self.opts.max_response_bytes;
         if outcome.body.len() > max - self.held.min(max) {
             outcome.body = bytes::Bytes::new();
-            outcome.body_omitted = Some(format!(
-                "the batch reply reached its limit of {max} bytes (max_response_bytes)"
-            ));
+            outcome.body_omitted = Some(reply_limit_reached(max));
         }
         self.held += outcome.body.len();
         slot.outcome = Some(outcome);

@@ -6,7 +6,6 @@ use super::super::fields::{type_name, value_type};
 use super::super::{DecodeContext, Decoded};
 use super::reply::{Entry, ResourceReply};
 use super::{Op, Resource};
-use crate::batch::outcome::strict_json;
 use crate::batch::plan::{Group, Plan, PlanItem};
 use crate::batch::url::{encode_component, parse_url};
 use crate::error::{FieldError, Problem};
@@ -17,16 +16,6 @@ use serde_json::Value;
 
 /// An item as the reply shows it (`null` when `None`).
 pub(super) type Shown = Option<Box<RawValue>>;
-
-/// An item as sent, to show in the reply: as it is when strict parsers take it embedded
-/// (see [`strict_json`]), else as a JSON string of its text, so that no item sent can make
-/// the reply unreadable (`1e999`, a lone surrogate, deep nesting).
-fn shown(raw: &RawValue) -> Shown {
-    match strict_json(raw.get().as_bytes()) {
-        Ok(()) => Some(raw.to_owned()),
-        Err(_) => to_raw_value(raw.get()).ok(),
-    }
-}
 
 /// Builds the plan and the reply's entries, item by item.
 pub(super) struct Builder<'a> {
@@ -87,7 +76,7 @@ impl<'a> Builder<'a> {
 
     /// `POST {path}` with the item as its body.
     pub(super) fn create(&mut self, index: usize, raw: &RawValue, outer: &Bytes) {
-        let shown = shown(raw);
+        let shown = Some(raw.to_owned());
         if !raw.get().starts_with('{') {
             let detail = format!("must be a JSON object, not {}", type_name(raw));
             return self.refuse(index, "item", detail, shown);
@@ -115,7 +104,7 @@ impl<'a> Builder<'a> {
         let Some(id) = object.remove(field) else {
             return self.refuse(index, field, "is required".into(), None);
         };
-        let shown = to_raw_value(&id).ok().and_then(|raw| shown(&raw));
+        let shown = to_raw_value(&id).ok();
         match self.item_uri(&id) {
             Ok(uri) => {
                 let body = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
@@ -127,7 +116,7 @@ impl<'a> Builder<'a> {
 
     /// `DELETE {path}/{id}`; `field` names where the id came from (`ids`, `filters`).
     pub(super) fn delete(&mut self, index: usize, id: Value, field: &str) {
-        let shown = to_raw_value(&id).ok().and_then(|raw| shown(&raw));
+        let shown = to_raw_value(&id).ok();
         match self.item_uri(&id) {
             Ok(uri) => self.push(index, Method::DELETE, uri, Bytes::new(), shown),
             Err(e) => self.refuse(index, field, e, shown),

@@ -4,7 +4,7 @@
 
 use super::super::{Reply, ReplyWriter, APPLICATION_JSON};
 use super::Op;
-use crate::batch::outcome::{BodyView, Outcome};
+use crate::batch::outcome::{strict_json, BodyView, Outcome};
 use http::{header, HeaderValue, StatusCode};
 use serde::{Serialize, Serializer};
 use serde_json::value::{to_raw_value, RawValue};
@@ -66,6 +66,21 @@ impl Serialize for Json {
     }
 }
 
+impl Json {
+    /// What the client sent, to show back in the reply: as it is when strict parsers take
+    /// it embedded (see [`strict_json`]), else as a JSON string of its text, so that no item
+    /// sent can make the reply unreadable (`1e999`, a lone surrogate, deep nesting). Ids
+    /// and resources need no check: they are re-serialized values or strict bodies.
+    fn strict(self) -> Json {
+        match &self.0 {
+            Some(raw) if strict_json(raw.get().as_bytes()).is_err() => {
+                Json(to_raw_value(raw.get()).ok())
+            }
+            _ => self,
+        }
+    }
+}
+
 impl ResourceReply {
     pub(super) fn new(op: Op, atomic: bool, entries: Vec<Entry>) -> Self {
         let sent = entries
@@ -87,6 +102,7 @@ impl ResourceReply {
     }
 
     fn failure(&self, index: usize, shown: Json, status: StatusCode, error: String) -> Failure {
+        let shown = shown.strict();
         let (id, item) = match self.op {
             Op::Create => (None, Some(shown)),
             Op::Update | Op::Delete => (Some(shown), None),
