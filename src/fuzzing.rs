@@ -5,6 +5,7 @@
 //! start, no `\`, no dot segment, no batch path), and every reply is JSON that strict
 //! parsers read. A panic anywhere else is a bug the fuzzer reports.
 
+use crate::batch::origin::Origin;
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
 use crate::batch::reference::{Refs, Resolvable, Template, UrlTemplate};
@@ -24,6 +25,7 @@ fn limits() -> DecodeLimits {
         max_item_header_bytes: 16 * 1024,
         atomic: true,
         batch_paths: BatchPaths::default().with("/batch").with("/bulk"),
+        service_root: None,
     }
 }
 
@@ -42,6 +44,8 @@ fn decode(codec: &dyn Codec, method: Method, path: &str, body: &[u8]) {
         limits: &limits,
         base: "/",
         keeps_header: &keeps,
+        root: None,
+        origin: Some(Origin::new(None, "example.com")),
     };
     let bytes = Bytes::copy_from_slice(body);
     let mut decoded = codec.decode(&outer, &bytes, &cx);
@@ -142,8 +146,9 @@ pub fn url(data: &[u8]) {
     };
     let limits = limits();
     let ctx = UrlContext {
-        batch_paths: &limits.batch_paths,
-        base: "/odata/",
+        root: Some("/odata"),
+        origin: Some(Origin::new(None, "example.com")),
+        ..UrlContext::paths(&limits.batch_paths, "/odata/")
     };
     if let Ok(uri) = parse_url(url, ctx) {
         canonical(&uri);
@@ -177,6 +182,7 @@ pub fn template(data: &[u8]) {
         url: Some(UrlTemplate {
             location_of: None,
             rest,
+            root: None,
         }),
         ..Refs::default()
     };
@@ -214,6 +220,8 @@ pub fn reply(data: &[u8]) {
             limits: &limits,
             base: "/",
             keeps_header: &keeps,
+            root: None,
+            origin: None,
         };
         let one = Bytes::from_static(br#"{"requests": [{"url": "/x"}]}"#);
         let outer = http::Request::new(()).into_parts().0;

@@ -4,6 +4,7 @@
 //! a codec; the body is read within its limit; the codec decodes it into a plan; the
 //! engine runs it; the codec's reply writes the outcomes. Nothing here knows a format.
 
+use crate::batch::origin::Origin;
 use crate::batch::plan::Plan;
 use crate::body::{read_limited, BatchRequestBody, BatchResponseBody, ReadError};
 use crate::codec::{DecodeContext, Decoded, Reply, ReplyWriter};
@@ -140,6 +141,8 @@ where
         limits: &config.decode,
         base: &path[..path.rfind('/').map_or(0, |i| i + 1)],
         keeps_header: &keeps_header,
+        root: config.decode.root_for(path),
+        origin: Origin::of(outer.parts()),
     };
     let mut decoded = codec.decode(outer.parts(), &bytes, &cx);
     loop {

@@ -128,10 +128,10 @@ async fn response_bodies_json_text_binary_empty() {
         json!({"user": "anonymous"}),
         "JSON stays a JSON value"
     );
-    assert_eq!(items[0]["headers"]["content-type"], "application/json");
+    assert_eq!(items[0]["headers"]["Content-Type"], "application/json");
     assert_eq!(items[1]["body"], "plain text, ünïcode", "text is a string");
     assert_eq!(
-        items[1]["headers"]["content-type"],
+        items[1]["headers"]["Content-Type"],
         "text/plain; charset=utf-8"
     );
     assert_eq!(
@@ -139,7 +139,7 @@ async fn response_bodies_json_text_binary_empty() {
         "binary is base64url without padding"
     );
     assert_eq!(
-        items[2]["headers"]["content-type"],
+        items[2]["headers"]["Content-Type"],
         "application/octet-stream"
     );
     assert_eq!(items[3]["status"], 204);
@@ -276,7 +276,7 @@ async fn set_cookie_stays_in_its_item() {
         "the outer response sets no cookie"
     );
     assert_eq!(
-        reply.items()[0]["headers"]["set-cookie"],
+        reply.items()[0]["headers"]["Set-Cookie"],
         json!(["a=1; Path=/", "b=2; Path=/"])
     );
 }
@@ -365,7 +365,7 @@ async fn a_panic_a_hang_cost_their_item_only() {
         .collect();
     assert_eq!(statuses, [200, 500, 200, 504, 200]);
     assert_eq!(
-        items[1]["headers"]["content-type"],
+        items[1]["headers"]["Content-Type"],
         "application/problem+json"
     );
     assert_eq!(items[1]["body"]["title"], "Sub-request panicked");

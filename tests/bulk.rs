@@ -92,7 +92,7 @@ async fn runs_in_order_and_a_failure_does_not_stop_the_rest() {
         json!([]),
         "no headers is [] as SugarCRM writes it"
     );
-    assert_eq!(items[0]["headers"]["content-type"], "application/json");
+    assert_eq!(items[0]["headers"]["Content-Type"], "application/json");
 }
 
 #[tokio::test]

@@ -217,10 +217,10 @@ async fn a_batch_against_the_demo() {
     assert_eq!(by_id("new")["status"], 201);
     assert_eq!(by_id("new")["body"]["created_by"], "bob");
     assert_eq!(by_id("new")["body"]["id"], 101);
-    assert_eq!(by_id("new")["headers"]["location"], "/users/101");
+    assert_eq!(by_id("new")["headers"]["Location"], "/users/101");
     assert_eq!(by_id("bad")["status"], 422);
     assert_eq!(by_id("bad")["body"]["error"], "email is required");
-    assert_eq!(by_id("get")["headers"]["etag"], "\"v1\"");
+    assert_eq!(by_id("get")["headers"]["ETag"], "\"v1\"");
     assert_eq!(by_id("upd")["status"], 200);
     assert_eq!(by_id("stale")["status"], 412);
     assert_eq!(by_id("del")["status"], 204);
@@ -289,12 +289,12 @@ async fn the_readme_reference_example() {
         .await
         .items();
     assert_eq!(items[0]["status"], 201);
-    assert_eq!(items[0]["headers"]["location"], "/users/101");
+    assert_eq!(items[0]["headers"]["Location"], "/users/101");
     assert_eq!(items[1]["status"], 200);
     assert_eq!(items[1]["body"]["id"], 101);
     assert_eq!(items[2]["status"], 200);
     assert_eq!(items[2]["body"]["name"], "Ada Lovelace");
-    assert_eq!(items[2]["headers"]["etag"], "\"v2\"");
+    assert_eq!(items[2]["headers"]["ETag"], "\"v2\"");
 }
 
 /// Seed 002's request example, sent as is, gets a reply of the seed's shape.

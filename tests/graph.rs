@@ -255,7 +255,7 @@ async fn a_failed_dependency_gives_424_and_is_not_sent() {
             "concurrency {concurrency}"
         );
         assert_eq!(
-            items[2]["headers"]["content-type"],
+            items[2]["headers"]["Content-Type"],
             "application/problem+json"
         );
         let why_c = items[2]["body"]["detail"].as_str().unwrap();

@@ -1,10 +1,12 @@
 //! The batch's data model, the same for every wire format and knowing nothing of codecs or
-//! of the engine: the validated [`plan::Plan`], what each sub-request produced
+//! of the engine: the validated [`plan::Plan`] and its [`id`]s, what each sub-request produced
 //! ([`outcome::Outcome`]), URL canonicalisation ([`url`]) and how servers behind may read
-//! a path ([`spelling`]), what sub-requests may reach ([`reach`]), result references
+//! a path ([`spelling`]), absolute URLs of the outer request's origin ([`origin`]), what sub-requests may reach ([`reach`]), result references
 //! ([`reference`]) and what they read ([`results`]), and media types ([`media`]).
 
+pub(crate) mod id;
 pub(crate) mod media;
+pub(crate) mod origin;
 pub(crate) mod outcome;
 pub(crate) mod plan;
 pub(crate) mod reach;

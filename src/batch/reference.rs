@@ -162,6 +162,8 @@ pub(crate) struct UrlTemplate {
     pub(crate) location_of: Option<String>,
     /// The rest of the URL (after the `$id` prefix), as a template.
     pub(crate) rest: Template,
+    /// The service root the resolved URL is taken under, when the endpoint has one.
+    pub(crate) root: Option<Box<str>>,
 }
 
 /// The references of one sub-request, resolved just before it is sent.
@@ -271,8 +273,8 @@ impl Refs {
     ) -> Result<(), String> {
         if let Some(url) = &self.url {
             let ctx = UrlContext {
-                batch_paths,
-                base: "/",
+                root: url.root.as_deref(),
+                ..UrlContext::paths(batch_paths, "/")
             };
             *into.uri = resolve_url(url, views, ctx)?;
         }

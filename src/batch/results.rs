@@ -7,6 +7,7 @@
 //! the batch, never with the product of its items, and an item that would pass the budget
 //! is not sent (`424`).
 
+use super::id::same_id;
 use super::outcome::{encode_base64, BodyView, Outcome};
 use http::header::GetAll;
 use http::HeaderValue;
@@ -132,7 +133,7 @@ fn lookup<'b>(
     };
     let &(index, outcome) = deps
         .iter()
-        .find(|(_, o)| o.id == r.id)
+        .find(|(_, o)| same_id(&o.id, &r.id))
         .ok_or_else(not_found)?;
     let pointer = r.pointer.as_str();
     let (token, rest) = match pointer.strip_prefix('/') {

@@ -1,8 +1,10 @@
 //! Sub-request URLs: parsing, canonicalisation and the checks every format shares (no
 //! scheme or host, no fragment, no nested batch). Pure functions over strings.
 
+use super::origin::{strip_origin, Origin};
 use super::spelling::{canonical, cut, is_plain, percent_decode_lower, resolve};
 use http::Uri;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Every batch path of the layer, in [`canonical`] form: no sub-request may reach one.
@@ -40,6 +42,24 @@ pub(crate) struct UrlContext<'a> {
     /// The directory relative URLs resolve against (`/` for `/batch`, `/odata/` for
     /// `/odata/$batch`), with its trailing slash.
     pub(crate) base: &'a str,
+    /// Graph's service root (`/v1.0`, no trailing slash), when the endpoint lies under
+    /// one: every path not already under it is taken relative to it.
+    pub(crate) root: Option<&'a str>,
+    /// The outer request's origin, when absolute URLs naming it are taken.
+    pub(crate) origin: Option<Origin<'a>>,
+}
+
+impl<'a> UrlContext<'a> {
+    /// Paths as they are, relative ones resolved against `base`; no service root, and no
+    /// absolute URL.
+    pub(crate) fn paths(batch_paths: &'a BatchPaths, base: &'a str) -> Self {
+        Self {
+            batch_paths,
+            base,
+            root: None,
+            origin: None,
+        }
+    }
 }
 
 /// Validates a sub-request URL and turns it into the origin-form URI the wrapped service
@@ -66,23 +86,19 @@ pub(crate) fn parse_url_in(
     if url.is_empty() {
         return Err("must not be empty".into());
     }
-    if let Some(b) = url.bytes().find(|b| !(0x21..0x7f).contains(b)) {
+    // Graph's own examples hold literal spaces in queries (`$filter=city eq null`): they
+    // are percent-encoded below. Anywhere else a space is refused, as are controls.
+    let query_at = url.find('?').unwrap_or(url.len());
+    let fine = |i: usize, b: u8| (0x21..0x7f).contains(&b) || (b == b' ' && i > query_at);
+    if let Some((_, b)) = url.bytes().enumerate().find(|&(i, b)| !fine(i, b)) {
         return Err(match b {
             b'\r' | b'\n' => "must not contain CR or LF".into(),
-            b' ' => "must not contain spaces (percent-encode them as %20)".into(),
+            b' ' => "must not contain spaces in its path (percent-encode them as %20)".into(),
             b if b < 0x80 => format!("must not contain control character 0x{b:02x}"),
             _ => "must be ASCII (percent-encode other characters)".into(),
         });
     }
-    if url.starts_with("//") {
-        return Err("must be a path, not a network address (`//host/…`)".into());
-    }
-    if has_scheme(url) {
-        return Err(
-            "must be a path and query, without scheme or host: a batch only reaches this service"
-                .into(),
-        );
-    }
+    let url = strip_origin(url, ctx.origin)?;
     if url.contains('#') {
         return Err("must not contain a fragment (`#`)".into());
     }
@@ -109,18 +125,41 @@ pub(crate) fn parse_url_in(
             "must not resolve to a path that starts with `//` (a network address) once its dot segments are removed".into(),
         );
     }
+    let path = under_root(path, ctx.root);
     if is_batch_path(&path, ctx.batch_paths) {
         return Err("must not address the batch endpoint itself, in any spelling (nor be percent-encoded more than four times over): batches do not nest".into());
     }
     let invalid = |e: http::uri::InvalidUri| format!("is not a valid URI path: {e}");
-    if let (std::borrow::Cow::Borrowed(p), Some(source)) = (&path, source) {
-        if url.starts_with('/') && p.len() == path_len(url) && within(url, source) {
+    if let (Cow::Borrowed(p), Some(source)) = (&path, source) {
+        let plain = url.starts_with('/') && p.len() == path_len(url) && !query.contains(' ');
+        if plain && within(url, source) {
             return Uri::from_maybe_shared(source.slice_ref(url.as_bytes())).map_err(invalid);
         }
     }
     let mut pq = path.into_owned();
-    pq.push_str(query);
+    if query.contains(' ') {
+        pq.push_str(&query.replace(' ', "%20"));
+    } else {
+        pq.push_str(query);
+    }
     Uri::try_from(pq).map_err(invalid)
+}
+
+/// `path` under the service root: kept when it is the root or below it, else the root
+/// comes first (`/users/1` → `/v1.0/users/1`). The root is canonical, so the result is
+/// too.
+fn under_root<'p>(path: Cow<'p, str>, root: Option<&str>) -> Cow<'p, str> {
+    let Some(root) = root else { return path };
+    let under = path
+        .strip_prefix(root)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if under {
+        return path;
+    }
+    let mut joined = String::with_capacity(root.len() + path.len());
+    joined.push_str(root);
+    joined.push_str(&path);
+    joined.into()
 }
 
 /// The length of `url`'s path (before `?`).
@@ -134,25 +173,8 @@ fn within(s: &str, source: &bytes::Bytes) -> bool {
     start >= base && start + s.len() <= base + source.len()
 }
 
-/// `scheme ":"` at the start, as RFC 3986 defines a scheme (so `a:b` is not a path).
-fn has_scheme(url: &str) -> bool {
-    let mut chars = url.char_indices();
-    match chars.next() {
-        Some((_, c)) if c.is_ascii_alphabetic() => {}
-        _ => return false,
-    }
-    for (_, c) in chars {
-        match c {
-            ':' => return true,
-            c if c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.') => {}
-            _ => return false,
-        }
-    }
-    false
-}
-
 /// RFC 3986 §5.2.4 on an absolute path; borrows when there is nothing to remove.
-fn remove_dot_segments(path: &str) -> std::borrow::Cow<'_, str> {
+fn remove_dot_segments(path: &str) -> Cow<'_, str> {
     // A dot segment needs a `.`, or a `%` for `%2e`.
     if !path.contains(['.', '%']) {
         return path.into();
@@ -235,10 +257,10 @@ mod tests {
 
     fn ctx() -> UrlContext<'static> {
         static PATHS: std::sync::OnceLock<BatchPaths> = std::sync::OnceLock::new();
-        UrlContext {
-            batch_paths: PATHS.get_or_init(|| BatchPaths::default().with("/batch")),
-            base: "/",
-        }
+        UrlContext::paths(
+            PATHS.get_or_init(|| BatchPaths::default().with("/batch")),
+            "/",
+        )
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! and the service know no codec.
 
 pub(crate) mod bulk;
+mod casing;
 mod fields;
 mod headers;
 pub(crate) mod json;
@@ -15,6 +16,7 @@ mod writer;
 pub(crate) use headers::HeaderCaps;
 pub(crate) use writer::ReplyWriter;
 
+use crate::batch::origin::Origin;
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
 use crate::batch::url::{BatchPaths, UrlContext};
@@ -89,6 +91,17 @@ pub(crate) struct DecodeLimits {
     pub(crate) atomic: bool,
     /// No sub-request may reach one of these.
     pub(crate) batch_paths: BatchPaths,
+    /// `BatchLayer::service_root`: canonical, without a trailing slash.
+    pub(crate) service_root: Option<String>,
+}
+
+impl DecodeLimits {
+    /// The service root for the endpoint at `path`: only endpoints under it have one.
+    pub(crate) fn root_for(&self, path: &str) -> Option<&str> {
+        let root = self.service_root.as_deref()?;
+        let rest = path.strip_prefix(root)?;
+        rest.starts_with('/').then_some(root)
+    }
 }
 
 /// What a codec is given besides the bytes.
@@ -101,6 +114,10 @@ pub(crate) struct DecodeContext<'a> {
     /// dropped when the request is built; a codec reads no reference in them, so they can
     /// neither refuse a batch nor hold an item back.
     pub(crate) keeps_header: &'a (dyn Fn(&HeaderName) -> bool + Sync),
+    /// The service root (`BatchLayer::service_root`), when the endpoint lies under it.
+    pub(crate) root: Option<&'a str>,
+    /// The outer request's origin: absolute URLs naming it are taken as paths.
+    pub(crate) origin: Option<Origin<'a>>,
 }
 
 impl<'a> DecodeContext<'a> {
@@ -112,20 +129,19 @@ impl<'a> DecodeContext<'a> {
         }
     }
 
-    /// The URL rules for sub-requests relative to the endpoint's directory.
+    /// The URL rules of the batch formats (JSON, multipart): relative to the endpoint's
+    /// directory, under the service root, and absolute URLs of the outer request's origin.
     pub(crate) fn urls(&self) -> UrlContext<'a> {
         UrlContext {
-            batch_paths: &self.limits.batch_paths,
-            base: self.base,
+            root: self.root,
+            origin: self.origin,
+            ..UrlContext::paths(&self.limits.batch_paths, self.base)
         }
     }
 
     /// The URL rules for sub-requests whose URLs are always absolute paths.
     pub(crate) fn root_urls(&self) -> UrlContext<'a> {
-        UrlContext {
-            batch_paths: &self.limits.batch_paths,
-            base: "/",
-        }
+        UrlContext::paths(&self.limits.batch_paths, "/")
     }
 }
 

@@ -2,6 +2,7 @@
 //! that goes in as it is (JSON) is referenced, not copied, so the result is a list of
 //! chunks that can leave as they are written.
 
+use super::casing::write_name;
 use crate::batch::outcome::{encode_base64, reply_limit_reached, BodyView, Outcome};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
@@ -74,7 +75,7 @@ impl ReplyWriter {
         let _ = serde_json::to_writer((&mut self.buf).writer(), s);
     }
 
-    /// Header names to values; a header with several values (`set-cookie`) gets an array.
+    /// Header names (spelled as servers write them: `Content-Type`) to values; a header with several values (`set-cookie`) gets an array.
     /// A value that is not UTF-8 is written lossily. When they would pass the reply's
     /// limit, `{}` is written instead, and the reason returned.
     pub(crate) fn headers(&mut self, headers: &HeaderMap) -> Option<String> {
@@ -102,8 +103,10 @@ impl ReplyWriter {
                 self.buf.put_u8(b',');
             }
             first = false;
-            self.str(name.as_str());
-            self.buf.put_u8(b':');
+            // A header name is a token: it needs no escape.
+            self.buf.put_u8(b'"');
+            write_name(name.as_str(), &mut self.buf);
+            self.buf.put_slice(b"\":");
             if iter.peek().is_some_and(|(next, _)| *next == name) {
                 self.buf.put_u8(b'[');
                 value(self, v);
@@ -206,7 +209,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&w.finish().concat()).unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"set-cookie": ["a=1", "b=2"], "x-one": "q\"uote", "x-bytes": "caf\u{fffd}"})
+            serde_json::json!({"Set-Cookie": ["a=1", "b=2"], "X-One": "q\"uote", "X-Bytes": "caf\u{fffd}"})
         );
     }
 

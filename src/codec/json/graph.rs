@@ -1,9 +1,11 @@
-//! The checks that span the items of a JSON batch: unique ids, OData atomicity groups, and
+//! The checks that span the items of a JSON batch: unique ids (ignoring letter case, as
+//! Graph's), OData atomicity groups, and
 //! `dependsOn` turned into indices. They run over every item, valid or not, so that one
 //! reply lists every problem.
 
 use super::super::NO_HOOK;
 use super::item::Meta;
+use crate::batch::id::{same_id, IdKey};
 use crate::batch::plan::Group;
 use crate::error::FieldError;
 use std::collections::HashMap;
@@ -24,15 +26,15 @@ pub(super) fn check(
     errors: &mut Vec<FieldError>,
 ) -> Checked {
     // The ids, borrowed from the items: a map of them is needed only here.
-    let mut ids: HashMap<&str, usize> = HashMap::with_capacity(items.len());
+    let mut ids: HashMap<IdKey<'_>, usize> = HashMap::with_capacity(items.len());
     for (index, id) in items.iter().enumerate() {
         let Some(id) = id.id.as_deref() else { continue };
-        if let Some(first) = ids.insert(id, index) {
-            ids.insert(id, first);
+        if let Some(first) = ids.insert(IdKey(id), index) {
+            ids.insert(IdKey(id), first);
             errors.push(FieldError::item(
                 index,
                 "id",
-                format!("{id:?} is already the id of request {first}"),
+                format!("{id:?} is already the id of request {first} (ids ignore letter case)"),
             ));
         }
     }
@@ -65,7 +67,7 @@ pub(super) fn check(
 /// request's id.
 fn atomicity_groups(
     items: &[Meta],
-    ids: &HashMap<&str, usize>,
+    ids: &HashMap<IdKey<'_>, usize>,
     hook: bool,
     errors: &mut Vec<FieldError>,
 ) -> Vec<Group> {
@@ -76,12 +78,12 @@ fn atomicity_groups(
             errors.push(FieldError::item(index, "atomicityGroup", NO_HOOK));
         }
         if let Some(last) = groups.last_mut() {
-            if last.name == *name && last.members.end == index {
+            if same_id(&last.name, name) && last.members.end == index {
                 last.members.end = index + 1;
                 continue;
             }
         }
-        if let Some(earlier) = groups.iter().find(|g| g.name == *name) {
+        if let Some(earlier) = groups.iter().find(|g| same_id(&g.name, name)) {
             errors.push(FieldError::item(
                 index,
                 "atomicityGroup",
@@ -92,7 +94,7 @@ fn atomicity_groups(
             ));
             continue;
         }
-        if let Some(&i) = ids.get(name.as_str()) {
+        if let Some(&i) = ids.get(&IdKey(name)) {
             errors.push(FieldError::item(
                 index,
                 "atomicityGroup",
@@ -114,7 +116,7 @@ fn atomicity_groups(
 fn resolve(
     index: usize,
     names: &[String],
-    ids: &HashMap<&str, usize>,
+    ids: &HashMap<IdKey<'_>, usize>,
     groups: &[Group],
     errors: &mut Vec<FieldError>,
 ) -> Vec<usize> {
@@ -126,7 +128,7 @@ fn resolve(
     };
     let mut err = |detail: String| errors.push(FieldError::item(index, "dependsOn", detail));
     for name in names {
-        if let Some(group) = groups.iter().find(|g| g.name == *name) {
+        if let Some(group) = groups.iter().find(|g| same_id(&g.name, name)) {
             if group.members.end <= index {
                 group.members.clone().for_each(&mut add);
             } else {
@@ -136,7 +138,7 @@ fn resolve(
             }
             continue;
         }
-        match ids.get(name.as_str()) {
+        match ids.get(&IdKey(name)) {
             Some(&d) if d < index => add(d),
             Some(&d) if d == index => err(format!("{name:?} is this request itself")),
             Some(&d) => err(format!(

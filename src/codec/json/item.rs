@@ -4,7 +4,9 @@
 use super::super::fields::{decode_base64, parse_method_field, string, type_name};
 use super::super::headers::{decode_headers, HeaderSink};
 use super::super::DecodeContext;
+use crate::batch::id::same_id;
 use crate::batch::media::{media_kind, MediaKind};
+use crate::batch::origin::strip_origin;
 use crate::batch::plan::PlanItem;
 use crate::batch::reference::{self, Refs, Template, UrlTemplate};
 use crate::batch::url::{parse_url, parse_url_in, UrlContext};
@@ -29,6 +31,9 @@ pub(super) struct RawItem<'a> {
     body: Option<&'a RawValue>,
     #[serde(borrow, rename = "dependsOn")]
     depends_on: Option<&'a RawValue>,
+    /// `depends_on`, as `msgraph-core` (Python) writes it.
+    #[serde(borrow, rename = "depends_on")]
+    depends_on_snake: Option<&'a RawValue>,
     #[serde(borrow, rename = "atomicityGroup")]
     atomicity_group: Option<&'a RawValue>,
 }
@@ -78,7 +83,13 @@ pub(super) fn decode(
         };
         decode_headers(v, false, cx.header_caps(), into, &mut err);
     }
-    let depends_on = read_depends_on(raw.depends_on, &mut err);
+    let depends_on = match (raw.depends_on, raw.depends_on_snake) {
+        (Some(_), Some(_)) => {
+            err("dependsOn", "give dependsOn or depends_on, not both".into());
+            Vec::new()
+        }
+        (camel, snake) => read_depends_on(camel.or(snake), &mut err),
+    };
     let group = read_group(raw.atomicity_group, &mut err);
     let body = read_body(raw.body, outer, &mut headers, &mut refs, &mut err);
     check_reference_ids(&refs, &depends_on, &mut err);
@@ -208,6 +219,11 @@ fn decode_url(
     ctx: UrlContext<'_>,
     outer: &Bytes,
 ) -> Result<(Uri, Option<UrlTemplate>), String> {
+    if !url.starts_with('$') && !url.contains("{{") {
+        return Ok((parse_url_in(url, ctx, Some(outer))?, None));
+    }
+    // A template is kept as a path: an absolute URL of this server loses its origin now.
+    let url = strip_origin(url, ctx.origin)?;
     let (location_of, rest) = match url.strip_prefix('$') {
         Some(tail) => {
             let end = tail.find(['/', '?']).unwrap_or(tail.len());
@@ -236,6 +252,7 @@ fn decode_url(
         Some(UrlTemplate {
             location_of,
             rest: template,
+            root: ctx.root.map(Box::from),
         }),
     ))
 }
@@ -250,7 +267,7 @@ fn body_template(raw: &RawValue) -> Result<Option<serde_json::Value>, String> {
 /// Every id a reference names must be in the item's `dependsOn`.
 fn check_reference_ids(refs: &Refs, depends_on: &[String], err: &mut impl FnMut(&str, String)) {
     let mut check = |field: &str, id: &str| {
-        if !depends_on.iter().any(|d| d == id) {
+        if !depends_on.iter().any(|d| same_id(d, id)) {
             err(
                 field,
                 format!("refers to request {id:?}, which is not in this request's dependsOn"),
