@@ -319,12 +319,12 @@ async fn get_is_405_with_allow() {
 }
 
 #[tokio::test]
-async fn non_json_content_type_is_415() {
+async fn other_content_types_are_415() {
     let (http, calls) = start(BatchLayer::new("/batch")).await;
     for ct in [
         "text/plain",
         "application/x-www-form-urlencoded",
-        "multipart/mixed; boundary=x",
+        "multipart/form-data; boundary=x",
     ] {
         http.send(
             "POST",

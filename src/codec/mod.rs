@@ -10,7 +10,9 @@ mod fields;
 mod headers;
 pub(crate) mod json;
 mod list;
+pub(crate) mod multipart;
 pub(crate) mod resource;
+mod urls;
 mod writer;
 
 pub(crate) use headers::HeaderCaps;

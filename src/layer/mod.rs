@@ -2,6 +2,7 @@
 
 use crate::codec::bulk::BulkCodec;
 use crate::codec::json::JsonCodec;
+use crate::codec::multipart::MultipartCodec;
 use crate::codec::resource::Resource;
 use crate::codec::DecodeLimits;
 use crate::config::Config;
@@ -124,14 +125,18 @@ impl BatchLayer {
         &self.config
     }
 
-    /// Adds a JSON batch endpoint (the OData 4.01 / Microsoft Graph format) at `path`.
-    /// Paths match exactly.
+    /// Adds a batch endpoint at `path` that takes the JSON batch format (OData 4.01 /
+    /// Microsoft Graph, `application/json`) and OData 4.0's multipart batch
+    /// (`multipart/mixed`: changesets are atomicity groups), chosen by `content-type`; a
+    /// request without one is read as JSON. Paths match exactly.
     ///
     /// # Panics
     ///
     /// As [`BatchLayer::new`], and when `path` already serves JSON.
     pub fn path(mut self, path: impl Into<String>) -> Self {
-        self.config_mut().add(path.into(), Arc::new(JsonCodec));
+        let path = path.into();
+        self.config_mut().add(path.clone(), Arc::new(JsonCodec));
+        self.config_mut().add(path, Arc::new(MultipartCodec));
         self
     }
 

@@ -200,7 +200,8 @@ async fn create(
         items.insert(id, item.clone());
         item
     });
-    (StatusCode::CREATED, Json(item)).into_response()
+    let location = format!("/items/{}", item["id"]);
+    (StatusCode::CREATED, [("location", location)], Json(item)).into_response()
 }
 
 async fn get_one(

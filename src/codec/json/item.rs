@@ -3,13 +3,13 @@
 
 use super::super::fields::{decode_base64, parse_method_field, string, type_name};
 use super::super::headers::{decode_headers, HeaderSink};
+use super::super::urls::{decode_url, UrlSyntax};
 use super::super::DecodeContext;
 use crate::batch::id::same_id;
 use crate::batch::media::{media_kind, MediaKind};
-use crate::batch::origin::strip_origin;
 use crate::batch::plan::PlanItem;
-use crate::batch::reference::{self, Refs, Template, UrlTemplate};
-use crate::batch::url::{parse_url, parse_url_in, UrlContext};
+use crate::batch::reference::{self, Refs};
+use crate::batch::url::UrlContext;
 use crate::error::FieldError;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Uri};
@@ -140,7 +140,11 @@ fn read_url(
         err("url", "is required".into());
         return None;
     };
-    match string(v, "a string").and_then(|u| decode_url(&u, ctx, outer)) {
+    let syntax = UrlSyntax {
+        templates: true,
+        location: true,
+    };
+    match string(v, "a string").and_then(|u| decode_url(&u, ctx, Some(outer), syntax)) {
         Ok((uri, template)) => {
             refs.url = template;
             Some(uri)
@@ -209,52 +213,6 @@ fn read_body(
         }
     }
     body
-}
-
-/// A URL, and its template when it holds references (`{{id#/pointer}}`) or starts with an
-/// OData `$id` prefix. The URL around the references is checked now, with a placeholder
-/// for each; the resolved URL is checked again when the item runs.
-fn decode_url(
-    url: &str,
-    ctx: UrlContext<'_>,
-    outer: &Bytes,
-) -> Result<(Uri, Option<UrlTemplate>), String> {
-    if !url.starts_with('$') && !url.contains("{{") {
-        return Ok((parse_url_in(url, ctx, Some(outer))?, None));
-    }
-    // A template is kept as a path: an absolute URL of this server loses its origin now.
-    let url = strip_origin(url, ctx.origin)?;
-    let (location_of, rest) = match url.strip_prefix('$') {
-        Some(tail) => {
-            let end = tail.find(['/', '?']).unwrap_or(tail.len());
-            if end == 0 {
-                return Err(
-                    "`$` must be followed by the id of an earlier request (`$id/path`)".into(),
-                );
-            }
-            (Some(tail[..end].to_string()), &tail[end..])
-        }
-        None => (None, url),
-    };
-    let template = Template::parse(rest)?;
-    if location_of.is_none() && template.is_none() {
-        return Ok((parse_url_in(url, ctx, Some(outer))?, None));
-    }
-    let mut template = template.unwrap_or_else(|| Template::literal(rest));
-    let mut probe = String::from(if location_of.is_some() { "/x" } else { "" });
-    probe.push_str(&template.with_placeholder("x"));
-    let uri = parse_url(&probe, ctx)?;
-    if location_of.is_none() && !rest.starts_with('/') {
-        template.prepend(ctx.base);
-    }
-    Ok((
-        uri,
-        Some(UrlTemplate {
-            location_of,
-            rest: template,
-            root: ctx.root.map(Box::from),
-        }),
-    ))
 }
 
 /// The JSON body as a tree, when one of its strings holds a reference.

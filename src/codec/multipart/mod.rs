@@ -1,0 +1,305 @@
+//! The multipart batch format of OData 4.0 (also the style of Google's batch APIs), at the
+//! same paths as the JSON batch, chosen by `content-type: multipart/mixed; boundary=…`.
+//!
+//! Request: one part per sub-request, `Content-Type: application/http`, holding an
+//! HTTP/1.1 request (`METHOD url HTTP/1.1`, headers, an empty line, the body); or a
+//! changeset, a part that is itself `multipart/mixed` holding such parts, run as one
+//! atomicity group. A part's `Content-ID` names it; inside a changeset, a URL that starts
+//! with `$<content-id>` starts with the `location` of that earlier request. URLs are as in
+//! the JSON batch: relative to the endpoint, absolute paths (under the service root), or
+//! absolute URLs of this server.
+//!
+//! ```text
+//! --batch_1
+//! Content-Type: multipart/mixed; boundary=changeset_1
+//!
+//! --changeset_1
+//! Content-Type: application/http
+//! Content-ID: 1
+//!
+//! POST users HTTP/1.1
+//! Content-Type: application/json
+//!
+//! {"name": "Alice"}
+//! --changeset_1--
+//! --batch_1
+//! Content-Type: application/http
+//!
+//! GET users?$top=1 HTTP/1.1
+//!
+//!
+//! --batch_1--
+//! ```
+//!
+//! Reply: `multipart/mixed`, one `application/http` part per response in request order
+//! (see [`reply`]).
+
+mod reply;
+mod request;
+mod split;
+
+use super::urls::{decode_url, UrlSyntax};
+use super::{Codec, DecodeContext, Decoded, NO_HOOK};
+use crate::batch::id::IdKey;
+use crate::batch::media::MediaType;
+use crate::batch::plan::{Group, Plan, PlanItem};
+use crate::batch::reference::Refs;
+use crate::error::{FieldError, Problem};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{header, Method};
+use reply::MultipartReply;
+use split::Part;
+use std::collections::HashMap;
+
+/// The multipart batch codec.
+#[derive(Debug)]
+pub(crate) struct MultipartCodec;
+
+impl Codec for MultipartCodec {
+    fn media_types(&self) -> &'static [&'static str] {
+        &["multipart/mixed"]
+    }
+
+    fn methods(&self) -> &'static [Method] {
+        &[Method::POST]
+    }
+
+    fn decode(
+        &self,
+        outer: &Parts,
+        body: &Bytes,
+        cx: &DecodeContext<'_>,
+    ) -> Result<Decoded, Problem> {
+        let content_type = outer.headers.get(header::CONTENT_TYPE);
+        let content_type = content_type.map_or(&b""[..], |v| v.as_bytes());
+        let boundary = split::boundary(content_type)
+            .map_err(|e| Problem::invalid(vec![FieldError::batch("content-type", e)]))?;
+        let max = cx.limits.max_requests;
+        let parts = split::parts(body, boundary, max)
+            .map_err(|e| Problem::invalid(vec![FieldError::batch("body", e)]))?;
+        let mut batch = Batch {
+            cx,
+            outer: body,
+            items: Vec::with_capacity(parts.len()),
+            content_ids: Vec::with_capacity(parts.len()),
+            groups: Vec::new(),
+            errors: Vec::new(),
+        };
+        for bytes in parts {
+            batch.part(bytes)?;
+        }
+        batch.finish().map_err(Problem::invalid)
+    }
+}
+
+/// A batch being read.
+struct Batch<'a> {
+    cx: &'a DecodeContext<'a>,
+    /// The batch body: request bodies are slices of it.
+    outer: &'a Bytes,
+    items: Vec<PlanItem>,
+    /// Each request's `Content-ID`, valid or not: its index is the request's.
+    content_ids: Vec<Option<String>>,
+    groups: Vec<Group>,
+    errors: Vec<FieldError>,
+}
+
+impl Batch<'_> {
+    /// The index the next request gets.
+    fn next(&self) -> usize {
+        self.content_ids.len()
+    }
+
+    fn err(&mut self, index: usize, field: &str, detail: impl Into<String>) {
+        self.errors.push(FieldError::item(index, field, detail));
+    }
+
+    /// One top-level part: a request or a changeset. `Err` when the batch holds more
+    /// requests than the layer takes.
+    fn part(&mut self, bytes: &[u8]) -> Result<(), Problem> {
+        let index = self.next();
+        let kind = split::part(bytes).and_then(|p| {
+            let ct = p.header("content-type")?.unwrap_or_default();
+            Ok((MediaType::parse(ct), ct, p))
+        });
+        match kind {
+            Ok((Some(m), ct, p)) if m.is("multipart/mixed") => self.changeset(index, ct, &p)?,
+            Ok((Some(m), _, p)) if m.is("application/http") => self.request(&p, None),
+            Ok((_, ct, _)) => self.refuse(index, "part", not_http(ct)),
+            Err(e) => self.refuse(index, "part", e),
+        }
+        Ok(())
+    }
+
+    /// A part that is no request still takes a request's place, so that later indices
+    /// are the requests' positions.
+    fn refuse(&mut self, index: usize, field: &str, detail: String) {
+        self.err(index, field, detail);
+        self.content_ids.push(None);
+    }
+
+    /// A changeset: its requests, one atomicity group.
+    fn changeset(
+        &mut self,
+        index: usize,
+        content_type: &[u8],
+        part: &Part<'_>,
+    ) -> Result<(), Problem> {
+        let room = self.cx.limits.max_requests.saturating_sub(index);
+        let inner = split::boundary(content_type)
+            .and_then(|b| Ok((b.to_string(), split::parts(part.content, b, room)?)));
+        let (boundary, inner) = match inner {
+            Ok(found) => found,
+            Err(e) if e.starts_with("holds more than") => return Err(too_many(self.cx)),
+            Err(e) => {
+                self.refuse(index, "changeset", e);
+                return Ok(());
+            }
+        };
+        if !self.cx.limits.atomic {
+            self.err(index, "changeset", NO_HOOK);
+        }
+        let mut ids = HashMap::new();
+        for bytes in inner {
+            let index = self.next();
+            match split::part(bytes) {
+                Ok(p) => match p
+                    .header("content-type")
+                    .map(|ct| ct.and_then(MediaType::parse))
+                {
+                    Ok(Some(m)) if m.is("application/http") => self.request(&p, Some(&mut ids)),
+                    Ok(Some(m)) if m.is("multipart/mixed") => self.refuse(
+                        index,
+                        "part",
+                        "is a changeset inside a changeset: changesets do not nest".into(),
+                    ),
+                    Ok(_) => self.refuse(
+                        index,
+                        "part",
+                        not_http(p.header("content-type").ok().flatten().unwrap_or_default()),
+                    ),
+                    Err(e) => self.refuse(index, "part", e),
+                },
+                Err(e) => self.refuse(index, "part", e),
+            }
+        }
+        self.groups.push(Group {
+            name: boundary,
+            members: index..self.next(),
+        });
+        Ok(())
+    }
+}
+
+impl Batch<'_> {
+    /// One `application/http` part. `changeset`: the `Content-ID`s (lower case) of the
+    /// earlier requests of its changeset, which `$<content-id>` may name.
+    fn request(&mut self, part: &Part<'_>, changeset: Option<&mut HashMap<String, usize>>) {
+        let index = self.next();
+        let before = self.errors.len();
+        let content_id = match part.header("content-id") {
+            Ok(v) => v
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_string),
+            Err(e) => {
+                self.err(index, "Content-ID", e);
+                None
+            }
+        };
+        if let Ok(Some(cte)) = part.header("content-transfer-encoding") {
+            if !["binary", "7bit", "8bit"]
+                .iter()
+                .any(|t| cte.eq_ignore_ascii_case(t.as_bytes()))
+            {
+                let cte = String::from_utf8_lossy(cte);
+                self.err(
+                    index,
+                    "Content-Transfer-Encoding",
+                    format!("must be binary, not {cte:?}"),
+                );
+            }
+        }
+        self.content_ids.push(content_id.clone());
+        let inner = match request::read(part.content, self.outer, self.cx.header_caps()) {
+            Ok(inner) => inner,
+            Err((field, e)) => return self.err(index, field, e),
+        };
+        // `$<content-id>` names an earlier request of the same changeset; any other `$…`
+        // is a path like another (`$metadata`).
+        let named = inner
+            .url
+            .strip_prefix('$')
+            .map(|t| &t[..t.find(['/', '?']).unwrap_or(t.len())]);
+        let dependency = named
+            .zip(changeset.as_deref())
+            .and_then(|(name, ids)| ids.get(&name.to_ascii_lowercase()).copied());
+        let syntax = UrlSyntax {
+            templates: false,
+            location: dependency.is_some(),
+        };
+        let url = decode_url(inner.url, self.cx.urls(), Some(self.outer), syntax);
+        let (uri, template) = match url {
+            Ok(found) => found,
+            Err(e) => return self.err(index, "url", e),
+        };
+        if let (Some(ids), Some(id)) = (changeset, &content_id) {
+            ids.insert(id.to_ascii_lowercase(), index);
+        }
+        if self.errors.len() > before {
+            return;
+        }
+        let id = content_id.unwrap_or_else(|| index.to_string());
+        let mut item = PlanItem::new(id, inner.method, uri, inner.headers, inner.body);
+        item.depends_on.extend(dependency);
+        item.refs = template.map(|url| {
+            Box::new(Refs {
+                url: Some(url),
+                ..Refs::default()
+            })
+        });
+        self.items.push(item);
+    }
+
+    /// The plan and its reply, when nothing was refused. `Content-ID`s are unique in the
+    /// batch, ignoring letter case.
+    fn finish(mut self) -> Result<Decoded, Vec<FieldError>> {
+        let mut seen: HashMap<IdKey<'_>, usize> = HashMap::new();
+        for (index, id) in self.content_ids.iter().enumerate() {
+            let Some(id) = id else { continue };
+            if let Some(first) = seen.insert(IdKey(id), index) {
+                seen.insert(IdKey(id), first);
+                self.errors.push(FieldError::item(
+                    index,
+                    "Content-ID",
+                    format!("{id:?} is already the Content-ID of request {first} (they ignore letter case)"),
+                ));
+            }
+        }
+        if !self.errors.is_empty() {
+            return Err(self.errors);
+        }
+        let changesets = self.groups.iter().map(|g| g.members.clone()).collect();
+        let reply = MultipartReply::new(self.content_ids, changesets);
+        let mut plan = Plan::new(self.items, false);
+        plan.groups = self.groups;
+        Ok(Decoded::Run(plan, Box::new(reply)))
+    }
+}
+
+/// Why a part is refused when it is not `application/http`.
+fn not_http(content_type: &[u8]) -> String {
+    format!(
+        "must be application/http (or, at the top level, a multipart/mixed changeset), not {:?}",
+        String::from_utf8_lossy(content_type)
+    )
+}
+
+/// `400`: more requests than `max_requests`.
+fn too_many(cx: &DecodeContext<'_>) -> Problem {
+    let max = cx.limits.max_requests;
+    Problem::invalid(vec![FieldError::batch(
+        "body",
+        format!("holds more than {max} sub-requests; the limit is {max}"),
+    )])
+}

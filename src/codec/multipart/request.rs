@@ -1,0 +1,192 @@
+//! One `application/http` part: an HTTP/1.1 request (`METHOD url HTTP/1.1`, headers, an
+//! empty line, the body), read by `httparse`, into the method, URL, headers and body of a
+//! sub-request. The body runs to the part's end, or `Content-Length` bytes of it.
+
+use super::super::HeaderCaps;
+use crate::batch::plan::parse_method;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
+
+/// A part's request, its URL still as written.
+pub(super) struct InnerRequest<'a> {
+    pub(super) method: Method,
+    pub(super) url: &'a str,
+    pub(super) headers: HeaderMap,
+    pub(super) body: Bytes,
+}
+
+/// Reads the request in `content`, a slice of `outer` (the batch body). Each problem is
+/// `(field, detail)`.
+pub(super) fn read<'a>(
+    content: &'a [u8],
+    outer: &Bytes,
+    caps: HeaderCaps,
+) -> Result<InnerRequest<'a>, (&'static str, String)> {
+    // Each header line takes at least three bytes (`a:` and a line end): no more room is
+    // needed than the content could fill, nor more than one past the cap.
+    let room = caps.count.saturating_add(1).min(content.len() / 3 + 1);
+    let mut slots = vec![httparse::EMPTY_HEADER; room];
+    let mut request = httparse::Request::new(&mut slots);
+    let head = match request.parse(content) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            return Err((
+                "request",
+                "is not a whole HTTP request: its head (`METHOD url HTTP/1.1`, headers) must end with an empty line".into(),
+            ))
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(("headers", too_many(caps.count)));
+        }
+        Err(e) => {
+            return Err((
+                "request",
+                format!("is not an HTTP/1.1 request (`METHOD url HTTP/1.1`, headers, an empty line, the body): {e}"),
+            ))
+        }
+    };
+    let method = parse_method(request.method.unwrap_or_default()).map_err(|e| ("method", e))?;
+    let url = request.path.unwrap_or_default();
+    let headers = header_map(request.headers, caps)?;
+    let body = body(&content[head..], &headers)?;
+    Ok(InnerRequest {
+        method,
+        url,
+        headers,
+        body: outer.slice_ref(body),
+    })
+}
+
+fn too_many(max: usize) -> String {
+    format!("holds more than {max} header values; the limit is {max} (max_item_headers)")
+}
+
+/// The headers, within the caps on their number and bytes.
+fn header_map(
+    read: &[httparse::Header<'_>],
+    caps: HeaderCaps,
+) -> Result<HeaderMap, (&'static str, String)> {
+    if read.len() > caps.count {
+        return Err(("headers", too_many(caps.count)));
+    }
+    let bytes = read.iter().fold(0usize, |n, h| {
+        n.saturating_add(h.name.len() + h.value.len())
+    });
+    if bytes > caps.bytes {
+        let max = caps.bytes;
+        return Err(("headers", format!("holds more than {max} bytes of header names and values; the limit is {max} (max_item_header_bytes)")));
+    }
+    let mut map = HeaderMap::with_capacity(read.len());
+    for h in read {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
+            (
+                "headers",
+                format!("{:?} is not a valid header name", h.name),
+            )
+        })?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| {
+            (
+                "headers",
+                format!("{name} is not a valid header value (control characters)"),
+            )
+        })?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// The body: what follows the head, or its first `Content-Length` bytes when the rest is
+/// only line ends (some clients end a body with one before the delimiter).
+fn body<'a>(rest: &'a [u8], headers: &HeaderMap) -> Result<&'a [u8], (&'static str, String)> {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return Err((
+            "headers",
+            "transfer-encoding is not taken inside a batch: the body runs to the part's end".into(),
+        ));
+    }
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let Some(length) = lengths.next() else {
+        return Ok(rest);
+    };
+    let length = match (
+        lengths.next(),
+        length.to_str().ok().and_then(|s| s.parse::<u64>().ok()),
+    ) {
+        (None, Some(n)) => n,
+        _ => return Err(("headers", "content-length must be one number".into())),
+    };
+    let held = rest.len() as u64;
+    if length > held {
+        return Err((
+            "body",
+            format!("content-length says {length} bytes, and the part holds {held}"),
+        ));
+    }
+    let (body, after) = rest.split_at(length as usize);
+    if !after.iter().all(|&b| b == b'\r' || b == b'\n') {
+        return Err((
+            "body",
+            format!("content-length says {length} bytes, and the part holds {held}"),
+        ));
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAPS: HeaderCaps = HeaderCaps {
+        count: 4,
+        bytes: 200,
+    };
+
+    fn read_str(s: &'static str) -> Result<InnerRequest<'static>, (&'static str, String)> {
+        let outer = Bytes::from_static(s.as_bytes());
+        read(s.as_bytes(), &outer, CAPS)
+    }
+
+    #[test]
+    fn requests() {
+        let r = read_str("POST users HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"a\":1}")
+            .unwrap();
+        assert_eq!((r.method, r.url), (Method::POST, "users"));
+        assert_eq!(r.headers["content-type"], "application/json");
+        assert_eq!(&r.body[..], b"{\"a\":1}");
+        let r = read_str("get /x?a=1 HTTP/1.0\n\n").unwrap();
+        assert_eq!((r.method, r.url, r.body.len()), (Method::GET, "/x?a=1", 0));
+        let r = read_str("PUT /x HTTP/1.1\r\nContent-Length: 2\r\n\r\nab\r\n").unwrap();
+        assert_eq!(&r.body[..], b"ab");
+    }
+
+    #[test]
+    fn refusals_name_their_field() {
+        for (text, field) in [
+            ("GET /x HTTP/1.1\r\nA: 1\r\n", "request"),
+            ("GET /x\r\n\r\n", "request"),
+            ("CONNECT /x HTTP/1.1\r\n\r\n", "method"),
+            (
+                "GET /x HTTP/1.1\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\n\r\n",
+                "headers",
+            ),
+            (
+                "GET /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                "headers",
+            ),
+            ("PUT /x HTTP/1.1\r\nContent-Length: 9\r\n\r\nab", "body"),
+            ("PUT /x HTTP/1.1\r\nContent-Length: 1\r\n\r\nab", "body"),
+            ("PUT /x HTTP/1.1\r\nContent-Length: -1\r\n\r\nab", "headers"),
+        ] {
+            let Err((f, _)) = read_str(text) else {
+                panic!("{text:?} was read")
+            };
+            assert_eq!(f, field, "{text:?}");
+        }
+        let big = format!("GET /x HTTP/1.1\r\nA: {}\r\n\r\n", "v".repeat(300));
+        let outer = Bytes::from(big.clone());
+        assert_eq!(
+            read(big.as_bytes(), &outer, CAPS).err().unwrap().0,
+            "headers"
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! The multipart batch format (OData 4.0) over real HTTP: parts of `application/http`,
+//! changesets run as atomicity groups on the transaction hook, `Content-ID` and
+//! `$<content-id>`, the nested multipart reply; and what a hostile body gets.
+
+mod common;
+
+use common::store::{self, seeded, Store};
+use common::{Http, Reply};
+use serde_json::{json, Value};
+use tower_http_batch::BatchLayer;
+
+fn layer(store: &Store) -> BatchLayer {
+    BatchLayer::new("/batch").transactions(store.clone())
+}
+
+/// A request part: MIME headers, then the request.
+fn request(content_id: Option<&str>, head: &str, body: &str) -> String {
+    let id = content_id.map_or(String::new(), |id| format!("Content-ID: {id}\r\n"));
+    format!("Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n{id}\r\n{head}\r\n\r\n{body}")
+}
+
+/// A multipart body of `parts` under `boundary`, as odata-batch-request frames it.
+fn multipart(boundary: &str, parts: &[String]) -> String {
+    let mut body = String::new();
+    for p in parts {
+        body.push_str(&format!("--{boundary}\r\n{p}\r\n"));
+    }
+    body.push_str(&format!("--{boundary}--"));
+    body
+}
+
+fn changeset(boundary: &str, parts: &[String]) -> String {
+    format!(
+        "Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n{}",
+        multipart(boundary, parts)
+    )
+}
+
+async fn send(http: &Http, body: &str) -> Reply {
+    let headers = [
+        ("content-type", "multipart/mixed; boundary=batch_1"),
+        ("authorization", "Bearer alice-token"),
+    ];
+    http.send("POST", "/batch", &headers, body.to_string())
+        .await
+}
+
+/// One response of a multipart reply.
+#[derive(Debug)]
+struct Part {
+    content_id: Option<String>,
+    /// Its changeset's position among the changesets, when it is in one.
+    changeset: Option<usize>,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Part {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// The boundary of a `multipart/mixed` content type.
+fn boundary_of(content_type: &str) -> String {
+    let (_, b) = content_type.split_once("boundary=").expect("a boundary");
+    assert!(!b.starts_with('"'), "unquoted, as OData's JS parsers need");
+    b.to_string()
+}
+
+/// The parts between `--boundary` lines, CRLF framed.
+fn split<'a>(body: &'a str, boundary: &str) -> Vec<&'a str> {
+    let close = format!("\r\n--{boundary}--\r\n");
+    let body = body
+        .strip_suffix(&close)
+        .unwrap_or_else(|| panic!("closed: {body:?}"));
+    let open = format!("--{boundary}\r\n");
+    let body = body.strip_prefix(&open).expect("starts with a delimiter");
+    body.split(&format!("\r\n--{boundary}\r\n")).collect()
+}
+
+/// Reads a reply as an OData client does, nested changesets included.
+fn parts(reply: &Reply) -> Vec<Part> {
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let ct = reply.headers["content-type"].to_str().unwrap();
+    assert!(ct.starts_with("multipart/mixed; boundary="), "{ct}");
+    let body = std::str::from_utf8(&reply.body).unwrap();
+    let mut out = Vec::new();
+    let mut changesets = 0;
+    for part in split(body, &boundary_of(ct)) {
+        let (head, content) = part.split_once("\r\n\r\n").unwrap();
+        if let Some(ct) = head.strip_prefix("Content-Type: multipart/mixed; boundary=") {
+            let content = format!("{content}\r\n");
+            let inner = split(&content, ct);
+            out.extend(inner.into_iter().map(|p| one(p, Some(changesets))));
+            changesets += 1;
+        } else {
+            out.push(one(part, None));
+        }
+    }
+    out
+}
+
+fn one(part: &str, changeset: Option<usize>) -> Part {
+    let (mime, http) = part.split_once("\r\n\r\n").unwrap();
+    assert!(
+        mime.contains("Content-Type: application/http\r\n"),
+        "{mime}"
+    );
+    let content_id = mime
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-ID: "))
+        .map(str::to_string);
+    let (head, body) = http.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap()["HTTP/1.1 ".len()..][..3]
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (n, v) = l.split_once(": ").unwrap();
+            (n.to_string(), v.to_string())
+        })
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|h| h.0 == "Content-Length")
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    assert_eq!(length, body.len(), "Content-Length is the body's");
+    Part {
+        content_id,
+        changeset,
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+async fn names(http: &Http) -> Vec<String> {
+    let list = http.send("GET", "/items", &[], "").await.json();
+    let names = list.as_array().unwrap().iter();
+    names
+        .map(|i| i["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// What odata-batch-request sends: a changeset of two creates, the second refers to the
+/// first; then a read outside it.
+fn odata_batch(second_name: Option<&str>) -> String {
+    let second = match second_name {
+        Some(n) => format!("{{\"name\":\"{n}\"}}"),
+        None => "{}".into(),
+    };
+    let set = changeset(
+        "changeset_V",
+        &[
+            request(
+                Some("1"),
+                "POST items HTTP/1.1\r\nContent-Type: application/json",
+                r#"{"name":"one"}"#,
+            ),
+            request(
+                Some("2"),
+                "PATCH $1 HTTP/1.1\r\nContent-Type: application/json",
+                &second,
+            ),
+        ],
+    );
+    multipart("batch_1", &[set, request(None, "GET items HTTP/1.1", "")])
+}
+
+#[tokio::test]
+async fn a_changeset_commits_and_the_reply_nests_it() {
+    let store = seeded(0);
+    let (http, _) = store::start(layer(&store), store.clone()).await;
+    let reply = parts(&send(&http, &odata_batch(Some("two"))).await);
+    let statuses: Vec<u16> = reply.iter().map(|p| p.status).collect();
+    assert_eq!(statuses, [201, 200, 200]);
+    let ids: Vec<Option<&str>> = reply.iter().map(|p| p.content_id.as_deref()).collect();
+    assert_eq!(ids, [Some("1"), Some("2"), None]);
+    assert_eq!(
+        reply.iter().map(|p| p.changeset).collect::<Vec<_>>(),
+        [Some(0), Some(0), None]
+    );
+    assert_eq!(reply[0].json(), json!({"id": 1, "name": "one"}));
+    assert!(reply[0]
+        .headers
+        .contains(&("Location".into(), "/items/1".into())));
+    // `$1` is the location of request 1: the PATCH reached /items/1.
+    assert_eq!(reply[1].json(), json!({"id": 1, "name": "two"}));
+    assert_eq!(reply[2].json(), json!([{"id": 1, "name": "two"}]));
+    assert_eq!(store.log(), ["begin by alice", "commit"]);
+    assert_eq!(names(&http).await, ["two"]);
+}
+
+#[tokio::test]
+async fn a_changeset_with_a_failing_member_leaves_the_data_as_it_was() {
+    let store = seeded(1);
+    let (http, _) = store::start(layer(&store), store.clone()).await;
+    let set = changeset(
+        "cs",
+        &[
+            request(
+                Some("a"),
+                "POST /items HTTP/1.1\r\nContent-Type: application/json",
+                r#"{"name":"new"}"#,
+            ),
+            request(
+                Some("b"),
+                "POST /items HTTP/1.1\r\nContent-Type: application/json",
+                "{}",
+            ),
+        ],
+    );
+    let after = request(None, "GET /items/1 HTTP/1.1", "");
+    let reply = parts(&send(&http, &multipart("batch_1", &[set, after])).await);
+    let statuses: Vec<u16> = reply.iter().map(|p| p.status).collect();
+    assert_eq!(statuses, [424, 422, 200], "{reply:#?}");
+    assert_eq!(reply[1].json()["detail"], "name is required");
+    assert_eq!(store.log(), ["begin by alice", "rollback"]);
+    assert_eq!(names(&http).await, ["item 1"]);
+}
+
+#[tokio::test]
+async fn without_a_hook_a_changeset_is_refused_and_nothing_runs() {
+    let store = seeded(0);
+    let (http, calls) = store::start(BatchLayer::new("/batch"), store.clone()).await;
+    let p = send(&http, &odata_batch(Some("two"))).await.problem(400);
+    assert_eq!(p["errors"][0]["field"], "changeset", "{p}");
+    assert_eq!(p["errors"][0]["index"], 0);
+    assert_eq!(calls.get(), 0);
+    // Plain parts need no hook.
+    let body = multipart("batch_1", &[request(None, "GET /items HTTP/1.1", "")]);
+    assert_eq!(parts(&send(&http, &body).await)[0].status, 200);
+}
+
+#[tokio::test]
+async fn identity_is_the_outer_requests() {
+    let store = seeded(0);
+    let (http, _) = common::start(BatchLayer::new("/batch")).await;
+    let _ = store;
+    let body = multipart(
+        "batch_1",
+        &[request(
+            None,
+            "GET /whoami HTTP/1.1\r\nAuthorization: Bearer mallory-token\r\nHost: evil.example",
+            "",
+        )],
+    );
+    let reply = parts(&send(&http, &body).await);
+    assert_eq!(reply[0].json(), json!({"user": "alice"}));
+}
+
+#[tokio::test]
+async fn urls_are_read_as_in_the_json_batch() {
+    let (http, _) = common::start(BatchLayer::new("/batch")).await;
+    let own = format!("http://{}", http.addr);
+    let body = multipart(
+        "batch_1",
+        &[
+            request(None, "GET echo/a HTTP/1.1", ""),
+            request(None, &format!("GET {own}/echo/b?x=1 HTTP/1.1"), ""),
+            request(None, "GET /echo/../echo/c HTTP/1.1", ""),
+            request(None, "GET $metadata HTTP/1.1", ""),
+        ],
+    );
+    let reply = parts(&send(&http, &body).await);
+    let uris: Vec<Value> = reply[..3].iter().map(|p| p.json()["uri"].clone()).collect();
+    assert_eq!(uris, ["/echo/a", "/echo/b?x=1", "/echo/c"]);
+    // `$metadata` names no Content-ID: it is a path.
+    assert_eq!(reply[3].status, 404);
+}
