@@ -13,6 +13,7 @@ use crate::batch::results::{Results, Views};
 use crate::batch::url::{is_dot_segment, parse_url, BatchPaths, UrlContext};
 use crate::codec::bulk::BulkCodec;
 use crate::codec::json::JsonCodec;
+use crate::codec::multipart::MultipartCodec;
 use crate::codec::resource::Resource;
 use crate::codec::{Codec, DecodeContext, DecodeLimits, Decoded, ReplyWriter};
 use bytes::Bytes;
@@ -32,10 +33,17 @@ fn limits() -> DecodeLimits {
 /// Decodes `body` with `codec` as a `method` request to `path`; writes the reply of a
 /// plan that validated, each item answered with its own request.
 fn decode(codec: &dyn Codec, method: Method, path: &str, body: &[u8]) {
+    decode_as(codec, method, path, None, body)
+}
+
+/// [`decode`] with a `content-type`: a multipart reply is checked as multipart.
+fn decode_as(codec: &dyn Codec, method: Method, path: &str, ct: Option<&str>, body: &[u8]) {
     let limits = limits();
-    let outer = http::Request::builder()
-        .method(method)
-        .uri(path)
+    let mut outer = http::Request::builder().method(method).uri(path);
+    if let Some(ct) = ct {
+        outer = outer.header(header::CONTENT_TYPE, ct);
+    }
+    let outer = outer
         .body(())
         .map(|r| r.into_parts().0)
         .unwrap_or_else(|_| http::Request::new(()).into_parts().0);
@@ -66,8 +74,17 @@ fn decode(codec: &dyn Codec, method: Method, path: &str, body: &[u8]) {
                     let ct = ct.and_then(|v| v.to_str().ok()).unwrap_or("text/plain");
                     reply.item(i, &answer(&item.uri, ct, item.body.clone()), &mut w);
                 }
+                let content_type = reply.content_type();
                 let _status = reply.finish(&mut w);
-                strict(&w.finish().concat());
+                let written = w.finish().concat();
+                match content_type
+                    .to_str()
+                    .ok()
+                    .and_then(|c| c.strip_prefix("multipart/mixed; boundary="))
+                {
+                    Some(boundary) => framed(&written, boundary, &plan),
+                    None => strict(&written),
+                }
                 return;
             }
             Err(_) => return,
@@ -113,6 +130,26 @@ fn strict(reply: &[u8]) {
             String::from_utf8_lossy(reply)
         );
     }
+}
+
+/// A multipart reply has one top-level part per request outside a changeset and one per
+/// changeset, and ends with its close delimiter.
+fn framed(reply: &[u8], boundary: &str, plan: &Plan) {
+    let in_changesets: usize = plan.groups.iter().map(|g| g.members.len()).sum();
+    let parts = plan.items.len() - in_changesets + plan.groups.len();
+    let open = format!("--{boundary}\r\n");
+    let found = reply
+        .windows(open.len())
+        .filter(|w| *w == open.as_bytes())
+        .count();
+    assert_eq!(found, parts, "{}", String::from_utf8_lossy(reply));
+    assert!(reply.ends_with(format!("\r\n--{boundary}--\r\n").as_bytes()));
+}
+
+/// The multipart codec, the boundary `b`.
+pub fn multipart(data: &[u8]) {
+    let ct = Some("multipart/mixed; boundary=b");
+    decode_as(&MultipartCodec, Method::POST, "/v1.0/$batch", ct, data);
 }
 
 /// The JSON batch codec.

@@ -44,14 +44,20 @@
 //! - `id` is optional (the index as a string) and unique; `method` defaults to `GET` and is
 //!   one of `GET HEAD POST PUT PATCH DELETE OPTIONS` (any case).
 //! - `url` is a path and query (`/users?x=1`), or a relative path resolved against the
-//!   batch endpoint's directory. Scheme, host, fragment, non-ASCII and any spelling of a
-//!   batch path are refused.
+//!   batch endpoint's directory, or an absolute URL of this server (its scheme and `Host`).
+//!   Another origin, a fragment, non-ASCII and any spelling of a batch path are refused.
 //! - `headers` maps names to a string (or an array of strings).
 //! - `body`: a JSON value is sent as `application/json` unless `content-type` says
 //!   otherwise; a string with a text content type is sent as that text; with another
 //!   content type, a base64 string is decoded and sent as bytes.
 //! - A reply `body` is a JSON value for JSON media types, a string for text, base64url
 //!   (no padding) for anything else; empty bodies are left out.
+//!
+//! Reply header names are spelled as Graph spells them (`Content-Type`). Every JSON batch
+//! path also takes OData 4.0's `multipart/mixed` batch (changesets are atomicity groups);
+//! [`BatchLayer::service_root`] gives Graph's `/v1.0/$batch` its URL rule; `depends_on` is
+//! read as `dependsOn`, and ids ignore letter case. The README shows the Graph and OData
+//! clients the tests run.
 //!
 //! A malformed batch is refused whole with one `400` `application/problem+json` that lists
 //! every problem by index and field; nothing of it runs.

@@ -55,3 +55,8 @@ fn template_seeds() {
 fn reply_seeds() {
     assert!(run_seeds("reply", fuzzing::reply) >= 5);
 }
+
+#[test]
+fn multipart_seeds() {
+    assert!(run_seeds("multipart", fuzzing::multipart) >= 5);
+}

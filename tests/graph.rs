@@ -254,10 +254,7 @@ async fn a_failed_dependency_gives_424_and_is_not_sent() {
             [200, 500, 424, 424, 200],
             "concurrency {concurrency}"
         );
-        assert_eq!(
-            items[2]["headers"]["Content-Type"],
-            "application/problem+json"
-        );
+        assert_eq!(items[2]["headers"]["Content-Type"], "application/json");
         let why_c = items[2]["body"]["detail"].as_str().unwrap();
         assert!(why_c.contains("\"b\"") && why_c.contains("500"), "{why_c}");
         let why_d = items[3]["body"]["detail"].as_str().unwrap();

@@ -3,40 +3,13 @@
 
 mod common;
 
+use common::process::{start, start_reading, Running};
 use common::Http;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-/// A child process killed when the test ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `cmd`; returns it, the first line it prints, and the rest of its output.
-fn start_reading(cmd: &mut Command) -> (Running, String, BufReader<std::process::ChildStdout>) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the process starts");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("it prints its address");
-    (Running(child), line.trim().to_string(), stdout)
-}
-
-/// Starts `cmd`; returns it and the first line it prints.
-fn start(cmd: &mut Command) -> (Running, String) {
-    let (child, line, _) = start_reading(cmd);
-    (child, line)
-}
 
 fn legacy_reading() -> (Running, u16, BufReader<std::process::ChildStdout>) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/legacy/app.py");

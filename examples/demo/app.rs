@@ -198,7 +198,7 @@ pub fn app(
        + Clone
        + Send
        + 'static {
-    let api = Router::new()
+    let routes = Router::new()
         .route("/whoami", get(whoami))
         .route("/admin/whoami", get(whoami))
         .route("/users", get(list_users).post(create_user))
@@ -213,11 +213,21 @@ pub fn app(
             "/rest/v10/Accounts",
             get(list_accounts).post(create_account),
         )
-        .with_state(db.clone())
+        .with_state(db.clone());
+    // The same routes under `/v1.0`, as Microsoft Graph serves them: a Graph SDK pointed
+    // at the demo with version `v1.0` finds `/v1.0/users` and `/v1.0/$batch`.
+    let api = routes
+        .clone()
+        .nest("/v1.0", routes)
         // A route's request body that stalls is cut off (`408`); the batch layer bounds
         // its own batch bodies (`body_timeout`).
         .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(30)));
+    // JSON (Graph, OData 4.01) and multipart (OData 4.0) batches at `/batch` and `/$batch`,
+    // and Graph's `/v1.0/$batch`, where `/users/1` means `/v1.0/users/1`.
     let batch = BatchLayer::new("/batch")
+        .path("/$batch")
+        .path("/v1.0/$batch")
+        .service_root("/v1.0")
         .bulk("/rest/v10/bulk", "/rest")
         .resource("/users")
         .transactions(db.clone())
@@ -226,6 +236,7 @@ pub fn app(
         .inherit_header(header::ACCEPT_LANGUAGE)
         // Reachable by a plain request, never from a batch (`403` per item).
         .refuse_path("/admin")
+        .refuse_path("/v1.0/admin")
         .layer_router(api);
     middleware::from_fn(auth).layer(batch)
 }

@@ -2,7 +2,7 @@
 //! reads it.
 
 use super::media::{media_kind, MediaKind};
-use crate::error::{Problem, PROBLEM_JSON};
+use crate::error::Problem;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{header, HeaderMap, StatusCode};
@@ -22,7 +22,7 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    /// An item the layer answers itself, with a problem+json body. The id is set when the
+    /// An item the layer answers itself, with a problem document as its body. The id is set when the
     /// engine records it.
     pub(crate) fn problem(status: StatusCode, title: &'static str, detail: String) -> Self {
         let problem = Problem::new(
@@ -32,7 +32,13 @@ impl Outcome {
             detail,
         );
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, PROBLEM_JSON);
+        // A problem document (RFC 9457) labelled `application/json`, as Microsoft Graph
+        // labels its own item errors: the Graph JavaScript SDK hands an item's body to
+        // `.json()` only under that exact type.
+        headers.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
         Self {
             id: String::new(),
             status,

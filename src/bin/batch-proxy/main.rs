@@ -12,7 +12,7 @@
 use bytes::Bytes;
 use clap::Parser;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -20,86 +20,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::Layer;
-use tower_http_batch::{BatchLayer, BatchRequestBody};
+use tower_http_batch::BatchRequestBody;
 
-/// Batch endpoints in front of any HTTP service.
-#[derive(Parser, Debug)]
-#[command(
-    version,
-    about = "Batch endpoints (POST /batch, SugarCRM-style bulk) in front of any HTTP service"
-)]
-struct Args {
-    /// The service to put batch endpoints in front of, as `http://host:port`. Every request,
-    /// batch sub-requests included, goes there and nowhere else.
-    #[arg(long)]
-    upstream: Uri,
-    /// Address to listen on (`127.0.0.1:0` picks a free port; the address is printed).
-    #[arg(long, default_value = "127.0.0.1:3001")]
-    listen: SocketAddr,
-    /// Path of the JSON batch endpoint (OData / Microsoft Graph format). `none` to disable.
-    #[arg(long, default_value = "/batch")]
-    json_path: String,
-    /// Path of a SugarCRM-style bulk endpoint, e.g. `/rest/v10/bulk` (off by default).
-    #[arg(long)]
-    bulk_path: Option<String>,
-    /// Prefix bulk sub-URLs resolve under, e.g. `/rest` (`/v10/Accounts` -> `/rest/v10/Accounts`).
-    #[arg(long, default_value = "")]
-    bulk_base: String,
-    /// Most sub-requests in one batch.
-    #[arg(long, default_value_t = tower_http_batch::DEFAULT_MAX_REQUESTS)]
-    max_requests: usize,
-    /// Most bytes in a batch request body.
-    #[arg(long, default_value_t = tower_http_batch::DEFAULT_MAX_BODY_BYTES)]
-    max_body_bytes: usize,
-    /// Sub-requests of one batch in flight at once (1: in order).
-    #[arg(long, default_value_t = 1)]
-    concurrency: usize,
-    /// Seconds one sub-request may take before its item reports 504 (0: no limit).
-    #[arg(long, default_value_t = 30)]
-    timeout_secs: u64,
-    /// Seconds a whole batch may take (0: no limit).
-    #[arg(long, default_value_t = 0)]
-    batch_timeout_secs: u64,
-    /// One more identity header, like `authorization`: sub-requests carry the outer value,
-    /// and the one a sub-request sets is dropped (e.g. `x-api-key`). Repeatable.
-    #[arg(long = "identity-header", value_name = "NAME")]
-    identity_headers: Vec<HeaderName>,
-    /// One more header sub-requests may never set (e.g. `x-tenant`). Repeatable.
-    #[arg(long = "drop-header", value_name = "NAME")]
-    drop_headers: Vec<HeaderName>,
-    /// A path prefix batches may not reach (e.g. `/admin`: also `/admin/…`, in any
-    /// spelling); such a sub-request reports 403. Repeatable.
-    #[arg(long = "refuse-path", value_name = "PREFIX", value_parser = refused_path)]
-    refuse_paths: Vec<String>,
-    /// Seconds a plain (not batch) request may wait for the upstream's response head; then
-    /// 504 (0: no limit). Batch sub-requests have --timeout-secs.
-    #[arg(long, default_value_t = 30)]
-    upstream_timeout_secs: u64,
-    /// Seconds a request head may take to arrive, and an idle connection may stay open.
-    #[arg(long, default_value_t = 10)]
-    header_timeout_secs: u64,
-    /// Seconds a reply may make no progress because the client does not read it; then the
-    /// connection is closed (0: no limit).
-    #[arg(long, default_value_t = 30)]
-    write_timeout_secs: u64,
-    /// Seconds a batch body may take to arrive; then 408.
-    #[arg(long, default_value_t = 30)]
-    body_timeout_secs: u64,
-    /// Connections open at once; more wait to be accepted.
-    #[arg(long, default_value_t = 1024)]
-    max_connections: usize,
-    /// Batches in flight at once (from their body to the end of their reply); one more
-    /// gets 503 with Retry-After.
-    #[arg(long, default_value_t = tower_http_batch::DEFAULT_MAX_CONCURRENT_BATCHES)]
-    max_concurrent_batches: usize,
-}
+mod args;
+use args::{layer, Args};
 
 type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
 
@@ -110,14 +40,6 @@ async fn first_byte(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
     tokio::time::timeout(limit, stream.peek(&mut byte))
         .await
         .is_ok()
-}
-
-/// `--refuse-path` takes paths: the layer would panic on anything else.
-fn refused_path(prefix: &str) -> Result<String, String> {
-    match prefix.starts_with('/') {
-        true => Ok(prefix.to_string()),
-        false => Err(format!("{prefix:?} does not start with `/`")),
-    }
 }
 
 /// Sends every request to the upstream: same method, path, query, headers and body.
@@ -254,47 +176,6 @@ fn problem(status: StatusCode, kind: &str, title: &str, detail: String) -> Respo
         HeaderValue::from_static("application/problem+json"),
     );
     res
-}
-
-fn layer(args: &Args) -> Result<BatchLayer, String> {
-    let mut layer = match (args.json_path.as_str(), &args.bulk_path) {
-        ("none", Some(bulk)) => BatchLayer::default().bulk(bulk.clone(), args.bulk_base.clone()),
-        ("none", None) => {
-            return Err(
-                "--json-path none needs a --bulk-path: there would be no batch endpoint".into(),
-            )
-        }
-        (json, bulk) => {
-            let layer = BatchLayer::new(json);
-            match bulk {
-                Some(bulk) => layer.bulk(bulk.clone(), args.bulk_base.clone()),
-                None => layer,
-            }
-        }
-    };
-    layer = layer
-        .max_requests(args.max_requests)
-        .max_body_bytes(args.max_body_bytes)
-        .body_timeout(Duration::from_secs(args.body_timeout_secs))
-        .max_concurrent_batches(args.max_concurrent_batches)
-        .concurrency(args.concurrency);
-    layer = match args.timeout_secs {
-        0 => layer.no_timeout(),
-        secs => layer.timeout(Duration::from_secs(secs)),
-    };
-    for name in &args.identity_headers {
-        layer = layer.identity_header(name.clone());
-    }
-    for name in &args.drop_headers {
-        layer = layer.drop_header(name.clone());
-    }
-    for prefix in &args.refuse_paths {
-        layer = layer.refuse_path(prefix);
-    }
-    if args.batch_timeout_secs > 0 {
-        layer = layer.batch_timeout(Duration::from_secs(args.batch_timeout_secs));
-    }
-    Ok(layer)
 }
 
 #[tokio::main]

@@ -1,0 +1,158 @@
+//! The command line of `batch-proxy`, and the layer it builds.
+
+use clap::Parser;
+use http::{HeaderName, Uri};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tower_http_batch::BatchLayer;
+
+/// Batch endpoints in front of any HTTP service.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Batch endpoints (POST /batch, SugarCRM-style bulk) in front of any HTTP service"
+)]
+pub(crate) struct Args {
+    /// The service to put batch endpoints in front of, as `http://host:port`. Every request,
+    /// batch sub-requests included, goes there and nowhere else.
+    #[arg(long)]
+    pub(crate) upstream: Uri,
+    /// Address to listen on (`127.0.0.1:0` picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:3001")]
+    pub(crate) listen: SocketAddr,
+    /// Path of the batch endpoint: JSON (OData 4.01 / Microsoft Graph) and multipart/mixed
+    /// (OData 4.0), chosen by content-type. `none` to disable.
+    #[arg(long, default_value = "/batch")]
+    pub(crate) json_path: String,
+    /// Microsoft Graph's service root, e.g. `/v1.0`: adds the batch endpoint `{root}/$batch`,
+    /// where sub-request paths are taken under the root (`/users/1` -> `/v1.0/users/1`),
+    /// as Graph SDKs expect.
+    #[arg(long, value_name = "PATH", value_parser = service_root)]
+    pub(crate) service_root: Option<String>,
+    /// Path of a SugarCRM-style bulk endpoint, e.g. `/rest/v10/bulk` (off by default).
+    #[arg(long)]
+    pub(crate) bulk_path: Option<String>,
+    /// Prefix bulk sub-URLs resolve under, e.g. `/rest` (`/v10/Accounts` -> `/rest/v10/Accounts`).
+    #[arg(long, default_value = "")]
+    pub(crate) bulk_base: String,
+    /// Most sub-requests in one batch.
+    #[arg(long, default_value_t = tower_http_batch::DEFAULT_MAX_REQUESTS)]
+    pub(crate) max_requests: usize,
+    /// Most bytes in a batch request body.
+    #[arg(long, default_value_t = tower_http_batch::DEFAULT_MAX_BODY_BYTES)]
+    pub(crate) max_body_bytes: usize,
+    /// Sub-requests of one batch in flight at once (1: in order).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) concurrency: usize,
+    /// Seconds one sub-request may take before its item reports 504 (0: no limit).
+    #[arg(long, default_value_t = 30)]
+    pub(crate) timeout_secs: u64,
+    /// Seconds a whole batch may take (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) batch_timeout_secs: u64,
+    /// One more identity header, like `authorization`: sub-requests carry the outer value,
+    /// and the one a sub-request sets is dropped (e.g. `x-api-key`). Repeatable.
+    #[arg(long = "identity-header", value_name = "NAME")]
+    pub(crate) identity_headers: Vec<HeaderName>,
+    /// One more header sub-requests may never set (e.g. `x-tenant`). Repeatable.
+    #[arg(long = "drop-header", value_name = "NAME")]
+    pub(crate) drop_headers: Vec<HeaderName>,
+    /// A path prefix batches may not reach (e.g. `/admin`: also `/admin/…`, in any
+    /// spelling); such a sub-request reports 403. Repeatable.
+    #[arg(long = "refuse-path", value_name = "PREFIX", value_parser = refused_path)]
+    pub(crate) refuse_paths: Vec<String>,
+    /// Seconds a plain (not batch) request may wait for the upstream's response head; then
+    /// 504 (0: no limit). Batch sub-requests have --timeout-secs.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) upstream_timeout_secs: u64,
+    /// Seconds a request head may take to arrive, and an idle connection may stay open.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) header_timeout_secs: u64,
+    /// Seconds a reply may make no progress because the client does not read it; then the
+    /// connection is closed (0: no limit).
+    #[arg(long, default_value_t = 30)]
+    pub(crate) write_timeout_secs: u64,
+    /// Seconds a batch body may take to arrive; then 408.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) body_timeout_secs: u64,
+    /// Connections open at once; more wait to be accepted.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) max_connections: usize,
+    /// Batches in flight at once (from their body to the end of their reply); one more
+    /// gets 503 with Retry-After.
+    #[arg(long, default_value_t = tower_http_batch::DEFAULT_MAX_CONCURRENT_BATCHES)]
+    pub(crate) max_concurrent_batches: usize,
+}
+
+/// `--service-root` takes a plain path: the layer would panic on anything else.
+fn service_root(root: &str) -> Result<String, String> {
+    let root = root.trim_end_matches('/');
+    let plain = root.starts_with('/')
+        && root.parse::<http::uri::PathAndQuery>().is_ok()
+        && !root.contains(['?', '%', '\\'])
+        && !root.contains("//")
+        && !root.split('/').any(|s| s == "." || s == "..");
+    match plain {
+        true => Ok(root.to_string()),
+        false => Err(format!(
+            "{root:?} is not a plain path starting with `/` (e.g. /v1.0)"
+        )),
+    }
+}
+
+/// `--refuse-path` takes paths: the layer would panic on anything else.
+fn refused_path(prefix: &str) -> Result<String, String> {
+    match prefix.starts_with('/') {
+        true => Ok(prefix.to_string()),
+        false => Err(format!("{prefix:?} does not start with `/`")),
+    }
+}
+
+/// The batch layer the arguments describe.
+pub(crate) fn layer(args: &Args) -> Result<BatchLayer, String> {
+    let mut layer = match (args.json_path.as_str(), &args.bulk_path) {
+        ("none", Some(bulk)) => BatchLayer::default().bulk(bulk.clone(), args.bulk_base.clone()),
+        ("none", None) => {
+            return Err(
+                "--json-path none needs a --bulk-path: there would be no batch endpoint".into(),
+            )
+        }
+        (json, bulk) => {
+            let layer = BatchLayer::new(json);
+            match bulk {
+                Some(bulk) => layer.bulk(bulk.clone(), args.bulk_base.clone()),
+                None => layer,
+            }
+        }
+    };
+    if let Some(root) = &args.service_root {
+        let graph = format!("{root}/$batch");
+        if graph != args.json_path {
+            layer = layer.path(graph);
+        }
+        layer = layer.service_root(root);
+    }
+    layer = layer
+        .max_requests(args.max_requests)
+        .max_body_bytes(args.max_body_bytes)
+        .body_timeout(Duration::from_secs(args.body_timeout_secs))
+        .max_concurrent_batches(args.max_concurrent_batches)
+        .concurrency(args.concurrency);
+    layer = match args.timeout_secs {
+        0 => layer.no_timeout(),
+        secs => layer.timeout(Duration::from_secs(secs)),
+    };
+    for name in &args.identity_headers {
+        layer = layer.identity_header(name.clone());
+    }
+    for name in &args.drop_headers {
+        layer = layer.drop_header(name.clone());
+    }
+    for prefix in &args.refuse_paths {
+        layer = layer.refuse_path(prefix);
+    }
+    if args.batch_timeout_secs > 0 {
+        layer = layer.batch_timeout(Duration::from_secs(args.batch_timeout_secs));
+    }
+    Ok(layer)
+}

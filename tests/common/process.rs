@@ -1,0 +1,32 @@
+//! Child processes the tests start: killed when the test ends.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// A child process killed when the test ends.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cmd`; returns it, the first line it prints, and the rest of its output.
+pub fn start_reading(cmd: &mut Command) -> (Running, String, BufReader<std::process::ChildStdout>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the process starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("it prints its address");
+    (Running(child), line.trim().to_string(), stdout)
+}
+
+/// Starts `cmd`; returns it and the first line it prints.
+pub fn start(cmd: &mut Command) -> (Running, String) {
+    let (child, line, _) = start_reading(cmd);
+    (child, line)
+}
