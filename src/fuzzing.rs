@@ -107,8 +107,13 @@ fn answer(uri: &Uri, ct: &str, body: Bytes) -> Outcome {
     }
 }
 
-/// Every URL of a plan is canonical.
+/// Every URL of a plan is canonical, and the plan holds no more than `max_requests`.
 fn check(plan: &Plan) {
+    assert!(
+        plan.items.len() <= limits().max_requests,
+        "{} items",
+        plan.items.len()
+    );
     for item in &plan.items {
         canonical(&item.uri);
     }

@@ -177,6 +177,9 @@ async fn counts_and_ids() {
     let mut parts = vec![one.clone(); 4];
     parts.push(set);
     refused(&multipart(&parts), None, "body").await;
+    // The changeset first: the parts after it still count.
+    parts.rotate_right(1);
+    refused(&multipart(&parts), None, "body").await;
     let id = |id: &str| format!("Content-ID: {id}\r\n{one}");
     refused(&multipart(&[id("A"), id("a")]), Some(1), "Content-ID").await;
 }

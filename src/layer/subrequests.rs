@@ -30,7 +30,7 @@ impl BatchLayer {
         assert!(
             root.starts_with('/')
                 && root.parse::<http::uri::PathAndQuery>().is_ok()
-                && !root.contains(['?', '%', '\\'])
+                && !root.contains(['?', '#', '%', '\\'])
                 && !root.contains("//")
                 && !root.split('/').any(|s| s == "." || s == ".."),
             "tower-http-batch: a service root is a plain path starting with `/`: {root:?}"

@@ -89,7 +89,7 @@ fn service_root(root: &str) -> Result<String, String> {
     let root = root.trim_end_matches('/');
     let plain = root.starts_with('/')
         && root.parse::<http::uri::PathAndQuery>().is_ok()
-        && !root.contains(['?', '%', '\\'])
+        && !root.contains(['?', '#', '%', '\\'])
         && !root.contains("//")
         && !root.split('/').any(|s| s == "." || s == "..");
     match plain {

@@ -119,6 +119,10 @@ impl Batch<'_> {
     /// requests than the layer takes.
     fn part(&mut self, bytes: &[u8]) -> Result<(), Problem> {
         let index = self.next();
+        // Changesets count their requests: the limit holds for the sum, in any order.
+        if index >= self.cx.limits.max_requests {
+            return Err(too_many(self.cx));
+        }
         let kind = split::part(bytes).and_then(|p| {
             let ct = p.header("content-type")?.unwrap_or_default();
             Ok((MediaType::parse(ct), ct, p))
@@ -207,7 +211,13 @@ impl Batch<'_> {
                 None
             }
         };
-        if let Ok(Some(cte)) = part.header("content-transfer-encoding") {
+        let cte = part
+            .header("content-transfer-encoding")
+            .unwrap_or_else(|e| {
+                self.err(index, "Content-Transfer-Encoding", e);
+                None
+            });
+        if let Some(cte) = cte {
             if !["binary", "7bit", "8bit"]
                 .iter()
                 .any(|t| cte.eq_ignore_ascii_case(t.as_bytes()))
