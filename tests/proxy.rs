@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::process::{start, start_reading, Running};
+use common::process::{proxy, start_reading, Running};
 use common::Http;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -20,21 +20,6 @@ fn legacy_reading() -> (Running, u16, BufReader<std::process::ChildStdout>) {
 fn legacy() -> (Running, u16) {
     let (child, port, _) = legacy_reading();
     (child, port)
-}
-
-fn proxy(upstream: &str, extra: &[&str]) -> (Running, Http) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_batch-proxy"));
-    cmd.args(["--upstream", upstream, "--listen", "127.0.0.1:0"])
-        .args(extra);
-    let (child, line) = start(&mut cmd);
-    // "batch-proxy listening on http://ADDR -> upstream ..."
-    let addr: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (child, Http::new(addr))
 }
 
 #[tokio::test]

@@ -10,10 +10,9 @@
 mod app;
 mod common;
 
-use common::process::{start, Running};
+use common::process::{self, start, Running};
 use common::Http;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -77,22 +76,9 @@ async fn demo() -> Http {
 /// `batch-proxy --service-root /v1.0` in front of `tests/clients/upstream.py`.
 fn proxy() -> (Running, Running, String) {
     let (upstream, port) = start(Command::new("python3").arg(clients().join("upstream.py")));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_batch-proxy"));
-    cmd.args([
-        "--upstream",
-        &format!("http://127.0.0.1:{port}"),
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .args(["--service-root", "/v1.0"]);
-    let (proxy, line) = start(&mut cmd);
-    let addr: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (upstream, proxy, format!("http://{addr}"))
+    let upstream_url = format!("http://127.0.0.1:{port}");
+    let (proxy, http) = process::proxy(&upstream_url, &["--service-root", "/v1.0"]);
+    (upstream, proxy, format!("http://{}", http.addr))
 }
 
 /// What both Graph clients print for their four items, each depending on the one before:

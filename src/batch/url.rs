@@ -129,15 +129,16 @@ pub(crate) fn parse_url_in(
     if is_batch_path(&path, ctx.batch_paths) {
         return Err("must not address the batch endpoint itself, in any spelling (nor be percent-encoded more than four times over): batches do not nest".into());
     }
+    let spaced = query.contains(' ');
     let invalid = |e: http::uri::InvalidUri| format!("is not a valid URI path: {e}");
     if let (Cow::Borrowed(p), Some(source)) = (&path, source) {
-        let plain = url.starts_with('/') && p.len() == path_len(url) && !query.contains(' ');
+        let plain = url.starts_with('/') && p.len() == path_len(url) && !spaced;
         if plain && within(url, source) {
             return Uri::from_maybe_shared(source.slice_ref(url.as_bytes())).map_err(invalid);
         }
     }
     let mut pq = path.into_owned();
-    if query.contains(' ') {
+    if spaced {
         pq.push_str(&query.replace(' ', "%20"));
     } else {
         pq.push_str(query);

@@ -105,7 +105,7 @@ impl ReplyWriter {
             first = false;
             // A header name is a token: it needs no escape.
             self.buf.put_u8(b'"');
-            write_name(name.as_str(), &mut self.buf);
+            self.header_name(name);
             self.buf.put_slice(b"\":");
             if iter.peek().is_some_and(|(next, _)| *next == name) {
                 self.buf.put_u8(b'[');
@@ -120,6 +120,11 @@ impl ReplyWriter {
             }
         }
         self.buf.put_u8(b'}');
+    }
+
+    /// A header name, spelled as servers write it (`Content-Type`).
+    pub(crate) fn header_name(&mut self, name: &http::HeaderName) {
+        write_name(name.as_str(), &mut self.buf);
     }
 
     /// What is left of the reply's limit.

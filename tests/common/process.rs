@@ -30,3 +30,21 @@ pub fn start(cmd: &mut Command) -> (Running, String) {
     let (child, line, _) = start_reading(cmd);
     (child, line)
 }
+
+/// `batch-proxy --upstream UPSTREAM --listen 127.0.0.1:0` with `extra` flags; returns it
+/// and a client for the address it prints.
+#[cfg(feature = "proxy")]
+pub fn proxy(upstream: &str, extra: &[&str]) -> (Running, super::Http) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_batch-proxy"));
+    cmd.args(["--upstream", upstream, "--listen", "127.0.0.1:0"])
+        .args(extra);
+    let (child, line) = start(&mut cmd);
+    // "batch-proxy listening on http://ADDR -> upstream ..."
+    let addr: std::net::SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (child, super::Http::new(addr))
+}

@@ -49,7 +49,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{header, Method};
 use reply::MultipartReply;
-use split::Part;
+use split::{Broken, Part};
 use std::collections::HashMap;
 
 /// The multipart batch codec.
@@ -75,9 +75,13 @@ impl Codec for MultipartCodec {
         let content_type = content_type.map_or(&b""[..], |v| v.as_bytes());
         let boundary = split::boundary(content_type)
             .map_err(|e| Problem::invalid(vec![FieldError::batch("content-type", e)]))?;
-        let max = cx.limits.max_requests;
-        let parts = split::parts(body, boundary, max)
-            .map_err(|e| Problem::invalid(vec![FieldError::batch("body", e)]))?;
+        let parts = match split::parts(body, boundary, cx.limits.max_requests) {
+            Ok(parts) => parts,
+            Err(Broken::TooMany(_)) => return Err(too_many(cx)),
+            Err(Broken::Malformed(e)) => {
+                return Err(Problem::invalid(vec![FieldError::batch("body", e)]))
+            }
+        };
         let mut batch = Batch {
             cx,
             outer: body,
@@ -123,14 +127,10 @@ impl Batch<'_> {
         if index >= self.cx.limits.max_requests {
             return Err(too_many(self.cx));
         }
-        let kind = split::part(bytes).and_then(|p| {
-            let ct = p.header("content-type")?.unwrap_or_default();
-            Ok((MediaType::parse(ct), ct, p))
-        });
-        match kind {
-            Ok((Some(m), ct, p)) if m.is("multipart/mixed") => self.changeset(index, ct, &p)?,
-            Ok((Some(m), _, p)) if m.is("application/http") => self.request(&p, None),
-            Ok((_, ct, _)) => self.refuse(index, "part", not_http(ct)),
+        match typed(bytes) {
+            Ok((p, Some(m), ct)) if m.is("multipart/mixed") => self.changeset(index, ct, &p)?,
+            Ok((p, Some(m), _)) if m.is("application/http") => self.request(&p, None),
+            Ok((_, _, ct)) => self.refuse(index, "part", not_http(ct)),
             Err(e) => self.refuse(index, "part", e),
         }
         Ok(())
@@ -151,12 +151,17 @@ impl Batch<'_> {
         part: &Part<'_>,
     ) -> Result<(), Problem> {
         let room = self.cx.limits.max_requests.saturating_sub(index);
-        let inner = split::boundary(content_type)
-            .and_then(|b| Ok((b.to_string(), split::parts(part.content, b, room)?)));
-        let (boundary, inner) = match inner {
-            Ok(found) => found,
-            Err(e) if e.starts_with("holds more than") => return Err(too_many(self.cx)),
+        let boundary = match split::boundary(content_type) {
+            Ok(boundary) => boundary,
             Err(e) => {
+                self.refuse(index, "changeset", e);
+                return Ok(());
+            }
+        };
+        let inner = match split::parts(part.content, boundary, room) {
+            Ok(inner) => inner,
+            Err(Broken::TooMany(_)) => return Err(too_many(self.cx)),
+            Err(Broken::Malformed(e)) => {
                 self.refuse(index, "changeset", e);
                 return Ok(());
             }
@@ -167,29 +172,19 @@ impl Batch<'_> {
         let mut ids = HashMap::new();
         for bytes in inner {
             let index = self.next();
-            match split::part(bytes) {
-                Ok(p) => match p
-                    .header("content-type")
-                    .map(|ct| ct.and_then(MediaType::parse))
-                {
-                    Ok(Some(m)) if m.is("application/http") => self.request(&p, Some(&mut ids)),
-                    Ok(Some(m)) if m.is("multipart/mixed") => self.refuse(
-                        index,
-                        "part",
-                        "is a changeset inside a changeset: changesets do not nest".into(),
-                    ),
-                    Ok(_) => self.refuse(
-                        index,
-                        "part",
-                        not_http(p.header("content-type").ok().flatten().unwrap_or_default()),
-                    ),
-                    Err(e) => self.refuse(index, "part", e),
-                },
+            match typed(bytes) {
+                Ok((p, Some(m), _)) if m.is("application/http") => self.request(&p, Some(&mut ids)),
+                Ok((_, Some(m), _)) if m.is("multipart/mixed") => self.refuse(
+                    index,
+                    "part",
+                    "is a changeset inside a changeset: changesets do not nest".into(),
+                ),
+                Ok((_, _, ct)) => self.refuse(index, "part", not_http(ct)),
                 Err(e) => self.refuse(index, "part", e),
             }
         }
         self.groups.push(Group {
-            name: boundary,
+            name: boundary.to_string(),
             members: index..self.next(),
         });
         Ok(())
@@ -295,6 +290,14 @@ impl Batch<'_> {
         plan.groups = self.groups;
         Ok(Decoded::Run(plan, Box::new(reply)))
     }
+}
+
+/// A part's header section, the media type its `Content-Type` declares, and that value as
+/// sent (for messages).
+fn typed(bytes: &[u8]) -> Result<(Part<'_>, Option<MediaType<'_>>, &[u8]), String> {
+    let part = split::part(bytes)?;
+    let content_type = part.header("content-type")?.unwrap_or_default();
+    Ok((part, MediaType::parse(content_type), content_type))
 }
 
 /// Why a part is refused when it is not `application/http`.

@@ -5,7 +5,6 @@
 //! The boundaries are random (128 bits each): a sub-response cannot hold the delimiter of
 //! the reply it is in, since nobody knows it before the reply is written.
 
-use super::super::casing::write_name;
 use super::super::{Reply, ReplyWriter};
 use crate::batch::outcome::Outcome;
 use http::{HeaderValue, StatusCode};
@@ -21,6 +20,8 @@ pub(super) struct MultipartReply {
     content_ids: Vec<Option<String>>,
     /// The changesets' members, in order.
     changesets: Vec<Range<usize>>,
+    /// How many changesets end before the item being written.
+    passed: usize,
 }
 
 /// 32 hex digits no client can guess: SipHash under the process's random keys.
@@ -37,11 +38,22 @@ impl MultipartReply {
             changeset: format!("changesetresponse_{}", random_hex()),
             content_ids,
             changesets,
+            passed: 0,
         }
     }
 
-    fn changeset_of(&self, index: usize) -> Option<&Range<usize>> {
-        self.changesets.iter().find(|c| c.contains(&index))
+    /// The changeset item `index` is in. Items arrive in order, so each changeset is
+    /// passed once.
+    fn changeset_of(&mut self, index: usize) -> Option<Range<usize>> {
+        while self
+            .changesets
+            .get(self.passed)
+            .is_some_and(|c| c.end <= index)
+        {
+            self.passed += 1;
+        }
+        let current = self.changesets.get(self.passed);
+        current.filter(|c| c.contains(&index)).cloned()
     }
 }
 
@@ -58,7 +70,7 @@ impl Reply for MultipartReply {
     }
 
     fn item(&mut self, index: usize, outcome: &Outcome, w: &mut ReplyWriter) {
-        let changeset = self.changeset_of(index).cloned();
+        let changeset = self.changeset_of(index);
         let delimiter = match &changeset {
             Some(c) if c.start == index => {
                 line(w, &["--", &self.boundary]);
@@ -113,9 +125,7 @@ fn response(o: &Outcome, w: &mut ReplyWriter) {
     let mut omitted = Vec::new();
     if w.room() >= header_bytes {
         for (name, value) in &o.headers {
-            let mut spelled = Vec::with_capacity(name.as_str().len());
-            write_name(name.as_str(), &mut spelled);
-            w.put(&spelled);
+            w.header_name(name);
             w.put(b": ");
             w.put(value.as_bytes());
             w.put(b"\r\n");

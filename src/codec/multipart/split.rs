@@ -39,16 +39,35 @@ pub(super) fn boundary(content_type: &[u8]) -> Result<&str, String> {
     Ok(value)
 }
 
-/// The parts of `body`, each the bytes between two delimiter lines: at most `max` of them
-/// (`Err` with the count past it). A preamble before the first delimiter and an epilogue
+/// Why a body is not a multipart body the codec takes.
+#[derive(Debug)]
+pub(super) enum Broken {
+    /// It holds more parts than it may.
+    TooMany(usize),
+    /// Its framing is wrong: why.
+    Malformed(String),
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooMany(max) => write!(f, "holds more than {max} parts"),
+            Self::Malformed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The parts of `body`, each the bytes between two delimiter lines: at most `max` of them.
+/// A preamble before the first delimiter and an epilogue
 /// after the last are ignored. Lines may end in CRLF or LF.
 pub(super) fn parts<'a>(
     body: &'a [u8],
     boundary: &str,
     max: usize,
-) -> Result<Vec<&'a [u8]>, String> {
+) -> Result<Vec<&'a [u8]>, Broken> {
     let dash = format!("--{boundary}");
-    let finder = memmem::Finder::new(b"\n--").into_owned();
+    let bad = |why: String| Broken::Malformed(why);
+    let finder = memmem::Finder::new(b"\n--");
     // Every delimiter but a first one at the very start follows a line end.
     let next = |from: usize| -> Option<usize> {
         let mut at = from;
@@ -63,7 +82,7 @@ pub(super) fn parts<'a>(
     let mut pos = if body.starts_with(dash.as_bytes()) {
         dash.len()
     } else {
-        let at = next(0).ok_or_else(|| format!("holds no delimiter line `{dash}`"))?;
+        let at = next(0).ok_or_else(|| bad(format!("holds no delimiter line `{dash}`")))?;
         at + 1 + dash.len()
     };
     let mut found = Vec::new();
@@ -71,7 +90,7 @@ pub(super) fn parts<'a>(
         let rest = &body[pos..];
         if rest.starts_with(b"--") {
             if found.is_empty() {
-                return Err("holds no part".into());
+                return Err(bad("holds no part".into()));
             }
             return Ok(found);
         }
@@ -83,20 +102,21 @@ pub(super) fn parts<'a>(
             [b'\r', b'\n', ..] => pos + padding + 2,
             [b'\n', ..] => pos + padding + 1,
             _ => {
-                return Err(format!(
+                return Err(bad(format!(
                     "has a line that starts with `{dash}` and is not a delimiter: the boundary must not occur in a part"
-                ))
+                )))
             }
         };
         // Search from the line end just read, so an empty part is found too.
-        let end = next(start - 1).ok_or_else(|| format!("is not closed: no `{dash}--` line"))?;
+        let end =
+            next(start - 1).ok_or_else(|| bad(format!("is not closed: no `{dash}--` line")))?;
         let content_end = if end > start && body[end - 1] == b'\r' {
             end - 1
         } else {
             end.max(start)
         };
         if found.len() == max {
-            return Err(format!("holds more than {max} parts"));
+            return Err(Broken::TooMany(max));
         }
         found.push(&body[start.min(content_end)..content_end]);
         pos = end + 1 + dash.len();
@@ -185,7 +205,7 @@ mod tests {
             (b"--b\r\nA\r\n--bc\r\n--b--", "not a delimiter"),
             (b"--b\r\n1\r\n--b\r\n2\r\n--b\r\n3\r\n--b--", "more than 2"),
         ] {
-            let e = parts(body, "b", 2).unwrap_err();
+            let e = parts(body, "b", 2).unwrap_err().to_string();
             assert!(e.contains(says), "{e}");
         }
     }
