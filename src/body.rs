@@ -2,15 +2,17 @@
 
 use crate::BoxError;
 use bytes::Bytes;
+use futures_util::stream::{BoxStream, StreamExt as _};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use pin_project_lite::pin_project;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use tokio::sync::OwnedSemaphorePermit;
 
-/// Bytes the layer holds, sent as they are, one frame per chunk: a reply can reference
-/// large sub-response bodies instead of copying them.
+/// Bytes the layer holds or is writing, sent as they are, one frame per chunk: a reply can
+/// reference large sub-response bodies instead of copying them, and a streamed reply is
+/// written while its batch runs.
 #[derive(Debug)]
 pub(crate) struct Chunks {
     data: Data,
@@ -19,7 +21,6 @@ pub(crate) struct Chunks {
     _place: Option<OwnedSemaphorePermit>,
 }
 
-#[derive(Debug)]
 enum Data {
     /// One chunk (a sub-request's body, an error): no list.
     One(Option<Bytes>),
@@ -28,6 +29,18 @@ enum Data {
         reversed: Vec<Bytes>,
         remaining: u64,
     },
+    /// Written while the batch runs; `None` once it has ended.
+    Streamed(Option<BoxStream<'static, Bytes>>),
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::One(chunk) => write!(f, "One({:?} bytes)", chunk.as_ref().map(Bytes::len)),
+            Self::Many { remaining, .. } => write!(f, "Many({remaining} bytes)"),
+            Self::Streamed(_) => f.write_str("Streamed"),
+        }
+    }
 }
 
 impl Chunks {
@@ -51,24 +64,44 @@ impl Chunks {
         }
     }
 
-    fn next(&mut self) -> Option<Bytes> {
+    pub(crate) fn streamed(stream: BoxStream<'static, Bytes>) -> Self {
+        Self {
+            data: Data::Streamed(Some(stream)),
+            _place: None,
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         match &mut self.data {
-            Data::One(chunk) => chunk.take(),
+            Data::One(chunk) => Poll::Ready(chunk.take()),
             Data::Many {
                 reversed,
                 remaining,
             } => {
-                let chunk = reversed.pop()?;
-                *remaining -= chunk.len() as u64;
-                Some(chunk)
+                let chunk = reversed.pop();
+                *remaining -= chunk.as_ref().map_or(0, |c| c.len() as u64);
+                Poll::Ready(chunk)
+            }
+            Data::Streamed(stream) => {
+                let Some(s) = stream else {
+                    return Poll::Ready(None);
+                };
+                let next = ready!(s.poll_next_unpin(cx));
+                if next.is_none() {
+                    // Let go of what the run held (the service's clone, the plan) at once.
+                    *stream = None;
+                }
+                Poll::Ready(next)
             }
         }
     }
 
-    fn remaining(&self) -> u64 {
+    /// Bytes left, when known.
+    fn remaining(&self) -> Option<u64> {
         match &self.data {
-            Data::One(chunk) => chunk.as_ref().map_or(0, |c| c.len() as u64),
-            Data::Many { remaining, .. } => *remaining,
+            Data::One(chunk) => Some(chunk.as_ref().map_or(0, |c| c.len() as u64)),
+            Data::Many { remaining, .. } => Some(*remaining),
+            Data::Streamed(stream) => stream.is_none().then_some(0),
         }
     }
 }
@@ -79,17 +112,19 @@ impl Body for Chunks {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Poll::Ready(self.get_mut().next().map(|c| Ok(Frame::data(c))))
+        let next = ready!(self.get_mut().poll_next(cx));
+        Poll::Ready(next.map(|c| Ok(Frame::data(c))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.remaining() == 0
+        self.remaining() == Some(0)
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining())
+        self.remaining()
+            .map_or_else(SizeHint::default, SizeHint::with_exact)
     }
 }
 
@@ -122,7 +157,10 @@ impl<B: Body<Data = Bytes>> Body for Either<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project() {
             EitherProj::Wrapped { body } => body.poll_frame(cx),
-            EitherProj::Layer { chunks } => Poll::Ready(chunks.next().map(|d| Ok(Frame::data(d)))),
+            EitherProj::Layer { chunks } => {
+                let next = ready!(chunks.poll_next(cx));
+                Poll::Ready(next.map(|d| Ok(Frame::data(d))))
+            }
         }
     }
 
@@ -147,7 +185,7 @@ impl<B> std::fmt::Debug for Either<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Either::Wrapped { .. } => f.write_str("Wrapped"),
-            Either::Layer { chunks } => write!(f, "Layer({} bytes)", chunks.remaining()),
+            Either::Layer { chunks } => write!(f, "Layer({:?})", chunks.data),
         }
     }
 }
@@ -233,6 +271,15 @@ impl<B> BatchResponseBody<B> {
         Self {
             inner: Either::Layer {
                 chunks: Chunks::new(chunks),
+            },
+        }
+    }
+
+    /// A reply the layer writes while its batch runs.
+    pub(crate) fn streamed(stream: BoxStream<'static, Bytes>) -> Self {
+        Self {
+            inner: Either::Layer {
+                chunks: Chunks::streamed(stream),
             },
         }
     }

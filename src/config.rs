@@ -29,7 +29,7 @@ pub(crate) struct Config {
     pub(crate) batches: Arc<Semaphore>,
     pub(crate) decode: DecodeLimits,
     pub(crate) run: RunOptions,
-    pub(crate) headers: HeaderPolicy,
+    pub(crate) headers: Arc<HeaderPolicy>,
 }
 
 /// One batch endpoint: where it is, and the codecs that serve it.
@@ -222,6 +222,9 @@ mod tests {
     struct Text;
 
     impl Codec for Text {
+        fn name(&self) -> &'static str {
+            "text"
+        }
         fn media_types(&self) -> &'static [&'static str] {
             &["text/plain"]
         }

@@ -10,6 +10,7 @@ use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
 use crate::batch::reference::{Refs, Resolvable, Template, UrlTemplate};
 use crate::batch::results::{Results, Views};
+use crate::batch::summary::Summary;
 use crate::batch::url::{is_dot_segment, parse_url, BatchPaths, UrlContext};
 use crate::codec::bulk::BulkCodec;
 use crate::codec::json::JsonCodec;
@@ -75,7 +76,7 @@ fn decode_as(codec: &dyn Codec, method: Method, path: &str, ct: Option<&str>, bo
                     reply.item(i, &answer(&item.uri, ct, item.body.clone()), &mut w);
                 }
                 let content_type = reply.content_type();
-                let _status = reply.finish(&mut w);
+                let _status = reply.finish(&mut w, &Summary::new(plan.items.len()));
                 let written = w.finish().concat();
                 match content_type
                     .to_str()
@@ -104,6 +105,7 @@ fn answer(uri: &Uri, ct: &str, body: Bytes) -> Outcome {
         headers,
         body,
         body_omitted: None,
+        answered: None,
     }
 }
 
@@ -271,7 +273,7 @@ pub fn reply(data: &[u8]) {
             let mut w = ReplyWriter::new(1 << 20);
             reply.begin(&mut w);
             reply.item(0, &outcome, &mut w);
-            let _status = reply.finish(&mut w);
+            let _status = reply.finish(&mut w, &Summary::new(1));
             strict(&w.finish().concat());
         }
     }

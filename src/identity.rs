@@ -22,6 +22,7 @@ use crate::body::BatchRequestBody;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Request, Version};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// Headers whose outer values every sub-request carries, and that no sub-request sets:
 /// identity (who the request acts as) and client address (where it comes from), with the
@@ -211,19 +212,19 @@ pub(crate) fn strip_response_framing(headers: &mut HeaderMap) {
 }
 
 /// The outer request, as every sub-request of one batch takes from it.
-pub(crate) struct Outer<'a> {
+pub(crate) struct Outer {
     /// The outer request without its body; its extensions are what sub-requests inherit.
     parts: http::request::Parts,
     /// Identity, client-address and `host` values of the outer request: override.
     outer: HeaderMap,
     /// Configured inherited headers: only where the sub-request has none of its own.
     inherited: HeaderMap,
-    policy: &'a HeaderPolicy,
+    policy: Arc<HeaderPolicy>,
 }
 
-impl<'a> Outer<'a> {
+impl Outer {
     /// Takes what sub-requests inherit out of the outer request's parts.
-    pub(crate) fn new(mut parts: http::request::Parts, policy: &'a HeaderPolicy) -> Self {
+    pub(crate) fn new(mut parts: http::request::Parts, policy: Arc<HeaderPolicy>) -> Self {
         // The outer connection's upgrade belongs to the outer request alone.
         parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         let mut outer = HeaderMap::new();

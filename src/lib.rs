@@ -330,7 +330,9 @@ mod future;
 pub mod fuzzing;
 mod identity;
 mod layer;
+mod reply;
 mod service;
+mod trace;
 mod transaction;
 
 #[cfg(feature = "axum")]

@@ -5,14 +5,16 @@
 //! engine runs it; the codec's reply writes the outcomes. Nothing here knows a format.
 
 use crate::batch::origin::Origin;
-use crate::batch::plan::Plan;
+use crate::batch::outcome::Outcome;
 use crate::body::{read_limited, BatchRequestBody, BatchResponseBody, ReadError};
-use crate::codec::{DecodeContext, Decoded, Reply, ReplyWriter};
+use crate::codec::{DecodeContext, Decoded};
 use crate::config::{too_large, too_many_batches, Config};
 use crate::engine;
 use crate::error::Problem;
 use crate::future::ResponseFuture;
 use crate::identity::Outer;
+use crate::reply;
+use crate::trace::BatchTrace;
 use crate::BoxError;
 use bytes::Bytes;
 use http::{header, HeaderName, Request, Response, StatusCode};
@@ -20,6 +22,7 @@ use http_body::Body;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_service::Service;
+use tracing::Instrument as _;
 
 /// A service that gives `S` batch endpoints; made by [`BatchLayer`](crate::BatchLayer).
 ///
@@ -94,10 +97,12 @@ where
             let busy = too_many_batches(self.config.max_batches).into_response();
             return ResponseFuture::batch(Box::pin(std::future::ready(busy)));
         };
-        let batch = handle(svc, self.config.clone(), endpoint, req);
+        let trace = BatchTrace::open(req.uri().path());
+        let span = trace.span().clone();
+        let batch = handle(svc, self.config.clone(), endpoint, req, trace);
         // The place goes with the reply: it is free once the reply has gone or is dropped.
         let batch = async move { batch.await.map(|body| body.holding(place)) };
-        ResponseFuture::batch(Box::pin(batch))
+        ResponseFuture::batch(Box::pin(batch.instrument(span)))
     }
 }
 
@@ -107,13 +112,15 @@ async fn handle<S, B, ResBody>(
     config: Arc<Config>,
     endpoint: usize,
     req: Request<B>,
+    trace: BatchTrace,
 ) -> Response<BatchResponseBody<ResBody>>
 where
-    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
     S::Error: Into<BoxError>,
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
-    ResBody: Body<Data = Bytes>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
     let (parts, body) = req.into_parts();
@@ -122,6 +129,7 @@ where
         Ok(codec) => codec,
         Err(problem) => return problem.into_response(),
     };
+    trace.format(codec.name());
     let read = tokio::time::timeout(
         config.body_timeout,
         read_limited(body, config.max_body_bytes),
@@ -134,7 +142,7 @@ where
         Ok(Err(ReadError::Failed(e))) => return unreadable(e).into_response(),
         Err(_) => return body_timed_out(config.body_timeout).into_response(),
     };
-    let outer = Outer::new(parts, &config.headers);
+    let outer = Outer::new(parts, config.headers.clone());
     let path = outer.parts().uri.path();
     let keeps_header = |name: &HeaderName| config.headers.keeps(name);
     let cx = DecodeContext {
@@ -149,47 +157,21 @@ where
         match decoded {
             Err(problem) => return problem.into_response(),
             Ok(Decoded::Run(plan, reply)) => {
-                tracing::debug!(items = plan.items.len(), path, "running a batch");
-                return run(svc, &outer, plan, reply, &config).await;
+                trace.size(plan.items.len());
+                if !reply.streams() {
+                    return reply::whole(svc, &outer, plan, reply, &config, &trace).await;
+                }
+                drop(bytes);
+                return reply::streamed(svc, outer, plan, reply, config.clone(), trace).await;
             }
             Ok(Decoded::Lookup(plan, resume)) => {
                 let mut outcomes = Vec::with_capacity(plan.items.len());
-                let keep = |_, outcome: &_| outcomes.push(Clone::clone(outcome));
+                let keep = |_: usize, outcome: &Outcome| outcomes.push(outcome.clone());
                 engine::run(svc.clone(), &outer, plan, &config.run, keep).await;
                 decoded = resume.resume(outcomes, &cx);
             }
         }
     }
-}
-
-/// Runs the plan, the reply writing each outcome as the engine hands it on.
-async fn run<S, B, ResBody>(
-    svc: S,
-    outer: &Outer<'_>,
-    plan: Plan,
-    mut reply: Box<dyn Reply>,
-    config: &Config,
-) -> Response<BatchResponseBody<ResBody>>
-where
-    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone,
-    S::Error: Into<BoxError>,
-    ResBody: Body<Data = Bytes>,
-    ResBody::Error: Into<BoxError>,
-{
-    let mut w = ReplyWriter::new(config.run.max_response_bytes);
-    reply.begin(&mut w);
-    engine::run(svc, outer, plan, &config.run, |i, outcome| {
-        reply.item(i, outcome, &mut w)
-    })
-    .await;
-    let content_type = reply.content_type();
-    let status = reply.finish(&mut w);
-    let mut response = Response::new(BatchResponseBody::chunks(w.finish()));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, content_type);
-    response
 }
 
 /// `408`: the batch body did not arrive in time. The connection is closed, since the rest

@@ -71,6 +71,35 @@ pub(crate) enum MediaKind {
     Binary,
 }
 
+/// Whether the `accept` headers name `essence` (`"application/x-ndjson"`) with a weight
+/// above zero. Wildcards (`*/*`) do not count: a reply in another shape than the usual
+/// one is given only to a client that asks for it by name.
+pub(crate) fn accepts(headers: &HeaderMap, essence: &str) -> bool {
+    let values = headers.get_all(header::ACCEPT).into_iter();
+    let ranges = values.flat_map(|v| v.as_bytes().split(|&b| b == b','));
+    ranges.into_iter().any(|range| {
+        let mut params = range.split(|&b| b == b';');
+        let named =
+            MediaType::parse(params.next().unwrap_or_default()).is_some_and(|m| m.is(essence));
+        named && !params.any(|p| is_zero_weight(p.trim_ascii()))
+    })
+}
+
+/// `q=0`, `q=0.0`, `q=0.000`: the range is refused.
+fn is_zero_weight(param: &[u8]) -> bool {
+    let Some(weight) = param
+        .strip_prefix(b"q=")
+        .or_else(|| param.strip_prefix(b"Q="))
+    else {
+        return false;
+    };
+    let (int, frac) = match weight.iter().position(|&b| b == b'.') {
+        Some(dot) => (&weight[..dot], &weight[dot + 1..]),
+        None => (weight, &[][..]),
+    };
+    int == b"0" && frac.iter().all(|&b| b == b'0')
+}
+
 /// The kind of the body described by `headers`' `content-type`; `None` without one (or
 /// with one that is not UTF-8).
 pub(crate) fn media_kind(headers: &HeaderMap) -> Option<MediaKind> {
@@ -91,6 +120,23 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
         media_kind(&headers)
+    }
+
+    #[test]
+    fn accept_names_a_type() {
+        let accept = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.append(header::ACCEPT, http::HeaderValue::from_static(v));
+            accepts(&h, "application/x-ndjson")
+        };
+        assert!(accept("application/x-ndjson"));
+        assert!(accept("application/json, Application/X-NDJSON;q=0.5"));
+        assert!(accept("application/x-ndjson; q=1"));
+        assert!(!accept("application/x-ndjson;q=0"));
+        assert!(!accept("application/x-ndjson ; Q=0.000"));
+        assert!(!accept("*/*"));
+        assert!(!accept("application/json"));
+        assert!(!accept("application/x-ndjson-seq"));
     }
 
     #[test]

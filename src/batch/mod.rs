@@ -1,7 +1,7 @@
 //! The batch's data model, the same for every wire format and knowing nothing of codecs or
 //! of the engine: the validated [`plan::Plan`] and its [`id`]s, what each sub-request produced
 //! ([`outcome::Outcome`]), URL canonicalisation ([`url`]) and how servers behind may read
-//! a path ([`spelling`]), absolute URLs of the outer request's origin ([`origin`]), what sub-requests may reach ([`reach`]), result references
+//! a path ([`spelling`]), how a run ended ([`summary`]), absolute URLs of the outer request's origin ([`origin`]), what sub-requests may reach ([`reach`]), result references
 //! ([`reference`]) and what they read ([`results`]), and media types ([`media`]).
 
 pub(crate) mod id;
@@ -13,4 +13,5 @@ pub(crate) mod reach;
 pub(crate) mod reference;
 pub(crate) mod results;
 pub(crate) mod spelling;
+pub(crate) mod summary;
 pub(crate) mod url;

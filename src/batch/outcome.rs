@@ -6,6 +6,7 @@ use crate::error::Problem;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{header, HeaderMap, StatusCode};
+use std::sync::Arc;
 
 /// What one sub-request produced, or what the layer answered in its place (a `424` for an
 /// item that was not sent, a `504` for one that timed out, …).
@@ -19,12 +20,26 @@ pub(crate) struct Outcome {
     pub(crate) body: Bytes,
     /// Set when the sub-response had a body that the reply leaves out, and why.
     pub(crate) body_omitted: Option<String>,
+    /// Set when the layer answered in the service's place: what it said (for spans).
+    pub(crate) answered: Option<Arc<Answered>>,
+}
+
+/// What the layer said when it answered for a sub-request: its problem's title (a short
+/// fixed text: what kind of failure) and detail (why, for this item).
+#[derive(Debug)]
+pub(crate) struct Answered {
+    pub(crate) title: &'static str,
+    pub(crate) detail: String,
 }
 
 impl Outcome {
     /// An item the layer answers itself, with a problem document as its body. The id is set when the
     /// engine records it.
     pub(crate) fn problem(status: StatusCode, title: &'static str, detail: String) -> Self {
+        let answered = Arc::new(Answered {
+            title,
+            detail: detail.clone(),
+        });
         let problem = Problem::new(
             status,
             "urn:tower-http-batch:sub-request-failed",
@@ -45,6 +60,7 @@ impl Outcome {
             headers,
             body: problem.to_bytes(),
             body_omitted: None,
+            answered: Some(answered),
         }
     }
 
@@ -261,6 +277,7 @@ mod tests {
             headers,
             body: Bytes::from_static(body),
             body_omitted: None,
+            answered: None,
         }
     }
 

@@ -17,6 +17,18 @@ pub(crate) struct Plan {
     /// Run the items in chunks of this many: a chunk starts when the one before has
     /// finished. `None`: no chunks.
     pub(crate) chunk_size: Option<usize>,
+    /// The order in which outcomes are handed to the reply.
+    pub(crate) order: Order,
+}
+
+/// The order in which the engine hands outcomes on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// Request order: each outcome once it and every one before it are final.
+    #[default]
+    Request,
+    /// Each outcome as soon as it is final (a reply whose entries name their items).
+    Completion,
 }
 
 impl Plan {

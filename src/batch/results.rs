@@ -318,6 +318,7 @@ mod tests {
             headers,
             body: bytes::Bytes::new(),
             body_omitted: None,
+            answered: None,
         };
         assert_eq!(header_view(&o, "/etag"), Some(json!("\"v1\"")));
         assert_eq!(header_view(&o, "/set-cookie"), Some(json!(["a=1", "b=2"])));

@@ -44,6 +44,10 @@ impl BulkCodec {
 }
 
 impl Codec for BulkCodec {
+    fn name(&self) -> &'static str {
+        "bulk"
+    }
+
     fn media_types(&self) -> &'static [&'static str] {
         &["application/json"]
     }

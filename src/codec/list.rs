@@ -4,6 +4,7 @@
 
 use super::{Reply, ReplyWriter, APPLICATION_JSON};
 use crate::batch::outcome::Outcome;
+use crate::batch::summary::Summary;
 use http::{HeaderValue, StatusCode};
 
 /// A JSON list of entries.
@@ -41,7 +42,8 @@ impl Reply for ListReply {
     }
 
     fn begin(&mut self, w: &mut ReplyWriter) {
-        w.reserve(self.reserve);
+        // Not more than a streamed reply holds before it is read.
+        w.reserve(self.reserve.min(64 << 10));
         w.put(self.open);
     }
 
@@ -53,7 +55,7 @@ impl Reply for ListReply {
         (self.entry)(outcome, w);
     }
 
-    fn finish(self: Box<Self>, w: &mut ReplyWriter) -> StatusCode {
+    fn finish(self: Box<Self>, w: &mut ReplyWriter, _end: &Summary) -> StatusCode {
         w.put(self.close);
         StatusCode::OK
     }

@@ -21,6 +21,7 @@ pub(crate) use writer::ReplyWriter;
 use crate::batch::origin::Origin;
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
+use crate::batch::summary::Summary;
 use crate::batch::url::{BatchPaths, UrlContext};
 use crate::error::Problem;
 use bytes::Bytes;
@@ -29,6 +30,9 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 /// A wire format.
 pub(crate) trait Codec: Send + Sync + std::fmt::Debug + 'static {
+    /// Its name, for spans and logs (`json`, `bulk`, `resource`, `multipart`).
+    fn name(&self) -> &'static str;
+
     /// The media types (essences, like `application/json`) of the bodies it reads. When an
     /// endpoint serves several codecs, the outer `content-type` chooses; a request without
     /// one goes to the endpoint's first codec.
@@ -64,12 +68,19 @@ pub(crate) trait Resume: Send {
     ) -> Result<Decoded, Problem>;
 }
 
-/// Writes one reply: the engine's outcomes arrive one by one, in request order, as soon as
-/// they are final; what the reply writes goes out in chunks. A format whose status depends
-/// on every outcome (resource bulk) keeps what it needs and writes it in `finish`.
+/// Writes one reply: the engine's outcomes arrive one by one, in the plan's order, as soon
+/// as they are final; what the reply writes goes out while the batch runs. A format whose
+/// status depends on every outcome (resource bulk) keeps what it needs, writes it in
+/// `finish`, and is sent whole.
 pub(crate) trait Reply: Send {
     /// The reply's `content-type`.
     fn content_type(&self) -> HeaderValue;
+
+    /// Whether it goes out while the batch runs, with status `200 OK`; otherwise it is
+    /// sent whole, with the status `finish` gives.
+    fn streams(&self) -> bool {
+        true
+    }
 
     /// Writes what comes before the first outcome.
     fn begin(&mut self, _w: &mut ReplyWriter) {}
@@ -77,8 +88,9 @@ pub(crate) trait Reply: Send {
     /// Writes (or keeps) the outcome of plan item `index`.
     fn item(&mut self, index: usize, outcome: &Outcome, w: &mut ReplyWriter);
 
-    /// Writes what follows the last outcome; the reply's status.
-    fn finish(self: Box<Self>, w: &mut ReplyWriter) -> StatusCode;
+    /// Writes what follows the last outcome, knowing how the run ended; the reply's
+    /// status.
+    fn finish(self: Box<Self>, w: &mut ReplyWriter, end: &Summary) -> StatusCode;
 }
 
 /// What decoding reads of the layer's configuration.

@@ -1,6 +1,6 @@
 //! [`ReplyWriter`]: a reply being written. The framing goes into one buffer; a large body
 //! that goes in as it is (JSON) is referenced, not copied, so the result is a list of
-//! chunks that can leave as they are written.
+//! chunks, which leave as they are written ([`ReplyWriter::take`]) or all at the end.
 
 use super::casing::write_name;
 use crate::batch::outcome::{encode_base64, reply_limit_reached, BodyView, Outcome};
@@ -15,8 +15,12 @@ const REFERENCE_AT: usize = 2048;
 pub(crate) struct ReplyWriter {
     buf: BytesMut,
     chunks: Vec<Bytes>,
-    /// Bytes in `chunks`.
+    /// Bytes ever put in `chunks`.
     sent: usize,
+    /// Bytes taken away ([`ReplyWriter::take`]).
+    taken: usize,
+    /// One line per entry (NDJSON): line breaks in JSON bodies become spaces.
+    one_line: bool,
     /// `max_response_bytes`: what bodies and headers may take of the reply, counted as
     /// written (escapes and base64 included).
     limit: usize,
@@ -37,8 +41,33 @@ impl ReplyWriter {
             buf: BytesMut::new(),
             chunks: Vec::new(),
             sent: 0,
+            taken: 0,
+            one_line: false,
             limit,
         }
+    }
+
+    /// A writer whose entries are each one line (NDJSON): a JSON body with line breaks
+    /// (whitespace between tokens, since valid JSON has none inside strings) has them
+    /// replaced by spaces.
+    pub(crate) fn set_one_line(&mut self) {
+        self.one_line = true;
+    }
+
+    /// The bytes written and not yet taken.
+    pub(crate) fn pending(&self) -> usize {
+        self.len() - self.taken
+    }
+
+    /// Moves what was written so far to `out`, in order, as it may leave.
+    pub(crate) fn take(&mut self, out: &mut std::collections::VecDeque<Bytes>) {
+        let framing = self.buf.split().freeze();
+        self.sent += framing.len();
+        if !framing.is_empty() {
+            self.chunks.push(framing);
+        }
+        self.taken = self.sent;
+        out.extend(self.chunks.drain(..));
     }
 
     /// Makes room for `additional` more bytes of framing.
@@ -152,6 +181,14 @@ impl ReplyWriter {
 
     /// `json`, valid JSON, as it is: a large one by reference.
     pub(crate) fn raw(&mut self, json: &Bytes) {
+        if self.one_line && memchr::memchr2(b'\n', b'\r', json).is_some() {
+            let line = json.iter().map(|&b| match b {
+                b'\n' | b'\r' => b' ',
+                b => b,
+            });
+            self.buf.extend(line);
+            return;
+        }
         if json.len() < REFERENCE_AT {
             return self.put(json);
         }

@@ -10,10 +10,13 @@ mod group;
 mod one;
 mod run;
 mod schedule;
+mod slots;
+mod trace;
 
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
 use crate::batch::reach::Reach;
+use crate::batch::summary::Summary;
 use crate::batch::url::BatchPaths;
 use crate::body::BatchRequestBody;
 use crate::identity::Outer;
@@ -33,6 +36,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::Sleep;
 use tower_service::Service;
+use tracing::Instrument as _;
 
 /// What the engine reads of the layer's configuration.
 #[derive(Debug, Clone)]
@@ -57,8 +61,29 @@ pub(crate) struct RunOptions {
     pub(crate) reach: Reach,
 }
 
+/// Where the engine hands outcomes: the reply, or what a lookup keeps. Any
+/// `FnMut(usize, &Outcome)` is one that never pauses the run.
+pub(crate) trait Emit {
+    /// The outcome of plan item `index`, final.
+    fn emit(&mut self, index: usize, outcome: &Outcome);
+
+    /// Whether it holds as much as it should until it is read: the run then pauses (its
+    /// calls in flight are not polled) until whoever drives it polls it again.
+    fn is_full(&self) -> bool {
+        false
+    }
+}
+
+impl<F: FnMut(usize, &Outcome)> Emit for F {
+    #[inline]
+    fn emit(&mut self, index: usize, outcome: &Outcome) {
+        self(index, outcome)
+    }
+}
+
 /// Runs the items of `plan` and hands each outcome to `emit` with the item's index, in
-/// request order, once it and every item before it are final.
+/// the plan's order: request order (each once it and every item before it are final), or
+/// completion order (each as soon as it is final). Returns how the run ended.
 ///
 /// At most `concurrency` sub-requests are in flight (one with `stop_on_error`). An item
 /// starts once every item it `dependsOn` has finished; among the items that may start, the
@@ -82,18 +107,21 @@ pub(crate) struct RunOptions {
 /// without one a second `batch_timeout`), so the reply says what became of the data.
 /// Dropping this future (the client went away) drops every sub-request in flight and
 /// starts no other.
+///
+/// Each item has a span (see `trace`), a child of the span current when this runs.
 pub(crate) async fn run<S, B, ResBody, E>(
     svc: S,
-    outer: &Outer<'_>,
+    outer: &Outer,
     plan: Plan,
     opts: &RunOptions,
     emit: E,
-) where
+) -> Summary
+where
     S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone,
     S::Error: Into<BoxError>,
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
-    E: FnMut(usize, &Outcome),
+    E: Emit,
 {
     let mut run = Run::new(plan, opts, emit);
     let mut calls = InFlight::new(run.places());
@@ -104,7 +132,10 @@ pub(crate) async fn run<S, B, ResBody, E>(
     macro_rules! launch {
         ($launch:expr) => {
             match $launch {
-                Launch::Send(i, req) => calls.push(Either::Left(send(svc.clone(), req, i, opts))),
+                Launch::Send(i, req) => {
+                    let call = send(svc.clone(), req, i, opts).instrument(run.span(i));
+                    calls.push(Either::Left(call))
+                }
                 Launch::Begin(g) => calls.push(Either::Right(begin(g, outer.parts(), opts))),
                 Launch::End(g, tx, commit) => endings
                     .get_or_insert_with(FuturesUnordered::new)
@@ -112,6 +143,7 @@ pub(crate) async fn run<S, B, ResBody, E>(
             }
         };
     }
+    let mut deadline_passed = false;
     loop {
         while let Some(next) = run.next_launch(outer) {
             launch!(next);
@@ -126,6 +158,7 @@ pub(crate) async fn run<S, B, ResBody, E>(
             }
             Event::Idle => break,
             Event::Deadline => {
+                deadline_passed = true;
                 drop(calls);
                 run.expire_groups();
                 if let Some(endings) = endings.as_mut() {
@@ -139,8 +172,25 @@ pub(crate) async fn run<S, B, ResBody, E>(
             launch!(next);
         }
         run.emit_final();
+        if run.reply_is_full() {
+            yield_once().await;
+        }
     }
-    run.emit_rest();
+    run.emit_rest(deadline_passed)
+}
+
+/// Pending once (waking at once): whoever polls the run takes what the reply holds before
+/// it polls again.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            return Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
 }
 
 /// The batch deadline passed while commits or rollbacks were in flight: each may finish,
@@ -152,7 +202,7 @@ async fn finish_endings<E, G>(
     endings: &mut FuturesUnordered<G>,
     opts: &RunOptions,
 ) where
-    E: FnMut(usize, &Outcome),
+    E: Emit,
     G: Future<Output = (usize, Result<(), TxError>)>,
 {
     let grace = opts.timeout.or(opts.batch_timeout).unwrap_or_default();

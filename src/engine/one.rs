@@ -74,6 +74,7 @@ where
                 headers: parts.headers,
                 body,
                 body_omitted,
+                answered: None,
             };
         }
         Ok(Err(failed)) => failed,

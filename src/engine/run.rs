@@ -4,11 +4,13 @@
 
 use super::group::{AtomicGroup, Next, TxError};
 use super::schedule::{Expired, Schedule, Start};
-use super::RunOptions;
-use crate::batch::outcome::{reply_limit_reached, Outcome};
-use crate::batch::plan::{Plan, PlanItem};
+use super::slots::Slots;
+use super::{Emit, RunOptions};
+use crate::batch::outcome::Outcome;
+use crate::batch::plan::Plan;
 use crate::batch::reference::Resolvable;
 use crate::batch::results::{Results, Views};
+use crate::batch::summary::{CutShort, Summary};
 use crate::body::BatchRequestBody;
 use crate::identity::Outer;
 use crate::transaction::OpenTx;
@@ -31,40 +33,23 @@ pub(super) enum Launch<B> {
 /// One batch being run.
 pub(super) struct Run<'a, E> {
     opts: &'a RunOptions,
-    slots: Vec<Slot>,
+    slots: Slots,
     schedule: Schedule,
     groups: Vec<AtomicGroup>,
     /// What references read, shared by the batch.
     results: Results,
     stop_on_error: bool,
-    /// How many outcomes have been handed to `emit`.
-    emitted: usize,
-    /// Bytes of the bodies recorded and not yet let go (waiting to be written, or for a
-    /// reference to read them), at most `max_response_bytes`.
-    held: usize,
     emit: E,
 }
 
-/// One item.
-struct Slot {
-    /// The item, until it is sent.
-    item: Option<PlanItem>,
-    /// Its id, until it moves into its outcome.
-    id: String,
-    outcome: Option<Outcome>,
-    /// How many items not yet prepared have references that may read this one's body.
-    /// Once it is written and this is 0, the body is let go: a batch holds the bodies
-    /// still to write or to read, not every body it received.
-    readers: usize,
-}
-
-impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
+impl<'a, E: Emit> Run<'a, E> {
     pub(super) fn new(plan: Plan, opts: &'a RunOptions, emit: E) -> Self {
         let Plan {
             mut items,
             stop_on_error,
             groups,
             chunk_size,
+            order,
         } = plan;
         let depends_on = items.iter_mut().map(|i| std::mem::take(&mut i.depends_on));
         let members = groups.iter().map(|g| g.members.clone()).collect();
@@ -75,23 +60,11 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
             stop_on_error,
             opts.concurrency,
         );
-        let mut slots: Vec<Slot> = items
-            .into_iter()
-            .map(|mut item| Slot {
-                id: std::mem::take(&mut item.id),
-                item: Some(item),
-                outcome: None,
-                readers: 0,
-            })
-            .collect();
+        let mut slots = Slots::new(items, order, opts.max_response_bytes);
         for i in 0..slots.len() {
-            if slots[i]
-                .item
-                .as_ref()
-                .is_some_and(|item| item.refs.is_some())
-            {
+            if slots.has_refs(i) {
                 for &d in schedule.depends_on(i) {
-                    slots[d].readers += 1;
+                    slots.add_reader(d);
                 }
             }
         }
@@ -102,8 +75,6 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
             groups: groups.into_iter().map(AtomicGroup::new).collect(),
             results: Results::new(opts.max_reference_bytes),
             stop_on_error,
-            emitted: 0,
-            held: 0,
             emit,
         }
     }
@@ -112,9 +83,19 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
         self.schedule.places()
     }
 
+    /// The span item `i`'s call runs in.
+    pub(super) fn span(&self, i: usize) -> tracing::Span {
+        self.slots.span(i)
+    }
+
+    /// Whether the reply has taken all it can for now: the loop pauses until it is read.
+    pub(super) fn reply_is_full(&self) -> bool {
+        self.emit.is_full()
+    }
+
     /// The next future to start, if the schedule lets one start. Items that cannot be sent
     /// (a failed dependency, a reference that finds nothing) get their `424` on the way.
-    pub(super) fn next_launch<B>(&mut self, outer: &Outer<'_>) -> Option<Launch<B>> {
+    pub(super) fn next_launch<B>(&mut self, outer: &Outer) -> Option<Launch<B>> {
         while let Some(start) = self.schedule.next() {
             match start {
                 Start::Item(i) => match self.prepare(i, outer) {
@@ -128,7 +109,7 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
                     }
                     Some(d) => {
                         self.groups[g].not_started();
-                        self.fail_group(g, failed_dependency(d, self.slots[d].outcome.as_ref()));
+                        self.fail_group(g, failed_dependency(d, self.slots.outcome(d)));
                     }
                 },
             }
@@ -141,14 +122,15 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
         &mut self,
         i: usize,
         outcome: Outcome,
-        outer: &Outer<'_>,
+        outer: &Outer,
     ) -> Option<Launch<B>> {
+        self.slots.call_finished(i);
         let Some(g) = self.schedule.group_of(i) else {
             self.settle(i, outcome);
             return None;
         };
         let failed = outcome.failed();
-        self.record(i, outcome);
+        self.slots.record(i, outcome);
         self.schedule.finish_member(i, failed);
         let next = self.groups[g].member_done(i, failed)?;
         self.continue_group(g, next, outer)
@@ -160,7 +142,7 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
         &mut self,
         g: usize,
         began: Result<Box<dyn OpenTx>, TxError>,
-        outer: &Outer<'_>,
+        outer: &Outer,
     ) -> Option<Launch<B>> {
         match began {
             Ok(tx) => {
@@ -179,23 +161,19 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
     /// waited for the group may start.
     pub(super) fn on_ended(&mut self, g: usize, result: Result<(), TxError>) {
         let slots = &self.slots;
-        let outcome_of = |m: usize| slots[m].outcome.as_ref();
+        let outcome_of = |m: usize| slots.outcome(m);
         let changed = self.groups[g].ended(result, outcome_of, self.stop_on_error);
         for (m, outcome) in changed {
-            self.record(m, outcome);
+            self.slots.record(m, outcome);
         }
+        self.slots.touch(self.groups[g].members());
         let slots = &self.slots;
-        let failed = |m: usize| slots[m].outcome.as_ref().is_none_or(Outcome::failed);
+        let failed = |m: usize| slots.outcome(m).is_none_or(Outcome::failed);
         self.schedule.end_group(g, failed);
     }
 
     /// Sends the group's next member; a member that cannot be sent fails the group.
-    fn continue_group<B>(
-        &mut self,
-        g: usize,
-        mut next: Next,
-        outer: &Outer<'_>,
-    ) -> Option<Launch<B>> {
+    fn continue_group<B>(&mut self, g: usize, mut next: Next, outer: &Outer) -> Option<Launch<B>> {
         loop {
             let m = match next {
                 Next::End(tx, commit) => return Some(Launch::End(g, tx, commit)),
@@ -204,7 +182,7 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
             match self.prepare(m, outer) {
                 Ok(req) => return Some(Launch::Send(m, req)),
                 Err(outcome) => {
-                    self.record(m, *outcome);
+                    self.slots.record(m, *outcome);
                     self.schedule.finish_member(m, true);
                     next = self.groups[g].member_done(m, true)?;
                 }
@@ -220,12 +198,9 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
     fn prepare<B>(
         &mut self,
         i: usize,
-        outer: &Outer<'_>,
+        outer: &Outer,
     ) -> Result<Request<BatchRequestBody<B>>, Box<Outcome>> {
-        let reads = self.slots[i]
-            .item
-            .as_ref()
-            .is_some_and(|item| item.refs.is_some());
+        let reads = self.slots.has_refs(i);
         let prepared = self.prepare_item(i, outer);
         if reads {
             self.read(i);
@@ -237,11 +212,7 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
     /// already written and needed by no one else are let go.
     fn read(&mut self, i: usize) {
         for &d in self.schedule.depends_on(i) {
-            let slot = &mut self.slots[d];
-            slot.readers = slot.readers.saturating_sub(1);
-            if d < self.emitted && slot.readers == 0 {
-                self.held -= release_body(slot);
-            }
+            self.slots.read(d);
         }
     }
 
@@ -249,7 +220,7 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
     fn prepare_item<B>(
         &mut self,
         i: usize,
-        outer: &Outer<'_>,
+        outer: &Outer,
     ) -> Result<Request<BatchRequestBody<B>>, Box<Outcome>> {
         let not_sent = |why: String| {
             Box::new(Outcome::problem(
@@ -258,21 +229,18 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
                 why,
             ))
         };
-        let Some(mut item) = self.slots[i].item.take() else {
+        let Some(mut item) = self.slots.take_item(i) else {
             // The schedule starts each item once; a bug there costs this item, not the batch.
             debug_assert!(false, "request {i} was started twice");
             return Err(not_sent(format!("not sent: request {i} was started twice")));
         };
         if let Some(d) = self.schedule.failed_dependency(i) {
-            return Err(Box::new(failed_dependency(
-                d,
-                self.slots[d].outcome.as_ref(),
-            )));
+            return Err(Box::new(failed_dependency(d, self.slots.outcome(d))));
         }
         if let Some(refs) = item.refs.take() {
             let slots = &self.slots;
             let deps = self.schedule.depends_on(i).iter();
-            let deps = deps.filter_map(|&d| Some((d, slots[d].outcome.as_ref()?)));
+            let deps = deps.filter_map(|&d| Some((d, slots.outcome(d)?)));
             let mut views = Views::new(&mut self.results, deps);
             let into = Resolvable {
                 uri: &mut item.uri,
@@ -306,7 +274,7 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
     /// Every member of group `g` reports `outcome`; none was sent.
     fn fail_group(&mut self, g: usize, outcome: Outcome) {
         for m in self.groups[g].members() {
-            self.record(m, outcome.clone());
+            self.slots.record(m, outcome.clone());
         }
         self.schedule.end_group(g, |_| true);
     }
@@ -314,33 +282,8 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
     /// Item `i`, outside any group, has its outcome.
     fn settle(&mut self, i: usize, outcome: Outcome) {
         let failed = outcome.failed();
-        self.record(i, outcome);
+        self.slots.record(i, outcome);
         self.schedule.finish(i, failed);
-    }
-
-    /// Stores an item's outcome with its id (an outcome that replaces another keeps the
-    /// id).
-    ///
-    /// Its body is held until it is written (and read, when a reference may read it): one
-    /// that would take the bodies held past `max_response_bytes` is left out at once, as the
-    /// reply would leave it out (it counts every body, and more), so that a slow early
-    /// item cannot make the batch hold every later body.
-    fn record(&mut self, i: usize, mut outcome: Outcome) {
-        let slot = &mut self.slots[i];
-        outcome.id = match slot.outcome.take() {
-            Some(old) => {
-                self.held -= old.body.len();
-                old.id
-            }
-            None => std::mem::take(&mut slot.id),
-        };
-        let max = self.opts.max_response_bytes;
-        if outcome.body.len() > max - self.held.min(max) {
-            outcome.body = bytes::Bytes::new();
-            outcome.body_omitted = Some(reply_limit_reached(max));
-        }
-        self.held += outcome.body.len();
-        slot.outcome = Some(outcome);
     }
 
     /// Every group whose commit or rollback is still in flight after `grace` ends as timed
@@ -358,10 +301,11 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
         let limit = self.opts.batch_timeout.unwrap_or_default();
         for g in 0..self.groups.len() {
             let slots = &self.slots;
-            let changed = self.groups[g].expire(limit, |m| slots[m].outcome.is_some());
+            let changed = self.groups[g].expire(limit, |m| slots.outcome(m).is_some());
             for (m, outcome) in changed {
-                self.record(m, outcome);
+                self.slots.record(m, outcome);
             }
+            self.slots.touch(self.groups[g].members());
         }
     }
 
@@ -382,45 +326,31 @@ impl<'a, E: FnMut(usize, &Outcome)> Run<'a, E> {
                     format!("not sent: the batch's deadline of {limit:?} (batch_timeout) passed before it could start"),
                 ),
             };
-            self.record(i, outcome);
+            self.slots.record(i, outcome);
         }
     }
 
-    /// Hands on every outcome that is final, in request order, up to the first that is not:
-    /// a group member's is final once its group has ended.
+    /// Hands on every outcome that is final; a group member's is final once its group
+    /// has ended.
     pub(super) fn emit_final(&mut self) {
-        while let Some(Slot {
-            outcome: Some(outcome),
-            ..
-        }) = self.slots.get(self.emitted)
-        {
-            let group = self.schedule.group_of(self.emitted);
-            if group.is_some_and(|g| !self.groups[g].is_ended()) {
-                return;
-            }
-            (self.emit)(self.emitted, outcome);
-            if self.slots[self.emitted].readers == 0 {
-                self.held -= release_body(&mut self.slots[self.emitted]);
-            }
-            self.emitted += 1;
-        }
+        let (schedule, groups) = (&self.schedule, &self.groups);
+        let open = |i| schedule.group_of(i).is_some_and(|g| !groups[g].is_ended());
+        self.slots.emit_final(open, &mut self.emit);
     }
 
-    /// The run is over: hands on the rest, leaving out items that never ran.
-    pub(super) fn emit_rest(mut self) {
-        for (i, slot) in self.slots.iter().enumerate().skip(self.emitted) {
-            if let Some(outcome) = &slot.outcome {
-                (self.emit)(i, outcome);
-            }
-        }
+    /// The run is over: hands on the rest, leaving out items that never ran; how it ended.
+    pub(super) fn emit_rest(mut self, deadline_passed: bool) -> Summary {
+        let cut_short = if deadline_passed {
+            Some(CutShort::BatchTimeout)
+        } else if self.slots.any_left_out() {
+            Some(CutShort::StopOnError)
+        } else {
+            None
+        };
+        let mut summary = self.slots.emit_rest(&mut self.emit);
+        summary.cut_short = cut_short;
+        summary
     }
-}
-
-/// Lets go of a written body no reference will read (the reply may still share it);
-/// returns its size.
-fn release_body(slot: &mut Slot) -> usize {
-    let body = slot.outcome.as_mut().map(|o| std::mem::take(&mut o.body));
-    body.map_or(0, |b| b.len())
 }
 
 /// `424` for an item that was not sent because dependency `d` failed or never ran.

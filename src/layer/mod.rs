@@ -96,7 +96,7 @@ impl Default for BatchLayer {
                 batch_paths: Default::default(),
                 reach: Default::default(),
             },
-            headers: HeaderPolicy::default(),
+            headers: Arc::default(),
         };
         Self {
             config: Arc::new(config),
@@ -117,6 +117,10 @@ impl BatchLayer {
 
     fn config_mut(&mut self) -> &mut Config {
         Arc::make_mut(&mut self.config)
+    }
+
+    fn headers_mut(&mut self) -> &mut HeaderPolicy {
+        Arc::make_mut(&mut self.config_mut().headers)
     }
 
     /// What the builder built.

@@ -53,7 +53,7 @@ impl BatchLayer {
     /// `cf-connecting-ip`, `x-cluster-client-ip`, `fastly-client-ip`,
     /// `x-original-forwarded-for`.
     pub fn identity_header(mut self, name: HeaderName) -> Self {
-        self.config_mut().headers.add_identity(&name);
+        self.headers_mut().add_identity(&name);
         self
     }
 
@@ -68,7 +68,7 @@ impl BatchLayer {
     /// `x-original-uri`, `x-original-method`, `x-envoy-original-path`, `x-rewrite-url`,
     /// `x-original-host`, `x-host`, and `x-middleware-subrequest`.
     pub fn drop_header(mut self, name: HeaderName) -> Self {
-        self.config_mut().headers.add_dropped(&name);
+        self.headers_mut().add_dropped(&name);
         self
     }
 
@@ -77,7 +77,7 @@ impl BatchLayer {
     /// always inherited and need no call; a header sub-requests may never set is never
     /// inherited either.
     pub fn inherit_header(mut self, name: HeaderName) -> Self {
-        self.config_mut().headers.inherit.push(name);
+        self.headers_mut().inherit.push(name);
         self
     }
 

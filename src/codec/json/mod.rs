@@ -9,18 +9,22 @@
 //! ], "stop_on_error": false}
 //! ```
 //!
-//! Reply, in request order: `{"responses": [{"id", "status", "headers", "body"}]}`.
+//! Reply, in request order: `{"responses": [{"id", "status", "headers", "body"}]}`, each
+//! entry written as soon as it and every one before it are final; or, for a client that
+//! accepts `application/x-ndjson`, one line per entry as each is final ([`ndjson`]).
 
 mod graph;
 mod item;
+mod ndjson;
 
 use super::fields::{boolean, parse_envelope, parse_item, request_list};
 use super::list::ListReply;
 use super::writer::Fit;
 use super::{Codec, DecodeContext, Decoded, ReplyWriter, NO_HOOK};
+use crate::batch::media::accepts;
 use crate::batch::outcome::BodyView;
 use crate::batch::outcome::Outcome;
-use crate::batch::plan::Plan;
+use crate::batch::plan::{Order, Plan};
 use crate::error::{FieldError, Problem};
 use bytes::Bytes;
 use http::request::Parts;
@@ -34,6 +38,10 @@ use serde_json::value::RawValue;
 pub(crate) struct JsonCodec;
 
 impl Codec for JsonCodec {
+    fn name(&self) -> &'static str {
+        "json"
+    }
+
     fn media_types(&self) -> &'static [&'static str] {
         &["application/json"]
     }
@@ -44,11 +52,15 @@ impl Codec for JsonCodec {
 
     fn decode(
         &self,
-        _outer: &Parts,
+        outer: &Parts,
         body: &Bytes,
         cx: &DecodeContext<'_>,
     ) -> Result<Decoded, Problem> {
-        let plan = decode(body, cx).map_err(Problem::invalid)?;
+        let mut plan = decode(body, cx).map_err(Problem::invalid)?;
+        if accepts(&outer.headers, ndjson::NDJSON) {
+            plan.order = Order::Completion;
+            return Ok(Decoded::Run(plan, Box::new(ndjson::NdjsonReply)));
+        }
         let reserve = plan.items.len() * 128;
         let reply = ListReply::new(b"{\"responses\":[", b"]}", entry, reserve);
         Ok(Decoded::Run(plan, Box::new(reply)))
@@ -165,7 +177,7 @@ fn options(raw: &RawBatch<'_>, cx: &DecodeContext<'_>) -> (Options, Vec<FieldErr
 
 /// One entry of `{"responses": [...]}`: `{"id", "status", "headers", "body"}`, and
 /// `bodyOmitted`, `bodyNote` or `headersOmitted` when they apply.
-fn entry(o: &Outcome, w: &mut ReplyWriter) {
+pub(super) fn entry(o: &Outcome, w: &mut ReplyWriter) {
     w.put(b"{\"id\":");
     w.str(&o.id);
     w.put(b",\"status\":");

@@ -57,6 +57,10 @@ use std::collections::HashMap;
 pub(crate) struct MultipartCodec;
 
 impl Codec for MultipartCodec {
+    fn name(&self) -> &'static str {
+        "multipart"
+    }
+
     fn media_types(&self) -> &'static [&'static str] {
         &["multipart/mixed"]
     }

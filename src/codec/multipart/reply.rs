@@ -7,6 +7,7 @@
 
 use super::super::{Reply, ReplyWriter};
 use crate::batch::outcome::Outcome;
+use crate::batch::summary::Summary;
 use http::{HeaderValue, StatusCode};
 use std::hash::BuildHasher;
 use std::ops::Range;
@@ -66,7 +67,7 @@ impl Reply for MultipartReply {
     }
 
     fn begin(&mut self, w: &mut ReplyWriter) {
-        w.reserve(self.content_ids.len() * 160);
+        w.reserve((self.content_ids.len() * 160).min(64 << 10));
     }
 
     fn item(&mut self, index: usize, outcome: &Outcome, w: &mut ReplyWriter) {
@@ -97,7 +98,7 @@ impl Reply for MultipartReply {
         }
     }
 
-    fn finish(self: Box<Self>, w: &mut ReplyWriter) -> StatusCode {
+    fn finish(self: Box<Self>, w: &mut ReplyWriter, _end: &Summary) -> StatusCode {
         line(w, &["--", &self.boundary, "--"]);
         StatusCode::OK
     }

@@ -159,6 +159,10 @@ struct Fields<'a> {
 }
 
 impl Codec for Resource {
+    fn name(&self) -> &'static str {
+        "resource"
+    }
+
     fn media_types(&self) -> &'static [&'static str] {
         &["application/json"]
     }

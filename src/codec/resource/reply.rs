@@ -5,6 +5,7 @@
 use super::super::{Reply, ReplyWriter, APPLICATION_JSON};
 use super::Op;
 use crate::batch::outcome::{strict_json, BodyView, Outcome};
+use crate::batch::summary::Summary as RunSummary;
 use http::{header, HeaderValue, StatusCode};
 use serde::{Serialize, Serializer};
 use serde_json::value::{to_raw_value, RawValue};
@@ -122,6 +123,11 @@ impl Reply for ResourceReply {
         APPLICATION_JSON
     }
 
+    /// Its status depends on every outcome.
+    fn streams(&self) -> bool {
+        false
+    }
+
     fn item(&mut self, index: usize, o: &Outcome, w: &mut ReplyWriter) {
         let Some(&entry) = self.sent.get(index) else {
             return;
@@ -152,7 +158,7 @@ impl Reply for ResourceReply {
         self.answers[entry] = Some(answer);
     }
 
-    fn finish(mut self: Box<Self>, w: &mut ReplyWriter) -> StatusCode {
+    fn finish(mut self: Box<Self>, w: &mut ReplyWriter, _end: &RunSummary) -> StatusCode {
         let (mut done, mut not_found, mut failed) = (Vec::new(), Vec::new(), Vec::new());
         let entries = std::mem::take(&mut self.entries);
         for (index, entry) in entries.into_iter().enumerate() {
