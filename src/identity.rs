@@ -124,7 +124,12 @@ pub(crate) struct HeaderPolicy {
     /// Outer headers copied into sub-requests that do not set them
     /// (`BatchLayer::inherit_header`).
     pub(crate) inherit: Vec<HeaderName>,
+    /// The request-id header (`BatchLayer::request_id_header`); `None`: `x-request-id`.
+    pub(crate) request_id: Option<HeaderName>,
 }
+
+/// The request-id header unless configured otherwise: tower-http's request-id layers use it.
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 impl HeaderPolicy {
     /// One more identity header.
@@ -135,6 +140,11 @@ impl HeaderPolicy {
     /// One more header sub-requests may never set.
     pub(crate) fn add_dropped(&mut self, name: &HeaderName) {
         self.dropped.push(folded(name.as_str()).into_owned());
+    }
+
+    /// The header that carries request ids.
+    pub(crate) fn request_id(&self) -> &HeaderName {
+        self.request_id.as_ref().unwrap_or(&X_REQUEST_ID)
     }
 
     /// The headers whose outer values every sub-request carries.
@@ -219,6 +229,8 @@ pub(crate) struct Outer {
     outer: HeaderMap,
     /// Configured inherited headers: only where the sub-request has none of its own.
     inherited: HeaderMap,
+    /// The outer request's id: each sub-request's is derived from it.
+    request_id: Option<HeaderValue>,
     policy: Arc<HeaderPolicy>,
 }
 
@@ -236,12 +248,36 @@ impl Outer {
                 inherited.append(name.clone(), value.clone());
             }
         }
+        let request_id = parts.headers.get(policy.request_id()).cloned();
         Self {
             parts,
             outer,
             inherited,
+            request_id,
             policy,
         }
+    }
+
+    /// The header that carries request ids, when the outer request has one: each
+    /// sub-request then carries its own.
+    pub(crate) fn request_id_header(&self) -> Option<&HeaderName> {
+        self.request_id.as_ref().map(|_| self.policy.request_id())
+    }
+
+    /// The request id of sub-request `index` (`id` in the batch): `<outer id>.<id>`, or
+    /// `<outer id>.<index>` when the id cannot be part of a header value. `None` when the
+    /// outer request has no id.
+    fn derived_id(&self, index: usize, id: &str) -> Option<HeaderValue> {
+        let outer = self.request_id.as_ref()?.as_bytes();
+        let mut derived = Vec::with_capacity(outer.len() + 1 + id.len());
+        derived.extend_from_slice(outer);
+        derived.push(b'.');
+        derived.extend_from_slice(id.as_bytes());
+        HeaderValue::from_bytes(&derived).ok().or_else(|| {
+            derived.truncate(outer.len() + 1);
+            derived.extend_from_slice(index.to_string().as_bytes());
+            HeaderValue::from_bytes(&derived).ok()
+        })
     }
 
     /// The outer request's parts: what codecs decode with, and a transaction hook's
@@ -250,9 +286,15 @@ impl Outer {
         &self.parts
     }
 
-    /// The request the wrapped service receives for one sub-request.
+    /// The request the wrapped service receives for sub-request `index`, whose id in the
+    /// batch is `id`.
     #[inline]
-    pub(crate) fn sub_request<B>(&self, item: PlanItem) -> Request<BatchRequestBody<B>> {
+    pub(crate) fn sub_request<B>(
+        &self,
+        item: PlanItem,
+        index: usize,
+        id: &str,
+    ) -> Request<BatchRequestBody<B>> {
         let PlanItem {
             method,
             uri,
@@ -270,6 +312,11 @@ impl Outer {
         }
         for (name, value) in self.outer.iter() {
             add(&mut headers, name, value.clone());
+        }
+        if let Some(derived) = self.derived_id(index, id) {
+            // Its own id, whatever the sub-request or the inherited headers said.
+            headers.remove(self.policy.request_id());
+            add(&mut headers, self.policy.request_id(), derived);
         }
         if !body.is_empty() || matches!(method, Method::POST | Method::PUT | Method::PATCH) {
             add(

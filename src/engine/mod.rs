@@ -27,7 +27,7 @@ use futures_util::future::Either;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use group::TxError;
 use http::request::Parts;
-use http::{Request, Response};
+use http::{HeaderName, Request, Response};
 use http_body::Body;
 use run::{Launch, Run};
 use std::future::Future;
@@ -133,7 +133,8 @@ where
         ($launch:expr) => {
             match $launch {
                 Launch::Send(i, req) => {
-                    let call = send(svc.clone(), req, i, opts).instrument(run.span(i));
+                    let id_header = outer.request_id_header();
+                    let call = send(svc.clone(), req, i, id_header, opts).instrument(run.span(i));
                     calls.push(Either::Left(call))
                 }
                 Launch::Begin(g) => calls.push(Either::Right(begin(g, outer.parts(), opts))),
@@ -268,6 +269,7 @@ async fn send<S, B, ResBody>(
     svc: S,
     req: Request<BatchRequestBody<B>>,
     i: usize,
+    id_header: Option<&HeaderName>,
     opts: &RunOptions,
 ) -> Done
 where
@@ -276,7 +278,15 @@ where
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    Done::Sent(i, one::call(svc, req, i, opts).await)
+    // The item's request id goes back in its headers, unless the service set one.
+    let request_id = id_header.and_then(|name| Some((name, req.headers().get(name)?.clone())));
+    let mut outcome = one::call(svc, req, i, opts).await;
+    if let Some((name, id)) = request_id {
+        if !outcome.headers.contains_key(name) {
+            outcome.headers.insert(name.clone(), id);
+        }
+    }
+    Done::Sent(i, outcome)
 }
 
 async fn begin(g: usize, outer: &Parts, opts: &RunOptions) -> Done {

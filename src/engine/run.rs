@@ -263,7 +263,7 @@ impl<'a, E: Emit> Run<'a, E> {
                 )));
             }
         }
-        let mut req = outer.sub_request(item);
+        let mut req = outer.sub_request(item, i, self.slots.id(i));
         if let Some(g) = self.schedule.group_of(i) {
             self.groups[g].insert_handle(req.extensions_mut());
         }

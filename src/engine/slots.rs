@@ -78,6 +78,11 @@ impl Slots {
         item.is_some_and(|item| item.refs.is_some())
     }
 
+    /// Item `i`'s id, until its outcome is recorded.
+    pub(super) fn id(&self, i: usize) -> &str {
+        &self.slots[i].id
+    }
+
     pub(super) fn outcome(&self, i: usize) -> Option<&Outcome> {
         self.slots[i].outcome.as_ref()
     }

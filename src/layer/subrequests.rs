@@ -81,6 +81,24 @@ impl BatchLayer {
         self
     }
 
+    /// The header that carries request ids (default `x-request-id`, as tower-http's
+    /// `SetRequestIdLayer::x_request_id` and `PropagateRequestIdLayer::x_request_id`).
+    ///
+    /// When the outer request carries one, each sub-request gets its own, derived from it:
+    /// `<outer id>.<item id>` (`<outer id>.<index>` when the item's id cannot be part of a
+    /// header value), in place of any value the sub-request or an inherited header gave.
+    /// The wrapped service sees it, and it comes back in the item's headers unless the
+    /// service set the header itself. Items that were never sent (a `424`) have none.
+    /// Without an outer id, a sub-request's own header passes as given.
+    ///
+    /// Put `SetRequestIdLayer` (and `PropagateRequestIdLayer`) *outside* the batch layer,
+    /// so the batch has an id to derive from; a `PropagateRequestIdLayer` inside also sees
+    /// each sub-request's.
+    pub fn request_id_header(mut self, name: HeaderName) -> Self {
+        self.headers_mut().request_id = Some(name);
+        self
+    }
+
     /// Keeps batches away from `prefix` and everything under it (`/admin` refuses
     /// `/admin` and `/admin/users`, not `/administrator`). A sub-request that would reach
     /// it is not sent and reports `403`; the rest of the batch runs. Repeatable.

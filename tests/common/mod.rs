@@ -26,10 +26,11 @@ use tower::Service;
 ///
 /// Tests that pause tokio's clock (`start_paused`) use these servers too. A paused clock
 /// jumps to the next timer whenever every task waits, even while a socket has data coming.
-/// That is safe here: neither the server nor the client sets a timer of its own, and the
-/// layer's timers (per sub-request, per batch, per hook call) exist only while a batch runs
-/// in-process, when no socket I/O is outstanding: the batch body has been read and the
-/// reply is not yet written. So the clock moves only when a sub-request waits for its timer.
+/// That is safe here: neither the server nor the client sets a timer of its own; the
+/// layer's timers (per sub-request, per batch, per hook call) exist only while a batch
+/// runs, after its body has been read; and while its reply streams, what one task writes
+/// on loopback is readable at once, before the runtime next looks for work. So the clock
+/// moves only when a sub-request waits for its timer.
 pub async fn serve<S>(svc: S) -> SocketAddr
 where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,

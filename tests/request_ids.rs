@@ -1,0 +1,99 @@
+//! Request ids: each sub-request gets one derived from the outer request's, with
+//! tower-http's request-id layers outside the batch layer.
+
+mod common;
+
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::Router;
+use common::Http;
+use serde_json::json;
+use std::sync::Arc;
+use tower::ServiceBuilder;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http_batch::{BatchLayer, BatchRouter};
+
+/// Ids `batch-1`, `batch-2`, … for outer requests that come without one.
+#[derive(Clone, Default)]
+struct Counter(Arc<std::sync::atomic::AtomicUsize>);
+
+impl MakeRequestId for Counter {
+    fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<RequestId> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        Some(RequestId::new(format!("batch-{n}").parse().unwrap()))
+    }
+}
+
+/// `/echo-id` answers the request id it was given.
+fn echo_id(header: &'static str) -> Router {
+    Router::new().route(
+        "/echo-id",
+        get(move |headers: HeaderMap| async move {
+            headers
+                .get(header)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        }),
+    )
+}
+
+fn with_ids(layer: BatchLayer, header: &'static str) -> BatchRouter {
+    layer.layer_router(echo_id(header))
+}
+
+#[tokio::test]
+async fn sub_requests_get_ids_derived_from_the_outer_one() {
+    let inner = with_ids(BatchLayer::new("/batch"), "x-request-id");
+    let app = Router::new().fallback_service(inner).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(Counter::default()))
+            .layer(PropagateRequestIdLayer::x_request_id()),
+    );
+    let http = Http::new(common::serve(app).await);
+    let batch = json!({"requests": [
+        {"id": "a", "url": "/echo-id"},
+        {"id": "b", "url": "/echo-id", "headers": {"x-request-id": "chosen-by-the-client"}},
+        {"id": "line\nbreak", "url": "/echo-id"},
+        {"id": "d", "url": "/missing", "dependsOn": ["a"]},
+    ]});
+    let reply = http.batch(&batch, &[]).await;
+    assert_eq!(
+        reply.headers["x-request-id"], "batch-1",
+        "the outer id goes back out"
+    );
+    let items = reply.items();
+    let seen: Vec<_> = items.iter().map(|i| i["body"].clone()).collect();
+    assert_eq!(
+        seen[..3],
+        [json!("batch-1.a"), json!("batch-1.b"), json!("batch-1.2")]
+    );
+    for item in &items[..3] {
+        assert_eq!(item["headers"]["X-Request-ID"], item["body"], "{item}");
+    }
+    // A client's own outer id is used as it is.
+    let reply = http.batch(&batch, &[("x-request-id", "mine")]).await;
+    assert_eq!(reply.items()[0]["body"], "mine.a");
+}
+
+#[tokio::test]
+async fn without_an_outer_id_a_sub_request_keeps_its_own_and_the_header_is_configurable() {
+    let http = Http::new(common::serve(with_ids(BatchLayer::new("/batch"), "x-request-id")).await);
+    let batch = json!({"requests": [
+        {"id": "a", "url": "/echo-id", "headers": {"x-request-id": "own"}},
+        {"id": "b", "url": "/echo-id"},
+    ]});
+    let items = http.batch(&batch, &[]).await.items();
+    assert_eq!(items[0]["body"], "own");
+    assert!(items[1].get("body").is_none(), "no id: {}", items[1]);
+
+    let layer = BatchLayer::new("/batch").request_id_header("x-correlation-id".parse().unwrap());
+    let http = Http::new(common::serve(with_ids(layer, "x-correlation-id")).await);
+    let items = http
+        .batch(&batch, &[("x-correlation-id", "corr")])
+        .await
+        .items();
+    assert_eq!(items[1]["body"], "corr.b");
+    assert_eq!(items[1]["headers"]["X-Correlation-Id"], "corr.b");
+}

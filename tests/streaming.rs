@@ -1,0 +1,282 @@
+//! Streamed replies, seen by an HTTP client: the first items arrive while a later one is
+//! still running. No timing: a later handler waits for a signal that the test sends only
+//! once it has read the earlier items from the socket. If the reply did not stream, the
+//! test would wait for ever, so each wait is bounded and a regression fails instead.
+
+mod common;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tower_http_batch::BatchLayer;
+
+/// `/fast/{name}` answers `{"name": name}` at once; `/wait/{name}` answers the same once
+/// the gate is opened (once per opening); `/missing` is a 404; `/pretty` a JSON body with
+/// line breaks.
+fn router(gate: Arc<Notify>) -> Router {
+    let named = |name: String| Json(json!({ "name": name }));
+    Router::new()
+        .route(
+            "/fast/{name}",
+            get(move |Path(n): Path<String>| async move { named(n) }),
+        )
+        .route(
+            "/wait/{name}",
+            get(
+                move |State(gate): State<Arc<Notify>>, Path(n): Path<String>| async move {
+                    gate.notified().await;
+                    named(n)
+                },
+            ),
+        )
+        .route(
+            "/missing",
+            get(|| async { axum::http::StatusCode::NOT_FOUND }),
+        )
+        .route(
+            "/pretty",
+            get(|| async {
+                let body = "{\n  \"a\": 1,\n  \"b\": \"two\"\r\n}\n";
+                ([("content-type", "application/json")], body)
+            }),
+        )
+        .with_state(gate)
+}
+
+async fn start(layer: BatchLayer) -> (SocketAddr, Arc<Notify>) {
+    let gate = Arc::new(Notify::new());
+    let app = layer.layer_router(router(gate.clone()));
+    (common::serve(app).await, gate)
+}
+
+/// Bounds a wait, so that a reply that does not stream fails the test instead of hanging.
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} never happened"))
+}
+
+/// A reply being read from the socket, frame by frame.
+struct Reading {
+    head: http::response::Parts,
+    body: Incoming,
+    text: String,
+}
+
+impl Reading {
+    async fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: String) -> Self {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut req = http::Request::post(format!("http://{addr}{path}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::from(body)).unwrap();
+        let res = within("the reply's head", client.request(req))
+            .await
+            .unwrap();
+        let (head, body) = res.into_parts();
+        Self {
+            head,
+            body,
+            text: String::new(),
+        }
+    }
+
+    /// Reads until `done` holds of what has arrived.
+    async fn until(&mut self, what: &str, done: impl Fn(&str) -> bool) {
+        within(what, async {
+            while !done(&self.text) {
+                let frame = self.body.frame().await.expect("the reply ended").unwrap();
+                if let Ok(data) = frame.into_data() {
+                    self.text.push_str(std::str::from_utf8(&data).unwrap());
+                }
+            }
+        })
+        .await
+    }
+
+    /// Reads to the end.
+    async fn rest(mut self) -> String {
+        let rest = within("the reply's end", self.body.collect())
+            .await
+            .unwrap();
+        self.text
+            .push_str(std::str::from_utf8(&rest.to_bytes()).unwrap());
+        self.text
+    }
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+const NDJSON: (&str, &str) = ("accept", "application/x-ndjson");
+
+#[tokio::test]
+async fn json_items_arrive_in_request_order_as_they_finish() {
+    let (addr, gate) = start(BatchLayer::new("/batch")).await;
+    let batch = json!({"requests": [
+        {"id": "a", "url": "/fast/a"},
+        {"id": "b", "url": "/wait/b"},
+    ]});
+    let mut reading = Reading::post(addr, "/batch", &[JSON], batch.to_string()).await;
+    assert_eq!(reading.head.status, 200);
+    assert_eq!(reading.head.headers["content-type"], "application/json");
+    assert!(reading.head.headers.get("content-length").is_none());
+    reading
+        .until("item a", |t| t.contains(r#"{"name":"a"}}"#))
+        .await;
+    assert!(reading
+        .text
+        .starts_with(r#"{"responses":[{"id":"a","status":200"#));
+    assert!(!reading.text.contains(r#""id":"b""#), "b has not finished");
+    gate.notify_one();
+    let reply: Value = serde_json::from_str(&reading.rest().await).unwrap();
+    assert_eq!(reply["responses"][1]["id"], "b");
+    assert_eq!(reply["responses"][1]["body"], json!({"name": "b"}));
+}
+
+#[tokio::test]
+async fn bulk_and_multipart_items_arrive_as_they_finish() {
+    let layer = BatchLayer::new("/batch").bulk("/bulk", "");
+    let (addr, gate) = start(layer).await;
+    let bulk = json!({"requests": [{"url": "/fast/a"}, {"url": "/wait/b"}]}).to_string();
+    let part = |url: &str| {
+        format!("--b\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\nGET {url} HTTP/1.1\r\n\r\n\r\n")
+    };
+    let multipart = format!("{}{}--b--\r\n", part("/fast/a"), part("/wait/b"));
+    let cases = [
+        ("/bulk", "application/json", bulk),
+        ("/batch", "multipart/mixed; boundary=b", multipart),
+    ];
+    for (path, content_type, body) in cases {
+        let mut reading = Reading::post(addr, path, &[("content-type", content_type)], body).await;
+        assert_eq!(reading.head.status, 200, "{path}");
+        reading
+            .until("item a", |t| t.contains(r#"{"name":"a"}"#))
+            .await;
+        assert!(
+            !reading.text.contains(r#""b""#),
+            "{path}: b has not finished"
+        );
+        gate.notify_one();
+        let text = reading.rest().await;
+        let b = text.find(r#"{"name":"b"}"#).expect("item b");
+        assert!(text.find(r#"{"name":"a"}"#).unwrap() < b, "{text}");
+    }
+}
+
+/// Every line of an NDJSON reply, parsed.
+fn lines(text: &str) -> Vec<Value> {
+    assert!(text.ends_with('\n'), "{text:?}");
+    let lines = text.lines().map(|l| serde_json::from_str(l).unwrap());
+    lines.collect()
+}
+
+#[tokio::test]
+async fn ndjson_lines_arrive_in_completion_order_then_a_closing_line() {
+    let (addr, gate) = start(BatchLayer::new("/batch").concurrency(2)).await;
+    let batch = json!({"requests": [
+        {"id": "slow", "url": "/wait/slow"},
+        {"id": "quick", "url": "/fast/quick"},
+        {"id": "after", "url": "/missing", "dependsOn": ["slow"]},
+    ]});
+    let mut reading = Reading::post(addr, "/batch", &[JSON, NDJSON], batch.to_string()).await;
+    assert_eq!(reading.head.headers["content-type"], "application/x-ndjson");
+    reading.until("the first line", |t| t.contains('\n')).await;
+    let first = lines(&reading.text);
+    assert_eq!(first.len(), 1, "only the quick item has finished");
+    assert_eq!(first[0]["id"], "quick");
+    assert_eq!(first[0]["body"], json!({"name": "quick"}));
+    gate.notify_one();
+    let all = lines(&reading.rest().await);
+    let ids: Vec<_> = all.iter().map(|l| l["id"].clone()).collect();
+    assert_eq!(
+        ids,
+        [json!("quick"), json!("slow"), json!("after"), Value::Null]
+    );
+    assert_eq!(all[2]["status"], 404);
+    assert_eq!(
+        all[3],
+        json!({"done": true, "requests": 3, "responses": 3,
+               "statusClasses": {"1xx": 0, "2xx": 2, "3xx": 0, "4xx": 1, "5xx": 0},
+               "cutShort": null})
+    );
+}
+
+#[tokio::test]
+async fn ndjson_says_when_stop_on_error_cut_the_batch_short() {
+    let (addr, _gate) = start(BatchLayer::new("/batch")).await;
+    let batch = json!({"stop_on_error": true, "requests": [
+        {"id": "1", "url": "/fast/one"},
+        {"id": "2", "url": "/missing"},
+        {"id": "3", "url": "/fast/three"},
+    ]});
+    let reading = Reading::post(addr, "/batch", &[JSON, NDJSON], batch.to_string()).await;
+    let all = lines(&reading.rest().await);
+    assert_eq!(all.len(), 3, "two items, then the closing line");
+    assert_eq!(all[1]["status"], 404);
+    assert_eq!(all[2]["requests"], 3);
+    assert_eq!(all[2]["responses"], 2);
+    assert_eq!(all[2]["cutShort"], "stop_on_error");
+}
+
+// Paused time: the deadline passes once every task waits; no wall clock is read.
+#[tokio::test(start_paused = true)]
+async fn ndjson_says_when_the_batch_deadline_cut_it_short() {
+    let layer = BatchLayer::new("/batch").batch_timeout(Duration::from_secs(5));
+    let (addr, _gate) = start(layer).await;
+    let batch = json!({"requests": [
+        {"id": "1", "url": "/fast/one"},
+        {"id": "2", "url": "/wait/never"},
+        {"id": "3", "url": "/fast/three"},
+    ]});
+    let reading = Reading::post(addr, "/batch", &[JSON, NDJSON], batch.to_string()).await;
+    let all = lines(&reading.rest().await);
+    let statuses: Vec<_> = all[..3].iter().map(|l| l["status"].clone()).collect();
+    assert_eq!(statuses, [200, 504, 424]);
+    assert_eq!(all[3]["responses"], 3);
+    assert_eq!(all[3]["statusClasses"]["5xx"], 1);
+    assert_eq!(all[3]["cutShort"], "batch_timeout");
+}
+
+#[tokio::test]
+async fn ndjson_lines_hold_bodies_with_line_breaks_and_respect_the_reply_limit() {
+    let layer = BatchLayer::new("/batch").max_response_bytes(400);
+    let (addr, _gate) = start(layer).await;
+    let batch = json!({"requests": [
+        {"id": "p", "url": "/pretty"},
+        {"id": "q", "url": "/pretty"},
+        {"id": "r", "url": "/pretty"},
+        {"id": "s", "url": "/pretty"},
+        {"id": "t", "url": "/pretty"},
+    ]});
+    let reading = Reading::post(addr, "/batch", &[JSON, NDJSON], batch.to_string()).await;
+    let all = lines(&reading.rest().await);
+    assert_eq!(all.len(), 6, "one line per item, and the closing line");
+    assert_eq!(all[0]["body"], json!({"a": 1, "b": "two"}));
+    let omitted = all[..5].iter().filter(|l| l["bodyOmitted"].is_string());
+    assert!(omitted.count() > 0, "the reply limit holds: {all:?}");
+}
+
+#[tokio::test]
+async fn the_usual_reply_without_an_ndjson_accept() {
+    let (addr, _gate) = start(BatchLayer::new("/batch")).await;
+    let batch = json!({"requests": [{"url": "/fast/a"}]}).to_string();
+    for accept in ["*/*", "application/json", "application/x-ndjson;q=0"] {
+        let headers = [JSON, ("accept", accept)];
+        let reading = Reading::post(addr, "/batch", &headers, batch.clone()).await;
+        assert_eq!(reading.head.headers["content-type"], "application/json");
+        // It finished before its first wait: sent whole, with its length.
+        assert!(reading.head.headers.contains_key("content-length"));
+        let reply: Value = serde_json::from_str(&reading.rest().await).unwrap();
+        assert_eq!(reply["responses"][0]["status"], 200, "{accept}");
+    }
+}
