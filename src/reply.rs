@@ -51,7 +51,8 @@ where
     let mut w = ReplyWriter::new(config.run.max_response_bytes);
     reply.begin(&mut w);
     let emit = |i: usize, outcome: &Outcome| reply.item(i, outcome, &mut w);
-    let summary = engine::run(svc, outer, plan, &config.run, emit).await;
+    let traced = trace.is_enabled();
+    let summary = engine::run(svc, outer, plan, &config.run, emit, traced).await;
     trace.finished(&summary);
     let content_type = reply.content_type();
     let status = reply.finish(&mut w, &summary);
@@ -86,7 +87,8 @@ where
     let sink = writing.clone();
     let span = trace.span().clone();
     let run = async move {
-        let summary = engine::run(svc, &outer, plan, &config.run, sink).await;
+        let traced = trace.is_enabled();
+        let summary = engine::run(svc, &outer, plan, &config.run, sink, traced).await;
         trace.finished(&summary);
         summary
     };

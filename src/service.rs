@@ -167,7 +167,8 @@ where
             Ok(Decoded::Lookup(plan, resume)) => {
                 let mut outcomes = Vec::with_capacity(plan.items.len());
                 let keep = |_: usize, outcome: &Outcome| outcomes.push(outcome.clone());
-                engine::run(svc.clone(), &outer, plan, &config.run, keep).await;
+                let traced = trace.is_enabled();
+                engine::run(svc.clone(), &outer, plan, &config.run, keep, traced).await;
                 decoded = resume.resume(outcomes, &cx);
             }
         }

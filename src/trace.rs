@@ -27,6 +27,7 @@ impl BatchTrace {
     /// Opens the span of a batch sent to `path`.
     pub(crate) fn open(path: &str) -> Self {
         let span = tracing::debug_span!(
+            target: "tower_http_batch",
             "batch",
             url.path = path,
             batch.format = Empty,
@@ -45,6 +46,11 @@ impl BatchTrace {
 
     pub(crate) fn span(&self) -> &Span {
         &self.span
+    }
+
+    /// Whether a subscriber wants the span: its sub-requests then have spans too.
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.started.is_some()
     }
 
     /// The codec that reads it is chosen.
@@ -70,8 +76,12 @@ impl BatchTrace {
         if let Some(cut) = summary.cut_short {
             self.span.record("batch.cut_short", cut.as_str());
         }
-        let ms = started.elapsed().as_secs_f64() * 1e3;
-        self.span.record("duration_ms", ms);
-        tracing::debug!(parent: &self.span, "batch finished");
+        self.span.record("duration_ms", millis(started));
+        tracing::debug!(target: "tower_http_batch", parent: &self.span, "batch finished");
     }
+}
+
+/// Milliseconds since `started`, to the microsecond (spans print them as they are).
+pub(crate) fn millis(started: Instant) -> f64 {
+    (started.elapsed().as_micros() as f64) / 1e3
 }

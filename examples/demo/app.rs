@@ -15,8 +15,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
-use tower::{Layer, Service};
+use tower::{Layer, Service, ServiceBuilder};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::trace::TraceLayer;
 use tower_http_batch::{BatchLayer, TransactionHook};
 
 /// The fixed demo tokens: `Authorization: Bearer <token>` acts as that user.
@@ -238,7 +240,17 @@ pub fn app(
         .refuse_path("/admin")
         .refuse_path("/v1.0/admin")
         .layer_router(api);
-    middleware::from_fn(auth).layer(batch)
+    // Outside the batch layer: one request id and one `TraceLayer` span per outer request
+    // (a batch's span and its sub-requests' spans nest under it), the id sent back, and
+    // authentication. Sub-requests get ids derived from the outer one (`<id>.<item id>`).
+    Router::new()
+        .fallback_service(middleware::from_fn(auth).layer(batch))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http())
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        )
 }
 
 /// `Authorization: Bearer <token>`: a demo token acts as its user, no header is anonymous,

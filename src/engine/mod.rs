@@ -108,13 +108,15 @@ impl<F: FnMut(usize, &Outcome)> Emit for F {
 /// Dropping this future (the client went away) drops every sub-request in flight and
 /// starts no other.
 ///
-/// Each item has a span (see `trace`), a child of the span current when this runs.
+/// With `traced`, each item has a span (see `trace`), a child of the span current when
+/// this runs.
 pub(crate) async fn run<S, B, ResBody, E>(
     svc: S,
     outer: &Outer,
     plan: Plan,
     opts: &RunOptions,
     emit: E,
+    traced: bool,
 ) -> Summary
 where
     S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone,
@@ -123,7 +125,7 @@ where
     ResBody::Error: Into<BoxError>,
     E: Emit,
 {
-    let mut run = Run::new(plan, opts, emit);
+    let mut run = Run::new(plan, opts, emit, traced);
     let mut calls = InFlight::new(run.places());
     // Commits and rollbacks; made when a group first ends (most batches have none).
     let mut endings = None;
@@ -134,8 +136,15 @@ where
             match $launch {
                 Launch::Send(i, req) => {
                     let id_header = outer.request_id_header();
-                    let call = send(svc.clone(), req, i, id_header, opts).instrument(run.span(i));
-                    calls.push(Either::Left(call))
+                    let span = run.span(i);
+                    calls.push(Either::Left(send(
+                        svc.clone(),
+                        req,
+                        i,
+                        id_header,
+                        span,
+                        opts,
+                    )))
                 }
                 Launch::Begin(g) => calls.push(Either::Right(begin(g, outer.parts(), opts))),
                 Launch::End(g, tx, commit) => endings
@@ -270,6 +279,7 @@ async fn send<S, B, ResBody>(
     req: Request<BatchRequestBody<B>>,
     i: usize,
     id_header: Option<&HeaderName>,
+    span: Option<tracing::Span>,
     opts: &RunOptions,
 ) -> Done
 where
@@ -280,7 +290,11 @@ where
 {
     // The item's request id goes back in its headers, unless the service set one.
     let request_id = id_header.and_then(|name| Some((name, req.headers().get(name)?.clone())));
-    let mut outcome = one::call(svc, req, i, opts).await;
+    let call = one::call(svc, req, i, opts);
+    let mut outcome = match span {
+        None => call.await,
+        Some(span) => call.instrument(span).await,
+    };
     if let Some((name, id)) = request_id {
         if !outcome.headers.contains_key(name) {
             outcome.headers.insert(name.clone(), id);

@@ -43,7 +43,7 @@ pub(super) struct Run<'a, E> {
 }
 
 impl<'a, E: Emit> Run<'a, E> {
-    pub(super) fn new(plan: Plan, opts: &'a RunOptions, emit: E) -> Self {
+    pub(super) fn new(plan: Plan, opts: &'a RunOptions, emit: E, traced: bool) -> Self {
         let Plan {
             mut items,
             stop_on_error,
@@ -60,7 +60,7 @@ impl<'a, E: Emit> Run<'a, E> {
             stop_on_error,
             opts.concurrency,
         );
-        let mut slots = Slots::new(items, order, opts.max_response_bytes);
+        let mut slots = Slots::new(items, order, opts.max_response_bytes, traced);
         for i in 0..slots.len() {
             if slots.has_refs(i) {
                 for &d in schedule.depends_on(i) {
@@ -83,8 +83,8 @@ impl<'a, E: Emit> Run<'a, E> {
         self.schedule.places()
     }
 
-    /// The span item `i`'s call runs in.
-    pub(super) fn span(&self, i: usize) -> tracing::Span {
+    /// The span item `i`'s call runs in, if items have spans.
+    pub(super) fn span(&self, i: usize) -> Option<tracing::Span> {
         self.slots.span(i)
     }
 

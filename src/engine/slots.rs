@@ -21,6 +21,8 @@ pub(super) struct Slots {
     held: usize,
     max_held: usize,
     summary: Summary,
+    /// Whether items have spans (their batch has one).
+    traced: bool,
 }
 
 /// One item.
@@ -35,12 +37,13 @@ struct Slot {
     /// still to write or to read, not every body it received.
     readers: usize,
     written: bool,
-    trace: ItemTrace,
+    /// Its span, once it has started (when items have spans).
+    trace: Option<Box<ItemTrace>>,
 }
 
 impl Slots {
-    /// The plan's items; `readers[i]` items have references that may read item `i`.
-    pub(super) fn new(items: Vec<PlanItem>, order: Order, max_held: usize) -> Self {
+    /// The plan's items, with spans when `traced`.
+    pub(super) fn new(items: Vec<PlanItem>, order: Order, max_held: usize, traced: bool) -> Self {
         let summary = Summary::new(items.len());
         let slots = items
             .into_iter()
@@ -50,7 +53,7 @@ impl Slots {
                 outcome: None,
                 readers: 0,
                 written: false,
-                trace: ItemTrace::default(),
+                trace: None,
             })
             .collect();
         Self {
@@ -61,6 +64,7 @@ impl Slots {
             held: 0,
             max_held,
             summary,
+            traced,
         }
     }
 
@@ -88,21 +92,26 @@ impl Slots {
     }
 
     /// Item `i`, to send: taken out of its slot, its span opened.
+    #[inline(always)]
     pub(super) fn take_item(&mut self, i: usize) -> Option<PlanItem> {
         let slot = &mut self.slots[i];
         let item = slot.item.take()?;
-        slot.trace.start(i, &slot.id, &item);
+        if self.traced {
+            slot.trace = Some(ItemTrace::start(i, &slot.id, &item));
+        }
         Some(item)
     }
 
-    /// The span item `i`'s call runs in.
-    pub(super) fn span(&self, i: usize) -> tracing::Span {
-        self.slots[i].trace.span()
+    /// The span item `i`'s call runs in, if items have spans.
+    pub(super) fn span(&self, i: usize) -> Option<tracing::Span> {
+        self.slots[i].trace.as_ref().map(|t| t.span())
     }
 
     /// Item `i`'s call returned.
     pub(super) fn call_finished(&mut self, i: usize) {
-        self.slots[i].trace.finished();
+        if let Some(trace) = &mut self.slots[i].trace {
+            trace.finished();
+        }
     }
 
     /// Item `i`, which has references, no longer needs item `d`'s body: once written and
@@ -198,7 +207,9 @@ impl Slots {
         let Some(outcome) = &slot.outcome else {
             return;
         };
-        slot.trace.close(i, slot.item.as_ref(), outcome);
+        if self.traced {
+            ItemTrace::close(slot.trace.take(), i, slot.item.as_ref(), outcome);
+        }
         self.summary.count(outcome.status);
         emit.emit(i, outcome);
         slot.written = true;
