@@ -2,7 +2,7 @@
 
 use crate::BoxError;
 use bytes::Bytes;
-use futures_util::stream::{BoxStream, StreamExt as _};
+use futures_util::stream::{Stream, StreamExt as _};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use pin_project_lite::pin_project;
@@ -29,9 +29,13 @@ enum Data {
         reversed: Vec<Bytes>,
         remaining: u64,
     },
-    /// Written while the batch runs; `None` once it has ended.
-    Streamed(Option<BoxStream<'static, Bytes>>),
+    /// Written while the batch runs; `None` once it has ended. (`Sync`, as the other
+    /// variants are: both body types stay `Sync` when the wrapped body is.)
+    Streamed(Option<Streamed>),
 }
+
+/// A reply written while its batch runs.
+pub(crate) type Streamed = Pin<Box<dyn Stream<Item = Bytes> + Send + Sync>>;
 
 impl std::fmt::Debug for Data {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,7 +68,7 @@ impl Chunks {
         }
     }
 
-    pub(crate) fn streamed(stream: BoxStream<'static, Bytes>) -> Self {
+    pub(crate) fn streamed(stream: Streamed) -> Self {
         Self {
             data: Data::Streamed(Some(stream)),
             _place: None,
@@ -276,7 +280,7 @@ impl<B> BatchResponseBody<B> {
     }
 
     /// A reply the layer writes while its batch runs.
-    pub(crate) fn streamed(stream: BoxStream<'static, Bytes>) -> Self {
+    pub(crate) fn streamed(stream: Streamed) -> Self {
         Self {
             inner: Either::Layer {
                 chunks: Chunks::streamed(stream),

@@ -247,7 +247,8 @@ pub fn template(data: &[u8]) {
 }
 
 /// Replies: a body of any bytes, under any content type (the first line of the data), in
-/// both JSON formats, is written as JSON strict parsers read.
+/// both JSON formats, is written as JSON strict parsers read; as NDJSON, as exactly two
+/// lines (the item, the closing line), each such JSON.
 pub fn reply(data: &[u8]) {
     let (ct, body) = match data.iter().position(|&b| b == b'\n') {
         Some(i) => (
@@ -268,13 +269,25 @@ pub fn reply(data: &[u8]) {
             origin: None,
         };
         let one = Bytes::from_static(br#"{"requests": [{"url": "/x"}]}"#);
-        let outer = http::Request::new(()).into_parts().0;
-        if let Ok(Decoded::Run(_, mut reply)) = codec.decode(&outer, &one, &cx) {
-            let mut w = ReplyWriter::new(1 << 20);
-            reply.begin(&mut w);
-            reply.item(0, &outcome, &mut w);
-            let _status = reply.finish(&mut w, &Summary::new(1));
-            strict(&w.finish().concat());
+        for accept in ["application/json", "application/x-ndjson"] {
+            let outer = http::Request::builder().header(header::ACCEPT, accept);
+            let outer = outer.body(()).unwrap().into_parts().0;
+            if let Ok(Decoded::Run(_, mut reply)) = codec.decode(&outer, &one, &cx) {
+                let ndjson = reply.content_type() == "application/x-ndjson";
+                let mut w = ReplyWriter::new(1 << 20);
+                reply.begin(&mut w);
+                reply.item(0, &outcome, &mut w);
+                let _status = reply.finish(&mut w, &Summary::new(1));
+                let written = w.finish().concat();
+                if !ndjson {
+                    strict(&written);
+                    continue;
+                }
+                let lines: Vec<&[u8]> = written.split(|&b| b == b'\n').collect();
+                assert_eq!(lines.len(), 3, "two lines, each ended by a line break");
+                assert!(lines[2].is_empty());
+                lines[..2].iter().for_each(|line| strict(line));
+            }
         }
     }
 }

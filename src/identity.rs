@@ -201,6 +201,18 @@ fn add(headers: &mut HeaderMap, name: &HeaderName, value: HeaderValue) {
     }
 }
 
+/// The outer request's id, which sub-requests' ids are derived from: only when the header
+/// is one sub-requests may carry (not an identity, framing or dropped header: deriving
+/// would rewrite it), and the id is visible ASCII of at most 128 bytes.
+fn outer_request_id(parts: &http::request::Parts, policy: &HeaderPolicy) -> Option<HeaderValue> {
+    let name = policy.request_id();
+    let value = parts.headers.get(name)?;
+    let bytes = value.as_bytes();
+    let visible = bytes.iter().all(|b| (0x21..0x7f).contains(b));
+    let usable = policy.keeps(name) && visible && !bytes.is_empty() && bytes.len() <= 128;
+    usable.then(|| value.clone())
+}
+
 /// Removes the headers of a sub-response that describe its framing on a connection
 /// (`content-length` and the hop-by-hop ones): inside a batch reply they would be false.
 pub(crate) fn strip_response_framing(headers: &mut HeaderMap) {
@@ -248,7 +260,7 @@ impl Outer {
                 inherited.append(name.clone(), value.clone());
             }
         }
-        let request_id = parts.headers.get(policy.request_id()).cloned();
+        let request_id = outer_request_id(&parts, &policy);
         Self {
             parts,
             outer,
@@ -258,6 +270,12 @@ impl Outer {
         }
     }
 
+    /// The outer request's parts: what codecs decode with, and a transaction hook's
+    /// `begin` is given.
+    pub(crate) fn parts(&self) -> &http::request::Parts {
+        &self.parts
+    }
+
     /// The header that carries request ids, when the outer request has one: each
     /// sub-request then carries its own.
     pub(crate) fn request_id_header(&self) -> Option<&HeaderName> {
@@ -265,25 +283,22 @@ impl Outer {
     }
 
     /// The request id of sub-request `index` (`id` in the batch): `<outer id>.<id>`, or
-    /// `<outer id>.<index>` when the id cannot be part of a header value. `None` when the
-    /// outer request has no id.
-    fn derived_id(&self, index: usize, id: &str) -> Option<HeaderValue> {
+    /// `<outer id>.#<index>` when the id is not made of `A-Z a-z 0-9 . _ ~ -` or is longer
+    /// than 64 bytes. `None` when the outer request has no id (see [`outer_request_id`]).
+    pub(crate) fn request_id_of(&self, index: usize, id: &str) -> Option<HeaderValue> {
         let outer = self.request_id.as_ref()?.as_bytes();
-        let mut derived = Vec::with_capacity(outer.len() + 1 + id.len());
+        let plain = |b: u8| b.is_ascii_alphanumeric() || b"._~-".contains(&b);
+        let mut derived = Vec::with_capacity(outer.len() + 1 + id.len().min(64));
         derived.extend_from_slice(outer);
         derived.push(b'.');
-        derived.extend_from_slice(id.as_bytes());
-        HeaderValue::from_bytes(&derived).ok().or_else(|| {
-            derived.truncate(outer.len() + 1);
+        if !id.is_empty() && id.len() <= 64 && id.bytes().all(plain) {
+            derived.extend_from_slice(id.as_bytes());
+        } else {
+            derived.push(b'#');
             derived.extend_from_slice(index.to_string().as_bytes());
-            HeaderValue::from_bytes(&derived).ok()
-        })
-    }
-
-    /// The outer request's parts: what codecs decode with, and a transaction hook's
-    /// `begin` is given.
-    pub(crate) fn parts(&self) -> &http::request::Parts {
-        &self.parts
+        }
+        // Visible ASCII throughout: always a header value.
+        HeaderValue::from_bytes(&derived).ok()
     }
 
     /// The request the wrapped service receives for sub-request `index`, whose id in the
@@ -313,7 +328,7 @@ impl Outer {
         for (name, value) in self.outer.iter() {
             add(&mut headers, name, value.clone());
         }
-        if let Some(derived) = self.derived_id(index, id) {
+        if let Some(derived) = self.request_id_of(index, id) {
             // Its own id, whatever the sub-request or the inherited headers said.
             headers.remove(self.policy.request_id());
             add(&mut headers, self.policy.request_id(), derived);

@@ -297,8 +297,56 @@
 //! # Where other layers go
 //!
 //! Layers *outside* the batch layer see one request per batch (authentication, access
-//! logs, CORS); layers *inside* it see every sub-request (rate limits, per-route
-//! authorization, metrics).
+//! logs, CORS, tower-http's `TraceLayer` and request-id layers); layers *inside* it see
+//! every sub-request (rate limits, per-route authorization, metrics).
+//!
+//! # Streamed replies, spans and request ids
+//!
+//! A reply streams: its head leaves once the batch has validated, and each item follows as
+//! soon as it and every item before it have finished. The response body *is* the run (it
+//! pauses while 64 KiB wait unread; dropping the body cancels the batch), so read the body
+//! to run the batch. A JSON batch sent with `Accept: application/x-ndjson` gets one line
+//! per item in the order they finish, then a closing line with the counts:
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use http_body_util::BodyExt;
+//! use tower::ServiceExt;
+//! use tower_http_batch::BatchLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let router = Router::new().route("/echo-id", get(|h: http::HeaderMap| async move {
+//!     h["x-request-id"].to_str().unwrap().to_string()
+//! }));
+//! let app = BatchLayer::new("/batch").layer_router(router);
+//! let batch = r#"{"requests": [{"id": "a", "url": "/echo-id"}, {"id": "b", "url": "/nowhere"}]}"#;
+//! let request = http::Request::post("/batch")
+//!     .header("content-type", "application/json")
+//!     .header("accept", "application/x-ndjson")
+//!     .header("x-request-id", "req-7") // e.g. set by tower-http's SetRequestIdLayer outside
+//!     .body(axum::body::Body::from(batch))
+//!     .unwrap();
+//! let response = app.oneshot(request).await.unwrap();
+//! assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+//! let body = response.into_body().collect().await.unwrap().to_bytes();
+//! let lines: Vec<serde_json::Value> = body
+//!     .split(|&b| b == b'\n')
+//!     .filter(|line| !line.is_empty())
+//!     .map(|line| serde_json::from_slice(line).unwrap())
+//!     .collect();
+//! // Each sub-request got an id derived from the outer one, and gives it back.
+//! assert_eq!(lines[0]["body"], "req-7.a");
+//! assert_eq!(lines[0]["headers"]["X-Request-ID"], "req-7.a");
+//! assert_eq!(lines[1]["status"], 404);
+//! assert_eq!(lines[2]["done"], true);
+//! assert_eq!(lines[2]["statusClasses"]["4xx"], 1);
+//! # }
+//! ```
+//!
+//! Each batch has a `DEBUG` span `batch` with a child `subrequest` per sub-request (method,
+//! path, status, latency, and why the layer answered when it did), under the span current
+//! when the batch is called. See [`BatchLayer::request_id_header`] and the README.
 //!
 //! # How it works
 //!
@@ -306,8 +354,8 @@
 //! until the whole batch is valid) and writes the reply. The engine runs the plan against
 //! the wrapped service, knowing no format: sub-requests in request order (or concurrently
 //! up to [`BatchLayer::concurrency`]), each made ready with `oneshot`, within its timeout,
-//! its panic caught; it hands each outcome to the reply, in request order, as soon as it
-//! is final.
+//! its panic caught; it hands each outcome to the reply, in request order (or as each is
+//! final, for NDJSON), as soon as it is final.
 //!
 //! # Runtime
 //!

@@ -1,16 +1,17 @@
 //! A batch's reply, written while its plan runs. Most formats stream: the response leaves
-//! as soon as the batch is decoded, and its body *is* the run, so each poll of the body
-//! runs the batch until there is something to send. A format whose status depends on every
-//! outcome (resource bulk) is run to the end and sent whole.
+//! as soon as the batch is decoded (or, when it finishes before it first waits, whole),
+//! and the run goes on on a task of its own, writing each outcome into a buffer the body
+//! takes from. A format whose status depends on every outcome (resource bulk) is run to
+//! the end and sent whole.
 //!
-//! A streamed reply holds what is written and not yet read: when that passes
-//! [`HIGH_WATER`], the run pauses (its calls in flight wait) until the client has read it.
-//! So memory follows the items finished and not yet sent, not the batch; and a client that
-//! goes away drops the body, which drops the run and every call in flight.
+//! A streamed reply holds what is written and not yet read: while that passes
+//! [`HIGH_WATER`], the run starts nothing new (what is in flight, a transaction included,
+//! goes on, and the deadline holds). So memory follows the items finished and not yet sent,
+//! not the batch; and a client that goes away drops the body, which aborts the run and
+//! every call in flight.
 
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
-use crate::batch::summary::Summary;
 use crate::body::{BatchRequestBody, BatchResponseBody};
 use crate::codec::{Reply, ReplyWriter};
 use crate::config::Config;
@@ -19,14 +20,15 @@ use crate::identity::Outer;
 use crate::trace::BatchTrace;
 use crate::BoxError;
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
 use futures_util::Stream;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use std::collections::VecDeque;
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
+use tokio::task::AbortHandle;
 use tower_service::Service;
 use tracing::Instrument as _;
 
@@ -59,8 +61,10 @@ where
     response(status, content_type, BatchResponseBody::chunks(w.finish()))
 }
 
-/// Answers `200 OK` with a body that runs `plan` as it is read. The run starts here: a
-/// batch that finishes before it first waits is sent whole, with its length.
+/// Answers `200 OK` with a body that takes the reply as `plan` runs. The run starts here:
+/// a batch that finishes before it first waits is sent whole, with its length; the rest
+/// runs on a task of its own (so it goes on, and its deadline holds, however slowly the
+/// client reads), which the body cancels when it is dropped.
 pub(crate) async fn streamed<S, B, ResBody>(
     svc: S,
     outer: Outer,
@@ -83,24 +87,42 @@ where
     let writing = Shared(Arc::new(Mutex::new(Writing {
         reply: Some(reply),
         w,
+        done: false,
+        reader: None,
+        writer: None,
     })));
     let sink = writing.clone();
     let span = trace.span().clone();
     let run = async move {
+        // Marks the reply done however the run ends, so its body never waits for ever.
+        let done = Done(sink.clone());
         let traced = trace.is_enabled();
         let summary = engine::run(svc, &outer, plan, &config.run, sink, traced).await;
         trace.finished(&summary);
-        summary
+        let mut writing = done.0.lock();
+        let Writing { reply, w, .. } = &mut *writing;
+        if let Some(reply) = reply.take() {
+            let status = reply.finish(w, &summary);
+            debug_assert_eq!(
+                status,
+                StatusCode::OK,
+                "a streamed reply's status is sent first"
+            );
+        }
     };
-    let mut stream = ReplyStream {
-        run: Some(Box::pin(run.instrument(span))),
-        writing,
-        out: VecDeque::new(),
-    };
-    let first = std::future::poll_fn(|cx| Poll::Ready(stream.poll_run(cx).is_ready()));
-    let body = if first.await {
-        BatchResponseBody::chunks(stream.out.into())
+    let mut run = Box::pin(run.instrument(span));
+    let finished = std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx).is_ready()));
+    let body = if finished.await {
+        let mut out = VecDeque::new();
+        writing.lock().w.take(&mut out);
+        BatchResponseBody::chunks(out.into())
     } else {
+        let task = tokio::spawn(run).abort_handle();
+        let stream = ReplyStream {
+            writing,
+            out: VecDeque::new(),
+            task,
+        };
         BatchResponseBody::streamed(Box::pin(stream))
     };
     response(StatusCode::OK, content_type, body)
@@ -116,12 +138,17 @@ fn response<B>(status: StatusCode, content_type: HeaderValue, body: B) -> Respon
 }
 
 /// A reply being written, shared by its run (which writes the outcomes) and its body
-/// (which takes what is written). Both are polled by the one task that sends the body: the
-/// lock is never contended.
+/// (which takes what is written), each waking the other.
 struct Writing {
     /// Until the run ends.
     reply: Option<Box<dyn Reply>>,
     w: ReplyWriter,
+    /// The run is over: what the writer holds is the end of the reply.
+    done: bool,
+    /// The body, waiting for bytes.
+    reader: Option<Waker>,
+    /// The run, waiting for the body to take what it wrote.
+    writer: Option<Waker>,
 }
 
 #[derive(Clone)]
@@ -138,49 +165,47 @@ impl Shared {
 impl Emit for Shared {
     fn emit(&mut self, index: usize, outcome: &Outcome) {
         let mut writing = self.lock();
-        let Writing { reply, w } = &mut *writing;
+        let Writing {
+            reply, w, reader, ..
+        } = &mut *writing;
         if let Some(reply) = reply {
             reply.item(index, outcome, w);
         }
+        if let Some(reader) = reader.take() {
+            reader.wake();
+        }
     }
 
-    fn is_full(&self) -> bool {
-        self.lock().w.pending() >= HIGH_WATER
+    fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut writing = self.lock();
+        if writing.w.pending() < HIGH_WATER {
+            return Poll::Ready(());
+        }
+        writing.writer = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 
-/// The body of a streamed reply: the chunks written so far, then the run's next ones.
+/// Sets `done` when the run ends (or is dropped, or panics), and wakes the body.
+struct Done(Shared);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        let mut writing = self.0.lock();
+        writing.done = true;
+        if let Some(reader) = writing.reader.take() {
+            reader.wake();
+        }
+    }
+}
+
+/// The body of a streamed reply: the chunks the run has written, as they come.
 struct ReplyStream {
-    /// Until it ends.
-    run: Option<BoxFuture<'static, Summary>>,
     writing: Shared,
     /// Taken from the writer, not yet sent.
     out: VecDeque<Bytes>,
-}
-
-impl ReplyStream {
-    /// Runs the batch until it waits (or pauses), taking what it wrote; `Ready` once the
-    /// run is over and the reply finished.
-    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(run) = self.run.as_mut() else {
-            return Poll::Ready(());
-        };
-        let polled = run.as_mut().poll(cx);
-        let mut writing = self.writing.lock();
-        let Writing { reply, w } = &mut *writing;
-        if let Poll::Ready(summary) = &polled {
-            if let Some(reply) = reply.take() {
-                reply.finish(w, summary);
-            }
-        }
-        w.take(&mut self.out);
-        drop(writing);
-        if polled.is_ready() {
-            // Let go of what the run held (the service's clone, the plan) at once.
-            self.run = None;
-        }
-        polled.map(drop)
-    }
+    /// The run's task: cancelled when the body is dropped (the client went away).
+    task: AbortHandle,
 }
 
 impl Stream for ReplyStream {
@@ -188,17 +213,28 @@ impl Stream for ReplyStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         let this = self.get_mut();
-        loop {
-            if let Some(chunk) = this.out.pop_front() {
-                return Poll::Ready(Some(chunk));
-            }
-            if this.run.is_none() {
-                return Poll::Ready(None);
-            }
-            // The run goes on only once what it wrote has been sent.
-            if this.poll_run(cx).is_pending() && this.out.is_empty() {
-                return Poll::Pending;
-            }
+        if let Some(chunk) = this.out.pop_front() {
+            return Poll::Ready(Some(chunk));
         }
+        let mut writing = this.writing.lock();
+        writing.w.take(&mut this.out);
+        if let Some(chunk) = this.out.pop_front() {
+            // Room again: a run waiting for it goes on.
+            if let Some(writer) = writing.writer.take() {
+                writer.wake();
+            }
+            return Poll::Ready(Some(chunk));
+        }
+        if writing.done {
+            return Poll::Ready(None);
+        }
+        writing.reader = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for ReplyStream {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! A batch is a straight line: the endpoint's checks (method, media type, length) choose
 //! a codec; the body is read within its limit; the codec decodes it into a plan; the
-//! engine runs it; the codec's reply writes the outcomes. Nothing here knows a format.
+//! engine runs it while the codec's reply writes the outcomes (`reply`). Nothing here
+//! knows a format.
 
 use crate::batch::origin::Origin;
 use crate::batch::outcome::Outcome;
@@ -38,6 +39,14 @@ use tracing::Instrument as _;
 /// unready, and no reservation is held while the batch body uploads or across
 /// sub-requests: a `ConcurrencyLimit(1)` inside the layer does not deadlock. `S` must be
 /// `Clone`; wrap a service that is not in `tower::buffer::Buffer`.
+///
+/// # Replies
+///
+/// The response future resolves once the batch has validated (or run to the end, for a
+/// reply whose status depends on every item, or that finished before it first waited);
+/// then the response body runs the rest of the batch as it is read, and dropping it
+/// cancels the sub-requests in flight. A caller that holds the response without reading
+/// its body holds the batch paused.
 #[derive(Clone, Debug)]
 pub struct Batch<S> {
     inner: S,

@@ -539,3 +539,43 @@ async fn with_stop_on_error_a_group_that_cannot_begin_ends_the_batch() {
     assert_eq!(statuses_of(&items), [503, 503]);
     assert_eq!(calls.get(), 0);
 }
+
+/// NDJSON gives items as they finish, but a group's members only once the group has
+/// ended: what they report is what became of them (g2a's 201 was rolled back: 424).
+#[tokio::test]
+async fn ndjson_gives_a_groups_members_once_it_has_ended() {
+    let store = seeded(0);
+    let (http, _) = store::start(layer(&store).concurrency(4), store.clone()).await;
+    let batch = json!({"requests": [
+        {"id": "g1a", "method": "POST", "url": "/items", "body": {"name": "kept"}, "atomicityGroup": "g1"},
+        {"id": "g1b", "method": "POST", "url": "/items", "body": {"name": "kept too"}, "atomicityGroup": "g1"},
+        {"id": "g2a", "method": "POST", "url": "/items", "body": {"name": "lost"}, "atomicityGroup": "g2"},
+        {"id": "g2b", "method": "POST", "url": "/items", "body": {}, "atomicityGroup": "g2"},
+        {"id": "after2", "url": "/items", "dependsOn": ["g2"]},
+    ]});
+    let reply = http
+        .batch(&batch, &[("accept", "application/x-ndjson")])
+        .await;
+    let text = std::str::from_utf8(&reply.body).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let status_of = |id: &str| {
+        let mut found = lines.iter().filter(|l| l["id"] == id);
+        let line = found.next().unwrap_or_else(|| panic!("{id}: {text}"));
+        assert!(found.next().is_none(), "{id} once");
+        line["status"].clone()
+    };
+    assert_eq!(status_of("g1a"), 201);
+    assert_eq!(status_of("g1b"), 201);
+    assert_eq!(status_of("g2a"), 424, "rolled back");
+    assert_eq!(status_of("g2b"), 422);
+    assert_eq!(status_of("after2"), 424);
+    let position = |id: &str| lines.iter().position(|l| l["id"] == id).unwrap();
+    // Each group's members come together, once it has ended; what depends on g2, after.
+    assert_eq!(position("g1b"), position("g1a") + 1);
+    assert_eq!(position("g2b"), position("g2a") + 1);
+    assert!(position("after2") > position("g2b"));
+    assert_eq!(lines.last().unwrap()["responses"], 5);
+}

@@ -56,7 +56,8 @@ async fn sub_requests_get_ids_derived_from_the_outer_one() {
         {"id": "a", "url": "/echo-id"},
         {"id": "b", "url": "/echo-id", "headers": {"x-request-id": "chosen-by-the-client"}},
         {"id": "line\nbreak", "url": "/echo-id"},
-        {"id": "d", "url": "/missing", "dependsOn": ["a"]},
+        {"id": "d", "url": "/missing"},
+        {"id": "e", "url": "/echo-id", "dependsOn": ["d"]},
     ]});
     let reply = http.batch(&batch, &[]).await;
     assert_eq!(
@@ -65,13 +66,24 @@ async fn sub_requests_get_ids_derived_from_the_outer_one() {
     );
     let items = reply.items();
     let seen: Vec<_> = items.iter().map(|i| i["body"].clone()).collect();
+    // An id that is not plain text is replaced by the index, marked so that it cannot be
+    // another item's id.
     assert_eq!(
         seen[..3],
-        [json!("batch-1.a"), json!("batch-1.b"), json!("batch-1.2")]
+        [json!("batch-1.a"), json!("batch-1.b"), json!("batch-1.#2")]
     );
     for item in &items[..3] {
         assert_eq!(item["headers"]["X-Request-ID"], item["body"], "{item}");
     }
+    assert_eq!(
+        items[3]["headers"]["X-Request-ID"], "batch-1.d",
+        "a 404 too"
+    );
+    assert_eq!(items[4]["status"], 424);
+    assert!(
+        items[4]["headers"].get("X-Request-ID").is_none(),
+        "never sent: no id"
+    );
     // A client's own outer id is used as it is.
     let reply = http.batch(&batch, &[("x-request-id", "mine")]).await;
     assert_eq!(reply.items()[0]["body"], "mine.a");
@@ -96,4 +108,33 @@ async fn without_an_outer_id_a_sub_request_keeps_its_own_and_the_header_is_confi
         .items();
     assert_eq!(items[1]["body"], "corr.b");
     assert_eq!(items[1]["headers"]["X-Correlation-Id"], "corr.b");
+}
+
+#[tokio::test]
+async fn a_request_id_header_that_is_identity_is_never_rewritten() {
+    // `authorization` carries the sender's identity: deriving from it would make it
+    // `<token>.<item id>`, so nothing is derived, and the outer value is what every
+    // sub-request carries.
+    let layer = BatchLayer::new("/batch").request_id_header(http::header::AUTHORIZATION);
+    let http = Http::new(common::serve(with_ids(layer, "authorization")).await);
+    let batch = json!({"requests": [{"id": "admin", "url": "/echo-id"}]});
+    let items = http
+        .batch(&batch, &[("authorization", "Bearer alice")])
+        .await
+        .items();
+    assert_eq!(items[0]["body"], "Bearer alice");
+}
+
+#[tokio::test]
+async fn an_outer_id_too_long_or_not_plain_is_not_derived_from() {
+    let http = Http::new(common::serve(with_ids(BatchLayer::new("/batch"), "x-request-id")).await);
+    let batch = json!({"requests": [{"id": "a", "url": "/echo-id"}]});
+    let long = "x".repeat(129);
+    for outer in [long.as_str(), "with space"] {
+        let items = http.batch(&batch, &[("x-request-id", outer)]).await.items();
+        assert!(items[0].get("body").is_none(), "{outer}: {}", items[0]);
+    }
+    let fits = "x".repeat(128);
+    let items = http.batch(&batch, &[("x-request-id", &fits)]).await.items();
+    assert_eq!(items[0]["body"], format!("{fits}.a"));
 }

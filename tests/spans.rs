@@ -148,6 +148,7 @@ async fn a_batch_span_has_a_child_per_sub_request_under_the_trace_layer() {
         {"id": "b", "url": "/missing"},
         {"id": "c", "url": "/ok/carol", "dependsOn": ["b"]},
         {"id": "d", "method": "POST", "url": "/hang"},
+        {"id": "e", "url": "/ok/{{a#/status}}", "dependsOn": ["a"]},
     ]});
     let statuses: Vec<_> = http
         .batch(&batch, &[])
@@ -156,7 +157,7 @@ async fn a_batch_span_has_a_child_per_sub_request_under_the_trace_layer() {
         .iter()
         .map(|i| i["status"].clone())
         .collect();
-    assert_eq!(statuses, [200, 404, 424, 504]);
+    assert_eq!(statuses, [200, 404, 424, 504, 200]);
 
     let c = capture.0.lock().unwrap();
     let named = |name: &'static str| {
@@ -177,15 +178,15 @@ async fn a_batch_span_has_a_child_per_sub_request_under_the_trace_layer() {
     let f = &batch.fields;
     assert_eq!(f["url.path"], "/batch");
     assert_eq!(f["batch.format"], "json");
-    assert_eq!(f["batch.size"], "4");
-    assert_eq!(f["batch.status_2xx"], "1");
+    assert_eq!(f["batch.size"], "5");
+    assert_eq!(f["batch.status_2xx"], "2");
     assert_eq!(f["batch.status_4xx"], "2");
     assert_eq!(f["batch.status_5xx"], "1");
     assert!(f.contains_key("duration_ms"));
     assert!(!f.contains_key("batch.cut_short"));
 
     let items: Vec<_> = named("subrequest").collect();
-    assert_eq!(items.len(), 4, "{items:?}");
+    assert_eq!(items.len(), 5, "{items:?}");
     let item = |id: &str| {
         let (at, s) = items
             .iter()
@@ -221,6 +222,7 @@ async fn a_batch_span_has_a_child_per_sub_request_under_the_trace_layer() {
     assert_eq!(timed_out["http.response.status_code"], "504");
     assert_eq!(timed_out["error.type"], "Sub-request timed out");
     assert!(timed_out["latency_ms"].parse::<f64>().unwrap() >= 1000.0);
+    assert_eq!(item("e").1["url.path"], "/ok/200", "the path as sent");
 }
 
 #[tokio::test(start_paused = true)]

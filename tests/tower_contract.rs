@@ -300,3 +300,12 @@ async fn hyper_incoming_passes_through_and_upgrades_stay_outer() {
     let echoed = http.send("POST", "/echo", &[], "streamed through").await;
     assert_eq!(echoed.body, "streamed through");
 }
+
+/// Both body types are `Send` and `Sync` when the wrapped body is (`BoxBody`,
+/// `reqwest::Body::wrap` and others ask for both); a streamed reply keeps them so.
+#[test]
+fn the_body_types_are_send_and_sync_when_the_wrapped_body_is() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<tower_http_batch::BatchRequestBody<Full<Bytes>>>();
+    send_sync::<tower_http_batch::BatchResponseBody<Full<Bytes>>>();
+}

@@ -71,33 +71,41 @@ pub(crate) enum MediaKind {
     Binary,
 }
 
-/// Whether the `accept` headers name `essence` (`"application/x-ndjson"`) with a weight
-/// above zero. Wildcards (`*/*`) do not count: a reply in another shape than the usual
-/// one is given only to a client that asks for it by name.
-pub(crate) fn accepts(headers: &HeaderMap, essence: &str) -> bool {
+/// The weight (`q`, in thousandths) the `accept` headers give `essence`
+/// (`"application/x-ndjson"`) by name: `None` when they do not name it. Wildcards (`*/*`)
+/// do not count: a reply in another shape than the usual one is given only to a client
+/// that asks for it by name. A weight that does not parse counts as 1.
+pub(crate) fn accept_weight(headers: &HeaderMap, essence: &str) -> Option<u16> {
     let values = headers.get_all(header::ACCEPT).into_iter();
     let ranges = values.flat_map(|v| v.as_bytes().split(|&b| b == b','));
-    ranges.into_iter().any(|range| {
+    let weights = ranges.filter_map(|range| {
         let mut params = range.split(|&b| b == b';');
-        let named =
-            MediaType::parse(params.next().unwrap_or_default()).is_some_and(|m| m.is(essence));
-        named && !params.any(|p| is_zero_weight(p.trim_ascii()))
-    })
+        let media = MediaType::parse(params.next().unwrap_or_default())?;
+        let q = params.find_map(|p| weight(p.trim_ascii()));
+        media.is(essence).then(|| q.unwrap_or(1000))
+    });
+    weights.max()
 }
 
-/// `q=0`, `q=0.0`, `q=0.000`: the range is refused.
-fn is_zero_weight(param: &[u8]) -> bool {
-    let Some(weight) = param
+/// `q=0.5` as 500; `None` for any other parameter, or a weight that does not parse.
+fn weight(param: &[u8]) -> Option<u16> {
+    let value = param
         .strip_prefix(b"q=")
-        .or_else(|| param.strip_prefix(b"Q="))
-    else {
-        return false;
+        .or_else(|| param.strip_prefix(b"Q="))?;
+    let (int, frac) = match value.iter().position(|&b| b == b'.') {
+        Some(dot) => (&value[..dot], &value[dot + 1..]),
+        None => (value, &[][..]),
     };
-    let (int, frac) = match weight.iter().position(|&b| b == b'.') {
-        Some(dot) => (&weight[..dot], &weight[dot + 1..]),
-        None => (weight, &[][..]),
-    };
-    int == b"0" && frac.iter().all(|&b| b == b'0')
+    if frac.len() > 3 || !frac.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let thousandths = frac.iter().chain(b"000").take(3);
+    let frac = thousandths.fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
+    match int {
+        b"0" => Some(frac),
+        b"1" if frac == 0 => Some(1000),
+        _ => None,
+    }
 }
 
 /// The kind of the body described by `headers`' `content-type`; `None` without one (or
@@ -123,20 +131,33 @@ mod tests {
     }
 
     #[test]
-    fn accept_names_a_type() {
-        let accept = |v: &'static str| {
+    fn accept_weighs_a_type_named() {
+        let weight = |v: &'static str| {
             let mut h = HeaderMap::new();
             h.append(header::ACCEPT, http::HeaderValue::from_static(v));
-            accepts(&h, "application/x-ndjson")
+            accept_weight(&h, "application/x-ndjson")
         };
-        assert!(accept("application/x-ndjson"));
-        assert!(accept("application/json, Application/X-NDJSON;q=0.5"));
-        assert!(accept("application/x-ndjson; q=1"));
-        assert!(!accept("application/x-ndjson;q=0"));
-        assert!(!accept("application/x-ndjson ; Q=0.000"));
-        assert!(!accept("*/*"));
-        assert!(!accept("application/json"));
-        assert!(!accept("application/x-ndjson-seq"));
+        assert_eq!(weight("application/x-ndjson"), Some(1000));
+        assert_eq!(
+            weight("application/json, Application/X-NDJSON;q=0.5"),
+            Some(500)
+        );
+        assert_eq!(weight("application/x-ndjson; q=1"), Some(1000));
+        assert_eq!(weight("application/x-ndjson;q=0"), Some(0));
+        assert_eq!(weight("application/x-ndjson ; Q=0.000"), Some(0));
+        assert_eq!(
+            weight("application/x-ndjson;q=0.25, application/x-ndjson;q=0.7"),
+            Some(700)
+        );
+        assert_eq!(
+            weight("application/x-ndjson;q=2"),
+            Some(1000),
+            "unreadable: 1"
+        );
+        assert_eq!(weight("application/x-ndjson;q=0.1234"), Some(1000));
+        assert_eq!(weight("*/*"), None);
+        assert_eq!(weight("application/json"), None);
+        assert_eq!(weight("application/x-ndjson-seq"), None);
     }
 
     #[test]

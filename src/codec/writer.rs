@@ -67,7 +67,8 @@ impl ReplyWriter {
             self.chunks.push(framing);
         }
         self.taken = self.sent;
-        out.extend(self.chunks.drain(..));
+        // A body referenced right after another leaves an empty framing chunk between.
+        out.extend(self.chunks.drain(..).filter(|c| !c.is_empty()));
     }
 
     /// Makes room for `additional` more bytes of framing.

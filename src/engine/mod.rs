@@ -67,10 +67,10 @@ pub(crate) trait Emit {
     /// The outcome of plan item `index`, final.
     fn emit(&mut self, index: usize, outcome: &Outcome);
 
-    /// Whether it holds as much as it should until it is read: the run then pauses (its
-    /// calls in flight are not polled) until whoever drives it polls it again.
-    fn is_full(&self) -> bool {
-        false
+    /// `Ready` while it may take more outcomes; `Pending` (waking `cx` once it may) while
+    /// it holds as much as it should until it is read. The run then starts nothing new.
+    fn poll_room(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
     }
 }
 
@@ -125,7 +125,7 @@ where
     ResBody::Error: Into<BoxError>,
     E: Emit,
 {
-    let mut run = Run::new(plan, opts, emit, traced);
+    let mut run = Run::new(plan, opts, emit, outer, traced);
     let mut calls = InFlight::new(run.places());
     // Commits and rollbacks; made when a group first ends (most batches have none).
     let mut endings = None;
@@ -155,26 +155,30 @@ where
     }
     let mut deadline_passed = false;
     loop {
-        while let Some(next) = run.next_launch(outer) {
-            launch!(next);
+        // While the reply holds as much as it should, nothing new starts; what is in
+        // flight (sub-requests, a group's next member, commits) goes on, and so does the
+        // deadline.
+        let room = std::future::poll_fn(|cx| Poll::Ready(run.poll_room(cx).is_ready())).await;
+        if room {
+            while let Some(next) = run.next_launch(outer) {
+                launch!(next);
+            }
         }
         let deadline = deadline.as_mut().as_pin_mut();
-        let next = match next_event(&mut calls, &mut endings, deadline).await {
+        let wait_room = (!room).then_some(|cx: &mut Context<'_>| run.poll_room(cx));
+        let next = match next_event(&mut calls, &mut endings, deadline, wait_room).await {
             Event::Done(Done::Sent(i, outcome)) => run.on_sent(i, outcome, outer),
             Event::Done(Done::Begun(g, result)) => run.on_begun(g, result, outer),
             Event::Ended(g, result) => {
                 run.on_ended(g, result);
                 None
             }
+            Event::Room => None,
             Event::Idle => break,
             Event::Deadline => {
                 deadline_passed = true;
                 drop(calls);
-                run.expire_groups();
-                if let Some(endings) = endings.as_mut() {
-                    finish_endings(&mut run, endings, opts).await;
-                }
-                run.expire_items();
+                expire(&mut run, endings.as_mut(), outer, opts).await;
                 break;
             }
         };
@@ -182,25 +186,26 @@ where
             launch!(next);
         }
         run.emit_final();
-        if run.reply_is_full() {
-            yield_once().await;
-        }
     }
     run.emit_rest(deadline_passed)
 }
 
-/// Pending once (waking at once): whoever polls the run takes what the reply holds before
-/// it polls again.
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if std::mem::replace(&mut yielded, true) {
-            return Poll::Ready(());
-        }
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    })
-    .await
+/// The batch deadline passed: open transactions are dropped, commits and rollbacks in
+/// flight may finish (see [`finish_endings`]), and every item without an outcome gets one.
+async fn expire<E, G>(
+    run: &mut Run<'_, E>,
+    endings: Option<&mut FuturesUnordered<G>>,
+    outer: &Outer,
+    opts: &RunOptions,
+) where
+    E: Emit,
+    G: Future<Output = (usize, Result<(), TxError>)>,
+{
+    run.expire_groups();
+    if let Some(endings) = endings {
+        finish_endings(run, endings, opts).await;
+    }
+    run.expire_items(outer);
 }
 
 /// The batch deadline passed while commits or rollbacks were in flight: each may finish,
@@ -239,20 +244,26 @@ enum Event {
     Done(Done),
     /// A group's commit or rollback returned.
     Ended(usize, Result<(), TxError>),
+    /// The reply may take more outcomes again.
+    Room,
     /// Nothing is in flight.
     Idle,
     /// The batch deadline passed.
     Deadline,
 }
 
-async fn next_event<F, G>(
+/// The next event; with `room`, the run waits for the reply to take more too (and is not
+/// idle while it waits).
+async fn next_event<F, G, R>(
     calls: &mut InFlight<F>,
     endings: &mut Option<FuturesUnordered<G>>,
     mut deadline: Option<Pin<&mut Sleep>>,
+    mut room: Option<R>,
 ) -> Event
 where
     F: Future<Output = Done>,
     G: Future<Output = (usize, Result<(), TxError>)>,
+    R: FnMut(&mut Context<'_>) -> Poll<()>,
 {
     std::future::poll_fn(|cx| {
         if let Poll::Ready(Some(done)) = calls.poll_next(cx) {
@@ -263,7 +274,13 @@ where
                 return Poll::Ready(Event::Ended(g, result));
             }
         }
-        if calls.is_empty() && endings.as_ref().is_none_or(FuturesUnordered::is_empty) {
+        if let Some(room) = room.as_mut() {
+            if room(cx).is_ready() {
+                return Poll::Ready(Event::Room);
+            }
+        }
+        let idle = calls.is_empty() && endings.as_ref().is_none_or(FuturesUnordered::is_empty);
+        if idle && room.is_none() {
             return Poll::Ready(Event::Idle);
         }
         match deadline.as_mut().map(|d| d.as_mut().poll(cx)) {

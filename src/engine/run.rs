@@ -7,7 +7,7 @@ use super::schedule::{Expired, Schedule, Start};
 use super::slots::Slots;
 use super::{Emit, RunOptions};
 use crate::batch::outcome::Outcome;
-use crate::batch::plan::Plan;
+use crate::batch::plan::{Plan, PlanItem};
 use crate::batch::reference::Resolvable;
 use crate::batch::results::{Results, Views};
 use crate::batch::summary::{CutShort, Summary};
@@ -43,7 +43,13 @@ pub(super) struct Run<'a, E> {
 }
 
 impl<'a, E: Emit> Run<'a, E> {
-    pub(super) fn new(plan: Plan, opts: &'a RunOptions, emit: E, traced: bool) -> Self {
+    pub(super) fn new(
+        plan: Plan,
+        opts: &'a RunOptions,
+        emit: E,
+        outer: &Outer,
+        traced: bool,
+    ) -> Self {
         let Plan {
             mut items,
             stop_on_error,
@@ -60,7 +66,8 @@ impl<'a, E: Emit> Run<'a, E> {
             stop_on_error,
             opts.concurrency,
         );
-        let mut slots = Slots::new(items, order, opts.max_response_bytes, traced);
+        let id_header = outer.request_id_header().cloned();
+        let mut slots = Slots::new(items, order, opts.max_response_bytes, traced, id_header);
         for i in 0..slots.len() {
             if slots.has_refs(i) {
                 for &d in schedule.depends_on(i) {
@@ -88,9 +95,9 @@ impl<'a, E: Emit> Run<'a, E> {
         self.slots.span(i)
     }
 
-    /// Whether the reply has taken all it can for now: the loop pauses until it is read.
-    pub(super) fn reply_is_full(&self) -> bool {
-        self.emit.is_full()
+    /// `Ready` while the reply may take more outcomes (see [`Emit::poll_room`]).
+    pub(super) fn poll_room(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.emit.poll_room(cx)
     }
 
     /// The next future to start, if the schedule lets one start. Items that cannot be sent
@@ -234,6 +241,29 @@ impl<'a, E: Emit> Run<'a, E> {
             debug_assert!(false, "request {i} was started twice");
             return Err(not_sent(format!("not sent: request {i} was started twice")));
         };
+        let checked = self.check_item(i, &mut item);
+        // Its span names the path as sent (or as far as it was resolved).
+        self.slots.start_trace(i, &item);
+        checked?;
+        let mut req = outer.sub_request(item, i, self.slots.id(i));
+        if let Some(g) = self.schedule.group_of(i) {
+            self.groups[g].insert_handle(req.extensions_mut());
+        }
+        self.schedule.sent(i);
+        Ok(req)
+    }
+
+    /// Whether item `i` may be sent: its dependencies succeeded, its references resolve
+    /// (into `item`), and what it would reach is reachable.
+    #[inline(always)]
+    fn check_item(&mut self, i: usize, item: &mut PlanItem) -> Result<(), Box<Outcome>> {
+        let not_sent = |why: String| {
+            Box::new(Outcome::problem(
+                StatusCode::FAILED_DEPENDENCY,
+                "Failed dependency",
+                why,
+            ))
+        };
         if let Some(d) = self.schedule.failed_dependency(i) {
             return Err(Box::new(failed_dependency(d, self.slots.outcome(d))));
         }
@@ -263,12 +293,7 @@ impl<'a, E: Emit> Run<'a, E> {
                 )));
             }
         }
-        let mut req = outer.sub_request(item, i, self.slots.id(i));
-        if let Some(g) = self.schedule.group_of(i) {
-            self.groups[g].insert_handle(req.extensions_mut());
-        }
-        self.schedule.sent(i);
-        Ok(req)
+        Ok(())
     }
 
     /// Every member of group `g` reports `outcome`; none was sent.
@@ -310,16 +335,25 @@ impl<'a, E: Emit> Run<'a, E> {
     }
 
     /// The batch deadline passed: what was in flight is `504`, what never started `424`.
-    pub(super) fn expire_items(&mut self) {
+    /// (An item in flight was sent with a request id: its `504` gives it back.)
+    pub(super) fn expire_items(&mut self, outer: &Outer) {
         let limit = self.opts.batch_timeout.unwrap_or_default();
         let expired: Vec<_> = self.schedule.expire().collect();
         for (i, how) in expired {
             let outcome = match how {
-                Expired::InFlight => Outcome::problem(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "Batch timed out",
-                    format!("did not finish within the batch's deadline of {limit:?} (batch_timeout)"),
-                ),
+                Expired::InFlight => {
+                    let mut outcome = Outcome::problem(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "Batch timed out",
+                        format!("did not finish within the batch's deadline of {limit:?} (batch_timeout)"),
+                    );
+                    let name = outer.request_id_header();
+                    let id = outer.request_id_of(i, self.slots.id(i));
+                    if let (Some(name), Some(id)) = (name, id) {
+                        outcome.headers.insert(name.clone(), id);
+                    }
+                    outcome
+                }
                 Expired::NotStarted => Outcome::problem(
                     StatusCode::FAILED_DEPENDENCY,
                     "Not sent",

@@ -23,6 +23,9 @@ pub(super) struct Slots {
     summary: Summary,
     /// Whether items have spans (their batch has one).
     traced: bool,
+    /// The request-id header, when sub-requests carry one: an outcome that replaces
+    /// another (a rollback, a deadline) keeps the id the item was sent with.
+    id_header: Option<http::HeaderName>,
 }
 
 /// One item.
@@ -43,7 +46,13 @@ struct Slot {
 
 impl Slots {
     /// The plan's items, with spans when `traced`.
-    pub(super) fn new(items: Vec<PlanItem>, order: Order, max_held: usize, traced: bool) -> Self {
+    pub(super) fn new(
+        items: Vec<PlanItem>,
+        order: Order,
+        max_held: usize,
+        traced: bool,
+        id_header: Option<http::HeaderName>,
+    ) -> Self {
         let summary = Summary::new(items.len());
         let slots = items
             .into_iter()
@@ -65,6 +74,7 @@ impl Slots {
             max_held,
             summary,
             traced,
+            id_header,
         }
     }
 
@@ -91,15 +101,19 @@ impl Slots {
         self.slots[i].outcome.as_ref()
     }
 
-    /// Item `i`, to send: taken out of its slot, its span opened.
+    /// Item `i`, to send: taken out of its slot.
     #[inline(always)]
     pub(super) fn take_item(&mut self, i: usize) -> Option<PlanItem> {
-        let slot = &mut self.slots[i];
-        let item = slot.item.take()?;
+        self.slots[i].item.take()
+    }
+
+    /// Item `i` starts (it may yet turn out not to be sent): its span opens.
+    #[inline(always)]
+    pub(super) fn start_trace(&mut self, i: usize, item: &PlanItem) {
         if self.traced {
-            slot.trace = Some(ItemTrace::start(i, &slot.id, &item));
+            let slot = &mut self.slots[i];
+            slot.trace = Some(ItemTrace::start(i, &slot.id, item));
         }
-        Some(item)
     }
 
     /// The span item `i`'s call runs in, if items have spans.
@@ -136,6 +150,13 @@ impl Slots {
         outcome.id = match slot.outcome.take() {
             Some(old) => {
                 self.held -= old.body.len();
+                if let Some(name) = &self.id_header {
+                    if let (false, Some(id)) =
+                        (outcome.headers.contains_key(name), old.headers.get(name))
+                    {
+                        outcome.headers.insert(name.clone(), id.clone());
+                    }
+                }
                 old.id
             }
             None => std::mem::take(&mut slot.id),

@@ -21,7 +21,6 @@ use super::fields::{boolean, parse_envelope, parse_item, request_list};
 use super::list::ListReply;
 use super::writer::Fit;
 use super::{Codec, DecodeContext, Decoded, ReplyWriter, NO_HOOK};
-use crate::batch::media::accepts;
 use crate::batch::outcome::BodyView;
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::{Order, Plan};
@@ -57,7 +56,7 @@ impl Codec for JsonCodec {
         cx: &DecodeContext<'_>,
     ) -> Result<Decoded, Problem> {
         let mut plan = decode(body, cx).map_err(Problem::invalid)?;
-        if accepts(&outer.headers, ndjson::NDJSON) {
+        if ndjson::wanted(&outer.headers) {
             plan.order = Order::Completion;
             return Ok(Decoded::Run(plan, Box::new(ndjson::NdjsonReply)));
         }

@@ -11,6 +11,7 @@
 //! less than `requests`).
 
 use super::entry;
+use crate::batch::media::accept_weight;
 use crate::batch::outcome::Outcome;
 use crate::batch::summary::{Summary, CLASSES};
 use crate::codec::{Reply, ReplyWriter};
@@ -18,6 +19,15 @@ use http::{HeaderValue, StatusCode};
 
 /// `application/x-ndjson`.
 pub(super) const NDJSON: &str = "application/x-ndjson";
+
+/// Whether the client asks for NDJSON: `accept` names `application/x-ndjson` with a weight
+/// above 0, and not below the one it gives `application/json`.
+pub(super) fn wanted(headers: &http::HeaderMap) -> bool {
+    let Some(ndjson) = accept_weight(headers, NDJSON).filter(|&q| q > 0) else {
+        return false;
+    };
+    accept_weight(headers, "application/json").is_none_or(|json| ndjson >= json)
+}
 
 /// Lines, as items finish.
 pub(super) struct NdjsonReply;
