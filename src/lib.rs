@@ -303,10 +303,10 @@
 //! # Streamed replies, spans and request ids
 //!
 //! A reply streams: its head leaves once the batch has validated, and each item follows as
-//! soon as it and every item before it have finished. The response body *is* the run (it
-//! pauses while 64 KiB wait unread; dropping the body cancels the batch), so read the body
-//! to run the batch. A JSON batch sent with `Accept: application/x-ndjson` gets one line
-//! per item in the order they finish, then a closing line with the counts:
+//! soon as it and every item before it have finished. The rest of the batch runs on a
+//! tokio task of its own, which starts nothing new while 64 KiB of reply wait unread, and
+//! which dropping the body cancels. A JSON batch sent with `Accept: application/x-ndjson`
+//! gets one line per item in the order they finish, then a closing line with the counts:
 //!
 //! ```
 //! use axum::{routing::get, Router};
@@ -359,8 +359,8 @@
 //!
 //! # Runtime
 //!
-//! Batches use tokio's timer for the per-sub-request timeout: serve them on a tokio
-//! runtime.
+//! Batches use tokio's timer for their timeouts, and a streamed reply runs the rest of its
+//! batch on a task (`tokio::spawn`): serve them on a tokio runtime.
 #![deny(unsafe_code, missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

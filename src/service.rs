@@ -44,9 +44,9 @@ use tracing::Instrument as _;
 ///
 /// The response future resolves once the batch has validated (or run to the end, for a
 /// reply whose status depends on every item, or that finished before it first waited);
-/// then the response body runs the rest of the batch as it is read, and dropping it
-/// cancels the sub-requests in flight. A caller that holds the response without reading
-/// its body holds the batch paused.
+/// the rest of the batch then runs on a tokio task, writing into the response body, which
+/// cancels the task when it is dropped. While 64 KiB of reply wait unread, the task
+/// starts no new sub-request.
 #[derive(Clone, Debug)]
 pub struct Batch<S> {
     inner: S,

@@ -1,5 +1,5 @@
 //! The engine: runs a validated [`Plan`] against the wrapped service and hands each
-//! outcome, in request order, to its caller as soon as that outcome is final. It knows no
+//! outcome, in the plan's order, to its caller as soon as that outcome is final. It knows no
 //! wire format.
 //!
 //! Its parts: [`schedule`] decides what may start (pure bookkeeping); [`group`] is an
