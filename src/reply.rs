@@ -32,7 +32,9 @@ use tokio::task::AbortHandle;
 use tower_service::Service;
 use tracing::Instrument as _;
 
-/// The bytes a streamed reply may hold, written and not yet read, before its run pauses.
+/// The bytes a streamed reply may hold, written and not yet taken by its body, before its
+/// run starts nothing new. (The body holds what it took until the connection takes it, and
+/// the connection buffers some too: the bound is this plus what those hold.)
 const HIGH_WATER: usize = 64 * 1024;
 
 /// Runs `plan` to the end, then answers with the reply whole.
@@ -171,7 +173,10 @@ impl Emit for Shared {
         if let Some(reply) = reply {
             reply.item(index, outcome, w);
         }
-        if let Some(reader) = reader.take() {
+        let reader = reader.take();
+        // Woken once the lock is let go, so the body does not wait for it.
+        drop(writing);
+        if let Some(reader) = reader {
             reader.wake();
         }
     }
@@ -193,7 +198,9 @@ impl Drop for Done {
     fn drop(&mut self) {
         let mut writing = self.0.lock();
         writing.done = true;
-        if let Some(reader) = writing.reader.take() {
+        let reader = writing.reader.take();
+        drop(writing);
+        if let Some(reader) = reader {
             reader.wake();
         }
     }
@@ -220,7 +227,9 @@ impl Stream for ReplyStream {
         writing.w.take(&mut this.out);
         if let Some(chunk) = this.out.pop_front() {
             // Room again: a run waiting for it goes on.
-            if let Some(writer) = writing.writer.take() {
+            let writer = writing.writer.take();
+            drop(writing);
+            if let Some(writer) = writer {
                 writer.wake();
             }
             return Poll::Ready(Some(chunk));

@@ -579,3 +579,15 @@ async fn ndjson_gives_a_groups_members_once_it_has_ended() {
     assert!(position("after2") > position("g2b"));
     assert_eq!(lines.last().unwrap()["responses"], 5);
 }
+
+/// A member rolled back was sent with a request id: its `424` keeps it.
+#[tokio::test]
+async fn a_rolled_back_member_keeps_its_request_id() {
+    let store = seeded(0);
+    let (http, _) = store::start(layer(&store), store.clone()).await;
+    let batch = json!({"atomic": true, "requests": [create("a", Some("one")), create("b", None)]});
+    let items = http.batch(&batch, &[("x-request-id", "r")]).await.items();
+    assert_eq!(statuses_of(&items), [424, 422]);
+    assert_eq!(items[0]["headers"]["X-Request-ID"], "r.a");
+    assert_eq!(items[1]["headers"]["X-Request-ID"], "r.b");
+}

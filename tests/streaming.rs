@@ -138,6 +138,10 @@ async fn json_items_arrive_in_request_order_as_they_finish() {
     assert!(reading
         .text
         .starts_with(r#"{"responses":[{"id":"a","status":200"#));
+    assert!(
+        !reading.text.contains(r#""id":"b""#),
+        "b waits for the gate"
+    );
     gate.notify_one();
     let reply: Value = serde_json::from_str(&reading.rest().await).unwrap();
     assert_eq!(reply["responses"][1]["id"], "b");
@@ -288,7 +292,7 @@ async fn the_usual_reply_without_an_ndjson_accept() {
     }
 }
 
-/// A router whose `/count/{n}` handlers count their calls, `/big/{n}` answers 16 KiB and
+/// A router whose `/big/{n}` handlers count their calls and answer 16 KiB of text, and
 /// `/gated` waits for the gate and counts when it gets past it.
 fn counting(started: Arc<AtomicUsize>, finished: Arc<AtomicUsize>, gate: Arc<Notify>) -> Router {
     let big = Bytes::from(vec![b'x'; 16 * 1024]);
@@ -298,7 +302,7 @@ fn counting(started: Arc<AtomicUsize>, finished: Arc<AtomicUsize>, gate: Arc<Not
             get(move || {
                 started.fetch_add(1, Ordering::SeqCst);
                 let big = big.clone();
-                async move { big }
+                async move { ([("content-type", "text/plain")], big) }
             }),
         )
         .route(
@@ -407,4 +411,61 @@ async fn a_client_that_goes_away_mid_reply_cancels_what_is_in_flight() {
         dropped.notified(),
     )
     .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_with_nothing_left_to_start_is_over_however_slowly_it_is_read() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let app = BatchLayer::new("/batch")
+        .batch_timeout(Duration::from_secs(5))
+        .layer_router(counting(
+            Arc::clone(&started),
+            Arc::default(),
+            Arc::default(),
+        ));
+    // Four 16 KiB items: the last one takes the unread reply past 64 KiB.
+    let requests: Vec<_> = (0..4)
+        .map(|i| json!({ "url": format!("/big/{i}") }))
+        .collect();
+    let mut request = batch_request(&json!({ "requests": requests }));
+    request
+        .headers_mut()
+        .insert("accept", "application/x-ndjson".parse().unwrap());
+    let response = app.oneshot(request).await.unwrap();
+    // Nobody reads until well past the deadline: the batch had ended before it.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let last = std::str::from_utf8(&body).unwrap().lines().last().unwrap();
+    let last: Value = serde_json::from_str(last).unwrap();
+    assert_eq!(last["responses"], 4);
+    assert_eq!(last["cutShort"], Value::Null, "{last}");
+}
+
+/// The run and the body on different threads: every reply arrives whole, many times over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_reply_streams_whole_between_threads() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let layer = BatchLayer::new("/batch")
+        .max_requests(200)
+        .max_response_bytes(64 << 20);
+    let app = layer.layer_router(counting(
+        Arc::clone(&started),
+        Arc::default(),
+        Arc::default(),
+    ));
+    let addr = common::serve(app).await;
+    let requests: Vec<_> = (0..200)
+        .map(|i| json!({ "url": format!("/big/{i}") }))
+        .collect();
+    let batch = json!({ "requests": requests }).to_string();
+    for _ in 0..5 {
+        let reading = Reading::post(addr, "/batch", &[JSON], batch.clone()).await;
+        let reply: Value = serde_json::from_str(&reading.rest().await).unwrap();
+        let items = reply["responses"].as_array().unwrap();
+        assert_eq!(items.len(), 200);
+        let whole =
+            |i: &Value| i["status"] == 200 && i["body"].as_str().unwrap().len() == 16 * 1024;
+        assert!(items.iter().all(whole));
+    }
+    assert_eq!(started.load(Ordering::SeqCst), 1000);
 }

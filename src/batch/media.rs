@@ -74,7 +74,7 @@ pub(crate) enum MediaKind {
 /// The weight (`q`, in thousandths) the `accept` headers give `essence`
 /// (`"application/x-ndjson"`) by name: `None` when they do not name it. Wildcards (`*/*`)
 /// do not count: a reply in another shape than the usual one is given only to a client
-/// that asks for it by name. A weight that does not parse counts as 1.
+/// that asks for it by name. A range whose weight does not parse is left out.
 pub(crate) fn accept_weight(headers: &HeaderMap, essence: &str) -> Option<u16> {
     let values = headers.get_all(header::ACCEPT).into_iter();
     let ranges = values.flat_map(|v| v.as_bytes().split(|&b| b == b','));
@@ -82,16 +82,23 @@ pub(crate) fn accept_weight(headers: &HeaderMap, essence: &str) -> Option<u16> {
         let mut params = range.split(|&b| b == b';');
         let media = MediaType::parse(params.next().unwrap_or_default())?;
         let q = params.find_map(|p| weight(p.trim_ascii()));
-        media.is(essence).then(|| q.unwrap_or(1000))
+        // A weight that does not parse leaves the range out.
+        media.is(essence).then_some(q.unwrap_or(Some(1000)))?
     });
     weights.max()
 }
 
-/// `q=0.5` as 500; `None` for any other parameter, or a weight that does not parse.
-fn weight(param: &[u8]) -> Option<u16> {
+/// `q=0.5` as `Some(Some(500))`; `Some(None)` for a weight that does not parse; `None` for
+/// any other parameter.
+fn weight(param: &[u8]) -> Option<Option<u16>> {
     let value = param
         .strip_prefix(b"q=")
         .or_else(|| param.strip_prefix(b"Q="))?;
+    Some(parse_weight(value))
+}
+
+/// `0`, `0.5`, `1.000`: RFC 9110's `qvalue`, in thousandths.
+fn parse_weight(value: &[u8]) -> Option<u16> {
     let (int, frac) = match value.iter().position(|&b| b == b'.') {
         Some(dot) => (&value[..dot], &value[dot + 1..]),
         None => (value, &[][..]),
@@ -149,12 +156,12 @@ mod tests {
             weight("application/x-ndjson;q=0.25, application/x-ndjson;q=0.7"),
             Some(700)
         );
-        assert_eq!(
-            weight("application/x-ndjson;q=2"),
-            Some(1000),
-            "unreadable: 1"
-        );
-        assert_eq!(weight("application/x-ndjson;q=0.1234"), Some(1000));
+        assert_eq!(weight("application/x-ndjson;q=2"), None, "unreadable");
+        assert_eq!(weight("application/x-ndjson;q=0.1234"), None);
+        assert_eq!(weight("application/x-ndjson;q=.5"), None);
+        assert_eq!(weight("application/x-ndjson;q= 0"), None);
+        let two = "application/x-ndjson;q=x, application/x-ndjson;q=0.3";
+        assert_eq!(weight(two), Some(300));
         assert_eq!(weight("*/*"), None);
         assert_eq!(weight("application/json"), None);
         assert_eq!(weight("application/x-ndjson-seq"), None);

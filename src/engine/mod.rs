@@ -156,8 +156,7 @@ where
     let mut deadline_passed = false;
     loop {
         // While the reply holds as much as it should, nothing new starts; what is in
-        // flight (sub-requests, a group's next member, commits) goes on, and so does the
-        // deadline.
+        // flight (sub-requests, a group's next member, commits) and the deadline go on.
         let room = std::future::poll_fn(|cx| Poll::Ready(run.poll_room(cx).is_ready())).await;
         if room {
             while let Some(next) = run.next_launch(outer) {
@@ -165,7 +164,9 @@ where
             }
         }
         let deadline = deadline.as_mut().as_pin_mut();
-        let wait_room = (!room).then_some(|cx: &mut Context<'_>| run.poll_room(cx));
+        // Room matters only while something is ready to start (else idle means over).
+        let waits = !room && run.has_ready();
+        let wait_room = waits.then_some(|cx: &mut Context<'_>| run.poll_room(cx));
         let next = match next_event(&mut calls, &mut endings, deadline, wait_room).await {
             Event::Done(Done::Sent(i, outcome)) => run.on_sent(i, outcome, outer),
             Event::Done(Done::Begun(g, result)) => run.on_begun(g, result, outer),

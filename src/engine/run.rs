@@ -95,6 +95,11 @@ impl<'a, E: Emit> Run<'a, E> {
         self.slots.span(i)
     }
 
+    /// Whether something could start now, were there room in the reply.
+    pub(super) fn has_ready(&self) -> bool {
+        self.schedule.has_ready()
+    }
+
     /// `Ready` while the reply may take more outcomes (see [`Emit::poll_room`]).
     pub(super) fn poll_room(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         self.emit.poll_room(cx)

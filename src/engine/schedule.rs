@@ -133,6 +133,12 @@ impl Schedule {
     }
 
     /// How many items or groups may be in flight at once.
+    /// Whether an item is ready to start (given a place): the run has more to launch
+    /// without waiting for anything in flight.
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.stopped && !self.ready.is_empty()
+    }
+
     pub(crate) fn places(&self) -> usize {
         self.places
     }
