@@ -335,3 +335,62 @@ async fn heads_bodies_and_upstreams_have_deadlines() {
     let upstream = Http::new(format!("127.0.0.1:{port}").parse().unwrap());
     assert_eq!(upstream.send("GET", "/release", &[], "").await.status, 200);
 }
+
+/// Through the proxy, an NDJSON reply streams in completion order: the quick item's line
+/// arrives while the legacy service still holds the slow one (released only once the test
+/// has read that line). Sub-requests carry ids derived from the batch's
+/// (`--request-id-header`).
+#[tokio::test]
+async fn an_ndjson_reply_streams_through_the_proxy_with_request_ids() {
+    use http_body_util::{BodyExt, Full};
+    let (_legacy, port, mut legacy_out) = legacy_reading();
+    let upstream = format!("http://127.0.0.1:{port}");
+    let extra = [
+        "--concurrency",
+        "2",
+        "--request-id-header",
+        "x-correlation-id",
+    ];
+    let (_proxy, http) = proxy(&upstream, &extra);
+    let batch = json!({"requests": [
+        {"id": "slow", "url": "/wait"},
+        {"id": "who", "url": "/whoami"},
+    ]});
+    let req = http::Request::post(format!("http://{}/batch", http.addr))
+        .header("content-type", "application/json")
+        .header("accept", "application/x-ndjson")
+        .header("x-correlation-id", "c-1")
+        .body(Full::new(bytes::Bytes::from(batch.to_string())))
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let mut body = client.request(req).await.unwrap().into_body();
+    let mut text = String::new();
+    let first_line = async {
+        while !text.contains('\n') {
+            let frame = body.frame().await.expect("more of the reply").unwrap();
+            text.push_str(std::str::from_utf8(&frame.into_data().unwrap()).unwrap());
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), first_line)
+        .await
+        .expect("a first line");
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["id"], "who");
+    assert_eq!(first["body"]["x-correlation-id"], json!(["c-1.who"]));
+    assert_eq!(first["headers"]["X-Correlation-Id"], "c-1.who");
+    // The slow item is waiting in the legacy service; let it go.
+    let mut line = String::new();
+    legacy_out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "waiting");
+    http.send("GET", "/release", &[], "").await;
+    let rest = body.collect().await.unwrap().to_bytes();
+    text.push_str(std::str::from_utf8(&rest).unwrap());
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[1]["id"], "slow");
+    assert_eq!(lines[1]["body"], "released");
+    assert_eq!(lines[2]["done"], true);
+}

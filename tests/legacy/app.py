@@ -36,7 +36,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == "/whoami":
-            seen = {h: self.headers.get_all(h) for h in ("authorization", "cookie", "x-forwarded-for", "host", "x-custom", "x-api-key", "x-tenant")}
+            seen = {h: self.headers.get_all(h) for h in ("authorization", "cookie", "x-forwarded-for", "host", "x-custom", "x-api-key", "x-tenant", "x-correlation-id")}
             self.reply(200, seen)
         elif self.path == "/wait":
             print("waiting", flush=True)

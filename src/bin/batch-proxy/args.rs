@@ -57,6 +57,14 @@ pub(crate) struct Args {
     /// One more header sub-requests may never set (e.g. `x-tenant`). Repeatable.
     #[arg(long = "drop-header", value_name = "NAME")]
     pub(crate) drop_headers: Vec<HeaderName>,
+    /// The request-id header: when a batch carries one, each sub-request gets
+    /// `<id>.<item id>` in it, and its item gives it back.
+    #[arg(
+        long = "request-id-header",
+        value_name = "NAME",
+        default_value = "x-request-id"
+    )]
+    pub(crate) request_id_header: HeaderName,
     /// A path prefix batches may not reach (e.g. `/admin`: also `/admin/…`, in any
     /// spelling); such a sub-request reports 403. Repeatable.
     #[arg(long = "refuse-path", value_name = "PREFIX", value_parser = refused_path)]
@@ -148,6 +156,7 @@ pub(crate) fn layer(args: &Args) -> Result<BatchLayer, String> {
     for name in &args.drop_headers {
         layer = layer.drop_header(name.clone());
     }
+    layer = layer.request_id_header(args.request_id_header.clone());
     for prefix in &args.refuse_paths {
         layer = layer.refuse_path(prefix);
     }
