@@ -77,6 +77,8 @@ async fn main() -> std::io::Result<()> {
 
     loop {
         let (stream, _) = listener.accept().await?;
+        // Streamed replies go out in pieces: TCP_NODELAY, so none waits for a delayed ACK.
+        stream.set_nodelay(true)?;
         let service = TowerToHyperService::new(service.clone());
         tokio::spawn(async move {
             if let Err(e) = auto::Builder::new(TokioExecutor::new())

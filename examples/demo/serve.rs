@@ -76,6 +76,9 @@ where
             req.extensions_mut().insert(ConnectInfo(addr));
             app.clone().oneshot(req.map(axum::body::Body::new))
         });
+        // Streamed replies go out in pieces: without TCP_NODELAY each piece after the first
+        // waits for the client's delayed ACK of the one before (up to 40 ms).
+        let _ = stream.set_nodelay(true);
         // hyper has no write timeout: the stream has one.
         let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
         stream.set_write_timeout(Some(limits.write_timeout));

@@ -39,6 +39,11 @@ where
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let make = axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(svc);
+    // As the README says to serve streamed replies: TCP_NODELAY.
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, make).await.unwrap() });
     addr
 }

@@ -264,6 +264,9 @@ where
             }
         };
         let service = TowerToHyperService::new(service.clone());
+        // A streamed reply goes out in pieces: without TCP_NODELAY, each piece after the
+        // first waits for the client's (delayed) ACK of the one before, up to 40 ms.
+        let _ = stream.set_nodelay(true);
         // A client that stops reading its reply is cut off (hyper has no write timeout).
         let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
         let write_timeout = args.write_timeout_secs;
