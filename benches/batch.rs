@@ -6,7 +6,12 @@
 //!   as direct `oneshot` calls (bodies collected in both);
 //! - `scale`: batches of 10 to 10,000 items, independent and chained (each depends on the
 //!   one before and uses its result in its URL): the time per item should stay flat;
-//! - `sleep_20ms_x50`: concurrency against sequential execution.
+//! - `sleep_20ms_x50`: concurrency against sequential execution;
+//! - `cpu_1ms_x100`: 100 sub-requests that each burn about 1 ms of CPU, on a runtime with a
+//!   worker thread per core, at `concurrency(1)` and `concurrency(cores)`: sub-requests run
+//!   as tasks when several may be in flight, so the second takes about 1/cores of the time;
+//! - `tiny_x100`: 100 small GETs on that runtime at `concurrency(1)` (in the batch's task)
+//!   and `concurrency(8)` (a task each): what the tasks cost when handlers are tiny.
 
 use axum::body::Body;
 use axum::routing::get;
@@ -193,6 +198,62 @@ fn sleepy(c: &mut Criterion) {
     g.finish();
 }
 
+/// Iterations of [`spin`] that take about 1 ms here.
+fn iterations_per_ms() -> u64 {
+    let start = std::time::Instant::now();
+    std::hint::black_box(spin(1_000_000));
+    (1_000_000.0 / (start.elapsed().as_secs_f64() * 1e3)) as u64
+}
+
+/// Fixed work: `n` rounds of a multiply-xorshift.
+fn spin(n: u64) -> u64 {
+    let mut x = std::hint::black_box(0x9e37_79b9_7f4a_7c15u64);
+    for _ in 0..n {
+        x = (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    }
+    x
+}
+
+/// A batch of `items` GETs to `path`.
+fn gets_of(path: &str, items: usize) -> String {
+    json!({"requests": (0..items).map(|_| json!({"url": path})).collect::<Vec<_>>()}).to_string()
+}
+
+/// Sub-requests that burn CPU, and tiny ones, on a runtime with a worker per core: the
+/// same batch at `concurrency(1)` and above.
+fn parallel(c: &mut Criterion) {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .enable_all()
+        .build()
+        .unwrap();
+    let per_ms = iterations_per_ms();
+    let router = router().route(
+        "/burn",
+        get(move || async move { spin(per_ms).to_string() }),
+    );
+    let groups = [
+        ("cpu_1ms_x100", gets_of("/burn", 100), [1, cores]),
+        ("tiny_x100", gets(100), [1, 8]),
+    ];
+    for (name, batch, levels) in groups {
+        let mut g = c.benchmark_group(name);
+        g.sample_size(20);
+        for n in levels {
+            let svc = layer().concurrency(n).layer_router(router.clone());
+            g.bench_with_input(BenchmarkId::new("concurrency", n), &batch, |b, batch| {
+                b.to_async(&rt).iter(|| async {
+                    let res = svc.clone().oneshot(batch_request(batch)).await.unwrap();
+                    assert_eq!(res.status(), 200);
+                    res.into_body().collect().await.unwrap().to_bytes()
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
 /// Time per item from 10 to 10,000 items: flat means no step grows with the batch.
 fn scale(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -217,5 +278,5 @@ fn scale(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, scale, sleepy);
+criterion_group!(benches, bench, scale, sleepy, parallel);
 criterion_main!(benches);

@@ -81,10 +81,11 @@ fn upstream() -> SocketAddr {
                     res.headers_mut().insert(http::header::CONTENT_TYPE, json);
                     Ok::<_, std::convert::Infallible>(res)
                 });
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(async move {
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service);
-                    let _ = conn.await;
+                    // HTTP/1.1, or HTTP/2 with prior knowledge (`--upstream-http2`).
+                    let server = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = server.serve_connection(TokioIo::new(stream), service).await;
                 });
             }
         });
@@ -97,6 +98,11 @@ fn proxy(bin: Option<&str>, upstream: SocketAddr) -> (Child, SocketAddr) {
     let mut child = Command::new(bin.unwrap_or(env!("CARGO_BIN_EXE_batch-proxy")))
         .args(["--upstream", &format!("http://{upstream}")])
         .args(["--listen", "127.0.0.1:0", "--max-requests", "1000"])
+        .args(
+            std::env::var("PROXY_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

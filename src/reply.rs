@@ -9,6 +9,11 @@
 //! goes on, and the deadline holds). So memory follows the items finished and not yet sent,
 //! not the batch; and a client that goes away drops the body, which aborts the run and
 //! every call in flight.
+//!
+//! Each write to a socket costs a system call and wakes the reader: when items finish
+//! faster than one per [`LINGER`], the body gathers what comes within that time of its
+//! last write (up to [`GATHER`] bytes) and gives it as one frame. An item that finishes
+//! after a quiet spell leaves at once.
 
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
@@ -28,7 +33,9 @@ use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 use tokio::task::AbortHandle;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 use tracing::Instrument as _;
 
@@ -36,6 +43,12 @@ use tracing::Instrument as _;
 /// run starts nothing new. (The body holds what it took until the connection takes it, and
 /// the connection buffers some too: the bound is this plus what those hold.)
 const HIGH_WATER: usize = 64 * 1024;
+
+/// How long after the body's last bytes it waits for more before taking what is there.
+const LINGER: Duration = Duration::from_millis(1);
+
+/// What the body takes at once, however recently it last did.
+const GATHER: usize = 16 * 1024;
 
 /// Runs `plan` to the end, then answers with the reply whole.
 pub(crate) async fn whole<S, B, ResBody>(
@@ -47,9 +60,11 @@ pub(crate) async fn whole<S, B, ResBody>(
     trace: &BatchTrace,
 ) -> Response<BatchResponseBody<ResBody>>
 where
-    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
     S::Error: Into<BoxError>,
-    ResBody: Body<Data = Bytes>,
+    B: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
     let mut w = ReplyWriter::new(config.run.max_response_bytes);
@@ -91,6 +106,7 @@ where
         w,
         done: false,
         reader: None,
+        lingering: false,
         writer: None,
     })));
     let sink = writing.clone();
@@ -124,6 +140,8 @@ where
             writing,
             out: VecDeque::new(),
             task,
+            took_at: None,
+            linger: None,
         };
         BatchResponseBody::streamed(Box::pin(stream))
     };
@@ -149,6 +167,8 @@ struct Writing {
     done: bool,
     /// The body, waiting for bytes.
     reader: Option<Waker>,
+    /// The body waits for [`LINGER`] to pass: wake it only once [`GATHER`] bytes wait.
+    lingering: bool,
     /// The run, waiting for the body to take what it wrote.
     writer: Option<Waker>,
 }
@@ -168,12 +188,19 @@ impl Emit for Shared {
     fn emit(&mut self, index: usize, outcome: &Outcome) {
         let mut writing = self.lock();
         let Writing {
-            reply, w, reader, ..
+            reply,
+            w,
+            reader,
+            lingering,
+            ..
         } = &mut *writing;
         if let Some(reply) = reply {
             reply.item(index, outcome, w);
         }
-        let reader = reader.take();
+        let reader = match *lingering && w.pending() < GATHER {
+            true => None,
+            false => reader.take(),
+        };
         // Woken once the lock is let go, so the body does not wait for it.
         drop(writing);
         if let Some(reader) = reader {
@@ -213,6 +240,38 @@ struct ReplyStream {
     out: VecDeque<Bytes>,
     /// The run's task: cancelled when the body is dropped (the client went away).
     task: AbortHandle,
+    /// When the body last took bytes.
+    took_at: Option<Instant>,
+    /// Until [`LINGER`] after `took_at`, while little is written.
+    linger: Option<Pin<Box<Sleep>>>,
+}
+
+/// Whether a body that last took bytes at `took_at` should wait before taking what is
+/// written: it is little, more may come, and [`LINGER`] has not passed. Arms `linger`.
+fn lingers(
+    took_at: Option<Instant>,
+    linger: &mut Option<Pin<Box<Sleep>>>,
+    writing: &Writing,
+    cx: &mut Context<'_>,
+) -> bool {
+    let pending = writing.w.pending();
+    let Some(took_at) = took_at else {
+        return false;
+    };
+    if pending == 0 || pending >= GATHER || writing.done {
+        return false;
+    }
+    let due = took_at + LINGER;
+    let sleep = match linger {
+        Some(sleep) => {
+            if sleep.deadline() != due {
+                sleep.as_mut().reset(due);
+            }
+            sleep
+        }
+        None => linger.insert(Box::pin(tokio::time::sleep_until(due))),
+    };
+    sleep.as_mut().poll(cx).is_pending()
 }
 
 impl Stream for ReplyStream {
@@ -224,8 +283,15 @@ impl Stream for ReplyStream {
             return Poll::Ready(Some(chunk));
         }
         let mut writing = this.writing.lock();
+        let lingering = lingers(this.took_at, &mut this.linger, &writing, cx);
+        writing.lingering = lingering;
+        if lingering {
+            writing.reader = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
         writing.w.take(&mut this.out);
         if let Some(chunk) = this.out.pop_front() {
+            this.took_at = Some(Instant::now());
             // Room again: a run waiting for it goes on.
             let writer = writing.writer.take();
             drop(writing);

@@ -7,6 +7,7 @@
 //! the futures in flight and the batch's deadline.
 
 mod group;
+mod in_flight;
 mod one;
 mod run;
 mod schedule;
@@ -29,10 +30,11 @@ use group::TxError;
 use http::request::Parts;
 use http::{HeaderName, Request, Response};
 use http_body::Body;
+use in_flight::{InFlight, Spawned};
 use run::{Launch, Run};
 use std::future::Future;
 use std::pin::{pin, Pin};
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Sleep;
 use tower_service::Service;
@@ -59,6 +61,16 @@ pub(crate) struct RunOptions {
     pub(crate) batch_paths: BatchPaths,
     /// What sub-requests may reach at all (`403` for the rest).
     pub(crate) reach: Reach,
+}
+
+impl RunOptions {
+    /// What bounds each call, copied into it.
+    fn limits(&self) -> one::Limits {
+        one::Limits {
+            timeout: self.timeout,
+            max_item_response_bytes: self.max_item_response_bytes,
+        }
+    }
 }
 
 /// Where the engine hands outcomes: the reply, or what a lookup keeps. Any
@@ -108,6 +120,10 @@ impl<F: FnMut(usize, &Outcome)> Emit for F {
 /// Dropping this future (the client went away) drops every sub-request in flight and
 /// starts no other.
 ///
+/// With a concurrency above one, sub-requests that prove heavy to poll run on tokio tasks
+/// of their own, so the runtime's threads share the batch (see `in_flight`); light ones,
+/// and all at a concurrency of one, are polled in this future.
+///
 /// With `traced`, each item has a span (see `trace`), a child of the span current when
 /// this runs.
 pub(crate) async fn run<S, B, ResBody, E>(
@@ -119,13 +135,16 @@ pub(crate) async fn run<S, B, ResBody, E>(
     traced: bool,
 ) -> Summary
 where
-    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
     S::Error: Into<BoxError>,
-    ResBody: Body<Data = Bytes>,
+    B: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
     E: Emit,
 {
     let mut run = Run::new(plan, opts, emit, outer, traced);
+    let limits = opts.limits();
     let mut calls = InFlight::new(run.places());
     // Commits and rollbacks; made when a group first ends (most batches have none).
     let mut endings = None;
@@ -135,16 +154,12 @@ where
         ($launch:expr) => {
             match $launch {
                 Launch::Send(i, req) => {
-                    let id_header = outer.request_id_header();
-                    let span = run.span(i);
-                    calls.push(Either::Left(send(
-                        svc.clone(),
-                        req,
-                        i,
-                        id_header,
-                        span,
-                        opts,
-                    )))
+                    let id_header = outer.request_id_header().cloned();
+                    let call = send(svc.clone(), req, i, id_header, run.span(i), limits);
+                    calls.push(Either::Left(match calls.spawns() {
+                        true => Either::Right(Spawned::new(i, call)),
+                        false => Either::Left(call),
+                    }))
                 }
                 Launch::Begin(g) => calls.push(Either::Right(begin(g, outer.parts(), opts))),
                 Launch::End(g, tx, commit) => endings
@@ -296,9 +311,9 @@ async fn send<S, B, ResBody>(
     svc: S,
     req: Request<BatchRequestBody<B>>,
     i: usize,
-    id_header: Option<&HeaderName>,
+    id_header: Option<HeaderName>,
     span: Option<tracing::Span>,
-    opts: &RunOptions,
+    limits: one::Limits,
 ) -> Done
 where
     S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>>,
@@ -307,15 +322,18 @@ where
     ResBody::Error: Into<BoxError>,
 {
     // The item's request id goes back in its headers, unless the service set one.
-    let request_id = id_header.and_then(|name| Some((name, req.headers().get(name)?.clone())));
-    let call = one::call(svc, req, i, opts);
+    let request_id = id_header.and_then(|name| {
+        let id = req.headers().get(&name)?.clone();
+        Some((name, id))
+    });
+    let call = one::call(svc, req, i, limits);
     let mut outcome = match span {
         None => call.await,
         Some(span) => call.instrument(span).await,
     };
     if let Some((name, id)) = request_id {
-        if !outcome.headers.contains_key(name) {
-            outcome.headers.insert(name.clone(), id);
+        if !outcome.headers.contains_key(&name) {
+            outcome.headers.insert(name, id);
         }
     }
     Done::Sent(i, outcome)
@@ -351,55 +369,5 @@ async fn bounded<T>(
             Err(_) => Err(TxError::TimedOut(t)),
         },
         None => call.await.map_err(TxError::Failed),
-    }
-}
-
-/// The futures in flight: one reusable slot when only one may be (no allocation per
-/// sub-request), else a `FuturesUnordered`.
-enum InFlight<F> {
-    One(Pin<Box<Option<F>>>),
-    Many(FuturesUnordered<F>),
-}
-
-impl<F: Future> InFlight<F> {
-    fn new(places: usize) -> Self {
-        if places == 1 {
-            Self::One(Box::pin(None))
-        } else {
-            Self::Many(FuturesUnordered::new())
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        match self {
-            Self::One(slot) => slot.is_none(),
-            Self::Many(futures) => futures.is_empty(),
-        }
-    }
-
-    /// Adds a future; the schedule keeps to the number of places.
-    fn push(&mut self, future: F) {
-        match self {
-            Self::One(slot) => {
-                debug_assert!(slot.is_none(), "one future at a time");
-                slot.set(Some(future));
-            }
-            Self::Many(futures) => futures.push(future),
-        }
-    }
-
-    /// The output of the next future to finish; `Ready(None)` when there is none.
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
-        match self {
-            Self::One(slot) => {
-                let Some(future) = slot.as_mut().as_pin_mut() else {
-                    return Poll::Ready(None);
-                };
-                let output = ready!(future.poll(cx));
-                slot.set(None);
-                Poll::Ready(Some(output))
-            }
-            Self::Many(futures) => futures.poll_next_unpin(cx),
-        }
     }
 }

@@ -3,7 +3,6 @@
 //! panic caught. Whatever happens becomes the item's [`Outcome`]; nothing escapes to the
 //! rest of the batch.
 
-use super::RunOptions;
 use crate::batch::outcome::Outcome;
 use crate::body::{read_limited, BatchRequestBody, ReadError};
 use crate::identity::strip_response_framing;
@@ -15,6 +14,15 @@ use http_body::Body;
 use std::panic::AssertUnwindSafe;
 use tower::ServiceExt as _;
 use tower_service::Service;
+
+/// What bounds one call: copied into it, so that it can run on a task of its own.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// The per-sub-request timeout.
+    pub(crate) timeout: Option<std::time::Duration>,
+    /// What the response body may hold.
+    pub(crate) max_item_response_bytes: usize,
+}
 
 /// Why a sub-request has no response to report.
 enum Failed {
@@ -30,7 +38,7 @@ pub(crate) async fn call<S, B, ResBody>(
     svc: S,
     req: Request<BatchRequestBody<B>>,
     index: usize,
-    opts: &RunOptions,
+    limits: Limits,
 ) -> Outcome
 where
     S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>>,
@@ -38,7 +46,7 @@ where
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    let limit = opts.max_item_response_bytes;
+    let limit = limits.max_item_response_bytes;
     let call = AssertUnwindSafe(async move {
         let response = svc
             .oneshot(req)
@@ -56,7 +64,7 @@ where
         Ok((parts, body))
     })
     .catch_unwind();
-    let result = match opts.timeout {
+    let result = match limits.timeout {
         Some(t) => tokio::time::timeout(t, call)
             .await
             .unwrap_or(Ok(Err(Failed::TimedOut))),
@@ -88,23 +96,19 @@ where
             Failed::Panicked
         }
     };
-    failure(failed, index, opts)
+    failure(failed, index, limits)
 }
 
 /// The item the layer reports in place of a response.
-fn failure(failed: Failed, index: usize, opts: &RunOptions) -> Outcome {
+fn failure(failed: Failed, index: usize, limits: Limits) -> Outcome {
     match failed {
-        Failed::Panicked => Outcome::problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Sub-request panicked",
-            "the handler panicked while answering this sub-request".into(),
-        ),
+        Failed::Panicked => panicked(),
         Failed::TimedOut => Outcome::problem(
             StatusCode::GATEWAY_TIMEOUT,
             "Sub-request timed out",
             format!(
                 "no complete response within {:?} (the layer's per-sub-request timeout)",
-                opts.timeout.unwrap_or_default()
+                limits.timeout.unwrap_or_default()
             ),
         ),
         Failed::Service(e) => {
@@ -127,4 +131,13 @@ fn failure(failed: Failed, index: usize, opts: &RunOptions) -> Outcome {
             )
         }
     }
+}
+
+/// The item of a sub-request whose handler panicked.
+pub(super) fn panicked() -> Outcome {
+    Outcome::problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Sub-request panicked",
+        "the handler panicked while answering this sub-request".into(),
+    )
 }

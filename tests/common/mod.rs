@@ -30,7 +30,8 @@ use tower::Service;
 /// layer's timers (per sub-request, per batch, per hook call) exist only while a batch
 /// runs, after its body has been read; and while its reply streams, what one task writes
 /// on loopback is readable at once, before the runtime next looks for work. So the clock
-/// moves only when a sub-request waits for its timer.
+/// moves only when a sub-request waits for its timer, or by at most 1 ms when a streamed
+/// reply gathers items for one write (which only makes it write sooner).
 pub async fn serve<S>(svc: S) -> SocketAddr
 where
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,

@@ -73,6 +73,14 @@ pub(crate) struct Args {
     /// 504 (0: no limit). Batch sub-requests have --timeout-secs.
     #[arg(long, default_value_t = 30)]
     pub(crate) upstream_timeout_secs: u64,
+    /// Speak HTTP/2 to the upstream, without TLS (h2c with prior knowledge: the upstream
+    /// must accept it). A batch's sub-requests then share connections and their writes.
+    #[arg(long)]
+    pub(crate) upstream_http2: bool,
+    /// Worker threads, each serving the connections it is given on a runtime of its own
+    /// (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) threads: usize,
     /// Seconds a request head may take to arrive, and an idle connection may stay open.
     #[arg(long, default_value_t = 10)]
     pub(crate) header_timeout_secs: u64,
