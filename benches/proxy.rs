@@ -2,18 +2,20 @@
 //! to the upstream. One command builds the proxy and runs it all:
 //!
 //! ```text
-//! cargo bench --features proxy --bench proxy                     # 100 GETs per batch, 10 s each side
+//! cargo bench --features proxy --bench proxy                     # 100 GETs per batch, 10 s each
 //! cargo bench --features proxy --bench proxy -- --seconds 20 --connections 4 --items 100
 //! cargo bench --features proxy --bench proxy -- --proxy /path/to/another/batch-proxy
 //! ```
 //!
-//! The upstream is a small hyper HTTP/1.1 server on one thread, answering every `GET` with
-//! a small JSON object. The proxy is the release `batch-proxy` binary, in its own process,
-//! in front of it. The load is `--connections` keep-alive connections (hyper's client), each
-//! sending one request at a time for `--seconds`: on one side batches of `--items` GETs to
-//! the proxy, on the other the same GETs one by one to the upstream. Figures: sub-requests
-//! per second on each side, and the proxy's CPU time (user + system, from
-//! `/proc/<pid>/stat`) per million sub-requests it forwarded.
+//! The upstream is a small hyper server (HTTP/1.1, or HTTP/2 with prior knowledge) on one
+//! thread, answering every `GET` with a small JSON object. The proxy is the release
+//! `batch-proxy` binary, in its own process, in front of it, in each of [`SETUPS`] in turn
+//! (another binary, `--proxy`, runs once with its defaults). The load is `--connections`
+//! keep-alive connections (hyper's client), each sending one request at a time for
+//! `--seconds`: batches of `--items` GETs to the proxy, and first the same GETs one by one
+//! to the upstream. Figures: sub-requests per second against direct requests, and the
+//! proxy's CPU time (user + system, from `/proc/<pid>/stat`) per million sub-requests it
+//! forwarded.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -93,16 +95,12 @@ fn upstream() -> SocketAddr {
     addr
 }
 
-/// The release proxy (or `bin`) in front of `upstream`; its address.
-fn proxy(bin: Option<&str>, upstream: SocketAddr) -> (Child, SocketAddr) {
+/// The release proxy (or `bin`) in front of `upstream`, with `flags`; its address.
+fn proxy(bin: Option<&str>, upstream: SocketAddr, flags: &[&str]) -> (Child, SocketAddr) {
     let mut child = Command::new(bin.unwrap_or(env!("CARGO_BIN_EXE_batch-proxy")))
         .args(["--upstream", &format!("http://{upstream}")])
         .args(["--listen", "127.0.0.1:0", "--max-requests", "1000"])
-        .args(
-            std::env::var("PROXY_ARGS")
-                .unwrap_or_default()
-                .split_whitespace(),
-        )
+        .args(flags)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -169,10 +167,22 @@ async fn load(
     done.load(Ordering::Relaxed)
 }
 
+/// The proxy set-ups measured, each with its own process: its defaults (HTTP/1.1 to the
+/// upstream, one sub-request at a time, one worker thread), h2c with four at a time, and
+/// the defaults on two worker threads (on a 2-core machine that the upstream and the load
+/// share, this shows what thread switches cost).
+const SETUPS: [(&str, &[&str]); 3] = [
+    ("HTTP/1.1, concurrency 1, 1 thread", &[]),
+    (
+        "h2c, concurrency 4, 1 thread",
+        &["--upstream-http2", "--concurrency", "4"],
+    ),
+    ("HTTP/1.1, concurrency 1, 2 threads", &["--threads", "2"]),
+];
+
 fn main() {
     let args = Args::parse();
     let upstream = upstream();
-    let (mut child, proxy) = proxy(args.proxy.as_deref(), upstream);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -183,45 +193,50 @@ fn main() {
         .collect();
     let batch = Bytes::from(format!(r#"{{"requests":[{}]}}"#, requests.join(",")));
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    let (direct, batched, cpu) = rt.block_on(async {
-        let direct_get = move || {
-            http::Request::get(format!("http://{upstream}/items/1"))
-                .body(Full::new(Bytes::new()))
-                .unwrap()
-        };
+    let per_second = |n: u64| n as f64 / args.seconds as f64;
+    println!(
+        "{} connections, {} s each, {} GETs per batch",
+        args.connections, args.seconds, args.items
+    );
+    let direct_get = move || {
+        http::Request::get(format!("http://{upstream}/items/1"))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let direct = rt.block_on(async {
+        load(&client, args.connections, 1, direct_get).await;
+        load(&client, args.connections, args.seconds, direct_get).await
+    });
+    println!(
+        "direct to the upstream:              {:>8.0} requests/s",
+        per_second(direct)
+    );
+    let setups = match args.proxy {
+        Some(_) => vec![("the given binary, its defaults", &[][..])],
+        None => SETUPS.to_vec(),
+    };
+    for (name, flags) in setups {
+        let (mut child, proxy) = proxy(args.proxy.as_deref(), upstream, flags);
+        let batch = batch.clone();
         let batch_post = move || {
             http::Request::post(format!("http://{proxy}/batch"))
                 .header("content-type", "application/json")
                 .body(Full::new(batch.clone()))
                 .unwrap()
         };
-        // Warm up both sides, then measure.
-        load(&client, args.connections, 1, direct_get).await;
-        load(&client, args.connections, 1, batch_post.clone()).await;
-        let direct = load(&client, args.connections, args.seconds, direct_get).await;
-        let before = cpu_seconds(child.id());
-        let batches = load(&client, args.connections, args.seconds, batch_post).await;
-        let cpu = cpu_seconds(child.id()) - before;
-        (direct, batches * args.items as u64, cpu)
-    });
-    let _ = child.kill();
-    let per_second = |n: u64| n as f64 / args.seconds as f64;
-    println!(
-        "{} connections, {} s each side, {} GETs per batch",
-        args.connections, args.seconds, args.items
-    );
-    println!(
-        "direct to the upstream: {:>10.0} requests/s",
-        per_second(direct)
-    );
-    println!(
-        "through batch-proxy:    {:>10.0} sub-requests/s",
-        per_second(batched)
-    );
-    println!(
-        "proxy CPU:              {:>10.2} s per million sub-requests ({:.2} µs each; {:.2} s in all)",
-        cpu / batched as f64 * 1e6,
-        cpu / batched as f64 * 1e6,
-        cpu
-    );
+        let (batched, cpu) = rt.block_on(async {
+            load(&client, args.connections, 1, batch_post.clone()).await;
+            let before = cpu_seconds(child.id());
+            let batches = load(&client, args.connections, args.seconds, batch_post).await;
+            let batched = batches * args.items as u64;
+            (batched, cpu_seconds(child.id()) - before)
+        });
+        let _ = child.kill();
+        println!(
+            "batch-proxy, {name:<36} {:>8.0} sub-requests/s ({:.2}x direct), CPU {:.2} s per million sub-requests",
+            per_second(batched),
+            batched as f64 / direct as f64,
+            cpu / batched as f64 * 1e6,
+        );
+    }
 }

@@ -226,6 +226,21 @@ impl<B> BatchRequestBody<B> {
         }
     }
 
+    /// Whether this is a sub-request's body, written by the layer (else a request that
+    /// passes through). A sub-request is already bounded by the layer's per-sub-request
+    /// timeout, so a service can skip its own, as `batch-proxy` does:
+    ///
+    /// ```
+    /// use tower_http_batch::BatchRequestBody;
+    /// # fn handle(req: http::Request<BatchRequestBody<String>>) {
+    /// let bounded_by_the_layer = req.body().is_sub_request();
+    /// # }
+    /// ```
+    #[inline]
+    pub fn is_sub_request(&self) -> bool {
+        matches!(self.inner, Either::Layer { .. })
+    }
+
     /// The outer body, or a sub-request's bytes.
     #[cfg(feature = "axum")]
     pub(crate) fn into_either(self) -> Result<B, Chunks> {

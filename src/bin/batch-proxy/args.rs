@@ -77,9 +77,10 @@ pub(crate) struct Args {
     /// must accept it). A batch's sub-requests then share connections and their writes.
     #[arg(long)]
     pub(crate) upstream_http2: bool,
-    /// Worker threads, each serving the connections it is given on a runtime of its own
-    /// (0: one per core).
-    #[arg(long, default_value_t = 0)]
+    /// Worker threads, each serving the connections it is given on a runtime of its own,
+    /// with its own upstream connections (0: one per core). One forwards over 60,000
+    /// sub-requests a second; more pay off only with cores the upstream does not need.
+    #[arg(long, default_value_t = 1)]
     pub(crate) threads: usize,
     /// Seconds a request head may take to arrive, and an idle connection may stay open.
     #[arg(long, default_value_t = 10)]

@@ -37,7 +37,7 @@ pub(crate) struct Upstream {
     authority: Authority,
     /// `authority`, as the `host` header every request carries.
     host: HeaderValue,
-    /// How long a request waits for the upstream's response head.
+    /// How long a request that passes through waits for the upstream's response head.
     timeout: Option<Duration>,
     /// Speak HTTP/2 without TLS (prior knowledge): sub-requests sent at once share a
     /// connection and its writes.
@@ -110,7 +110,8 @@ impl tower::Service<Request<BatchRequestBody<Incoming>>> for Upstream {
         let client = self.pool();
         let authority = self.authority.clone();
         let host = self.host.clone();
-        let timeout = self.timeout;
+        // A sub-request has the layer's timeout (`--timeout-secs`), which also covers its body.
+        let timeout = self.timeout.filter(|_| !req.body().is_sub_request());
         Box::pin(async move {
             let Ok(uri) = uri else {
                 return Ok(bad_gateway(
