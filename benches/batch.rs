@@ -10,8 +10,8 @@
 //! - `cpu_1ms_x100`: 100 sub-requests that each burn about 1 ms of CPU, on a runtime with a
 //!   worker thread per core, at `concurrency(1)` and `concurrency(cores)`: sub-requests run
 //!   as tasks when several may be in flight, so the second takes about 1/cores of the time;
-//! - `tiny_x100`: 100 small GETs on that runtime at `concurrency(1)` (in the batch's task)
-//!   and `concurrency(8)` (a task each): what the tasks cost when handlers are tiny.
+//! - `tiny_x100`: 100 small GETs on that runtime at `concurrency(1)` and `concurrency(8)`:
+//!   tiny handlers stay in the batch's task, so both should cost about the same.
 
 use axum::body::Body;
 use axum::routing::get;

@@ -227,8 +227,8 @@ impl<B> BatchRequestBody<B> {
     }
 
     /// Whether this is a sub-request's body, written by the layer (else a request that
-    /// passes through). A sub-request is already bounded by the layer's per-sub-request
-    /// timeout, so a service can skip its own, as `batch-proxy` does:
+    /// passes through). A layer with a per-sub-request timeout (the default) already
+    /// bounds each sub-request, so a service can skip its own, as `batch-proxy` does:
     ///
     /// ```
     /// use tower_http_batch::BatchRequestBody;

@@ -13,7 +13,8 @@
 //! Each write to a socket costs a system call and wakes the reader: when items finish
 //! faster than one per [`LINGER`], the body gathers what comes within that time of its
 //! last write (up to [`GATHER`] bytes) and gives it as one frame. An item that finishes
-//! after a quiet spell leaves at once.
+//! after a quiet spell leaves at once. (Tokio's timer ticks in whole milliseconds: the
+//! wait can reach 2 ms.)
 
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
@@ -47,8 +48,10 @@ const HIGH_WATER: usize = 64 * 1024;
 /// How long after the body's last bytes it waits for more before taking what is there.
 const LINGER: Duration = Duration::from_millis(1);
 
-/// What the body takes at once, however recently it last did.
+/// What the body takes at once, however recently it last did. Below [`HIGH_WATER`], so a
+/// run waiting for room always has a reader that is awake or about to be.
 const GATHER: usize = 16 * 1024;
+const _: () = assert!(GATHER < HIGH_WATER);
 
 /// Runs `plan` to the end, then answers with the reply whole.
 pub(crate) async fn whole<S, B, ResBody>(
@@ -141,7 +144,8 @@ where
             out: VecDeque::new(),
             task,
             took_at: None,
-            linger: None,
+            // Made here, on the runtime: the body may be polled anywhere.
+            linger: Box::pin(tokio::time::sleep_until(Instant::now())),
         };
         BatchResponseBody::streamed(Box::pin(stream))
     };
@@ -243,14 +247,14 @@ struct ReplyStream {
     /// When the body last took bytes.
     took_at: Option<Instant>,
     /// Until [`LINGER`] after `took_at`, while little is written.
-    linger: Option<Pin<Box<Sleep>>>,
+    linger: Pin<Box<Sleep>>,
 }
 
 /// Whether a body that last took bytes at `took_at` should wait before taking what is
 /// written: it is little, more may come, and [`LINGER`] has not passed. Arms `linger`.
 fn lingers(
     took_at: Option<Instant>,
-    linger: &mut Option<Pin<Box<Sleep>>>,
+    linger: &mut Pin<Box<Sleep>>,
     writing: &Writing,
     cx: &mut Context<'_>,
 ) -> bool {
@@ -262,16 +266,10 @@ fn lingers(
         return false;
     }
     let due = took_at + LINGER;
-    let sleep = match linger {
-        Some(sleep) => {
-            if sleep.deadline() != due {
-                sleep.as_mut().reset(due);
-            }
-            sleep
-        }
-        None => linger.insert(Box::pin(tokio::time::sleep_until(due))),
-    };
-    sleep.as_mut().poll(cx).is_pending()
+    if linger.deadline() != due {
+        linger.as_mut().reset(due);
+    }
+    linger.as_mut().poll(cx).is_pending()
 }
 
 impl Stream for ReplyStream {

@@ -14,9 +14,17 @@ use tokio::time::Instant;
 use tower::ServiceExt as _;
 use tower_http_batch::BatchLayer;
 
-/// `/yield` answers after giving way once; `/sleep/{ms}` after that long.
+/// `/yield` answers after giving way once; `/sleep/{ms}` after that long; `/big` 20 KB of
+/// text after giving way once.
 fn router() -> Router {
     Router::new()
+        .route(
+            "/big",
+            get(|| async {
+                tokio::task::yield_now().await;
+                "x".repeat(20_000)
+            }),
+        )
         .route(
             "/yield",
             get(|| async {
@@ -84,4 +92,18 @@ async fn an_item_after_a_quiet_spell_leaves_at_once_and_the_next_within_1_ms() {
     assert_eq!(at("slept"), 10, "{frames:?}");
     assert_eq!(at("yielded"), 11, "{frames:?}");
     assert_eq!(frames.last().unwrap().0.as_millis(), 110, "{frames:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn sixteen_kib_written_leave_at_once() {
+    // The small item waits for the 1 ms; the big one after it takes the reply past 16 KiB,
+    // which wakes the body at once, 100 ms before the batch ends.
+    let frames = frames(&["/yield", "/big", "/sleep/100"]).await;
+    let big = frames.iter().find(|(_, t)| t.contains("xxxx")).unwrap();
+    assert_eq!(
+        big.0.as_millis(),
+        0,
+        "{:?}",
+        frames.iter().map(|f| f.0).collect::<Vec<_>>()
+    );
 }

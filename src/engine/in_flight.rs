@@ -4,10 +4,11 @@
 //! With several places, sub-requests start in the batch's own task, polled together, as
 //! long as they are cheap to poll: a task costs about 1 µs per sub-request (spawning it,
 //! waking the batch from another thread), as much as a small in-memory handler, and a
-//! sub-request that waits on I/O overlaps with the others without one. Once the calls
-//! have taken [`HEAVY`] of polling each on average, the batch is doing real work on
+//! sub-request that waits on I/O overlaps with the others without one. Once polling has
+//! taken [`HEAVY`] per sub-request started, on average, the batch is doing real work on
 //! its thread, and the rest run as tasks, so the runtime's threads share them
-//! (BENCHMARKS.md: `cpu_1ms_x100`, `tiny_x100`).
+//! (BENCHMARKS.md: `cpu_1ms_x100`, `tiny_x100`). On a single-threaded runtime a task would
+//! gain nothing, so none is spawned.
 
 use super::{one, Done};
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
@@ -31,8 +32,10 @@ pub(super) enum InFlight<F> {
 #[derive(Default)]
 pub(super) struct Cost {
     spent: Duration,
-    finished: u32,
+    started: u32,
     heavy: bool,
+    /// The runtime has one thread: never spawn.
+    single: bool,
 }
 
 impl<F: Future> InFlight<F> {
@@ -40,7 +43,13 @@ impl<F: Future> InFlight<F> {
         if places == 1 {
             Self::One(Box::pin(None))
         } else {
-            Self::Many(FuturesUnordered::new(), Cost::default())
+            let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+            let single = !matches!(flavor, Ok(tokio::runtime::RuntimeFlavor::MultiThread));
+            let cost = Cost {
+                single,
+                ..Cost::default()
+            };
+            Self::Many(FuturesUnordered::new(), cost)
         }
     }
 
@@ -58,7 +67,10 @@ impl<F: Future> InFlight<F> {
                 debug_assert!(slot.is_none(), "one future at a time");
                 slot.set(Some(future));
             }
-            Self::Many(futures, _) => futures.push(future),
+            Self::Many(futures, cost) => {
+                cost.started = cost.started.saturating_add(1);
+                futures.push(future)
+            }
         }
     }
 
@@ -73,22 +85,19 @@ impl<F: Future> InFlight<F> {
                 slot.set(None);
                 Poll::Ready(Some(output))
             }
-            Self::Many(futures, cost) if cost.heavy => futures.poll_next_unpin(cx),
+            Self::Many(futures, cost) if cost.heavy || cost.single => futures.poll_next_unpin(cx),
             Self::Many(futures, cost) => {
                 let start = Instant::now();
                 let next = futures.poll_next_unpin(cx);
                 cost.spent += start.elapsed();
-                if let Poll::Ready(Some(_)) = next {
-                    cost.finished += 1;
-                    cost.heavy = cost.spent >= HEAVY * cost.finished;
-                }
+                cost.heavy = cost.spent >= HEAVY.saturating_mul(cost.started.max(1));
                 next
             }
         }
     }
 
     /// Whether the next sub-request should run on a task of its own: several may be in
-    /// flight, and those so far were heavy to poll.
+    /// flight, on several threads, and those so far were heavy to poll.
     pub(super) fn spawns(&self) -> bool {
         matches!(self, Self::Many(_, Cost { heavy: true, .. }))
     }
@@ -121,13 +130,36 @@ impl Future for Spawned {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Done> {
         // The call catches its handler's panics: a task fails only if the layer's own code
         // around it panicked (or the runtime is shutting down).
-        let done = ready!(Pin::new(&mut self.task).poll(cx));
-        Poll::Ready(done.unwrap_or_else(|_| Done::Sent(self.index, one::panicked())))
+        let done = match ready!(Pin::new(&mut self.task).poll(cx)) {
+            Ok(done) => done,
+            Err(e) if e.is_panic() => Done::Sent(self.index, one::panicked()),
+            Err(_) => Done::Sent(self.index, one::cancelled()),
+        };
+        Poll::Ready(done)
     }
 }
 
 impl Drop for Spawned {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_panics_answers_500_and_one_cancelled_503() {
+        let Done::Sent(3, outcome) = Spawned::new(3, async { panic!("a layer bug") }).await else {
+            panic!("not item 3");
+        };
+        assert_eq!(outcome.status, 500);
+        let cancelled = Spawned::new(4, std::future::pending());
+        cancelled.task.abort();
+        let Done::Sent(4, outcome) = cancelled.await else {
+            panic!("not item 4");
+        };
+        assert_eq!(outcome.status, 503);
     }
 }

@@ -157,7 +157,8 @@ where
                     let id_header = outer.request_id_header().cloned();
                     let call = send(svc.clone(), req, i, id_header, run.span(i), limits);
                     calls.push(Either::Left(match calls.spawns() {
-                        true => Either::Right(Spawned::new(i, call)),
+                        // In the span current here, as when polled in this task.
+                        true => Either::Right(Spawned::new(i, call.in_current_span())),
                         false => Either::Left(call),
                     }))
                 }

@@ -141,3 +141,12 @@ pub(super) fn panicked() -> Outcome {
         "the handler panicked while answering this sub-request".into(),
     )
 }
+
+/// The item of a sub-request whose task the runtime cancelled (it is shutting down).
+pub(super) fn cancelled() -> Outcome {
+    Outcome::problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sub-request cancelled",
+        "the server cancelled this sub-request (it is shutting down)".into(),
+    )
+}

@@ -70,7 +70,7 @@ pub(crate) struct Args {
     #[arg(long = "refuse-path", value_name = "PREFIX", value_parser = refused_path)]
     pub(crate) refuse_paths: Vec<String>,
     /// Seconds a plain (not batch) request may wait for the upstream's response head; then
-    /// 504 (0: no limit). Batch sub-requests have --timeout-secs.
+    /// 504 (0: no limit). Batch sub-requests have --timeout-secs (this one too if that is 0).
     #[arg(long, default_value_t = 30)]
     pub(crate) upstream_timeout_secs: u64,
     /// Speak HTTP/2 to the upstream, without TLS (h2c with prior knowledge: the upstream

@@ -5,8 +5,9 @@
 //! ```
 //!
 //! Every request that is not a batch is reverse-proxied to the upstream unchanged, bodies
-//! streamed both ways. Batch sub-requests go to the same upstream through the same pooled
-//! client, carrying the outer request's identity headers. Nothing can reach another host:
+//! streamed both ways. Batch sub-requests go to the same upstream through the pool of
+//! connections of the worker thread serving the batch, carrying the outer request's
+//! identity headers. Nothing can reach another host:
 //! every request the proxy sends goes to the configured upstream's scheme and authority.
 
 use clap::Parser;
@@ -46,6 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let upstream = Upstream::new(
         authority.clone(),
         seconds(args.upstream_timeout_secs),
+        args.timeout_secs > 0,
         args.upstream_http2,
     );
     let service = layer(&args)?.layer(upstream);

@@ -101,12 +101,14 @@ async fn accept_until_stopped(
                 continue;
             }
         };
-        // The least busy worker (the first of them on a tie).
+        // The least busy worker (the first of them on a tie) that is still there (one that
+        // panicked has let go of its channel).
         let Some(worker) = workers
             .iter()
+            .filter(|w| !w.connections.is_closed())
             .min_by_key(|w| w.open.load(Ordering::Relaxed))
         else {
-            return Ok(());
+            return Err(std::io::Error::other("every worker thread has stopped"));
         };
         let Ok(stream) = stream.into_std() else {
             continue;
@@ -117,7 +119,7 @@ async fn accept_until_stopped(
             _permit: permit,
             _open: Open(worker.open.clone()),
         };
-        // A worker that is gone (it panicked) drops the connection.
+        // A worker that ended since the check above drops the connection.
         let _ = worker.connections.send(accepted);
     }
 }

@@ -26,8 +26,9 @@ pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
 type Pool = Client<HttpConnector, BatchRequestBody<Incoming>>;
 
 thread_local! {
-    /// This thread's connections to the upstream (there is one upstream per process).
-    static POOL: OnceCell<Pool> = const { OnceCell::new() };
+    /// This thread's connections to the upstream (there is one upstream per process), and
+    /// whether they speak HTTP/2.
+    static POOL: OnceCell<(bool, Pool)> = const { OnceCell::new() };
 }
 
 /// Sends every request to the upstream: same method, path, query, headers and body.
@@ -37,8 +38,10 @@ pub(crate) struct Upstream {
     authority: Authority,
     /// `authority`, as the `host` header every request carries.
     host: HeaderValue,
-    /// How long a request that passes through waits for the upstream's response head.
+    /// How long a request waits for the upstream's response head.
     timeout: Option<Duration>,
+    /// The batch layer bounds each sub-request (`--timeout-secs` is not 0).
+    layer_bounds: bool,
     /// Speak HTTP/2 without TLS (prior knowledge): sub-requests sent at once share a
     /// connection and its writes.
     http2: bool,
@@ -46,7 +49,12 @@ pub(crate) struct Upstream {
 
 impl Upstream {
     /// The upstream at `http://{authority}`.
-    pub(crate) fn new(authority: Authority, timeout: Option<Duration>, http2: bool) -> Self {
+    pub(crate) fn new(
+        authority: Authority,
+        timeout: Option<Duration>,
+        layer_bounds: bool,
+        http2: bool,
+    ) -> Self {
         // An authority is always a valid header value.
         let host = HeaderValue::from_str(authority.as_str()).expect("an authority");
         Self {
@@ -54,6 +62,7 @@ impl Upstream {
             authority,
             host,
             timeout,
+            layer_bounds,
             http2,
         }
     }
@@ -61,15 +70,17 @@ impl Upstream {
     /// This thread's pool, made on its first request.
     fn pool(&self) -> Pool {
         POOL.with(|pool| {
-            pool.get_or_init(|| {
+            let (http2, pool) = pool.get_or_init(|| {
                 let mut connector = HttpConnector::new();
                 connector.set_connect_timeout(Some(Duration::from_secs(5)));
                 connector.set_nodelay(true);
-                Client::builder(TokioExecutor::new())
+                let client = Client::builder(TokioExecutor::new())
                     .http2_only(self.http2)
-                    .build(connector)
-            })
-            .clone()
+                    .build(connector);
+                (self.http2, client)
+            });
+            debug_assert_eq!(*http2, self.http2, "one upstream per process");
+            pool.clone()
         })
     }
 }
@@ -110,8 +121,10 @@ impl tower::Service<Request<BatchRequestBody<Incoming>>> for Upstream {
         let client = self.pool();
         let authority = self.authority.clone();
         let host = self.host.clone();
-        // A sub-request has the layer's timeout (`--timeout-secs`), which also covers its body.
-        let timeout = self.timeout.filter(|_| !req.body().is_sub_request());
+        // A sub-request has the layer's timeout (`--timeout-secs`), which also covers its
+        // body; without one, it keeps this one.
+        let layer_bounds = self.layer_bounds && req.body().is_sub_request();
+        let timeout = self.timeout.filter(|_| !layer_bounds);
         Box::pin(async move {
             let Ok(uri) = uri else {
                 return Ok(bad_gateway(
