@@ -18,17 +18,15 @@
 
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
-use crate::body::{BatchRequestBody, BatchResponseBody};
+use crate::body::BatchResponseBody;
 use crate::codec::{Reply, ReplyWriter};
 use crate::config::Config;
-use crate::engine::{self, Emit};
+use crate::engine::{self, Emit, Inner, InnerBody};
 use crate::identity::Outer;
 use crate::trace::BatchTrace;
-use crate::BoxError;
 use bytes::Bytes;
 use futures_util::Stream;
-use http::{header, HeaderValue, Request, Response, StatusCode};
-use http_body::Body;
+use http::{header, HeaderValue, Response, StatusCode};
 use std::collections::VecDeque;
 use std::future::Future as _;
 use std::pin::Pin;
@@ -37,7 +35,6 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, Sleep};
-use tower_service::Service;
 use tracing::Instrument as _;
 
 /// The bytes a streamed reply may hold, written and not yet taken by its body, before its
@@ -63,12 +60,9 @@ pub(crate) async fn whole<S, B, ResBody>(
     trace: &BatchTrace,
 ) -> Response<BatchResponseBody<ResBody>>
 where
-    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
+    S: Inner<B, ResBody>,
     B: Send + 'static,
-    ResBody: Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError>,
+    ResBody: InnerBody,
 {
     let mut w = ReplyWriter::new(config.run.max_response_bytes);
     reply.begin(&mut w);
@@ -94,12 +88,9 @@ pub(crate) async fn streamed<S, B, ResBody>(
     trace: BatchTrace,
 ) -> Response<BatchResponseBody<ResBody>>
 where
-    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
+    S: Inner<B, ResBody>,
     B: Send + 'static,
-    ResBody: Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError>,
+    ResBody: InnerBody,
 {
     let content_type = reply.content_type();
     let mut w = ReplyWriter::new(config.run.max_response_bytes);

@@ -10,7 +10,7 @@ use crate::batch::outcome::Outcome;
 use crate::body::{read_limited, BatchRequestBody, BatchResponseBody, ReadError};
 use crate::codec::{DecodeContext, Decoded};
 use crate::config::{too_large, too_many_batches, Config};
-use crate::engine;
+use crate::engine::{self, Inner, InnerBody};
 use crate::error::Problem;
 use crate::future::ResponseFuture;
 use crate::identity::Outer;
@@ -124,13 +124,10 @@ async fn handle<S, B, ResBody>(
     trace: BatchTrace,
 ) -> Response<BatchResponseBody<ResBody>>
 where
-    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
+    S: Inner<B, ResBody>,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
-    ResBody: Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError>,
+    ResBody: InnerBody,
 {
     let (parts, body) = req.into_parts();
     // `call` found it; the configuration does not change.

@@ -28,7 +28,7 @@ use futures_util::future::Either;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use group::TxError;
 use http::request::Parts;
-use http::{HeaderName, Request, Response};
+use http::{Request, Response};
 use http_body::Body;
 use in_flight::{InFlight, Spawned};
 use run::{Launch, Run};
@@ -39,6 +39,40 @@ use std::time::Duration;
 use tokio::time::Sleep;
 use tower_service::Service;
 use tracing::Instrument as _;
+
+/// The wrapped service as a batch calls it: a clone per sub-request, and `Send`, so that
+/// the rest of a batch, or a sub-request, can run on a task of its own.
+pub(crate) trait Inner<B, ResBody>:
+    Service<
+        Request<BatchRequestBody<B>>,
+        Response = Response<ResBody>,
+        Future: Send,
+        Error: Into<BoxError>,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B, ResBody> Inner<B, ResBody> for S where
+    S: Service<
+            Request<BatchRequestBody<B>>,
+            Response = Response<ResBody>,
+            Future: Send,
+            Error: Into<BoxError>,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The body of the wrapped service's responses, as a batch reads it.
+pub(crate) trait InnerBody:
+    Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<T> InnerBody for T where T: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
 
 /// What the engine reads of the layer's configuration.
 #[derive(Debug, Clone)]
@@ -135,12 +169,9 @@ pub(crate) async fn run<S, B, ResBody, E>(
     traced: bool,
 ) -> Summary
 where
-    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
+    S: Inner<B, ResBody>,
     B: Send + 'static,
-    ResBody: Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError>,
+    ResBody: InnerBody,
     E: Emit,
 {
     let mut run = Run::new(plan, opts, emit, outer, traced);
@@ -154,8 +185,7 @@ where
         ($launch:expr) => {
             match $launch {
                 Launch::Send(i, req) => {
-                    let id_header = outer.request_id_header().cloned();
-                    let call = send(svc.clone(), req, i, id_header, run.span(i), limits);
+                    let call = send(svc.clone(), req, i, run.span(i), limits);
                     calls.push(Either::Left(match calls.spawns() {
                         // In the span current here, as when polled in this task.
                         true => Either::Right(Spawned::new(i, call.in_current_span())),
@@ -195,7 +225,7 @@ where
             Event::Deadline => {
                 deadline_passed = true;
                 drop(calls);
-                expire(&mut run, endings.as_mut(), outer, opts).await;
+                expire(&mut run, endings.as_mut(), opts).await;
                 break;
             }
         };
@@ -212,7 +242,6 @@ where
 async fn expire<E, G>(
     run: &mut Run<'_, E>,
     endings: Option<&mut FuturesUnordered<G>>,
-    outer: &Outer,
     opts: &RunOptions,
 ) where
     E: Emit,
@@ -222,7 +251,7 @@ async fn expire<E, G>(
     if let Some(endings) = endings {
         finish_endings(run, endings, opts).await;
     }
-    run.expire_items(outer);
+    run.expire_items();
 }
 
 /// The batch deadline passed while commits or rollbacks were in flight: each may finish,
@@ -312,7 +341,6 @@ async fn send<S, B, ResBody>(
     svc: S,
     req: Request<BatchRequestBody<B>>,
     i: usize,
-    id_header: Option<HeaderName>,
     span: Option<tracing::Span>,
     limits: one::Limits,
 ) -> Done
@@ -322,21 +350,11 @@ where
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
 {
-    // The item's request id goes back in its headers, unless the service set one.
-    let request_id = id_header.and_then(|name| {
-        let id = req.headers().get(&name)?.clone();
-        Some((name, id))
-    });
     let call = one::call(svc, req, i, limits);
-    let mut outcome = match span {
+    let outcome = match span {
         None => call.await,
         Some(span) => call.instrument(span).await,
     };
-    if let Some((name, id)) = request_id {
-        if !outcome.headers.contains_key(&name) {
-            outcome.headers.insert(name, id);
-        }
-    }
     Done::Sent(i, outcome)
 }
 

@@ -251,6 +251,7 @@ impl<'a, E: Emit> Run<'a, E> {
         self.slots.start_trace(i, &item);
         checked?;
         let mut req = outer.sub_request(item, i, self.slots.id(i));
+        self.slots.sent_with(i, req.headers());
         if let Some(g) = self.schedule.group_of(i) {
             self.groups[g].insert_handle(req.extensions_mut());
         }
@@ -341,24 +342,16 @@ impl<'a, E: Emit> Run<'a, E> {
 
     /// The batch deadline passed: what was in flight is `504`, what never started `424`.
     /// (An item in flight was sent with a request id: its `504` gives it back.)
-    pub(super) fn expire_items(&mut self, outer: &Outer) {
+    pub(super) fn expire_items(&mut self) {
         let limit = self.opts.batch_timeout.unwrap_or_default();
         let expired: Vec<_> = self.schedule.expire().collect();
         for (i, how) in expired {
             let outcome = match how {
-                Expired::InFlight => {
-                    let mut outcome = Outcome::problem(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "Batch timed out",
-                        format!("did not finish within the batch's deadline of {limit:?} (batch_timeout)"),
-                    );
-                    let name = outer.request_id_header();
-                    let id = outer.request_id_of(i, self.slots.id(i));
-                    if let (Some(name), Some(id)) = (name, id) {
-                        outcome.headers.insert(name.clone(), id);
-                    }
-                    outcome
-                }
+                Expired::InFlight => Outcome::problem(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "Batch timed out",
+                    format!("did not finish within the batch's deadline of {limit:?} (batch_timeout)"),
+                ),
                 Expired::NotStarted => Outcome::problem(
                     StatusCode::FAILED_DEPENDENCY,
                     "Not sent",

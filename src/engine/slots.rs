@@ -23,8 +23,8 @@ pub(super) struct Slots {
     summary: Summary,
     /// Whether items have spans (their batch has one).
     traced: bool,
-    /// The request-id header, when sub-requests carry one: an outcome that replaces
-    /// another (a rollback, a deadline) keeps the id the item was sent with.
+    /// The request-id header, when sub-requests carry one: every outcome of an item that
+    /// was sent gives back the id it was sent with (unless the service set its own).
     id_header: Option<http::HeaderName>,
 }
 
@@ -40,6 +40,8 @@ struct Slot {
     /// still to write or to read, not every body it received.
     readers: usize,
     written: bool,
+    /// The request id it was sent with.
+    request_id: Option<http::HeaderValue>,
     /// Its span, once it has started (when items have spans).
     trace: Option<Box<ItemTrace>>,
 }
@@ -62,6 +64,7 @@ impl Slots {
                 outcome: None,
                 readers: 0,
                 written: false,
+                request_id: None,
                 trace: None,
             })
             .collect();
@@ -116,6 +119,14 @@ impl Slots {
         }
     }
 
+    /// Item `i` is sent with `headers`: its outcomes will give back its request id.
+    #[inline(always)]
+    pub(super) fn sent_with(&mut self, i: usize, headers: &http::HeaderMap) {
+        if let Some(name) = &self.id_header {
+            self.slots[i].request_id = headers.get(name).cloned();
+        }
+    }
+
     /// The span item `i`'s call runs in, if items have spans.
     pub(super) fn span(&self, i: usize) -> Option<tracing::Span> {
         self.slots[i].trace.as_ref().map(|t| t.span())
@@ -139,7 +150,8 @@ impl Slots {
     }
 
     /// Stores an item's outcome with its id (an outcome that replaces another keeps the
-    /// id).
+    /// id), and, for an item that was sent, its request id (the one the outcome it
+    /// replaces gave, else the one it was sent with), unless the outcome has one.
     ///
     /// Its body is held until it is written (and read, when a reference may read it): one
     /// that would take the bodies held past `max_response_bytes` is left out at once, as the
@@ -147,16 +159,18 @@ impl Slots {
     /// item cannot make the batch hold every later body.
     pub(super) fn record(&mut self, i: usize, mut outcome: Outcome) {
         let slot = &mut self.slots[i];
-        outcome.id = match slot.outcome.take() {
+        let old = slot.outcome.take();
+        if let (Some(name), Some(sent)) = (&self.id_header, &slot.request_id) {
+            if !outcome.headers.contains_key(name) {
+                let given = old.as_ref().and_then(|old| old.headers.get(name));
+                outcome
+                    .headers
+                    .insert(name.clone(), given.unwrap_or(sent).clone());
+            }
+        }
+        outcome.id = match old {
             Some(old) => {
                 self.held -= old.body.len();
-                if let Some(name) = &self.id_header {
-                    if let (false, Some(id)) =
-                        (outcome.headers.contains_key(name), old.headers.get(name))
-                    {
-                        outcome.headers.insert(name.clone(), id.clone());
-                    }
-                }
                 old.id
             }
             None => std::mem::take(&mut slot.id),
