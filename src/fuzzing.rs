@@ -10,6 +10,7 @@ use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
 use crate::batch::reference::{Refs, Resolvable, Template, UrlTemplate};
 use crate::batch::results::{Results, Views};
+use crate::batch::strict::{plainly_json, serde_strict_json};
 use crate::batch::summary::Summary;
 use crate::batch::url::{is_dot_segment, parse_url, BatchPaths, UrlContext};
 use crate::codec::bulk::BulkCodec;
@@ -289,5 +290,16 @@ pub fn reply(data: &[u8]) {
                 lines[..2].iter().for_each(|line| strict(line));
             }
         }
+    }
+}
+
+/// The plain JSON scan in front of serde_json: what it takes as JSON, serde_json (with the
+/// reply's depth and key rules) takes too.
+pub fn strict_json(data: &[u8]) {
+    if plainly_json(data) {
+        assert!(
+            serde_strict_json(data).is_ok(),
+            "the plain scan took what serde_json refuses"
+        );
     }
 }

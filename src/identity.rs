@@ -91,9 +91,23 @@ const NEVER: [&str; 22] = [
     "x-middleware-subrequest",
 ];
 
-/// Hop-by-hop headers, as constants: stripping them from every sub-response compares
-/// integers, not strings.
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// Whether `name` is one of [`HOP_BY_HOP`]: one comparison of lengths for most names
+/// (every sub-response's names are looked at).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// Hop-by-hop headers, as constants.
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -221,13 +235,13 @@ pub(crate) fn strip_response_framing(headers: &mut HeaderMap) {
     let mut hop = false;
     for name in headers.keys() {
         length |= name == header::CONTENT_LENGTH;
-        hop |= HOP_BY_HOP.contains(name);
+        hop |= is_hop_by_hop(name);
     }
     if length {
         headers.remove(header::CONTENT_LENGTH);
     }
     if hop {
-        for name in &HOP_BY_HOP {
+        for name in HOP_BY_HOP.iter() {
             headers.remove(name);
         }
     }
@@ -348,5 +362,24 @@ impl Outer {
         *req.headers_mut() = headers;
         *req.extensions_mut() = self.parts.extensions.clone();
         req
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hop_by_hop_check_and_list_agree() {
+        assert!(HOP_BY_HOP.iter().all(is_hop_by_hop));
+        for name in [
+            "content-type",
+            "content-length",
+            "host",
+            "x-connection",
+            "tee",
+        ] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
     }
 }

@@ -60,3 +60,8 @@ fn reply_seeds() {
 fn multipart_seeds() {
     assert!(run_seeds("multipart", fuzzing::multipart) >= 5);
 }
+
+#[test]
+fn strict_json_seeds() {
+    assert!(run_seeds("strict_json", fuzzing::strict_json) >= 5);
+}

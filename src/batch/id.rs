@@ -1,28 +1,103 @@
 //! Request ids: they compare ignoring ASCII letter case, as Microsoft Graph compares them.
 
-/// A request id (or atomicity group name) as a key: ids compare ignoring ASCII letter
-/// case, as Microsoft Graph compares them (`"A"` and `"a"` are the same id).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct IdKey<'a>(pub(crate) &'a str);
+use std::cmp::Ordering;
 
-impl PartialEq for IdKey<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.eq_ignore_ascii_case(other.0)
+/// The ids of a batch's items, to look up by id (ignoring ASCII letter case, as Microsoft
+/// Graph compares them: `"A"` and `"a"` are the same id).
+///
+/// A sorted list, not a hash map: it takes `O(n log n)` comparisons whatever ids a client
+/// chooses, where a map keyed by a client's strings needs a keyed hash to stay linear,
+/// which costs more per id than the sort does.
+#[derive(Debug)]
+pub(crate) struct IdIndex<'a> {
+    /// Each id once, with the first item that has it, in [`compare`] order.
+    sorted: Vec<(&'a str, usize)>,
+}
+
+impl<'a> IdIndex<'a> {
+    /// The index of `ids` (each item's index and id), and every item whose id an earlier
+    /// item has already (its index and the earlier one's), in item order.
+    pub(crate) fn new(ids: impl Iterator<Item = (usize, &'a str)>) -> (Self, Vec<(usize, usize)>) {
+        let mut sorted: Vec<(&str, usize)> = ids.map(|(index, id)| (id, index)).collect();
+        sorted.sort_unstable_by(|a, b| compare(a.0, b.0).then(a.1.cmp(&b.1)));
+        let mut repeated = Vec::new();
+        sorted.dedup_by(|later, first| {
+            let same = same_id(later.0, first.0);
+            if same {
+                repeated.push((later.1, first.1));
+            }
+            same
+        });
+        repeated.sort_unstable();
+        (Self { sorted }, repeated)
+    }
+
+    /// The first item whose id is `id`.
+    pub(crate) fn get(&self, id: &str) -> Option<usize> {
+        let at = self.sorted.binary_search_by(|(k, _)| compare(k, id)).ok()?;
+        Some(self.sorted[at].1)
     }
 }
 
-impl Eq for IdKey<'_> {}
+/// Ids in order of length, then of their bytes, ASCII letters as lower case: equal when
+/// [`same_id`]. (Shorter first: the ids clients number their items with, `1` to `100`,
+/// and the indices items without one get, are then in order already, which the sort
+/// sees in one pass.)
+fn compare(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len().cmp(&b.len()).then_with(|| {
+        a.iter()
+            .map(u8::to_ascii_lowercase)
+            .cmp(b.iter().map(u8::to_ascii_lowercase))
+    })
+}
 
-impl std::hash::Hash for IdKey<'_> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        for b in self.0.bytes() {
-            state.write_u8(b.to_ascii_lowercase());
+/// The id of an item that has none of its own: its index, in decimal. (Written by hand:
+/// `to_string` goes through the formatting machinery, once for every such item.)
+pub(crate) fn index_id(index: usize) -> String {
+    // 20 digits hold any `u64`, so any `usize` this crate builds for.
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = index;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
-        state.write_u8(0xff);
     }
+    // Digits only: always UTF-8.
+    String::from_utf8(digits[at..].to_vec()).unwrap_or_default()
 }
 
-/// Whether two ids are the same id (see [`IdKey`]).
+/// Whether two ids are the same id: ASCII letter case aside (see [`IdIndex`]).
 pub(crate) fn same_id(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_found_ignoring_case_and_repeats_name_the_first() {
+        let ids = ["b", "A", "c", "a", "B", "b", "10", "1"];
+        let (index, repeated) = IdIndex::new(ids.into_iter().enumerate());
+        assert_eq!(repeated, [(3, 1), (4, 0), (5, 0)]);
+        for (id, want) in [("a", 1), ("B", 0), ("C", 2), ("10", 6), ("1", 7)] {
+            assert_eq!(index.get(id), Some(want), "{id}");
+        }
+        assert_eq!(index.get("d"), None);
+        assert_eq!(index.get(""), None);
+        let (empty, none) = IdIndex::new(std::iter::empty());
+        assert!(none.is_empty() && empty.get("a").is_none());
+    }
+
+    #[test]
+    fn an_index_id_is_the_index_in_decimal() {
+        for n in [0, 7, 10, 99, 12345, usize::MAX] {
+            assert_eq!(index_id(n), n.to_string());
+        }
+    }
 }

@@ -13,5 +13,6 @@ pub(crate) mod reach;
 pub(crate) mod reference;
 pub(crate) mod results;
 pub(crate) mod spelling;
+pub(crate) mod strict;
 pub(crate) mod summary;
 pub(crate) mod url;

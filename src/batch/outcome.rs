@@ -2,6 +2,7 @@
 //! reads it.
 
 use super::media::{media_kind, MediaKind};
+use super::strict::strict_json;
 use crate::error::Problem;
 use base64::Engine as _;
 use bytes::Bytes;
@@ -144,112 +145,6 @@ fn base64_len(n: usize) -> usize {
     n / 3 * 4 + [0, 2, 3][n % 3] + 2
 }
 
-/// How deep a body may nest to be embedded as JSON: the reply nests it three deep
-/// (`{"responses":[{"body":…}]}`), and the whole must stay within serde_json's default
-/// recursion limit of 128 (Python's `json` stops near 1,000).
-pub(crate) const MAX_EMBEDDED_DEPTH: usize = 124;
-
-/// Whether strict parsers would take `body` as JSON, embedded in a reply: UTF-8, nested at
-/// most [`MAX_EMBEDDED_DEPTH`] deep, and strings without lone surrogate escapes. The
-/// reason when not.
-pub(crate) fn strict_json(body: &[u8]) -> Result<(), String> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    serde::de::DeserializeSeed::deserialize(Strict(MAX_EMBEDDED_DEPTH), &mut de)
-        .and_then(|()| de.end())
-        .map_err(|e| format!("strict JSON parsers would refuse it ({e})"))
-}
-
-/// A JSON value read only to check it, through `deserialize_any`: serde_json then decodes
-/// every string (UTF-8, escapes, surrogate pairs), which `IgnoredAny`'s skipping does not.
-/// It holds how many more levels of arrays and objects may open.
-#[derive(Clone, Copy)]
-struct Strict(usize);
-
-impl<'de> serde::de::DeserializeSeed<'de> for Strict {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl Strict {
-    /// The seed for the values inside an array or object, or the error when none may open.
-    fn inner<E: serde::de::Error>(&self) -> Result<Strict, E> {
-        match self.0 {
-            0 => Err(E::custom(format_args!(
-                "nested deeper than {MAX_EMBEDDED_DEPTH}"
-            ))),
-            n => Ok(Strict(n - 1)),
-        }
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Strict {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let inner = self.inner()?;
-        while seq.next_element_seed(inner)?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let inner = self.inner()?;
-        while map.next_key_seed(Key)?.is_some() {
-            map.next_value_seed(inner)?;
-        }
-        Ok(())
-    }
-}
-
-/// An object key, refused when serde_json reserves it: with its `raw_value` or
-/// `arbitrary_precision` features, an object whose key is `$serde_json::private::…`
-/// is read as something else, and a client's parser would refuse the whole reply.
-struct Key;
-
-impl<'de> serde::de::DeserializeSeed<'de> for Key {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_str(Key)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Key {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<(), E> {
-        match key.starts_with("$serde_json::private::") {
-            true => Err(E::custom("a key serde_json reserves")),
-            false => Ok(()),
-        }
-    }
-}
-
 /// Why a body (or headers) was left out to keep to the reply's limit: the same words
 /// whether the reply's writer or the engine, holding bodies for it, left it out.
 pub(crate) fn reply_limit_reached(limit: usize) -> String {
@@ -298,35 +193,6 @@ mod tests {
         assert!(matches!(bytes.body_view(), BodyView::Binary(_)));
         assert!(matches!(outcome(None, b"").body_view(), BodyView::Empty));
         assert_eq!(encode_base64(b"\xff\xfe"), "__4");
-    }
-
-    #[test]
-    fn only_strict_json_is_embedded() {
-        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        // As deep as a reply may embed and stay within serde_json's default limit.
-        assert!(strict_json(deep(MAX_EMBEDDED_DEPTH).as_bytes()).is_ok());
-        let inside = format!(
-            r#"{{"responses":[{{"body":{}}}]}}"#,
-            deep(MAX_EMBEDDED_DEPTH)
-        );
-        assert!(serde_json::from_str::<serde_json::Value>(&inside).is_ok());
-        let refused = [
-            deep(MAX_EMBEDDED_DEPTH + 1).into_bytes(),
-            br#"["\ud800"]"#.to_vec(),
-            br#"{"\udc00": 1}"#.to_vec(),
-            br#"{"$serde_json::private::RawValue": "a"}"#.to_vec(),
-            br#"[{"\u0024serde_json::private::Number": "1"}]"#.to_vec(),
-            b"[\"\xff\"]".to_vec(),
-            b"[1] [2]".to_vec(),
-        ];
-        for body in refused {
-            assert!(
-                strict_json(&body).is_err(),
-                "{}",
-                String::from_utf8_lossy(&body)
-            );
-        }
-        assert!(strict_json(br#"["\ud83d\ude00", {"a": [1.5e3, -2, null, true]}]"#).is_ok());
     }
 
     #[test]

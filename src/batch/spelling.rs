@@ -71,14 +71,16 @@ fn is_under(path: &str, prefix: &str) -> bool {
 /// paths need not build it.
 /// (One pass over the bytes: it runs for every sub-request URL.)
 pub(crate) fn is_plain(path: &str) -> bool {
-    let bytes = path.as_bytes();
-    let ends_plain = !matches!(bytes.last(), Some(b'/' | b'.'));
-    let pairs_plain = bytes.windows(2).all(|w| !matches!(w, [b'/' | b'.', b'/']));
-    ends_plain
-        && pairs_plain
-        && !bytes
-            .iter()
-            .any(|b| matches!(b, b'%' | b'\\' | b';' | b':'))
+    let mut prev = 0;
+    for &b in path.as_bytes() {
+        match b {
+            b'%' | b'\\' | b';' | b':' => return false,
+            // An empty segment (`//`), or one that ends in a dot (`./`).
+            b'/' if matches!(prev, b'/' | b'.') => return false,
+            _ => prev = b,
+        }
+    }
+    !matches!(prev, b'/' | b'.')
 }
 
 /// The form batch paths (and refused paths) are compared in: percent-encoding decoded

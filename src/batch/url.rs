@@ -86,27 +86,17 @@ pub(crate) fn parse_url_in(
     if url.is_empty() {
         return Err("must not be empty".into());
     }
-    // Graph's own examples hold literal spaces in queries (`$filter=city eq null`): they
-    // are percent-encoded below. Anywhere else a space is refused, as are controls.
-    let query_at = url.find('?').unwrap_or(url.len());
-    let fine = |i: usize, b: u8| (0x21..0x7f).contains(&b) || (b == b' ' && i > query_at);
-    if let Some((_, b)) = url.bytes().enumerate().find(|&(i, b)| !fine(i, b)) {
-        return Err(match b {
-            b'\r' | b'\n' => "must not contain CR or LF".into(),
-            b' ' => "must not contain spaces in its path (percent-encode them as %20)".into(),
-            b if b < 0x80 => format!("must not contain control character 0x{b:02x}"),
-            _ => "must be ASCII (percent-encode other characters)".into(),
-        });
-    }
+    let mut survey = Survey::of(url)?;
+    let whole = url;
     let url = strip_origin(url, ctx.origin)?;
-    if url.contains('#') {
+    if !std::ptr::eq(url, whole) {
+        survey = Survey::of(url)?;
+    }
+    if survey.fragment {
         return Err("must not contain a fragment (`#`)".into());
     }
-    let (path, query) = match url.find('?') {
-        Some(i) => (&url[..i], &url[i..]),
-        None => (url, ""),
-    };
-    if path.contains('\\') {
+    let (path, query) = url.split_at(survey.query_at);
+    if survey.backslash {
         // Many servers read `\` as `/`: `/\host` would become `//host`.
         return Err("must not contain `\\` in its path (percent-encode it as %5C)".into());
     }
@@ -119,7 +109,11 @@ pub(crate) fn parse_url_in(
         joined.push_str(path);
         &joined
     };
-    let path = remove_dot_segments(absolute);
+    // A dot segment needs a `.`, or a `%` for `%2e` (the survey saw the path, not the base).
+    let path = match survey.dot_or_percent || !path.starts_with('/') {
+        true => remove_dot_segments(absolute),
+        false => Cow::Borrowed(absolute),
+    };
     if path.starts_with("//") {
         return Err(
             "must not resolve to a path that starts with `//` (a network address) once its dot segments are removed".into(),
@@ -129,10 +123,10 @@ pub(crate) fn parse_url_in(
     if is_batch_path(&path, ctx.batch_paths) {
         return Err("must not address the batch endpoint itself, in any spelling (nor be percent-encoded more than four times over): batches do not nest".into());
     }
-    let spaced = query.contains(' ');
+    let spaced = survey.spaced;
     let invalid = |e: http::uri::InvalidUri| format!("is not a valid URI path: {e}");
     if let (Cow::Borrowed(p), Some(source)) = (&path, source) {
-        let plain = url.starts_with('/') && p.len() == path_len(url) && !spaced;
+        let plain = url.starts_with('/') && p.len() == survey.query_at && !spaced;
         if plain && within(url, source) {
             return Uri::from_maybe_shared(source.slice_ref(url.as_bytes())).map_err(invalid);
         }
@@ -163,9 +157,58 @@ fn under_root<'p>(path: Cow<'p, str>, root: Option<&str>) -> Cow<'p, str> {
     joined.into()
 }
 
-/// The length of `url`'s path (before `?`).
-fn path_len(url: &str) -> usize {
-    url.find('?').unwrap_or(url.len())
+/// What one pass over a URL finds, for the checks that follow (a URL per sub-request).
+struct Survey {
+    /// Where its query starts (its first `?`), or its length.
+    query_at: usize,
+    /// It has a `#`.
+    fragment: bool,
+    /// Its path has a `\`.
+    backslash: bool,
+    /// Its path has a `.` or a `%`.
+    dot_or_percent: bool,
+    /// Its query has a space.
+    spaced: bool,
+}
+
+impl Survey {
+    /// Surveys `url`; refuses bytes outside printable ASCII. Graph's own examples hold
+    /// literal spaces in queries (`$filter=city eq null`): they are percent-encoded later.
+    /// Anywhere else a space is refused, as are controls.
+    fn of(url: &str) -> Result<Self, String> {
+        let mut survey = Self {
+            query_at: url.len(),
+            fragment: false,
+            backslash: false,
+            dot_or_percent: false,
+            spaced: false,
+        };
+        let mut in_query = false;
+        for (i, b) in url.bytes().enumerate() {
+            match b {
+                b'?' if !in_query => {
+                    in_query = true;
+                    survey.query_at = i;
+                }
+                b' ' if in_query => survey.spaced = true,
+                b'#' => survey.fragment = true,
+                b'\\' if !in_query => survey.backslash = true,
+                b'.' | b'%' if !in_query => survey.dot_or_percent = true,
+                0x21..0x7f => {}
+                b'\r' | b'\n' => return Err("must not contain CR or LF".into()),
+                b' ' => {
+                    return Err(
+                        "must not contain spaces in its path (percent-encode them as %20)".into(),
+                    )
+                }
+                b if b < 0x80 => {
+                    return Err(format!("must not contain control character 0x{b:02x}"))
+                }
+                _ => return Err("must be ASCII (percent-encode other characters)".into()),
+            }
+        }
+        Ok(survey)
+    }
 }
 
 /// Whether `s` lies inside `source`'s bytes.

@@ -16,6 +16,7 @@ use super::headers::{decode_headers, HeaderSink};
 use super::list::ListReply;
 use super::writer::Fit;
 use super::{Codec, DecodeContext, Decoded, ReplyWriter};
+use crate::batch::id::index_id;
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::{Plan, PlanItem};
 use crate::batch::spelling::{canonical, is_plain, Readings};
@@ -151,13 +152,7 @@ impl BulkCodec {
         if errors.len() > before {
             return None;
         }
-        Some(PlanItem::new(
-            index.to_string(),
-            method?,
-            uri?,
-            headers,
-            body,
-        ))
+        Some(PlanItem::new(index_id(index), method?, uri?, headers, body))
     }
 
     /// `url`: the API version first (`/v10/Accounts`), resolved under the base, where it

@@ -5,6 +5,8 @@
 //! `Content-Type` to parse a body) find it as they expect. Case-insensitive readers see no
 //! difference.
 
+use bytes::BytesMut;
+
 /// Names whose usual spelling is not one capital per word.
 const EXCEPTIONS: [&str; 13] = [
     "ETag",
@@ -22,34 +24,45 @@ const EXCEPTIONS: [&str; 13] = [
     "X-Request-ID",
 ];
 
-/// Appends `name` (lower case, as `http` keeps it) in its usual spelling to `out`.
-pub(crate) fn write_name(name: &str, out: &mut impl Extend<u8>) {
-    if let Some(spelled) = EXCEPTIONS
-        .iter()
-        .find(|e| e.len() == name.len() && e.eq_ignore_ascii_case(name))
-    {
-        out.extend(spelled.bytes());
+/// Appends `name` (lower case, as `http` keeps it) in its usual spelling to `out`: copied
+/// whole, then capitalised where it stands (every reply item writes its headers' names).
+pub(crate) fn write_name(name: &str, out: &mut BytesMut) {
+    // The names most responses carry, spelled at once.
+    let common = match name {
+        "content-type" => Some("Content-Type"),
+        "location" => Some("Location"),
+        "cache-control" => Some("Cache-Control"),
+        "etag" => Some("ETag"),
+        _ => None,
+    };
+    let exception = || {
+        EXCEPTIONS
+            .iter()
+            .find(|e| e.len() == name.len() && e.eq_ignore_ascii_case(name))
+            .copied()
+    };
+    if let Some(spelled) = common.or_else(exception) {
+        out.extend_from_slice(spelled.as_bytes());
         return;
     }
+    let start = out.len();
+    out.extend_from_slice(name.as_bytes());
     let mut word_start = true;
-    out.extend(name.bytes().map(|b| {
-        let c = if word_start {
-            b.to_ascii_uppercase()
-        } else {
-            b
-        };
-        word_start = b == b'-';
-        c
-    }));
+    for b in &mut out[start..] {
+        if word_start {
+            b.make_ascii_uppercase();
+        }
+        word_start = *b == b'-';
+    }
 }
 
 /// `name` in its usual spelling.
 #[cfg(test)]
 pub(crate) fn spelled(name: &str) -> String {
-    let mut out = Vec::with_capacity(name.len());
+    let mut out = BytesMut::with_capacity(name.len());
     write_name(name, &mut out);
     // Only ASCII letters changed case.
-    String::from_utf8(out).unwrap_or_else(|_| name.to_string())
+    String::from_utf8(out.to_vec()).unwrap_or_else(|_| name.to_string())
 }
 
 #[cfg(test)]
@@ -69,6 +82,7 @@ mod tests {
             ("x-request-id", "X-Request-ID"),
             ("a--b", "A--B"),
             ("-x", "-X"),
+            ("cache-control", "Cache-Control"),
         ] {
             assert_eq!(spelled(name), want);
         }

@@ -28,7 +28,8 @@ pub(crate) fn decode_url(
     syntax: UrlSyntax,
 ) -> Result<(Uri, Option<UrlTemplate>), String> {
     let location = syntax.location && url.starts_with('$');
-    let templated = syntax.templates && url.contains("{{");
+    // (A byte search first: most URLs have no `{`, and a substring search costs more.)
+    let templated = syntax.templates && url.bytes().any(|b| b == b'{') && url.contains("{{");
     if !(location || templated) {
         return Ok((parse_url_in(url, ctx, outer)?, None));
     }

@@ -7,6 +7,24 @@ use crate::batch::outcome::{encode_base64, reply_limit_reached, BodyView, Outcom
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 
+/// What a byte is to a JSON string: [`ESCAPED`] (controls, `"`, `\\`), [`NOT_ASCII`], or 0.
+/// A table, as every id, header and text body is looked at.
+static BYTE_KIND: [u8; 256] = {
+    let mut table = [0; 256];
+    let mut b = 0;
+    while b < 256 {
+        if b < 0x20 || b == b'"' as usize || b == b'\\' as usize {
+            table[b] = ESCAPED;
+        } else if b >= 0x80 {
+            table[b] = NOT_ASCII;
+        }
+        b += 1;
+    }
+    table
+};
+const ESCAPED: u8 = 1;
+const NOT_ASCII: u8 = 2;
+
 /// Bodies at least this long go into a reply by reference, not copied.
 const REFERENCE_AT: usize = 2048;
 
@@ -93,16 +111,27 @@ impl ReplyWriter {
 
     /// `s` as a JSON string.
     pub(crate) fn str(&mut self, s: &str) {
-        // Most strings (ids, header names and values) need no escape: copy them as they are.
-        if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-            self.buf.reserve(s.len() + 2);
-            self.buf.put_u8(b'"');
-            self.buf.put_slice(s.as_bytes());
-            self.buf.put_u8(b'"');
-            return;
+        if !self.plain_str(s.as_bytes(), ESCAPED) {
+            // Writing a string into memory cannot fail.
+            let _ = serde_json::to_writer((&mut self.buf).writer(), s);
         }
-        // Writing a string into memory cannot fail.
-        let _ = serde_json::to_writer((&mut self.buf).writer(), s);
+    }
+
+    /// `bytes` as a JSON string when they need no escape (most ids, header names and
+    /// values): copied as they are. `false`, writing nothing, when one is of a kind in
+    /// `refused` ([`ESCAPED`], and for bytes not known to be UTF-8, [`NOT_ASCII`]).
+    fn plain_str(&mut self, bytes: &[u8], refused: u8) -> bool {
+        if bytes
+            .iter()
+            .any(|&b| BYTE_KIND[usize::from(b)] & refused != 0)
+        {
+            return false;
+        }
+        self.buf.reserve(bytes.len() + 2);
+        self.buf.put_u8(b'"');
+        self.buf.put_slice(bytes);
+        self.buf.put_u8(b'"');
+        true
     }
 
     /// Header names (spelled as servers write them: `Content-Type`) to values; a header with several values (`set-cookie`) gets an array.
@@ -120,9 +149,11 @@ impl ReplyWriter {
     }
 
     fn write_headers(&mut self, headers: &HeaderMap) {
-        let value = |w: &mut Self, v: &HeaderValue| match v.to_str() {
-            Ok(text) => w.str(text),
-            Err(_) => w.str(&String::from_utf8_lossy(v.as_bytes())),
+        // Most values are plain ASCII: one look at their bytes.
+        let value = |w: &mut Self, v: &HeaderValue| {
+            if !w.plain_str(v.as_bytes(), ESCAPED | NOT_ASCII) {
+                w.str(&String::from_utf8_lossy(v.as_bytes()));
+            }
         };
         self.buf.put_u8(b'{');
         // `HeaderMap::iter` yields the values of one name one after another.

@@ -185,7 +185,7 @@ where
         ($launch:expr) => {
             match $launch {
                 Launch::Send(i, req) => {
-                    let call = send(svc.clone(), req, i, run.span(i), limits);
+                    let call = one::Call::new(svc.clone(), req, i, run.span(i), limits);
                     calls.push(Either::Left(match calls.spawns() {
                         // In the span current here, as when polled in this task.
                         true => Either::Right(Spawned::new(i, call.in_current_span())),
@@ -335,27 +335,6 @@ where
         }
     })
     .await
-}
-
-async fn send<S, B, ResBody>(
-    svc: S,
-    req: Request<BatchRequestBody<B>>,
-    i: usize,
-    span: Option<tracing::Span>,
-    limits: one::Limits,
-) -> Done
-where
-    S: Service<Request<BatchRequestBody<B>>, Response = Response<ResBody>>,
-    S::Error: Into<BoxError>,
-    ResBody: Body<Data = Bytes>,
-    ResBody::Error: Into<BoxError>,
-{
-    let call = one::call(svc, req, i, limits);
-    let outcome = match span {
-        None => call.await,
-        Some(span) => call.instrument(span).await,
-    };
-    Done::Sent(i, outcome)
 }
 
 async fn begin(g: usize, outer: &Parts, opts: &RunOptions) -> Done {

@@ -5,10 +5,9 @@
 
 use super::super::NO_HOOK;
 use super::item::Meta;
-use crate::batch::id::{same_id, IdKey};
+use crate::batch::id::{same_id, IdIndex};
 use crate::batch::plan::Group;
 use crate::error::FieldError;
-use std::collections::HashMap;
 
 /// What the checks produce for the plan.
 pub(super) struct Checked {
@@ -25,18 +24,17 @@ pub(super) fn check(
     hook: bool,
     errors: &mut Vec<FieldError>,
 ) -> Checked {
-    // The ids, borrowed from the items: a map of them is needed only here.
-    let mut ids: HashMap<IdKey<'_>, usize> = HashMap::with_capacity(items.len());
-    for (index, id) in items.iter().enumerate() {
-        let Some(id) = id.id.as_deref() else { continue };
-        if let Some(first) = ids.insert(IdKey(id), index) {
-            ids.insert(IdKey(id), first);
-            errors.push(FieldError::item(
-                index,
-                "id",
-                format!("{id:?} is already the id of request {first} (ids ignore letter case)"),
-            ));
-        }
+    // The ids, borrowed from the items: an index of them is needed only here.
+    let with_ids = items.iter().enumerate();
+    let with_ids = with_ids.filter_map(|(index, item)| Some((index, item.id.as_deref()?)));
+    let (ids, repeated) = IdIndex::new(with_ids);
+    for (index, first) in repeated {
+        let id = items[index].id.as_deref().unwrap_or_default();
+        errors.push(FieldError::item(
+            index,
+            "id",
+            format!("{id:?} is already the id of request {first} (ids ignore letter case)"),
+        ));
     }
     let groups = if atomic {
         vec![Group {
@@ -67,7 +65,7 @@ pub(super) fn check(
 /// request's id.
 fn atomicity_groups(
     items: &[Meta],
-    ids: &HashMap<IdKey<'_>, usize>,
+    ids: &IdIndex<'_>,
     hook: bool,
     errors: &mut Vec<FieldError>,
 ) -> Vec<Group> {
@@ -94,7 +92,7 @@ fn atomicity_groups(
             ));
             continue;
         }
-        if let Some(&i) = ids.get(&IdKey(name)) {
+        if let Some(i) = ids.get(name) {
             errors.push(FieldError::item(
                 index,
                 "atomicityGroup",
@@ -116,7 +114,7 @@ fn atomicity_groups(
 fn resolve(
     index: usize,
     names: &[String],
-    ids: &HashMap<IdKey<'_>, usize>,
+    ids: &IdIndex<'_>,
     groups: &[Group],
     errors: &mut Vec<FieldError>,
 ) -> Vec<usize> {
@@ -138,10 +136,10 @@ fn resolve(
             }
             continue;
         }
-        match ids.get(&IdKey(name)) {
-            Some(&d) if d < index => add(d),
-            Some(&d) if d == index => err(format!("{name:?} is this request itself")),
-            Some(&d) => err(format!(
+        match ids.get(name) {
+            Some(d) if d < index => add(d),
+            Some(d) if d == index => err(format!("{name:?} is this request itself")),
+            Some(d) => err(format!(
                 "{name:?} is request {d}, which comes later: a request may only depend on earlier ones"
             )),
             None => err(format!("{name:?} is the id of no request in this batch")),

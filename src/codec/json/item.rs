@@ -5,7 +5,7 @@ use super::super::fields::{decode_base64, parse_method_field, string, type_name}
 use super::super::headers::{decode_headers, HeaderSink};
 use super::super::urls::{decode_url, UrlSyntax};
 use super::super::DecodeContext;
-use crate::batch::id::same_id;
+use crate::batch::id::{index_id, same_id};
 use crate::batch::media::{media_kind, MediaKind};
 use crate::batch::plan::PlanItem;
 use crate::batch::reference::{self, Refs};
@@ -113,7 +113,7 @@ fn read_id(
     err: &mut impl FnMut(&str, String),
 ) -> Option<String> {
     let Some(v) = raw else {
-        return Some(index.to_string());
+        return Some(index_id(index));
     };
     match serde_json::from_str::<serde_json::Value>(v.get()) {
         Ok(serde_json::Value::String(s)) if !s.is_empty() => Some(s),

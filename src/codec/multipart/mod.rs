@@ -40,7 +40,7 @@ mod split;
 
 use super::urls::{decode_url, UrlSyntax};
 use super::{Codec, DecodeContext, Decoded, NO_HOOK};
-use crate::batch::id::IdKey;
+use crate::batch::id::{index_id, IdIndex};
 use crate::batch::media::MediaType;
 use crate::batch::plan::{Group, Plan, PlanItem};
 use crate::batch::reference::Refs;
@@ -258,7 +258,7 @@ impl Batch<'_> {
         if self.errors.len() > before {
             return;
         }
-        let id = content_id.unwrap_or_else(|| index.to_string());
+        let id = content_id.unwrap_or_else(|| index_id(index));
         let mut item = PlanItem::new(id, inner.method, uri, inner.headers, inner.body);
         item.depends_on.extend(dependency);
         item.refs = template.map(|url| {
@@ -273,17 +273,18 @@ impl Batch<'_> {
     /// The plan and its reply, when nothing was refused. `Content-ID`s are unique in the
     /// batch, ignoring letter case.
     fn finish(mut self) -> Result<Decoded, Vec<FieldError>> {
-        let mut seen: HashMap<IdKey<'_>, usize> = HashMap::new();
-        for (index, id) in self.content_ids.iter().enumerate() {
-            let Some(id) = id else { continue };
-            if let Some(first) = seen.insert(IdKey(id), index) {
-                seen.insert(IdKey(id), first);
-                self.errors.push(FieldError::item(
-                    index,
-                    "Content-ID",
-                    format!("{id:?} is already the Content-ID of request {first} (they ignore letter case)"),
-                ));
-            }
+        let with_ids = self.content_ids.iter().enumerate();
+        let with_ids = with_ids.filter_map(|(index, id)| Some((index, id.as_deref()?)));
+        let (_, repeated) = IdIndex::new(with_ids);
+        for (index, first) in repeated {
+            let id = self.content_ids[index].as_deref().unwrap_or_default();
+            self.errors.push(FieldError::item(
+                index,
+                "Content-ID",
+                format!(
+                    "{id:?} is already the Content-ID of request {first} (they ignore letter case)"
+                ),
+            ));
         }
         if !self.errors.is_empty() {
             return Err(self.errors);

@@ -6,6 +6,7 @@ use super::super::fields::{type_name, value_type};
 use super::super::{DecodeContext, Decoded};
 use super::reply::{Entry, ResourceReply};
 use super::{Op, Resource};
+use crate::batch::id::index_id;
 use crate::batch::plan::{Group, Plan, PlanItem};
 use crate::batch::url::{encode_component, parse_url};
 use crate::error::{FieldError, Problem};
@@ -66,7 +67,7 @@ impl<'a> Builder<'a> {
                 HeaderValue::from_static("application/json"),
             );
         }
-        let item = PlanItem::new(index.to_string(), method, uri, headers, body);
+        let item = PlanItem::new(index_id(index), method, uri, headers, body);
         self.items.push(item);
         self.entries.push(Entry {
             shown,

@@ -4,7 +4,8 @@
 
 use super::super::{Reply, ReplyWriter, APPLICATION_JSON};
 use super::Op;
-use crate::batch::outcome::{strict_json, BodyView, Outcome};
+use crate::batch::outcome::{BodyView, Outcome};
+use crate::batch::strict::strict_json;
 use crate::batch::summary::Summary as RunSummary;
 use http::{header, HeaderValue, StatusCode};
 use serde::{Serialize, Serializer};
