@@ -91,31 +91,22 @@ const NEVER: [&str; 22] = [
     "x-middleware-subrequest",
 ];
 
-/// Whether `name` is one of [`HOP_BY_HOP`]: one comparison of lengths for most names
-/// (every sub-response's names are looked at).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
-}
-
-/// Hop-by-hop headers, as constants.
-static HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+/// Hop-by-hop headers (RFC 9110 §7.6.1, and `keep-alive` and `proxy-connection`).
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
 ];
+
+/// Whether `name` is one of [`HOP_BY_HOP`]: compared as strings, most of which differ in
+/// length (every sub-response's names are looked at).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
 
 /// A header name as the rules compare it: lower case (as `HeaderName` is), `_` as `-`.
 fn folded(name: &str) -> Cow<'_, str> {
@@ -241,7 +232,7 @@ pub(crate) fn strip_response_framing(headers: &mut HeaderMap) {
         headers.remove(header::CONTENT_LENGTH);
     }
     if hop {
-        for name in HOP_BY_HOP.iter() {
+        for name in HOP_BY_HOP {
             headers.remove(name);
         }
     }
@@ -371,7 +362,9 @@ mod tests {
 
     #[test]
     fn the_hop_by_hop_check_and_list_agree() {
-        assert!(HOP_BY_HOP.iter().all(is_hop_by_hop));
+        assert!(HOP_BY_HOP
+            .iter()
+            .all(|name| is_hop_by_hop(&HeaderName::from_static(name))));
         for name in [
             "content-type",
             "content-length",

@@ -32,7 +32,6 @@ pub(crate) fn write_name(name: &str, out: &mut BytesMut) {
         "content-type" => Some("Content-Type"),
         "location" => Some("Location"),
         "cache-control" => Some("Cache-Control"),
-        "etag" => Some("ETag"),
         _ => None,
     };
     let exception = || {

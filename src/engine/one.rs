@@ -51,11 +51,12 @@ pin_project! {
         S: Service<Request<BatchRequestBody<B>>>,
     {
         #[pin]
-        step: Step<S, Request<BatchRequestBody<B>>, S::Future, ResBody>,
-        // Made when the call first waits, for `started` + the timeout; boxed, as most calls
-        // never wait, and the call is moved whole before it starts.
+        step: CallStep<S, B, ResBody>,
+        // Made when the call first waits, for `deadline`; boxed, as most calls never wait,
+        // and the call is moved whole before it starts.
         timer: Option<Pin<Box<Sleep>>>,
-        started: Option<Instant>,
+        // The per-sub-request timeout from the first poll.
+        deadline: Option<Instant>,
         span: Option<tracing::Span>,
         index: usize,
         limits: Limits,
@@ -102,7 +103,6 @@ where
     ResBody::Error: Into<BoxError>,
 {
     /// Item `index`'s call of `svc` with `req`, polled in `span` if there is one.
-    #[inline(always)]
     pub(super) fn new(
         svc: S,
         req: Request<BatchRequestBody<B>>,
@@ -116,7 +116,7 @@ where
                 req: Some(req),
             },
             timer: None,
-            started: None,
+            deadline: None,
             span,
             index,
             limits,
@@ -140,8 +140,12 @@ where
         }
         let _entered = this.span.as_ref().map(tracing::Span::enter);
         let (index, limits) = (*this.index, *this.limits);
-        if limits.timeout.is_some() && this.started.is_none() {
-            *this.started = Some(Instant::now());
+        if let (Some(timeout), None) = (limits.timeout, *this.deadline) {
+            *this.deadline = Some(
+                Instant::now()
+                    .checked_add(timeout)
+                    .unwrap_or_else(far_future),
+            );
         }
         let had_budget = coop::has_budget_remaining();
         let mut step = this.step.as_mut();
@@ -164,13 +168,12 @@ where
                 Some(failure(Failed::Panicked, index, limits))
             }
         };
-        let outcome = match (finished, limits.timeout, *this.started) {
-            (Some(outcome), _, _) => outcome,
-            (None, Some(timeout), Some(started)) => {
-                let timer = this.timer.get_or_insert_with(|| {
-                    let until = started.checked_add(timeout).unwrap_or_else(far_future);
-                    Box::pin(tokio::time::sleep_until(until))
-                });
+        let outcome = match (finished, *this.deadline) {
+            (Some(outcome), _) => outcome,
+            (None, Some(until)) => {
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
                 // As `tokio::time::timeout` does: a call that used up the task's budget
                 // (a body always ready with empty frames) still meets its deadline.
                 ready!(match had_budget && !coop::has_budget_remaining() {
@@ -180,7 +183,7 @@ where
                 end(this.step.as_mut());
                 failure(Failed::TimedOut, index, limits)
             }
-            (None, _, _) => return Poll::Pending,
+            (None, None) => return Poll::Pending,
         };
         Poll::Ready(Done::Sent(index, outcome))
     }
@@ -366,19 +369,31 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_call_that_uses_up_the_budget_still_times_out() {
-        let svc = tower::service_fn(|_: Request<BatchRequestBody<()>>| async {
-            Ok::<_, Infallible>(Response::new(Endless))
+    /// Item 0's call of a service that answers with the body `make` gives, within
+    /// `timeout`.
+    fn call_answering<Bd>(
+        make: fn() -> Bd,
+        timeout: Option<std::time::Duration>,
+    ) -> impl Future<Output = Done>
+    where
+        Bd: Body<Data = Bytes, Error = Infallible>,
+    {
+        let svc = tower::service_fn(move |_: Request<BatchRequestBody<()>>| async move {
+            Ok::<_, Infallible>(Response::new(make()))
         });
         let req = Request::new(BatchRequestBody::buffered(Bytes::new()));
         let limits = Limits {
-            timeout: Some(std::time::Duration::from_millis(20)),
+            timeout,
             max_item_response_bytes: 1024,
         };
+        Call::new(svc, req, 0, None, limits)
+    }
+
+    #[tokio::test]
+    async fn a_call_that_uses_up_the_budget_still_times_out() {
+        let call = call_answering(|| Endless, Some(std::time::Duration::from_millis(20)));
         // Without the timer polled past the budget this never ends: the guard makes that a
         // failure, not a hang.
-        let call = Call::new(svc, req, 0, None, limits);
         let guard = std::time::Duration::from_secs(10);
         let done = tokio::time::timeout(guard, call)
             .await
@@ -412,15 +427,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_that_panics_when_dropped_answers_500() {
-        let svc = tower::service_fn(|_: Request<BatchRequestBody<()>>| async {
-            Ok::<_, Infallible>(Response::new(PanicsOnDrop))
-        });
-        let req = Request::new(BatchRequestBody::buffered(Bytes::new()));
-        let limits = Limits {
-            timeout: None,
-            max_item_response_bytes: 1024,
-        };
-        let Done::Sent(0, outcome) = Call::new(svc, req, 0, None, limits).await else {
+        let Done::Sent(0, outcome) = call_answering(|| PanicsOnDrop, None).await else {
             panic!("not item 0");
         };
         assert_eq!(outcome.status, StatusCode::INTERNAL_SERVER_ERROR);
