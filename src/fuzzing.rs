@@ -101,7 +101,7 @@ fn answer(uri: &Uri, ct: &str, body: Bytes) -> Outcome {
         headers.insert(header::CONTENT_TYPE, ct);
     }
     Outcome {
-        id: uri.to_string(),
+        id: uri.to_string().into(),
         status: StatusCode::OK,
         headers,
         body,
@@ -219,7 +219,7 @@ pub fn template(data: &[u8]) {
     let outcomes: Vec<Outcome> = rest
         .references()
         .map(|r| Outcome {
-            id: r.id.clone(),
+            id: r.id.clone().into(),
             ..answer(&Uri::from_static("/"), "application/json", body.clone())
         })
         .collect();

@@ -109,7 +109,11 @@ where
         // Marks the reply done however the run ends, so its body never waits for ever.
         let done = Done(sink.clone());
         let traced = trace.is_enabled();
-        let summary = engine::run(svc, &outer, plan, &config.run, sink, traced).await;
+        let emit = Sink {
+            shared: sink,
+            room: true,
+        };
+        let summary = engine::run(svc, &outer, plan, &config.run, emit, traced).await;
         trace.finished(&summary);
         let mut writing = done.0.lock();
         let Writing { reply, w, .. } = &mut *writing;
@@ -179,9 +183,17 @@ impl Shared {
     }
 }
 
-impl Emit for Shared {
+/// The run's side of a reply: whether the reply had room when the run last wrote to it.
+/// Only the run's writes take room (the body's reads make more), so while it had, it
+/// still has, and asking takes no lock.
+struct Sink {
+    shared: Shared,
+    room: bool,
+}
+
+impl Emit for Sink {
     fn emit(&mut self, index: usize, outcome: &Outcome) {
-        let mut writing = self.lock();
+        let mut writing = self.shared.lock();
         let Writing {
             reply,
             w,
@@ -196,6 +208,7 @@ impl Emit for Shared {
             true => None,
             false => reader.take(),
         };
+        self.room = w.pending() < HIGH_WATER;
         // Woken once the lock is let go, so the body does not wait for it.
         drop(writing);
         if let Some(reader) = reader {
@@ -204,8 +217,12 @@ impl Emit for Shared {
     }
 
     fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut writing = self.lock();
+        if self.room {
+            return Poll::Ready(());
+        }
+        let mut writing = self.shared.lock();
         if writing.w.pending() < HIGH_WATER {
+            self.room = true;
             return Poll::Ready(());
         }
         writing.writer = Some(cx.waker().clone());

@@ -1,5 +1,6 @@
 //! Request ids: they compare ignoring ASCII letter case, as Microsoft Graph compares them.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 /// The ids of a batch's items, to look up by id (ignoring ASCII letter case, as Microsoft
@@ -52,23 +53,52 @@ fn compare(a: &str, b: &str) -> Ordering {
     })
 }
 
-/// The id of an item that has none of its own: its index, in decimal. (Written by hand:
-/// `to_string` goes through the formatting machinery, once for every such item.)
-pub(crate) fn index_id(index: usize) -> String {
-    // 20 digits hold any `u64`, so any `usize` this crate builds for.
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = index;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+/// An item's id: owned when a client gave it, borrowed from a table for the ids items
+/// without one get (their index): those cost no allocation, and every item of a bulk
+/// batch has one.
+pub(crate) type ItemId = Cow<'static, str>;
+
+/// Index ids below this are slices of [`INDEX_DIGITS`].
+const TABLED: usize = 1000;
+
+/// The decimal digits of 0 to 999, one number after another (`0123…9899100101…`).
+const INDEX_DIGITS: &str = match std::str::from_utf8(&digits_table()) {
+    Ok(digits) => digits,
+    Err(_) => panic!("digits are ASCII"),
+};
+
+const fn digits_table() -> [u8; 2890] {
+    let mut table = [0u8; 2890];
+    let (mut n, mut at) = (0, 0);
+    while n < TABLED {
+        let width = if n < 10 {
+            1
+        } else if n < 100 {
+            2
+        } else {
+            3
+        };
+        let (mut rest, mut d) = (n, width);
+        while d > 0 {
+            d -= 1;
+            table[at + d] = b'0' + (rest % 10) as u8;
+            rest /= 10;
         }
+        at += width;
+        n += 1;
     }
-    // Digits only: always UTF-8.
-    String::from_utf8(digits[at..].to_vec()).unwrap_or_default()
+    table
+}
+
+/// The id of an item that has none of its own: its index, in decimal.
+pub(crate) fn index_id(index: usize) -> ItemId {
+    let (start, width) = match index {
+        0..10 => (index, 1),
+        10..100 => (10 + (index - 10) * 2, 2),
+        100..TABLED => (190 + (index - 100) * 3, 3),
+        _ => return Cow::Owned(index.to_string()),
+    };
+    Cow::Borrowed(&INDEX_DIGITS[start..start + width])
 }
 
 /// Whether two ids are the same id: ASCII letter case aside (see [`IdIndex`]).
@@ -96,8 +126,9 @@ mod tests {
 
     #[test]
     fn an_index_id_is_the_index_in_decimal() {
-        for n in [0, 7, 10, 99, 12345, usize::MAX] {
+        for n in (0..1200).chain([12345, usize::MAX]) {
             assert_eq!(index_id(n), n.to_string());
         }
+        assert!(matches!(index_id(999), Cow::Borrowed("999")));
     }
 }

@@ -1,6 +1,7 @@
 //! [`Outcome`]: what one sub-request produced, as the engine records it and every codec
 //! reads it.
 
+use super::id::ItemId;
 use super::media::{media_kind, MediaKind};
 use super::strict::strict_json;
 use crate::error::Problem;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
     /// The item's id (`dependsOn` names it; the JSON reply echoes it).
-    pub(crate) id: String,
+    pub(crate) id: ItemId,
     pub(crate) status: StatusCode,
     /// The sub-response's headers, without its framing (see `identity`).
     pub(crate) headers: HeaderMap,
@@ -56,7 +57,7 @@ impl Outcome {
             http::HeaderValue::from_static("application/json"),
         );
         Self {
-            id: String::new(),
+            id: ItemId::default(),
             status,
             headers,
             body: problem.to_bytes(),

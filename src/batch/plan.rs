@@ -1,6 +1,7 @@
 //! [`Plan`]: the validated form of a batch, the same for every wire format. A codec
 //! produces it only when the whole batch has validated; the engine runs it.
 
+use super::id::ItemId;
 use super::reference::Refs;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Uri};
@@ -53,7 +54,7 @@ pub(crate) struct Group {
 /// One sub-request, ready to be built into a request for the wrapped service.
 #[derive(Debug)]
 pub(crate) struct PlanItem {
-    pub(crate) id: String,
+    pub(crate) id: ItemId,
     pub(crate) method: Method,
     /// Path and query only: never a scheme or an authority.
     pub(crate) uri: Uri,
@@ -70,7 +71,7 @@ pub(crate) struct PlanItem {
 impl PlanItem {
     /// A sub-request that waits for nothing and refers to nothing.
     pub(crate) fn new(
-        id: String,
+        id: ItemId,
         method: Method,
         uri: Uri,
         headers: HeaderMap,

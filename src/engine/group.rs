@@ -152,7 +152,7 @@ impl AtomicGroup {
             let outcome = self.commit_failed(&e);
             return self.members().map(|m| (m, outcome.clone())).collect();
         };
-        let (id, status) = outcome_of(f).map_or(("", 0), |o| (o.id.as_str(), o.status.as_u16()));
+        let (id, status) = outcome_of(f).map_or(("", 0), |o| (&*o.id, o.status.as_u16()));
         let culprit = format!(
             "request {id:?} (index {f}) in atomic group {:?} failed with status {status}",
             self.name
@@ -272,7 +272,7 @@ mod tests {
 
     fn outcome(id: &str, status: u16) -> Outcome {
         let mut o = Outcome::problem(StatusCode::OK, "t", String::new());
-        o.id = id.into();
+        o.id = id.to_owned().into();
         o.status = StatusCode::from_u16(status).unwrap();
         o
     }

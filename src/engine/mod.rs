@@ -9,6 +9,7 @@
 mod group;
 mod in_flight;
 mod one;
+mod ready;
 mod run;
 mod schedule;
 mod slots;

@@ -266,7 +266,7 @@ fn answered(
 ) -> Outcome {
     strip_response_framing(&mut headers);
     Outcome {
-        id: String::new(),
+        id: Default::default(),
         status,
         headers,
         body,

@@ -11,8 +11,7 @@
 //! - with chunks, an item starts only when every chunk before its own has finished;
 //! - with `stop_on_error`, there is one place, and nothing starts after a failure.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use super::ready::Ready;
 use std::ops::Range;
 
 /// What may start next.
@@ -58,7 +57,7 @@ struct Node {
 #[derive(Debug)]
 pub(crate) struct Schedule {
     nodes: Vec<Node>,
-    ready: BinaryHeap<Reverse<usize>>,
+    ready: Ready,
     /// Each item's group; empty when there is none.
     group_of: Vec<Option<usize>>,
     groups: Vec<Range<usize>>,
@@ -116,11 +115,10 @@ impl Schedule {
         };
         let ready = (0..n)
             .filter(|&i| nodes[i].waiting_on == 0 && leads(i))
-            .map(Reverse)
             .collect();
         Self {
             nodes,
-            ready,
+            ready: Ready::new(ready),
             group_of,
             groups,
             chunk_size: chunk_size.unwrap_or(usize::MAX).max(1),
@@ -149,7 +147,7 @@ impl Schedule {
         if self.stopped || self.taken >= self.places {
             return None;
         }
-        let &Reverse(i) = self.ready.peek()?;
+        let i = self.ready.peek()?;
         if self.chunk_size != usize::MAX && self.finished < i / self.chunk_size * self.chunk_size {
             return None;
         }
@@ -255,7 +253,7 @@ impl Schedule {
             let j = self.nodes[i].dependants[k];
             self.nodes[j].waiting_on -= 1;
             if self.nodes[j].waiting_on == 0 {
-                self.ready.push(Reverse(j));
+                self.ready.push(j);
             }
         }
     }

@@ -4,6 +4,7 @@
 
 use super::trace::ItemTrace;
 use super::Emit;
+use crate::batch::id::ItemId;
 use crate::batch::outcome::{reply_limit_reached, Outcome};
 use crate::batch::plan::{Order, PlanItem};
 use crate::batch::summary::Summary;
@@ -33,7 +34,7 @@ struct Slot {
     /// The item, until it is sent.
     item: Option<PlanItem>,
     /// Its id, until it moves into its outcome.
-    id: String,
+    id: ItemId,
     outcome: Option<Outcome>,
     /// How many items not yet prepared have references that may read this one's body.
     /// Once it is written and this is 0, the body is let go: a batch holds the bodies

@@ -5,7 +5,7 @@ use super::super::fields::{decode_base64, parse_method_field, string, type_name}
 use super::super::headers::{decode_headers, HeaderSink};
 use super::super::urls::{decode_url, UrlSyntax};
 use super::super::DecodeContext;
-use crate::batch::id::{index_id, same_id};
+use crate::batch::id::{index_id, same_id, ItemId};
 use crate::batch::media::{media_kind, MediaKind};
 use crate::batch::plan::PlanItem;
 use crate::batch::reference::{self, Refs};
@@ -43,7 +43,7 @@ pub(super) struct RawItem<'a> {
 #[derive(Default)]
 pub(super) struct Meta {
     /// `None` when the `id` field is invalid.
-    pub(super) id: Option<String>,
+    pub(super) id: Option<ItemId>,
     /// The ids (or group names) in `dependsOn`.
     pub(super) depends_on: Vec<String>,
     pub(super) group: Option<String>,
@@ -95,7 +95,7 @@ pub(super) fn decode(
     check_reference_ids(&refs, &depends_on, &mut err);
     if let (Some(method), Some(uri), true) = (method, uri, errors.len() == before) {
         // The id is set once the checks across items have passed.
-        let mut item = PlanItem::new(String::new(), method, uri, headers, body);
+        let mut item = PlanItem::new(ItemId::default(), method, uri, headers, body);
         item.refs = (!refs.is_empty()).then(|| Box::new(refs));
         plan.push(item);
     }
@@ -111,13 +111,13 @@ fn read_id(
     raw: Option<&RawValue>,
     index: usize,
     err: &mut impl FnMut(&str, String),
-) -> Option<String> {
+) -> Option<ItemId> {
     let Some(v) = raw else {
         return Some(index_id(index));
     };
     match serde_json::from_str::<serde_json::Value>(v.get()) {
-        Ok(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
-        Ok(serde_json::Value::Number(n)) => Some(n.to_string()),
+        Ok(serde_json::Value::String(s)) if !s.is_empty() => Some(s.into()),
+        Ok(serde_json::Value::Number(n)) => Some(n.to_string().into()),
         Ok(serde_json::Value::String(_)) => {
             err("id", "must not be empty".into());
             None

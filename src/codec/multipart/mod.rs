@@ -258,7 +258,7 @@ impl Batch<'_> {
         if self.errors.len() > before {
             return;
         }
-        let id = content_id.unwrap_or_else(|| index_id(index));
+        let id = content_id.map_or_else(|| index_id(index), Into::into);
         let mut item = PlanItem::new(id, inner.method, uri, inner.headers, inner.body);
         item.depends_on.extend(dependency);
         item.refs = template.map(|url| {
