@@ -109,9 +109,10 @@ where
         // Marks the reply done however the run ends, so its body never waits for ever.
         let done = Done(sink.clone());
         let traced = trace.is_enabled();
+        // Asked once under the lock, then known after each write.
         let emit = Sink {
             shared: sink,
-            room: true,
+            room: false,
         };
         let summary = engine::run(svc, &outer, plan, &config.run, emit, traced).await;
         trace.finished(&summary);

@@ -1,4 +1,5 @@
-//! Request ids: they compare ignoring ASCII letter case, as Microsoft Graph compares them.
+//! Request ids: they compare ignoring ASCII letter case, as Microsoft Graph compares them;
+//! an item without one has its index, which costs no allocation below 1,000.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -58,8 +59,10 @@ fn compare(a: &str, b: &str) -> Ordering {
 /// batch has one.
 pub(crate) type ItemId = Cow<'static, str>;
 
-/// Index ids below this are slices of [`INDEX_DIGITS`].
+/// Index ids below this are slices of [`INDEX_DIGITS`] (whose layout, 10 numbers of one
+/// digit, 90 of two, 900 of three, [`index_id`] follows).
 const TABLED: usize = 1000;
+const _: () = assert!(TABLED == 1000 && INDEX_DIGITS.len() == 10 + 90 * 2 + 900 * 3);
 
 /// The decimal digits of 0 to 999, one number after another (`0123…9899100101…`).
 const INDEX_DIGITS: &str = match std::str::from_utf8(&digits_table()) {
@@ -67,6 +70,7 @@ const INDEX_DIGITS: &str = match std::str::from_utf8(&digits_table()) {
     Err(_) => panic!("digits are ASCII"),
 };
 
+/// [`INDEX_DIGITS`]' bytes, made at compile time.
 const fn digits_table() -> [u8; 2890] {
     let mut table = [0u8; 2890];
     let (mut n, mut at) = (0, 0);
@@ -96,9 +100,28 @@ pub(crate) fn index_id(index: usize) -> ItemId {
         0..10 => (index, 1),
         10..100 => (10 + (index - 10) * 2, 2),
         100..TABLED => (190 + (index - 100) * 3, 3),
-        _ => return Cow::Owned(index.to_string()),
+        _ => return Cow::Owned(decimal(index)),
     };
     Cow::Borrowed(&INDEX_DIGITS[start..start + width])
+}
+
+/// `n` in decimal. (Written by hand: `to_string` goes through the formatting machinery,
+/// once for every item of a large batch.)
+fn decimal(n: usize) -> String {
+    // 20 digits hold any `u64`, so any `usize` this crate builds for.
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    // Digits only: always UTF-8.
+    String::from_utf8(digits[at..].to_vec()).unwrap_or_default()
 }
 
 /// Whether two ids are the same id: ASCII letter case aside (see [`IdIndex`]).

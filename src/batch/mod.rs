@@ -2,7 +2,7 @@
 //! of the engine: the validated [`plan::Plan`] and its [`id`]s, what each sub-request produced
 //! ([`outcome::Outcome`]), URL canonicalisation ([`url`]) and how servers behind may read
 //! a path ([`spelling`]), how a run ended ([`summary`]), absolute URLs of the outer request's origin ([`origin`]), what sub-requests may reach ([`reach`]), result references
-//! ([`reference`]) and what they read ([`results`]), and media types ([`media`]).
+//! ([`reference`](mod@reference)) and what they read ([`results`]), and media types ([`media`]).
 
 pub(crate) mod id;
 pub(crate) mod media;

@@ -2,9 +2,11 @@
 //! outcome, in the plan's order, to its caller as soon as that outcome is final. It knows no
 //! wire format.
 //!
-//! Its parts: [`schedule`] decides what may start (pure bookkeeping); [`group`] is an
-//! atomic group's state machine; [`one`] runs one sub-request; [`run`] (here) ties them to
-//! the futures in flight and the batch's deadline.
+//! Its parts: [`schedule`] decides what may start (pure bookkeeping, with [`ready`] the
+//! items that may); [`group`] is an atomic group's state machine; [`slots`] holds each
+//! item until its outcome is handed on; [`one`] runs one sub-request, and [`in_flight`]
+//! the calls in flight; [`trace`] gives items spans; [`run()`] (here) ties them to the
+//! futures in flight and the batch's deadline.
 
 mod group;
 mod in_flight;

@@ -18,7 +18,10 @@ pub(super) struct Ready {
 impl Ready {
     /// `initial`: the items ready from the start, ascending.
     pub(super) fn new(initial: Vec<usize>) -> Self {
-        debug_assert!(initial.is_sorted(), "ready items in order");
+        debug_assert!(
+            initial.windows(2).all(|w| w[0] < w[1]),
+            "ascending, each once"
+        );
         Self {
             initial,
             taken: 0,
@@ -26,6 +29,7 @@ impl Ready {
         }
     }
 
+    /// Whether no item may start.
     pub(super) fn is_empty(&self) -> bool {
         self.taken == self.initial.len() && self.later.is_empty()
     }

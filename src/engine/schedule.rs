@@ -130,13 +130,13 @@ impl Schedule {
         }
     }
 
-    /// How many items or groups may be in flight at once.
     /// Whether an item is ready to start (given a place): the run has more to launch
     /// without waiting for anything in flight.
     pub(crate) fn has_ready(&self) -> bool {
         !self.stopped && !self.ready.is_empty()
     }
 
+    /// How many items or groups may be in flight at once.
     pub(crate) fn places(&self) -> usize {
         self.places
     }
@@ -151,7 +151,8 @@ impl Schedule {
         if self.chunk_size != usize::MAX && self.finished < i / self.chunk_size * self.chunk_size {
             return None;
         }
-        self.ready.pop();
+        let started = self.ready.pop();
+        debug_assert_eq!(started, Some(i), "the ready item peeked is the one taken");
         self.taken += 1;
         Some(match self.group_of(i) {
             Some(g) => Start::Group(g),
