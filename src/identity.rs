@@ -17,6 +17,7 @@
 //! - every other sub-request header passes as given, and configured outer headers are
 //!   inherited where the sub-request does not set them.
 
+use crate::batch::id::index_id;
 use crate::batch::plan::PlanItem;
 use crate::body::BatchRequestBody;
 use http::header::{self, HeaderName};
@@ -62,17 +63,10 @@ const OUTER_ONLY_PREFIXES: [&str; 9] = [
     "x-ssl-client-",
 ];
 
-/// Headers no sub-request sets, and that are not inherited either: hop-by-hop and
-/// framing (RFC 9110 §7.6.1; `content-length` is computed), and the routing overrides
-/// that frameworks obey in place of the method, path or host.
-const NEVER: [&str; 22] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Headers no sub-request sets, and that are not inherited either, besides the
+/// [`HOP_BY_HOP`] ones: framing (RFC 9110 §7.6.1; `content-length` is computed), and the
+/// routing overrides that frameworks obey in place of the method, path or host.
+const NEVER: [&str; 15] = [
     "content-length",
     "host",
     "expect",
@@ -168,6 +162,7 @@ impl HeaderPolicy {
     pub(crate) fn keeps(&self, name: &HeaderName) -> bool {
         let name = folded(name.as_str());
         !(self.is_outer_only_folded(&name)
+            || HOP_BY_HOP.contains(&&*name)
             || NEVER.contains(&&*name)
             || self.dropped.iter().any(|h| *h == *name))
     }
@@ -293,27 +288,26 @@ impl Outer {
     pub(crate) fn request_id_of(&self, index: usize, id: &str) -> Option<HeaderValue> {
         let outer = self.request_id.as_ref()?.as_bytes();
         let plain = |b: u8| b.is_ascii_alphanumeric() || b"._~-".contains(&b);
-        let mut derived = Vec::with_capacity(outer.len() + 1 + id.len().min(64));
+        let mut derived = Vec::with_capacity(outer.len() + 2 + id.len().min(64));
         derived.extend_from_slice(outer);
         derived.push(b'.');
         if !id.is_empty() && id.len() <= 64 && id.bytes().all(plain) {
             derived.extend_from_slice(id.as_bytes());
         } else {
             derived.push(b'#');
-            derived.extend_from_slice(index.to_string().as_bytes());
+            derived.extend_from_slice(index_id(index).as_bytes());
         }
-        // Visible ASCII throughout: always a header value.
-        HeaderValue::from_bytes(&derived).ok()
+        // Visible ASCII throughout: always a header value; its bytes are not copied.
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(derived)).ok()
     }
 
-    /// The request the wrapped service receives for sub-request `index`, whose id in the
-    /// batch is `id`.
+    /// The request the wrapped service receives for a sub-request, with `request_id` (its
+    /// [`Outer::request_id_of`]) when it has one.
     #[inline]
     pub(crate) fn sub_request<B>(
         &self,
         item: PlanItem,
-        index: usize,
-        id: &str,
+        request_id: Option<HeaderValue>,
     ) -> Request<BatchRequestBody<B>> {
         let PlanItem {
             method,
@@ -333,7 +327,7 @@ impl Outer {
         for (name, value) in self.outer.iter() {
             add(&mut headers, name, value.clone());
         }
-        if let Some(derived) = self.request_id_of(index, id) {
+        if let Some(derived) = request_id {
             // Its own id, whatever the sub-request or the inherited headers said.
             headers.remove(self.policy.request_id());
             add(&mut headers, self.policy.request_id(), derived);

@@ -46,15 +46,13 @@ impl Ready {
 
     /// Takes the lowest ready item.
     pub(super) fn pop(&mut self) -> Option<usize> {
-        let first = self.initial.get(self.taken).copied();
-        match (first, self.later.peek()) {
-            (Some(a), Some(&Reverse(b))) if b < a => self.later.pop().map(|Reverse(b)| b),
-            (Some(a), _) => {
-                self.taken += 1;
-                Some(a)
-            }
-            (None, _) => self.later.pop().map(|Reverse(b)| b),
+        let i = self.peek()?;
+        if self.initial.get(self.taken) == Some(&i) {
+            self.taken += 1;
+        } else {
+            self.later.pop();
         }
+        Some(i)
     }
 
     /// Item `i` may start now.

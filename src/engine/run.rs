@@ -234,13 +234,6 @@ impl<'a, E: Emit> Run<'a, E> {
         i: usize,
         outer: &Outer,
     ) -> Result<Request<BatchRequestBody<B>>, Box<Outcome>> {
-        let not_sent = |why: String| {
-            Box::new(Outcome::problem(
-                StatusCode::FAILED_DEPENDENCY,
-                "Failed dependency",
-                why,
-            ))
-        };
         let Some(mut item) = self.slots.take_item(i) else {
             // The schedule starts each item once; a bug there costs this item, not the batch.
             debug_assert!(false, "request {i} was started twice");
@@ -250,8 +243,9 @@ impl<'a, E: Emit> Run<'a, E> {
         // Its span names the path as sent (or as far as it was resolved).
         self.slots.start_trace(i, &item);
         checked?;
-        let mut req = outer.sub_request(item, i, self.slots.id(i));
-        self.slots.sent_with(i, req.headers());
+        let request_id = outer.request_id_of(i, self.slots.id(i));
+        let mut req = outer.sub_request(item, request_id.clone());
+        self.slots.sent_with(i, request_id);
         if let Some(g) = self.schedule.group_of(i) {
             self.groups[g].insert_handle(req.extensions_mut());
         }
@@ -263,13 +257,6 @@ impl<'a, E: Emit> Run<'a, E> {
     /// (into `item`), and what it would reach is reachable.
     #[inline(always)]
     fn check_item(&mut self, i: usize, item: &mut PlanItem) -> Result<(), Box<Outcome>> {
-        let not_sent = |why: String| {
-            Box::new(Outcome::problem(
-                StatusCode::FAILED_DEPENDENCY,
-                "Failed dependency",
-                why,
-            ))
-        };
         if let Some(d) = self.schedule.failed_dependency(i) {
             return Err(Box::new(failed_dependency(d, self.slots.outcome(d))));
         }
@@ -383,6 +370,12 @@ impl<'a, E: Emit> Run<'a, E> {
         summary.cut_short = cut_short;
         summary
     }
+}
+
+/// `424` for an item that was not sent, and `why`.
+fn not_sent(why: String) -> Box<Outcome> {
+    let outcome = Outcome::problem(StatusCode::FAILED_DEPENDENCY, "Failed dependency", why);
+    Box::new(outcome)
 }
 
 /// `424` for an item that was not sent because dependency `d` failed or never ran.

@@ -120,12 +120,10 @@ impl Slots {
         }
     }
 
-    /// Item `i` is sent with `headers`: its outcomes will give back its request id.
+    /// Item `i` is sent with `request_id`: its outcomes will give it back.
     #[inline(always)]
-    pub(super) fn sent_with(&mut self, i: usize, headers: &http::HeaderMap) {
-        if let Some(name) = &self.id_header {
-            self.slots[i].request_id = headers.get(name).cloned();
-        }
+    pub(super) fn sent_with(&mut self, i: usize, request_id: Option<http::HeaderValue>) {
+        self.slots[i].request_id = request_id;
     }
 
     /// The span item `i`'s call runs in, if items have spans.
