@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use common::Http;
+use common::{within, DropSignal, Http};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,15 +26,6 @@ struct Probe {
     /// Signalled when a `/block` handler starts, and when its future is dropped.
     entered: Arc<Notify>,
     dropped: Arc<Notify>,
-}
-
-/// Signals when the handler future holding it is dropped.
-struct DropSignal(Arc<Notify>);
-
-impl Drop for DropSignal {
-    fn drop(&mut self) {
-        self.0.notify_one();
-    }
 }
 
 impl Probe {
@@ -296,13 +287,6 @@ async fn the_batch_deadline_reports_every_item() {
         .unwrap()
         .contains("before it could start"));
     assert_eq!(probe.started(), 3, "d and e were never sent");
-}
-
-/// A bound on waiting for an event, so that a regression fails instead of hanging.
-async fn within(what: &str, f: impl std::future::Future<Output = ()>) {
-    tokio::time::timeout(Duration::from_secs(20), f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} never happened"));
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ mod common;
 use axum::extract::Path;
 use axum::routing::get;
 use axum::Router;
-use common::Http;
+use common::{within, DropSignal, Http};
 use serde_json::json;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -102,15 +102,6 @@ async fn a_sub_request_task_that_panics_answers_500() {
     assert_eq!(statuses, [json!(200), json!(500), json!(200)]);
 }
 
-/// Signals when dropped: the handler future that holds it was cancelled.
-struct DropSignal(Arc<Notify>);
-
-impl Drop for DropSignal {
-    fn drop(&mut self) {
-        self.0.notify_one();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_goes_away_cancels_the_sub_request_tasks() {
     let (started, dropped) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
@@ -150,12 +141,4 @@ async fn a_client_that_goes_away_cancels_the_sub_request_tasks() {
         dropped.notified(),
     )
     .await;
-}
-
-/// `f`, which a correct layer finishes at once; the bound only keeps a broken one from
-/// hanging the test run.
-async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} never happened"))
 }

@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
+use common::{within, DropSignal};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -59,13 +60,6 @@ async fn start(layer: BatchLayer) -> (SocketAddr, Arc<Notify>) {
     let gate = Arc::new(Notify::new());
     let app = layer.layer_router(router(gate.clone()));
     (common::serve(app).await, gate)
-}
-
-/// Bounds a wait, so that a reply that does not stream fails the test instead of hanging.
-async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} never happened"))
 }
 
 /// A reply being read from the socket, frame by frame.
@@ -371,15 +365,6 @@ async fn a_batch_runs_on_while_its_reply_is_not_read() {
     assert_eq!(finished.load(Ordering::SeqCst), 1);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert!(std::str::from_utf8(&body).unwrap().contains("through"));
-}
-
-/// Signals when dropped: the handler future that holds it was cancelled.
-struct DropSignal(Arc<Notify>);
-
-impl Drop for DropSignal {
-    fn drop(&mut self) {
-        self.0.notify_one();
-    }
 }
 
 #[tokio::test]

@@ -7,40 +7,30 @@
 
 use bytes::BytesMut;
 
-/// Names whose usual spelling is not one capital per word.
-const EXCEPTIONS: [&str; 13] = [
-    "ETag",
-    "WWW-Authenticate",
-    "OData-Version",
-    "OData-MaxVersion",
-    "OData-EntityId",
-    "OData-Isolation",
-    "Content-MD5",
-    "Content-ID",
-    "DNT",
-    "TE",
-    "X-XSS-Protection",
-    "X-UA-Compatible",
-    "X-Request-ID",
-];
+/// The usual spelling of `name` (lower case) when it is not one capital per word.
+fn exception(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "etag" => "ETag",
+        "www-authenticate" => "WWW-Authenticate",
+        "odata-version" => "OData-Version",
+        "odata-maxversion" => "OData-MaxVersion",
+        "odata-entityid" => "OData-EntityId",
+        "odata-isolation" => "OData-Isolation",
+        "content-md5" => "Content-MD5",
+        "content-id" => "Content-ID",
+        "dnt" => "DNT",
+        "te" => "TE",
+        "x-xss-protection" => "X-XSS-Protection",
+        "x-ua-compatible" => "X-UA-Compatible",
+        "x-request-id" => "X-Request-ID",
+        _ => return None,
+    })
+}
 
 /// Appends `name` (lower case, as `http` keeps it) in its usual spelling to `out`: copied
 /// whole, then capitalised where it stands (every reply item writes its headers' names).
 pub(crate) fn write_name(name: &str, out: &mut BytesMut) {
-    // The names most responses carry, spelled at once.
-    let common = match name {
-        "content-type" => Some("Content-Type"),
-        "location" => Some("Location"),
-        "cache-control" => Some("Cache-Control"),
-        _ => None,
-    };
-    let exception = || {
-        EXCEPTIONS
-            .iter()
-            .find(|e| e.len() == name.len() && e.eq_ignore_ascii_case(name))
-            .copied()
-    };
-    if let Some(spelled) = common.or_else(exception) {
+    if let Some(spelled) = exception(name) {
         out.extend_from_slice(spelled.as_bytes());
         return;
     }

@@ -85,8 +85,7 @@ impl ReplyWriter {
             self.chunks.push(framing);
         }
         self.taken = self.sent;
-        // A body referenced right after another leaves an empty framing chunk between.
-        out.extend(self.chunks.drain(..).filter(|c| !c.is_empty()));
+        out.extend(self.chunks.drain(..));
     }
 
     /// Makes room for `additional` more bytes of framing.
@@ -226,7 +225,10 @@ impl ReplyWriter {
         }
         let framing = self.buf.split().freeze();
         self.sent += framing.len() + json.len();
-        self.chunks.push(framing);
+        // A body referenced right after another has no framing between.
+        if !framing.is_empty() {
+            self.chunks.push(framing);
+        }
         self.chunks.push(json.clone());
     }
 
@@ -262,7 +264,9 @@ impl ReplyWriter {
     /// The reply, in chunks.
     pub(crate) fn finish(mut self) -> Vec<Bytes> {
         let rest = self.buf.freeze();
-        self.chunks.push(rest);
+        if !rest.is_empty() {
+            self.chunks.push(rest);
+        }
         self.chunks
     }
 }

@@ -290,3 +290,20 @@ pub async fn start(layer: tower_http_batch::BatchLayer) -> (Http, Calls) {
     );
     (Http::new(serve(app).await), calls)
 }
+
+/// Notifies when dropped: a handler future that holds it was cancelled.
+pub struct DropSignal(pub Arc<tokio::sync::Notify>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
+/// `f`'s output; a test failure naming `what` if it takes 20 s (a guard against a hang,
+/// not a timing: what it waits for happens at once when the code is right).
+pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(20), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} never happened"))
+}

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -34,7 +34,6 @@ thread_local! {
 /// Sends every request to the upstream: same method, path, query, headers and body.
 #[derive(Clone)]
 pub(crate) struct Upstream {
-    scheme: Scheme,
     authority: Authority,
     /// `authority`, as the `host` header every request carries.
     host: HeaderValue,
@@ -58,7 +57,6 @@ impl Upstream {
         // An authority is always a valid header value.
         let host = HeaderValue::from_str(authority.as_str()).expect("an authority");
         Self {
-            scheme: Scheme::HTTP,
             authority,
             host,
             timeout,
@@ -98,6 +96,16 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::PROXY_AUTHENTICATE,
 ];
 
+/// Drops the [`HOP_BY_HOP`] headers. Looks first: sub-requests never carry them (the batch
+/// layer drops them), and most responses have none.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
+    }
+}
+
 impl tower::Service<Request<BatchRequestBody<Incoming>>> for Upstream {
     type Response = Response<ProxyBody>;
     type Error = Infallible;
@@ -114,7 +122,7 @@ impl tower::Service<Request<BatchRequestBody<Incoming>>> for Upstream {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let uri = Uri::builder()
-            .scheme(self.scheme.clone())
+            .scheme(Scheme::HTTP)
             .authority(self.authority.clone())
             .path_and_query(path)
             .build();
@@ -133,9 +141,7 @@ impl tower::Service<Request<BatchRequestBody<Incoming>>> for Upstream {
             };
             *req.uri_mut() = uri;
             let headers = req.headers_mut();
-            for name in &HOP_BY_HOP {
-                headers.remove(name);
-            }
+            strip_hop_by_hop(headers);
             headers.insert(header::HOST, host);
             let sent = client.request(req);
             let answered = match timeout {
@@ -148,9 +154,7 @@ impl tower::Service<Request<BatchRequestBody<Incoming>>> for Upstream {
             match answered {
                 Ok(res) => {
                     let (mut parts, body) = res.into_parts();
-                    for name in &HOP_BY_HOP {
-                        parts.headers.remove(name);
-                    }
+                    strip_hop_by_hop(&mut parts.headers);
                     Ok(Response::from_parts(parts, body.boxed_unsync()))
                 }
                 Err(e) => {

@@ -115,15 +115,21 @@ fn read_id(
     let Some(v) = raw else {
         return Some(index_id(index));
     };
-    match serde_json::from_str::<serde_json::Value>(v.get()) {
-        Ok(serde_json::Value::String(s)) if !s.is_empty() => Some(s.into()),
-        Ok(serde_json::Value::Number(n)) => Some(n.to_string().into()),
-        Ok(serde_json::Value::String(_)) => {
+    let text = match v.get().starts_with('"') {
+        // Read as `url` is: a plain string is its text between the quotes.
+        true => string(v, "a string").map(|s| s.into_owned()),
+        false => serde_json::from_str::<serde_json::Number>(v.get())
+            .map(|n| n.to_string())
+            .map_err(|_| format!("must be a string, not {}", type_name(v))),
+    };
+    match text {
+        Ok(id) if id.is_empty() => {
             err("id", "must not be empty".into());
             None
         }
-        _ => {
-            err("id", format!("must be a string, not {}", type_name(v)));
+        Ok(id) => Some(id.into()),
+        Err(e) => {
+            err("id", e);
             None
         }
     }
@@ -278,5 +284,28 @@ fn decode_body(raw: &RawValue, outer: &Bytes, headers: &mut HeaderMap) -> Result
                 .unwrap_or(""),
             type_name(raw)
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_strings_or_numbers_as_written() {
+        let read = |json: &str| {
+            let raw: &RawValue = serde_json::from_str(json).unwrap();
+            let mut errors = Vec::new();
+            let id = read_id(Some(raw), 3, &mut |_: &str, e: String| errors.push(e));
+            id.map(|id| id.into_owned()).ok_or(errors.join(""))
+        };
+        assert_eq!(read(r#""a-1""#), Ok("a-1".into()));
+        assert_eq!(read(r#""a\u0062""#), Ok("ab".into()));
+        assert_eq!(read("7"), Ok("7".into()));
+        assert_eq!(read("-1.5"), Ok("-1.5".into()));
+        assert_eq!(read(r#""""#), Err("must not be empty".into()));
+        assert_eq!(read("{}"), Err("must be a string, not an object".into()));
+        assert_eq!(read("null"), Err("must be a string, not null".into()));
+        assert_eq!(read_id(None, 3, &mut |_, _| ()), Some("3".into()));
     }
 }
