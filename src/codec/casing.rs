@@ -7,9 +7,13 @@
 
 use bytes::BytesMut;
 
-/// The usual spelling of `name` (lower case) when it is not one capital per word.
-fn exception(name: &str) -> Option<&'static str> {
+/// The usual spelling of `name` (lower case) when it is not one capital per word, and of
+/// the names most responses carry, spelled at once.
+fn spelled_at_once(name: &str) -> Option<&'static str> {
     Some(match name {
+        "content-type" => "Content-Type",
+        "location" => "Location",
+        "cache-control" => "Cache-Control",
         "etag" => "ETag",
         "www-authenticate" => "WWW-Authenticate",
         "odata-version" => "OData-Version",
@@ -30,7 +34,7 @@ fn exception(name: &str) -> Option<&'static str> {
 /// Appends `name` (lower case, as `http` keeps it) in its usual spelling to `out`: copied
 /// whole, then capitalised where it stands (every reply item writes its headers' names).
 pub(crate) fn write_name(name: &str, out: &mut BytesMut) {
-    if let Some(spelled) = exception(name) {
+    if let Some(spelled) = spelled_at_once(name) {
         out.extend_from_slice(spelled.as_bytes());
         return;
     }

@@ -244,8 +244,10 @@ impl<'a, E: Emit> Run<'a, E> {
         self.slots.start_trace(i, &item);
         checked?;
         let request_id = outer.request_id_of(i, self.slots.id(i));
-        let mut req = outer.sub_request(item, request_id.clone());
-        self.slots.sent_with(i, request_id);
+        if let Some(id) = &request_id {
+            self.slots.sent_with(i, id.clone());
+        }
+        let mut req = outer.sub_request(item, request_id);
         if let Some(g) = self.schedule.group_of(i) {
             self.groups[g].insert_handle(req.extensions_mut());
         }

@@ -122,8 +122,8 @@ impl Slots {
 
     /// Item `i` is sent with `request_id`: its outcomes will give it back.
     #[inline(always)]
-    pub(super) fn sent_with(&mut self, i: usize, request_id: Option<http::HeaderValue>) {
-        self.slots[i].request_id = request_id;
+    pub(super) fn sent_with(&mut self, i: usize, request_id: http::HeaderValue) {
+        self.slots[i].request_id = Some(request_id);
     }
 
     /// The span item `i`'s call runs in, if items have spans.
