@@ -15,4 +15,5 @@ pub(crate) mod results;
 pub(crate) mod spelling;
 pub(crate) mod strict;
 pub(crate) mod summary;
+mod survey;
 pub(crate) mod url;

@@ -3,6 +3,7 @@
 
 use super::origin::{strip_origin, Origin};
 use super::spelling::{canonical, cut, is_plain, percent_decode_lower, resolve};
+use super::survey::Survey;
 use http::Uri;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -120,14 +121,16 @@ pub(crate) fn parse_url_in(
         );
     }
     let path = under_root(path, ctx.root);
-    if is_batch_path(&path, ctx.batch_paths) {
+    // The path as surveyed: unchanged, and absolute.
+    let surveyed =
+        url.starts_with('/') && matches!(path, Cow::Borrowed(p) if p.len() == survey.query_at);
+    if is_batch_path(&path, surveyed && survey.plain_path, ctx.batch_paths) {
         return Err("must not address the batch endpoint itself, in any spelling (nor be percent-encoded more than four times over): batches do not nest".into());
     }
     let spaced = survey.spaced;
     let invalid = |e: http::uri::InvalidUri| format!("is not a valid URI path: {e}");
-    if let (Cow::Borrowed(p), Some(source)) = (&path, source) {
-        let plain = url.starts_with('/') && p.len() == survey.query_at && !spaced;
-        if plain && within(url, source) {
+    if let (true, Some(source)) = (surveyed && !spaced, source) {
+        if within(url, source) {
             return Uri::from_maybe_shared(source.slice_ref(url.as_bytes())).map_err(invalid);
         }
     }
@@ -155,60 +158,6 @@ fn under_root<'p>(path: Cow<'p, str>, root: Option<&str>) -> Cow<'p, str> {
     joined.push_str(root);
     joined.push_str(&path);
     joined.into()
-}
-
-/// What one pass over a URL finds, for the checks that follow (a URL per sub-request).
-struct Survey {
-    /// Where its query starts (its first `?`), or its length.
-    query_at: usize,
-    /// It has a `#`.
-    fragment: bool,
-    /// Its path has a `\`.
-    backslash: bool,
-    /// Its path has a `.` or a `%`.
-    dot_or_percent: bool,
-    /// Its query has a space.
-    spaced: bool,
-}
-
-impl Survey {
-    /// Surveys `url`; refuses bytes outside printable ASCII. Graph's own examples hold
-    /// literal spaces in queries (`$filter=city eq null`): they are percent-encoded later.
-    /// Anywhere else a space is refused, as are controls.
-    fn of(url: &str) -> Result<Self, String> {
-        let mut survey = Self {
-            query_at: url.len(),
-            fragment: false,
-            backslash: false,
-            dot_or_percent: false,
-            spaced: false,
-        };
-        let mut in_query = false;
-        for (i, b) in url.bytes().enumerate() {
-            match b {
-                b'?' if !in_query => {
-                    in_query = true;
-                    survey.query_at = i;
-                }
-                b' ' if in_query => survey.spaced = true,
-                b'#' => survey.fragment = true,
-                b'\\' if !in_query => survey.backslash = true,
-                b'.' | b'%' if !in_query => survey.dot_or_percent = true,
-                0x21..0x7f => {}
-                b'\r' | b'\n' => return Err("must not contain CR or LF".into()),
-                b' ' => {
-                    return Err(
-                        "must not contain spaces in its path (percent-encode them as %20)".into(),
-                    )
-                }
-                b if b < 0x80 => {
-                    return Err(format!("must not contain control character 0x{b:02x}"))
-                }
-                _ => return Err("must be ASCII (percent-encode other characters)".into()),
-            }
-        }
-        Ok(survey)
-    }
 }
 
 /// Whether `s` lies inside `source`'s bytes.
@@ -281,9 +230,9 @@ fn is_dot_dot(seg: &str) -> bool {
 
 /// Whether `path` reaches a batch endpoint in any spelling: percent-encoding, repeated
 /// or trailing slashes, and letter case (the service behind may be case-insensitive) are
-/// all folded before comparing.
-fn is_batch_path(path: &str, batch_paths: &BatchPaths) -> bool {
-    if is_plain(path) {
+/// all folded before comparing. `plain`: the survey found it [`is_plain`].
+fn is_batch_path(path: &str, plain: bool, batch_paths: &BatchPaths) -> bool {
+    if plain || is_plain(path) {
         return batch_paths.0.iter().any(|c| c.eq_ignore_ascii_case(path));
     }
     // A path still encoded after four decodings is refused: it may spell anything. One

@@ -187,14 +187,20 @@ where
     macro_rules! launch {
         ($launch:expr) => {
             match $launch {
-                Launch::Send(i, req) => {
+                // Made where it is pushed: a call is moved as few times as it can be.
+                Launch::Send(i, req) if calls.spawns() => {
                     let call = one::Call::new(svc.clone(), req, i, run.span(i), limits);
-                    calls.push(Either::Left(match calls.spawns() {
-                        // In the span current here, as when polled in this task.
-                        true => Either::Right(Spawned::new(i, call.in_current_span())),
-                        false => Either::Left(call),
-                    }))
+                    // In the span current here, as when polled in this task.
+                    let spawned = Spawned::new(i, call.in_current_span());
+                    calls.push(Either::Left(Either::Right(spawned)))
                 }
+                Launch::Send(i, req) => calls.push(Either::Left(Either::Left(one::Call::new(
+                    svc.clone(),
+                    req,
+                    i,
+                    run.span(i),
+                    limits,
+                )))),
                 Launch::Begin(g) => calls.push(Either::Right(begin(g, outer.parts(), opts))),
                 Launch::End(g, tx, commit) => endings
                     .get_or_insert_with(FuturesUnordered::new)
@@ -202,8 +208,7 @@ where
             }
         };
     }
-    let mut deadline_passed = false;
-    loop {
+    let deadline_passed = loop {
         // While the reply holds as much as it should, nothing new starts; what is in
         // flight (sub-requests, a group's next member, commits) and the deadline go on.
         let room = std::future::poll_fn(|cx| Poll::Ready(run.poll_room(cx).is_ready())).await;
@@ -224,19 +229,18 @@ where
                 None
             }
             Event::Room => None,
-            Event::Idle => break,
+            Event::Idle => break false,
             Event::Deadline => {
-                deadline_passed = true;
                 drop(calls);
                 expire(&mut run, endings.as_mut(), opts).await;
-                break;
+                break true;
             }
         };
         if let Some(next) = next {
             launch!(next);
         }
         run.emit_final();
-    }
+    };
     run.emit_rest(deadline_passed)
 }
 

@@ -158,19 +158,22 @@ where
             }
             polled
         }));
-        let finished = match polled {
-            Ok(Poll::Ready(Ok(outcome))) => Some(outcome),
-            Ok(Poll::Ready(Err(failed))) => Some(failure(failed, index, limits)),
-            Ok(Poll::Pending) => None,
+        // Each arm makes the outcome where it is returned: an outcome is moved as few
+        // times as it can be.
+        let deadline = match polled {
+            Ok(Poll::Ready(Ok(outcome))) => return Poll::Ready(Done::Sent(index, outcome)),
+            Ok(Poll::Ready(Err(failed))) => {
+                return Poll::Ready(Done::Sent(index, failure(failed, index, limits)))
+            }
+            Ok(Poll::Pending) => *this.deadline,
             Err(panic) => {
                 log_panic(&*panic, index);
                 end(this.step.as_mut());
-                Some(failure(Failed::Panicked, index, limits))
+                return Poll::Ready(Done::Sent(index, failure(Failed::Panicked, index, limits)));
             }
         };
-        let outcome = match (finished, *this.deadline) {
-            (Some(outcome), _) => outcome,
-            (None, Some(until)) => {
+        let outcome = match deadline {
+            Some(until) => {
                 let timer = this
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
@@ -183,7 +186,7 @@ where
                 end(this.step.as_mut());
                 failure(Failed::TimedOut, index, limits)
             }
-            (None, None) => return Poll::Pending,
+            None => return Poll::Pending,
         };
         Poll::Ready(Done::Sent(index, outcome))
     }

@@ -107,6 +107,8 @@ impl<'a, E: Emit> Run<'a, E> {
 
     /// The next future to start, if the schedule lets one start. Items that cannot be sent
     /// (a failed dependency, a reference that finds nothing) get their `424` on the way.
+    /// (Inlined: a request is built where its call is, not moved through return values.)
+    #[inline(always)]
     pub(super) fn next_launch<B>(&mut self, outer: &Outer) -> Option<Launch<B>> {
         while let Some(start) = self.schedule.next() {
             match start {
@@ -202,6 +204,14 @@ impl<'a, E: Emit> Run<'a, E> {
         }
     }
 
+    /// Item `i`, which has references, no longer needs its dependencies' bodies: those
+    /// already written and needed by no one else are let go.
+    fn read(&mut self, i: usize) {
+        for &d in self.schedule.depends_on(i) {
+            self.slots.read(d);
+        }
+    }
+
     /// The request for item `i`, with its references resolved and its group's transaction
     /// in its extensions; or the `424` (or `403`) to report when it cannot be sent.
     /// (Inlined: the request is built where it is launched, not copied through return
@@ -213,33 +223,16 @@ impl<'a, E: Emit> Run<'a, E> {
         outer: &Outer,
     ) -> Result<Request<BatchRequestBody<B>>, Box<Outcome>> {
         let reads = self.slots.has_refs(i);
-        let prepared = self.prepare_item(i, outer);
-        if reads {
-            self.read(i);
-        }
-        prepared
-    }
-
-    /// Item `i`, which has references, no longer needs its dependencies' bodies: those
-    /// already written and needed by no one else are let go.
-    fn read(&mut self, i: usize) {
-        for &d in self.schedule.depends_on(i) {
-            self.slots.read(d);
-        }
-    }
-
-    #[inline(always)]
-    fn prepare_item<B>(
-        &mut self,
-        i: usize,
-        outer: &Outer,
-    ) -> Result<Request<BatchRequestBody<B>>, Box<Outcome>> {
         let Some(mut item) = self.slots.take_item(i) else {
             // The schedule starts each item once; a bug there costs this item, not the batch.
             debug_assert!(false, "request {i} was started twice");
             return Err(not_sent(format!("not sent: request {i} was started twice")));
         };
         let checked = self.check_item(i, &mut item);
+        // Its references are resolved (or never will be): what they read may go.
+        if reads {
+            self.read(i);
+        }
         // Its span names the path as sent (or as far as it was resolved).
         self.slots.start_trace(i, &item);
         checked?;
