@@ -302,8 +302,9 @@ impl Outer {
     }
 
     /// The request the wrapped service receives for a sub-request, with `request_id` (its
-    /// [`Outer::request_id_of`]) when it has one.
-    #[inline]
+    /// [`Outer::request_id_of`]) when it has one. (Inlined: the request is built where
+    /// its call is, not copied through return values.)
+    #[inline(always)]
     pub(crate) fn sub_request<B>(
         &self,
         item: PlanItem,

@@ -21,6 +21,11 @@ impl<'a> IdIndex<'a> {
     /// item has already (its index and the earlier one's), in item order.
     pub(crate) fn new(ids: impl Iterator<Item = (usize, &'a str)>) -> (Self, Vec<(usize, usize)>) {
         let mut sorted: Vec<(&str, usize)> = ids.map(|(index, id)| (id, index)).collect();
+        // Clients number their items in order (`1` to `100`), and items without an id have
+        // their index as id: such ids are in order and distinct already, which one pass sees.
+        if sorted.windows(2).all(|w| compare(w[0].0, w[1].0).is_lt()) {
+            return (Self { sorted }, Vec::new());
+        }
         sorted.sort_unstable_by(|a, b| compare(a.0, b.0).then(a.1.cmp(&b.1)));
         let mut repeated = Vec::new();
         sorted.dedup_by(|later, first| {

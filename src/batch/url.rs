@@ -146,6 +146,7 @@ pub(crate) fn parse_url_in(
 /// `path` under the service root: kept when it is the root or below it, else the root
 /// comes first (`/users/1` → `/v1.0/users/1`). The root is canonical, so the result is
 /// too.
+#[inline(always)]
 fn under_root<'p>(path: Cow<'p, str>, root: Option<&str>) -> Cow<'p, str> {
     let Some(root) = root else { return path };
     let under = path
@@ -231,10 +232,16 @@ fn is_dot_dot(seg: &str) -> bool {
 /// Whether `path` reaches a batch endpoint in any spelling: percent-encoding, repeated
 /// or trailing slashes, and letter case (the service behind may be case-insensitive) are
 /// all folded before comparing. `plain`: the survey found it [`is_plain`].
+#[inline(always)]
 fn is_batch_path(path: &str, plain: bool, batch_paths: &BatchPaths) -> bool {
     if plain || is_plain(path) {
         return batch_paths.0.iter().any(|c| c.eq_ignore_ascii_case(path));
     }
+    spells_batch_path(path, batch_paths)
+}
+
+/// [`is_batch_path`] for a path that is not plain.
+fn spells_batch_path(path: &str, batch_paths: &BatchPaths) -> bool {
     // A path still encoded after four decodings is refused: it may spell anything. One
     // whose decoded form holds `?`, `#` or NUL is compared whole and cut there too.
     let Some(decoded) = percent_decode_lower(path) else {

@@ -132,3 +132,109 @@ pub(crate) fn decode_base64(s: &str) -> Option<Vec<u8>> {
         .or_else(|_| STANDARD_NO_PAD.decode(trimmed))
         .ok()
 }
+
+/// A field that should be a string, read in serde's one pass over the batch: the string
+/// (borrowed from the body when it has no escapes), or the type of what stood there
+/// instead, for the message. A string read as a [`RawValue`] is read twice: once by serde
+/// to find its end, once by [`string`] (every item has a URL).
+pub(crate) enum Text<'a> {
+    Str(Cow<'a, str>),
+    Not(&'static str),
+}
+
+impl<'a> Text<'a> {
+    /// The string, or why it is none: "must be `what`, not an object".
+    pub(crate) fn string(self, what: &str) -> Result<Cow<'a, str>, String> {
+        match self {
+            Text::Str(s) => Ok(s),
+            Text::Not(type_name) => Err(format!("must be {what}, not {type_name}")),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextVisitor(std::marker::PhantomData))
+    }
+}
+
+struct TextVisitor<'a>(std::marker::PhantomData<Text<'a>>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for TextVisitor<'a> {
+    type Value = Text<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Text<'a>, E> {
+        Ok(Text::Str(s.into()))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Text<'a>, E> {
+        Ok(Text::Str(s.to_owned().into()))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Text<'a>, E> {
+        Ok(Text::Not("a boolean"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Text<'a>, E> {
+        Ok(Text::Not("a number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Text<'a>, E> {
+        Ok(Text::Not("a number"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Text<'a>, E> {
+        Ok(Text::Not("a number"))
+    }
+    fn visit_unit<E>(self) -> Result<Text<'a>, E> {
+        Ok(Text::Not("null"))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Text<'a>, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Text::Not("an array"))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Text<'a>, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Text::Not("an object"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Item<'a> {
+        #[serde(borrow)]
+        url: Option<Text<'a>>,
+    }
+
+    /// The `url` of `item`, as read in one pass.
+    fn url(item: &str) -> Option<Result<Cow<'_, str>, String>> {
+        let item: Item<'_> = serde_json::from_str(item).expect("valid JSON");
+        item.url.map(|t| t.string("a string"))
+    }
+
+    #[test]
+    fn text_is_a_string_or_the_type_that_stood_there() {
+        let Some(Ok(Cow::Borrowed("/a"))) = url(r#"{"url": "/a"}"#) else {
+            panic!("a string without escapes is borrowed");
+        };
+        assert_eq!(url(r#"{"url": "/a\u0062\n"}"#), Some(Ok("/ab\n".into())));
+        for (value, type_name) in [
+            ("5", "a number"),
+            ("-1", "a number"),
+            ("1.5e3", "a number"),
+            ("true", "a boolean"),
+            (r#"[1, {"a": [2]}, "x"]"#, "an array"),
+            (r#"{"a": [1], "b": {"c": null}}"#, "an object"),
+        ] {
+            let item = format!(r#"{{"url": {value}, "after": 1}}"#);
+            let expected = format!("must be a string, not {type_name}");
+            assert_eq!(url(&item), Some(Err(expected)), "{value}");
+        }
+        assert_eq!(url(r#"{"url": null}"#), None);
+        assert_eq!(url(r#"{"method": "GET"}"#), None);
+    }
+}

@@ -61,6 +61,7 @@ impl<F: Future> InFlight<F> {
     }
 
     /// Adds a future; the schedule keeps to the number of places.
+    #[inline(always)]
     pub(super) fn push(&mut self, future: F) {
         match self {
             Self::One(slot) => {

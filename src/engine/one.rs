@@ -103,6 +103,7 @@ where
     ResBody::Error: Into<BoxError>,
 {
     /// Item `index`'s call of `svc` with `req`, polled in `span` if there is one.
+    #[inline(always)]
     pub(super) fn new(
         svc: S,
         req: Request<BatchRequestBody<B>>,

@@ -1,7 +1,7 @@
 //! One item of a JSON batch: each field read and checked on its own, every problem
 //! collected with the item's index and the field's name.
 
-use super::super::fields::{decode_base64, parse_method_field, string, type_name};
+use super::super::fields::{decode_base64, parse_method_field, string, type_name, Text};
 use super::super::headers::{decode_headers, HeaderSink};
 use super::super::urls::{decode_url, UrlSyntax};
 use super::super::DecodeContext;
@@ -24,7 +24,7 @@ pub(super) struct RawItem<'a> {
     #[serde(borrow)]
     method: Option<&'a RawValue>,
     #[serde(borrow)]
-    url: Option<&'a RawValue>,
+    url: Option<Text<'a>>,
     #[serde(borrow)]
     headers: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -136,7 +136,7 @@ fn read_id(
 }
 
 fn read_url(
-    raw: Option<&RawValue>,
+    raw: Option<Text<'_>>,
     ctx: UrlContext<'_>,
     outer: &Bytes,
     refs: &mut Refs,
@@ -150,7 +150,10 @@ fn read_url(
         templates: true,
         location: true,
     };
-    match string(v, "a string").and_then(|u| decode_url(&u, ctx, Some(outer), syntax)) {
+    match v
+        .string("a string")
+        .and_then(|u| decode_url(&u, ctx, Some(outer), syntax))
+    {
         Ok((uri, template)) => {
             refs.url = template;
             Some(uri)
