@@ -118,7 +118,18 @@ fn parse_weight(value: &[u8]) -> Option<u16> {
 /// The kind of the body described by `headers`' `content-type`; `None` without one (or
 /// with one that is not UTF-8).
 pub(crate) fn media_kind(headers: &HeaderMap) -> Option<MediaKind> {
-    let ct = headers.get(header::CONTENT_TYPE)?.as_bytes();
+    // Every JSON item of a reply asks: a short map (most responses have a few headers) is
+    // searched faster than its hash is computed.
+    let ct = match headers.len() <= 8 {
+        true => {
+            headers
+                .iter()
+                .find(|(name, _)| *name == header::CONTENT_TYPE)?
+                .1
+        }
+        false => headers.get(header::CONTENT_TYPE)?,
+    };
+    let ct = ct.as_bytes();
     // The common case, spelled as frameworks write it: no parsing.
     if ct == b"application/json" {
         return Some(MediaKind::Json);
@@ -201,6 +212,25 @@ mod tests {
         let odd = HeaderValue::from_bytes("a/xx\u{e9}json".as_bytes()).unwrap();
         headers.insert(header::CONTENT_TYPE, odd);
         assert_eq!(media_kind(&headers), Some(MediaKind::Binary));
+    }
+
+    #[test]
+    fn the_content_type_is_found_among_few_headers_or_many() {
+        for n in [0, 1, 7, 8, 20] {
+            let mut headers = HeaderMap::new();
+            for i in 0..n {
+                let name = http::HeaderName::try_from(format!("x-h{i}")).unwrap();
+                headers.append(name, HeaderValue::from_static("text/plain"));
+            }
+            assert_eq!(media_kind(&headers), None, "{n} others");
+            headers.append(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            // A second value is not the type: the first is, as `HeaderMap::get` says.
+            headers.append(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            assert_eq!(media_kind(&headers), Some(MediaKind::Json), "{n} others");
+        }
     }
 
     #[test]

@@ -25,6 +25,34 @@ static BYTE_KIND: [u8; 256] = {
 const ESCAPED: u8 = 1;
 const NOT_ASCII: u8 = 2;
 
+/// Whether `bytes` need no escape in a JSON string: no control character, `"` or `\\`, and
+/// with `ascii`, nothing past 0x7f. Eight bytes at a time (RFC 9110's header values, ids
+/// and short text bodies are most of what a reply writes), the rest through
+/// [`BYTE_KIND`].
+fn is_plain_text(bytes: &[u8], ascii: bool) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The high bit of a byte of the result is set for some byte below `n` (n <= 0x80),
+    // if any is: borrows may mark other bytes, never a word without one.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let chunks = bytes.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        let x = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
+        let mut found = below(x, 0x20) | below(x ^ (ONES * 0x22), 1) | below(x ^ (ONES * 0x5c), 1);
+        if ascii {
+            found |= x & HIGH;
+        }
+        if found != 0 {
+            return false;
+        }
+    }
+    let refused = if ascii { ESCAPED | NOT_ASCII } else { ESCAPED };
+    !rest
+        .iter()
+        .any(|&b| BYTE_KIND[usize::from(b)] & refused != 0)
+}
+
 /// Bodies at least this long go into a reply by reference, not copied.
 const REFERENCE_AT: usize = 2048;
 
@@ -120,10 +148,7 @@ impl ReplyWriter {
     /// values): copied as they are. `false`, writing nothing, when one is of a kind in
     /// `refused` ([`ESCAPED`], and for bytes not known to be UTF-8, [`NOT_ASCII`]).
     fn plain_str(&mut self, bytes: &[u8], refused: u8) -> bool {
-        if bytes
-            .iter()
-            .any(|&b| BYTE_KIND[usize::from(b)] & refused != 0)
-        {
+        if !is_plain_text(bytes, refused & NOT_ASCII != 0) {
             return false;
         }
         self.buf.reserve(bytes.len() + 2);
@@ -274,6 +299,34 @@ impl ReplyWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_text_is_what_the_byte_table_says_at_every_place() {
+        let by_table = |bytes: &[u8], refused: u8| {
+            !bytes
+                .iter()
+                .any(|&b| BYTE_KIND[usize::from(b)] & refused != 0)
+        };
+        for len in 1..=19 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    // A neighbour that borrows (0x00, 0xff) must not hide or invent one.
+                    if at + 1 < len {
+                        bytes[at + 1] = if b % 2 == 0 { 0x21 } else { 0x7f };
+                    }
+                    for (ascii, refused) in [(false, ESCAPED), (true, ESCAPED | NOT_ASCII)] {
+                        assert_eq!(
+                            is_plain_text(&bytes, ascii),
+                            by_table(&bytes, refused),
+                            "{bytes:?} ascii={ascii}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn headers_with_several_values_become_arrays() {

@@ -158,19 +158,20 @@ impl Slots {
     /// item cannot make the batch hold every later body.
     pub(super) fn record(&mut self, i: usize, mut outcome: Outcome) {
         let slot = &mut self.slots[i];
-        let old = slot.outcome.take();
+        // The old outcome, if any, is read where it is, and dropped when it is replaced
+        // (not moved out first: an outcome is large).
         if let (Some(name), Some(sent)) = (&self.id_header, &slot.request_id) {
             if !outcome.headers.contains_key(name) {
-                let given = old.as_ref().and_then(|old| old.headers.get(name));
+                let given = slot.outcome.as_ref().and_then(|old| old.headers.get(name));
                 outcome
                     .headers
                     .insert(name.clone(), given.unwrap_or(sent).clone());
             }
         }
-        outcome.id = match old {
+        outcome.id = match &mut slot.outcome {
             Some(old) => {
                 self.held -= old.body.len();
-                old.id
+                std::mem::take(&mut old.id)
             }
             None => std::mem::take(&mut slot.id),
         };
