@@ -155,7 +155,10 @@ fn read_url(
         .and_then(|u| decode_url(&u, ctx, Some(outer), syntax))
     {
         Ok((uri, template)) => {
-            refs.url = template;
+            // Most URLs have no template: nothing to put in (or to drop from) `refs`.
+            if let Some(template) = template {
+                refs.url = Some(template);
+            }
             Some(uri)
         }
         Err(e) => {
