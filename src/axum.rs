@@ -72,6 +72,8 @@ impl Service<Request<BatchRequestBody<Body>>> for AxumRouter {
     fn call(&mut self, req: Request<BatchRequestBody<Body>>) -> Self::Future {
         self.0.call(req.map(|body| match body.into_either() {
             Ok(outer) => outer,
+            // Most sub-requests have no body: an empty one costs no allocation.
+            Err(chunks) if chunks.is_nothing() => Body::empty(),
             Err(chunks) => Body::new(chunks),
         }))
     }

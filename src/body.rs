@@ -68,6 +68,13 @@ impl Chunks {
         }
     }
 
+    /// Whether it holds nothing at all (a sub-request without a body): no bytes, and no
+    /// place to give back.
+    #[cfg(feature = "axum")]
+    pub(crate) fn is_nothing(&self) -> bool {
+        matches!(self.data, Data::One(None)) && self._place.is_none()
+    }
+
     pub(crate) fn streamed(stream: Streamed) -> Self {
         Self {
             data: Data::Streamed(Some(stream)),

@@ -309,3 +309,32 @@ fn the_body_types_are_send_and_sync_when_the_wrapped_body_is() {
     send_sync::<tower_http_batch::BatchRequestBody<Full<Bytes>>>();
     send_sync::<tower_http_batch::BatchResponseBody<Full<Bytes>>>();
 }
+
+/// Through `layer_router`, a sub-request without a body reaches an axum handler with an
+/// empty one (exactly 0 bytes, at its end), and one with a body with its bytes.
+#[tokio::test]
+async fn axum_handlers_see_each_sub_request_body_as_sent() {
+    use axum::routing::any;
+    let echo = |body: axum::body::Body| async move {
+        let exact = http_body::Body::size_hint(&body).exact();
+        let end = http_body::Body::is_end_stream(&body);
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        axum::Json(json!({"exact": exact, "end": end, "body": text}))
+    };
+    let router = axum::Router::new().route("/echo", any(echo));
+    let app = BatchLayer::new("/batch").layer_router(router);
+    let batch = json!({"requests": [
+        {"id": "1", "url": "/echo"},
+        {"id": "2", "method": "POST", "url": "/echo", "body": "abc",
+         "headers": {"content-type": "text/plain"}},
+    ]});
+    let res = app.oneshot(batch_request(batch)).await.unwrap();
+    let reply = reply_json(res).await;
+    let bodies = [
+        &reply["responses"][0]["body"],
+        &reply["responses"][1]["body"],
+    ];
+    assert_eq!(*bodies[0], json!({"exact": 0, "end": true, "body": ""}));
+    assert_eq!(*bodies[1], json!({"exact": 3, "end": false, "body": "abc"}));
+}
