@@ -52,6 +52,16 @@ async fn wrong_shapes() {
     )
     .await;
     rejects(r#"{"requests": [{"url": 5}]}"#, &[(Some(0), "url")]).await;
+    // Values serde_json refuses to read as text at all: still named at `url`, with the
+    // item's other fields checked too.
+    for (url, why) in [
+        ("1e400", "must be a string, not a number"),
+        (r#""\ud800""#, "must be a string of Unicode text"),
+    ] {
+        let body = format!(r#"{{"requests": [{{"id": "", "url": {url}}}, {{"url": "/a"}}]}}"#);
+        let p = rejects(&body, &[(Some(0), "url"), (Some(0), "id")]).await;
+        assert!(p.to_string().contains(why), "{url}: {p}");
+    }
     rejects(r#"{"requests": [{"method": "GET"}]}"#, &[(Some(0), "url")]).await;
     rejects(
         r#"{"requests": [{"url": "/a", "headers": ["x: y"]}]}"#,

@@ -153,6 +153,26 @@ mod tests {
     }
 
     #[test]
+    fn ids_in_order_are_indexed_as_they_are_and_repeats_still_found() {
+        // In order already (shorter first, then by bytes): taken without a sort.
+        let (index, repeated) = IdIndex::new(["1", "2", "10", "a", "ab"].into_iter().enumerate());
+        assert!(repeated.is_empty());
+        for (id, want) in [("1", 0), ("2", 1), ("10", 2), ("A", 3), ("AB", 4)] {
+            assert_eq!(index.get(id), Some(want), "{id}");
+        }
+        assert_eq!(index.get("3"), None);
+        // In order but for a repeat (`a`, `A`), or out of order: sorted, repeats named.
+        let (_, repeated) = IdIndex::new(["1", "a", "A", "b"].into_iter().enumerate());
+        assert_eq!(repeated, [(2, 1)]);
+        let (index, repeated) = IdIndex::new(["10", "2", "1", "2"].into_iter().enumerate());
+        assert_eq!(repeated, [(3, 1)]);
+        assert_eq!(
+            (index.get("1"), index.get("2"), index.get("10")),
+            (Some(2), Some(1), Some(0))
+        );
+    }
+
+    #[test]
     fn an_index_id_is_the_index_in_decimal() {
         for n in (0..1200).chain([12345, usize::MAX]) {
             assert_eq!(index_id(n), n.to_string());

@@ -78,7 +78,7 @@ pub(crate) fn parse_method_field(raw: Option<&RawValue>) -> Result<http::Method,
 pub(crate) fn string<'a>(raw: &'a RawValue, what: &str) -> Result<Cow<'a, str>, String> {
     // A string without escapes or controls is its text between the quotes: serde_json
     // read the rest when it took the value, and reading it again costs more than the
-    // item's other checks (every item has a URL).
+    // item's other checks (every id is read here).
     let text = raw.get();
     if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
         if !inner.bytes().any(|b| b == b'\\' || b < 0x20) {
@@ -89,7 +89,12 @@ pub(crate) fn string<'a>(raw: &'a RawValue, what: &str) -> Result<Cow<'a, str>, 
         Ok(s) => Ok(s.into()),
         Err(_) => serde_json::from_str::<String>(raw.get())
             .map(Into::into)
-            .map_err(|_| format!("must be {what}, not {}", type_name(raw))),
+            .map_err(|e| match type_name(raw) {
+                // Only a lone surrogate escape (`"\ud800"`) gets here: serde_json read
+                // every other escape when it took the value.
+                "a string" => format!("must be {what} of Unicode text ({e})"),
+                other => format!("must be {what}, not {other}"),
+            }),
     }
 }
 
@@ -139,7 +144,11 @@ pub(crate) fn decode_base64(s: &str) -> Option<Vec<u8>> {
 /// to find its end, once by [`string`] (every item has a URL).
 pub(crate) enum Text<'a> {
     Str(Cow<'a, str>),
+    /// Not a string: the type that stood there.
     Not(&'static str),
+    /// A string serde_json cannot read as text: one with a lone surrogate escape. (No
+    /// more is kept: a `Text` stays as small as the string it holds.)
+    Unreadable,
 }
 
 impl<'a> Text<'a> {
@@ -148,11 +157,25 @@ impl<'a> Text<'a> {
         match self {
             Text::Str(s) => Ok(s),
             Text::Not(type_name) => Err(format!("must be {what}, not {type_name}")),
+            Text::Unreadable => Err(format!(
+                "must be {what} of Unicode text, without a lone surrogate escape (`\\ud800`)"
+            )),
+        }
+    }
+
+    /// A raw value read as text: for an item serde refused as a whole because of what
+    /// stood where the text should be (a number past `f64`, a lone surrogate escape), so
+    /// that the problem is named at its field, as any other wrong value there is.
+    pub(crate) fn from_raw(raw: &'a RawValue) -> Self {
+        match raw.get().starts_with('"') {
+            true => string(raw, "a string").map_or(Text::Unreadable, Text::Str),
+            false => Text::Not(type_name(raw)),
         }
     }
 }
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for Text<'a> {
+    #[inline]
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(TextVisitor(std::marker::PhantomData))
     }
@@ -184,6 +207,8 @@ impl<'de: 'a, 'a> serde::de::Visitor<'de> for TextVisitor<'a> {
     fn visit_f64<E>(self, _: f64) -> Result<Text<'a>, E> {
         Ok(Text::Not("a number"))
     }
+    // Unreached where the field is an `Option` (serde_json reads `null` as `None`), which
+    // every `Text` field is; here so that a `Text` never refuses a whole item for a null.
     fn visit_unit<E>(self) -> Result<Text<'a>, E> {
         Ok(Text::Not("null"))
     }

@@ -138,17 +138,17 @@ impl ReplyWriter {
 
     /// `s` as a JSON string.
     pub(crate) fn str(&mut self, s: &str) {
-        if !self.plain_str(s.as_bytes(), ESCAPED) {
+        if !self.plain_str(s.as_bytes(), false) {
             // Writing a string into memory cannot fail.
             let _ = serde_json::to_writer((&mut self.buf).writer(), s);
         }
     }
 
     /// `bytes` as a JSON string when they need no escape (most ids, header names and
-    /// values): copied as they are. `false`, writing nothing, when one is of a kind in
-    /// `refused` ([`ESCAPED`], and for bytes not known to be UTF-8, [`NOT_ASCII`]).
-    fn plain_str(&mut self, bytes: &[u8], refused: u8) -> bool {
-        if !is_plain_text(bytes, refused & NOT_ASCII != 0) {
+    /// values): copied as they are. `false`, writing nothing, when one needs an escape, or
+    /// with `ascii` (bytes not known to be UTF-8) when one is past ASCII.
+    fn plain_str(&mut self, bytes: &[u8], ascii: bool) -> bool {
+        if !is_plain_text(bytes, ascii) {
             return false;
         }
         self.buf.reserve(bytes.len() + 2);
@@ -175,7 +175,7 @@ impl ReplyWriter {
     fn write_headers(&mut self, headers: &HeaderMap) {
         // Most values are plain ASCII: one look at their bytes.
         let value = |w: &mut Self, v: &HeaderValue| {
-            if !w.plain_str(v.as_bytes(), ESCAPED | NOT_ASCII) {
+            if !w.plain_str(v.as_bytes(), true) {
                 w.str(&String::from_utf8_lossy(v.as_bytes()));
             }
         };
@@ -312,7 +312,8 @@ mod tests {
                 for b in 0..=255u8 {
                     let mut bytes = vec![b'a'; len];
                     bytes[at] = b;
-                    // A neighbour that borrows (0x00, 0xff) must not hide or invent one.
+                    // Its neighbour is one of the bytes just inside the bounds (0x21, 0x7f):
+                    // a borrow from the byte tested must not make it look refused.
                     if at + 1 < len {
                         bytes[at + 1] = if b % 2 == 0 { 0x21 } else { 0x7f };
                     }

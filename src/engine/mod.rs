@@ -187,20 +187,18 @@ where
     macro_rules! launch {
         ($launch:expr) => {
             match $launch {
-                // Made where it is pushed: a call is moved as few times as it can be.
-                Launch::Send(i, req) if calls.spawns() => {
+                Launch::Send(i, req) => {
                     let call = one::Call::new(svc.clone(), req, i, run.span(i), limits);
-                    // In the span current here, as when polled in this task.
-                    let spawned = Spawned::new(i, call.in_current_span());
-                    calls.push(Either::Left(Either::Right(spawned)))
+                    // Each push makes its `Either`s at once: a call is moved as few times
+                    // as it can be. Spawned in the span current here, as when polled here.
+                    match calls.spawns() {
+                        true => calls.push(Either::Left(Either::Right(Spawned::new(
+                            i,
+                            call.in_current_span(),
+                        )))),
+                        false => calls.push(Either::Left(Either::Left(call))),
+                    }
                 }
-                Launch::Send(i, req) => calls.push(Either::Left(Either::Left(one::Call::new(
-                    svc.clone(),
-                    req,
-                    i,
-                    run.span(i),
-                    limits,
-                )))),
                 Launch::Begin(g) => calls.push(Either::Right(begin(g, outer.parts(), opts))),
                 Launch::End(g, tx, commit) => endings
                     .get_or_insert_with(FuturesUnordered::new)

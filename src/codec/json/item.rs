@@ -1,7 +1,9 @@
 //! One item of a JSON batch: each field read and checked on its own, every problem
 //! collected with the item's index and the field's name.
 
-use super::super::fields::{decode_base64, parse_method_field, string, type_name, Text};
+use super::super::fields::{
+    decode_base64, parse_item, parse_method_field, string, type_name, Text,
+};
 use super::super::headers::{decode_headers, HeaderSink};
 use super::super::urls::{decode_url, UrlSyntax};
 use super::super::DecodeContext;
@@ -16,15 +18,15 @@ use http::{header, HeaderMap, HeaderValue, Uri};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// An item's fields, unread.
+/// An item's fields, unread; its `url` read as text in the same pass (see [`parse`] for
+/// when it is kept raw).
 #[derive(Deserialize)]
-pub(super) struct RawItem<'a> {
+pub(super) struct RawItem<'a, Url = Text<'a>> {
     #[serde(borrow)]
     id: Option<&'a RawValue>,
     #[serde(borrow)]
     method: Option<&'a RawValue>,
-    #[serde(borrow)]
-    url: Option<Text<'a>>,
+    url: Option<Url>,
     #[serde(borrow)]
     headers: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -36,6 +38,33 @@ pub(super) struct RawItem<'a> {
     depends_on_snake: Option<&'a RawValue>,
     #[serde(borrow, rename = "atomicityGroup")]
     atomicity_group: Option<&'a RawValue>,
+}
+
+impl<'a, Url> RawItem<'a, Url> {
+    /// The same fields, with `url` read by `read`.
+    fn with_url<Read>(self, read: impl FnOnce(Url) -> Read) -> RawItem<'a, Read> {
+        RawItem {
+            id: self.id,
+            method: self.method,
+            url: self.url.map(read),
+            headers: self.headers,
+            body: self.body,
+            depends_on: self.depends_on,
+            depends_on_snake: self.depends_on_snake,
+            atomicity_group: self.atomicity_group,
+        }
+    }
+}
+
+/// Reads item `raw` on its own (the batch was not read in one pass). An item serde refuses
+/// only for what stands at `url` (a number past `f64`, a lone surrogate escape) is read
+/// again with its `url` raw, so that the problem is named at `url`, and the item's other
+/// fields are checked, as for any other wrong value there.
+pub(super) fn parse(raw: &RawValue) -> Result<RawItem<'_>, String> {
+    parse_item(raw).or_else(|why| match parse_item::<RawItem<'_, &RawValue>>(raw) {
+        Ok(item) => Ok(item.with_url(Text::from_raw)),
+        Err(_) => Err(why),
+    })
 }
 
 /// What the checks across items need of one item. It is kept even when the item is
@@ -116,7 +145,7 @@ fn read_id(
         return Some(index_id(index));
     };
     let text = match v.get().starts_with('"') {
-        // Read as `url` is: a plain string is its text between the quotes.
+        // A plain string is its text between the quotes.
         true => string(v, "a string").map(|s| s.into_owned()),
         false => serde_json::from_str::<serde_json::Number>(v.get())
             .map(|n| n.to_string())

@@ -17,7 +17,7 @@ mod graph;
 mod item;
 mod ndjson;
 
-use super::fields::{boolean, parse_envelope, parse_item, request_list};
+use super::fields::{boolean, parse_envelope, request_list};
 use super::list::ListReply;
 use super::writer::Fit;
 use super::{Codec, DecodeContext, Decoded, ReplyWriter, NO_HOOK};
@@ -143,7 +143,7 @@ fn envelope<'a>(
     }
     let raw: RawBatch<'_> = parse_envelope(bytes).map_err(|e| vec![e])?;
     match request_list(raw.requests, max) {
-        Ok(items) => Ok((raw, items.into_iter().map(parse_item).collect())),
+        Ok(items) => Ok((raw, items.into_iter().map(item::parse).collect())),
         Err(e) => {
             // Report the list's problem along with the batch-level fields' own.
             let mut errors = options(&raw, cx).1;
