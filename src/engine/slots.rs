@@ -181,6 +181,9 @@ impl Slots {
             outcome.body_omitted = Some(reply_limit_reached(max));
         }
         self.held += outcome.body.len();
+        // The old outcome (if any) is dropped first: the new one then goes straight into
+        // its place, not through a temporary kept in case the drop unwinds.
+        slot.outcome = None;
         slot.outcome = Some(outcome);
         if self.order == Order::Completion {
             self.touched.push(i);
