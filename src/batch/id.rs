@@ -105,28 +105,9 @@ pub(crate) fn index_id(index: usize) -> ItemId {
         0..10 => (index, 1),
         10..100 => (10 + (index - 10) * 2, 2),
         100..TABLED => (190 + (index - 100) * 3, 3),
-        _ => return Cow::Owned(decimal(index)),
+        _ => return Cow::Owned(index.to_string()),
     };
     Cow::Borrowed(&INDEX_DIGITS[start..start + width])
-}
-
-/// `n` in decimal. (Written by hand: `to_string` goes through the formatting machinery,
-/// once for every item of a large batch.)
-fn decimal(n: usize) -> String {
-    // 20 digits hold any `u64`, so any `usize` this crate builds for.
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    // Digits only: always UTF-8.
-    String::from_utf8(digits[at..].to_vec()).unwrap_or_default()
 }
 
 /// Whether two ids are the same id: ASCII letter case aside (see [`IdIndex`]).

@@ -196,19 +196,24 @@ pub(crate) fn plainly_json(body: &[u8]) -> bool {
     }
 }
 
-/// The bytes that end a plain string: its closing quote, or what the scan leaves to serde
-/// (a backslash, a control character). A table: most of a body's bytes are in strings.
-static ENDS_PLAIN_STRING: [bool; 256] = {
+/// The bytes a JSON string cannot hold as they are (RFC 8259 §7): controls, `"` and `\`.
+/// The plain scan stops at them (a closing quote, or what it leaves to serde), the reply's
+/// writer escapes them, and a field is read between its quotes without them. A table:
+/// most of a body's bytes are in strings.
+pub(crate) static NEEDS_ESCAPE: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
-    while b < 0x20 {
-        table[b] = true;
+    while b < 256 {
+        table[b] = needs_escape(b as u8);
         b += 1;
     }
-    table[b'"' as usize] = true;
-    table[b'\\' as usize] = true;
     table
 };
+
+/// Whether a JSON string cannot hold byte `b` as it is (see [`NEEDS_ESCAPE`]).
+pub(crate) const fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
 
 /// Where the plain scan is in a body.
 struct Scan<'a> {
@@ -240,7 +245,7 @@ impl Scan<'_> {
     /// After an opening quote: the rest of a plain string.
     fn string(&mut self) -> bool {
         let rest = self.body.get(self.at..).unwrap_or_default();
-        match rest.iter().position(|&b| ENDS_PLAIN_STRING[usize::from(b)]) {
+        match rest.iter().position(|&b| NEEDS_ESCAPE[usize::from(b)]) {
             Some(n) => {
                 self.at += n + 1;
                 rest[n] == b'"'

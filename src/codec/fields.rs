@@ -2,6 +2,7 @@
 //! item, a method, a string; every failure as a message that names what was expected.
 
 use crate::batch::plan::parse_method;
+use crate::batch::strict::NEEDS_ESCAPE;
 use crate::error::FieldError;
 use base64::Engine as _;
 use serde_json::value::RawValue;
@@ -81,7 +82,7 @@ pub(crate) fn string<'a>(raw: &'a RawValue, what: &str) -> Result<Cow<'a, str>, 
     // item's other checks (every id is read here).
     let text = raw.get();
     if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        if !inner.bytes().any(|b| b == b'\\' || b < 0x20) {
+        if !inner.bytes().any(|b| NEEDS_ESCAPE[usize::from(b)]) {
             return Ok(inner.into());
         }
     }
@@ -89,13 +90,18 @@ pub(crate) fn string<'a>(raw: &'a RawValue, what: &str) -> Result<Cow<'a, str>, 
         Ok(s) => Ok(s.into()),
         Err(_) => serde_json::from_str::<String>(raw.get())
             .map(Into::into)
-            .map_err(|e| match type_name(raw) {
+            .map_err(|_| match type_name(raw) {
                 // Only a lone surrogate escape (`"\ud800"`) gets here: serde_json read
                 // every other escape when it took the value.
-                "a string" => format!("must be {what} of Unicode text ({e})"),
+                "a string" => not_unicode(what),
                 other => format!("must be {what}, not {other}"),
             }),
     }
+}
+
+/// Why a string with a lone surrogate escape is no text.
+fn not_unicode(what: &str) -> String {
+    format!("must be {what} of Unicode text, without a lone surrogate escape (`\\ud800`)")
 }
 
 /// `true` or `false`; the message names the field's actual type.
@@ -157,9 +163,7 @@ impl<'a> Text<'a> {
         match self {
             Text::Str(s) => Ok(s),
             Text::Not(type_name) => Err(format!("must be {what}, not {type_name}")),
-            Text::Unreadable => Err(format!(
-                "must be {what} of Unicode text, without a lone surrogate escape (`\\ud800`)"
-            )),
+            Text::Unreadable => Err(not_unicode(what)),
         }
     }
 

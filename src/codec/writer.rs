@@ -4,6 +4,7 @@
 
 use super::casing::write_name;
 use crate::batch::outcome::{encode_base64, reply_limit_reached, BodyView, Outcome};
+use crate::batch::strict::needs_escape;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
 
@@ -13,7 +14,7 @@ static BYTE_KIND: [u8; 256] = {
     let mut table = [0; 256];
     let mut b = 0;
     while b < 256 {
-        if b < 0x20 || b == b'"' as usize || b == b'\\' as usize {
+        if needs_escape(b as u8) {
             table[b] = ESCAPED;
         } else if b >= 0x80 {
             table[b] = NOT_ASCII;

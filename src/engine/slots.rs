@@ -41,7 +41,7 @@ struct Slot {
     /// still to write or to read, not every body it received.
     readers: usize,
     written: bool,
-    /// The request id it was sent with.
+    /// The request id it was sent with, until an outcome takes it.
     request_id: Option<http::HeaderValue>,
     /// Its span, once it has started (when items have spans).
     trace: Option<Box<ItemTrace>>,
@@ -158,14 +158,14 @@ impl Slots {
     /// item cannot make the batch hold every later body.
     pub(super) fn record(&mut self, i: usize, mut outcome: Outcome) {
         let slot = &mut self.slots[i];
-        // The old outcome, if any, is read where it is, and dropped when it is replaced
-        // (not moved out first: an outcome is large).
-        if let (Some(name), Some(sent)) = (&self.id_header, &slot.request_id) {
+        // The old outcome, if any, is read where it is (an outcome is large). Once an
+        // outcome has the request id, the outcomes that replace it take it from there.
+        if let Some(name) = &self.id_header {
             if !outcome.headers.contains_key(name) {
                 let given = slot.outcome.as_ref().and_then(|old| old.headers.get(name));
-                outcome
-                    .headers
-                    .insert(name.clone(), given.unwrap_or(sent).clone());
+                if let Some(id) = given.cloned().or_else(|| slot.request_id.take()) {
+                    outcome.headers.insert(name.clone(), id);
+                }
             }
         }
         outcome.id = match &mut slot.outcome {
@@ -181,10 +181,13 @@ impl Slots {
             outcome.body_omitted = Some(reply_limit_reached(max));
         }
         self.held += outcome.body.len();
-        // The old outcome (if any) is dropped first: the new one then goes straight into
-        // its place, not through a temporary kept in case the drop unwinds.
-        slot.outcome = None;
-        slot.outcome = Some(outcome);
+        // Most items have no old outcome: the new one then goes straight into its place,
+        // with nothing to drop first (an assignment that may drop keeps a temporary, in
+        // case the drop unwinds).
+        match &mut slot.outcome {
+            Some(old) => *old = outcome,
+            None => slot.outcome = Some(outcome),
+        }
         if self.order == Order::Completion {
             self.touched.push(i);
         }

@@ -327,9 +327,8 @@ impl BatchLayer {
     /// those that wait on I/O or answer in a few microseconds; once polling has taken 5 µs
     /// per sub-request started, on average, the rest of the batch's sub-requests run as
     /// tokio tasks of their own, so a multi-threaded runtime spreads CPU-heavy ones over
-    /// its threads
-    /// (100 sub-requests of 1 ms of CPU take 0.52× as long at `concurrency(2)` as at 1 on
-    /// two cores). Such tasks are aborted when the batch ends or its response is dropped;
+    /// its threads (100 sub-requests of 1 ms of CPU take 0.52× as long at `concurrency(2)`
+    /// as at 1 on two cores). Such tasks are aborted when the batch ends or its response is dropped;
     /// like the rest of a streamed batch, they do not see task-locals set outside.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config_mut().run.concurrency = n.max(1);
