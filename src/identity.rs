@@ -6,7 +6,7 @@
 //!   put there, axum's `ConnectInfo`, …) except hyper's `OnUpgrade`;
 //! - it carries the outer values of the identity headers (`authorization`, `cookie`,
 //!   `proxy-authorization`, the user headers front proxies set, and the configured ones),
-//!   of the client-address headers (`forwarded`, `x-forwarded-*`, `x-real-ip`, …) and of
+//!   of the client-address headers (`forwarded`, `x-forwarded`, `x-forwarded-*`, `x-real-ip`, …) and of
 //!   `host`;
 //! - the same headers written inside a sub-request are dropped, as are hop-by-hop and
 //!   framing headers, the routing overrides some frameworks obey (`x-http-method-override`,
@@ -27,7 +27,8 @@ use std::sync::Arc;
 
 /// Headers whose outer values every sub-request carries, and that no sub-request sets:
 /// identity (who the request acts as) and client address (where it comes from), with the
-/// names front proxies and CDNs use. Compared with `_` as `-`; `x-forwarded-*` too.
+/// names front proxies and CDNs use. Compared with `_` as `-`; `x-forwarded` and
+/// `x-forwarded-*` too.
 const OUTER_ONLY: [&str; 17] = [
     "authorization",
     "x-goog-iap-jwt-assertion",
@@ -52,7 +53,8 @@ const OUTER_ONLY: [&str; 17] = [
 /// headers that authenticating proxies set (AWS ALB, Google IAP, Azure App Service,
 /// Cloudflare Access, oauth2-proxy, Grafana's auth proxy, TLS terminators).
 const OUTER_ONLY_PREFIXES: [&str; 9] = [
-    "x-forwarded-",
+    // `x-forwarded` alone too: some servers read it as `forwarded`'s lookalike.
+    "x-forwarded",
     "x-amzn-oidc-",
     "x-goog-authenticated-user-",
     "x-ms-client-principal",

@@ -245,7 +245,7 @@
 //!
 //! Sub-requests carry the outer request's extensions and its identity (`authorization`,
 //! `cookie`, `proxy-authorization`, `x-remote-user`, …, and any named with
-//! [`BatchLayer::identity_header`]), client-address (`forwarded`, `x-forwarded-*`,
+//! [`BatchLayer::identity_header`]), client-address (`forwarded`, `x-forwarded`, `x-forwarded-*`,
 //! `x-real-ip`, `cf-connecting-ip`, …) and `host` headers. Those headers written inside a
 //! sub-request are dropped, as are hop-by-hop and framing headers, routing overrides
 //! (`x-http-method-override`, `x-original-url`, …), whatever a sub-request's `connection:`

@@ -162,7 +162,8 @@ where
     loop {
         match decoded {
             Err(problem) => return problem.into_response(),
-            Ok(Decoded::Run(plan, reply)) => {
+            Ok(Decoded::Run(mut plan, reply)) => {
+                plan.root = cx.root.map(str::to_owned);
                 trace.size(plan.items.len());
                 if !reply.streams() {
                     return reply::whole(svc, &outer, plan, reply, &config, &trace).await;
@@ -170,7 +171,8 @@ where
                 drop(bytes);
                 return reply::streamed(svc, outer, plan, reply, config.clone(), trace).await;
             }
-            Ok(Decoded::Lookup(plan, resume)) => {
+            Ok(Decoded::Lookup(mut plan, resume)) => {
+                plan.root = cx.root.map(str::to_owned);
                 let mut outcomes = Vec::with_capacity(plan.items.len());
                 let keep = |_: usize, outcome: &Outcome| outcomes.push(outcome.clone());
                 let traced = trace.is_enabled();

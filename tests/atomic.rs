@@ -8,11 +8,11 @@ use common::Http;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tower_http_batch::BatchLayer;
+use tower_http_batch::{BatchLayer, Resource};
 
 fn layer(store: &Store) -> BatchLayer {
     BatchLayer::new("/batch")
-        .resource("/items")
+        .resource(Resource::new("/items").filters(["color"]))
         .transactions(store.clone())
 }
 

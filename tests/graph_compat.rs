@@ -234,3 +234,32 @@ async fn ids_ignore_letter_case() {
     assert_eq!(p["errors"][0]["field"], "id");
     assert_eq!(p["errors"][0]["index"], 1);
 }
+
+#[tokio::test]
+async fn no_reading_of_a_path_leaves_the_service_root() {
+    let http = start(graph()).await;
+    // A server that decodes before it resolves dot segments reads these outside `/v1.0`:
+    // each is refused on its own (`403`), and the rest of the batch runs.
+    let batch = json!({"requests": [
+        {"id": "1", "url": "/v1.0/..%2f..%2fx"},
+        {"id": "2", "url": "/users/..%2F..%2F..%2Fadmin"},
+        {"id": "3", "url": "/v1.0/%252e%252e%252fadmin"},
+        {"id": "4", "url": "/users/x%3f/..%2f..%2fadmin"},
+        {"id": "5", "url": "/users/1"},
+        {"id": "c", "url": "/users/..%2fgroups"},
+    ]});
+    let reply = post(&http, "/v1.0/$batch", batch).await;
+    let items = reply.items();
+    for item in &items[..4] {
+        assert_eq!(item["status"], 403, "{item}");
+        let reason = item["body"]["detail"].as_str().unwrap();
+        assert!(
+            reason.contains("outside the service root /v1.0"),
+            "{reason}"
+        );
+    }
+    assert_eq!(items[4]["status"], 200);
+    // Still under the root when decoded: sent as written.
+    assert_eq!(items[5]["status"], 200, "{}", items[5]);
+    assert_eq!(items[5]["body"]["uri"], "/v1.0/users/..%2fgroups");
+}

@@ -34,6 +34,9 @@ async fn lookalikes_and_overrides_never_reach_the_handler() {
         "x-original-forwarded-for",
         "x-forwarded-host",
         "x_forwarded_proto",
+        // The bare name, a lookalike of `forwarded`.
+        "x-forwarded",
+        "X_Forwarded",
         "x-remote-user",
         "x_authenticated_user",
         "remote-user",

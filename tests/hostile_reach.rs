@@ -136,3 +136,34 @@ async fn an_allow_list_fails_closed() {
     assert!(detail.contains("DELETE /echo/private"), "{detail}");
     assert_eq!(calls.get(), 3);
 }
+
+#[tokio::test]
+async fn an_ambiguous_path_is_refused_for_what_makes_it_so() {
+    let (http, calls) = start(BatchLayer::new("/batch").refuse_path("/echo/admin")).await;
+    let batch = json!({"requests": [
+        {"url": "/echo/users/1%3Fx"},
+        {"url": "/echo/users/%u0031"},
+        {"url": "/echo/users/%c0%ae"},
+    ]});
+    let items = http.batch(&batch, &[ALICE]).await.items();
+    let details: Vec<&str> = items
+        .iter()
+        .map(|i| {
+            assert_eq!(i["status"], 403, "{i}");
+            i["body"]["detail"].as_str().unwrap()
+        })
+        .collect();
+    assert!(
+        details[0].contains("encoded `?`, `#` or NUL (`%3F`, `%23`, `%00`)"),
+        "{}",
+        details[0]
+    );
+    assert!(!details[0].contains("four times"), "{}", details[0]);
+    assert!(details[1].contains("`%u` escape"), "{}", details[1]);
+    assert!(
+        details[2].contains("not UTF-8 once decoded"),
+        "{}",
+        details[2]
+    );
+    assert_eq!(calls.get(), 0);
+}

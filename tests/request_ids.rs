@@ -151,3 +151,13 @@ async fn an_item_cut_off_by_the_deadline_keeps_its_id() {
     assert_eq!(items[0]["status"], 504);
     assert_eq!(items[0]["headers"]["X-Request-ID"], "r.h");
 }
+
+#[test]
+fn the_readme_spells_derived_ids_as_the_layer_does() {
+    // `batch-1.#2` above: an item without a fit id gets `#` and its index.
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains("`<outer id>.<item id>` (`<outer id>.#<index>` when"),
+        "README.md must spell a derived request id as the layer writes it"
+    );
+}

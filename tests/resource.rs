@@ -12,8 +12,13 @@ async fn send(http: &Http, method: &str, path: &str, body: &Value) -> Reply {
     http.send_json(method, path, body.to_string()).await
 }
 
+/// `/items`, with the filters its listing takes (`broken` makes the listing fail).
+fn items() -> Resource {
+    Resource::new("/items").filters(["color", "broken"])
+}
+
 fn layer() -> BatchLayer {
-    BatchLayer::new("/batch").resource("/items")
+    BatchLayer::new("/batch").resource(items())
 }
 
 #[tokio::test]
@@ -246,7 +251,7 @@ async fn bulk_delete_by_filters_lists_then_deletes() {
 async fn a_filter_that_matches_too_many_deletes_nothing() {
     let store = seeded(10);
     let (http, calls) = store::start(
-        BatchLayer::new("/batch").resource(Resource::new("/items").max_items(4)),
+        BatchLayer::new("/batch").resource(items().max_items(4)),
         store.clone(),
     )
     .await;
@@ -286,8 +291,12 @@ async fn the_listing_may_be_wrapped_and_its_failures_are_reported() {
     let store = seeded(6);
     let (http, calls) = store::start(
         BatchLayer::new("/batch")
-            .resource(Resource::new("/items-wrapped").list_key("data"))
-            .resource("/items"),
+            .resource(
+                Resource::new("/items-wrapped")
+                    .list_key("data")
+                    .filters(["color"]),
+            )
+            .resource(items()),
         store.clone(),
     )
     .await;

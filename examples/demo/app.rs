@@ -1,6 +1,7 @@
 //! The demo application: a small users API on SQLite, with an auth layer outside the batch
 //! layer. `main.rs` serves it; the integration tests serve the same app.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -19,7 +20,7 @@ use tower::{Layer, Service, ServiceBuilder};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
-use tower_http_batch::{BatchLayer, TransactionHook};
+use tower_http_batch::{BatchLayer, Resource, TransactionHook};
 
 /// The fixed demo tokens: `Authorization: Bearer <token>` acts as that user.
 pub const TOKENS: [(&str, &str); 2] = [("alice-token", "alice"), ("bob-token", "bob")];
@@ -231,7 +232,8 @@ pub fn app(
         .path("/v1.0/$batch")
         .service_root("/v1.0")
         .bulk("/rest/v10/bulk", "/rest")
-        .resource("/users")
+        // Delete by filters sends only these to the listing (any other is a `400`).
+        .resource(Resource::new("/users").filters(["status", "last_login_before"]))
         .transactions(db.clone())
         .max_requests(100)
         .timeout(Duration::from_secs(10))
@@ -324,13 +326,21 @@ fn with_etag(status: StatusCode, (user, version): (Value, i64)) -> Response {
     res
 }
 
+/// The listing's filters. Any other query parameter is refused (`400`), never ignored:
+/// the batch layer's delete by filters deletes every user this lists, so a listing that
+/// ignored a misspelled filter (`stauts`) would have it delete everyone.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
     status: Option<String>,
     last_login_before: Option<String>,
 }
 
-async fn list_users(db: Access, Query(q): Query<ListQuery>) -> Response {
+async fn list_users(db: Access, query: Result<Query<ListQuery>, QueryRejection>) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
     if let Some(d) = &q.last_login_before {
         if !is_date(d) {
             return error(

@@ -59,18 +59,23 @@ where
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut pause = Duration::ZERO;
     loop {
         let accepted = tokio::select! {
-            accepted = accept(&listener, &permits) => accepted,
+            accepted = accept(&listener, &permits, pause) => accepted,
             () = &mut shutdown => break,
         };
         let (stream, addr, permit) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
+                // Out of descriptors (`EMFILE`), accepting again at once fails again: wait,
+                // 5 ms doubling to 1 s while it lasts, rather than spin on a core.
+                pause = (pause * 2).clamp(ACCEPT_PAUSE.0, ACCEPT_PAUSE.1);
+                tracing::warn!(error = %e, retry_in = ?pause, "accept failed");
                 continue;
             }
         };
+        pause = Duration::ZERO;
         let app = app.clone();
         let service = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(addr));
@@ -110,15 +115,23 @@ where
     Ok(())
 }
 
-/// The next connection, once there is room for it.
+/// The pause after a failed accept: the first, and the longest (hyper-util's and axum's
+/// servers wait too; without a pause the loop spins while descriptors are short).
+const ACCEPT_PAUSE: (Duration, Duration) = (Duration::from_millis(5), Duration::from_secs(1));
+
+/// The next connection, once there is room for it, after `pause`.
 async fn accept(
     listener: &TcpListener,
     permits: &Arc<Semaphore>,
+    pause: Duration,
 ) -> std::io::Result<(
     tokio::net::TcpStream,
     SocketAddr,
     tokio::sync::OwnedSemaphorePermit,
 )> {
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
     let permit = permits
         .clone()
         .acquire_owned()

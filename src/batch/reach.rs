@@ -2,7 +2,7 @@
 //! application's own predicate. Checked last, on the path as it will be sent (after dot
 //! segments, `$id` and references); an item refused is answered `403` and not sent.
 
-use super::spelling::{canonical, Readings};
+use super::spelling::{canonical, is_plain, Readings};
 use http::Method;
 use std::fmt;
 use std::sync::Arc;
@@ -54,10 +54,12 @@ impl Reach {
             let p = if p.is_empty() { "/" } else { p.as_str() };
             return Some(format!("{path} is under {p}, which batches may not reach"));
         }
-        let Some(loose) = readings.loose.as_ref().filter(|_| !readings.ambiguous) else {
-            return Some(format!(
-                "{path} cannot be read one way only (percent-encoded more than four times over, `%u`, or not UTF-8 once decoded)"
-            ));
+        if let Some(why) = readings.ambiguous {
+            return Some(format!("{path} cannot be read one way only: {why}"));
+        }
+        // Without a loose reading the path is ambiguous (`TooDeep`), refused above.
+        let Some(loose) = readings.loose.as_ref() else {
+            return Some(format!("{path} cannot be read one way only"));
         };
         let accepts =
             |reachable: &Reachable| reachable(method, loose) && reachable(method, &readings.strict);
@@ -67,6 +69,29 @@ impl Reach {
             )),
             _ => None,
         }
+    }
+}
+
+/// Why `path`, which starts with the service root `root` as written, may not be sent: a
+/// server behind that decodes before it resolves dot segments reads it outside the root
+/// (`/v1.0/..%2f..%2fx` is `/x`), or no one reading of it is certain. `root` is a plain
+/// path (`BatchLayer::service_root` checks it), so a plain `path` needs no decoding.
+pub(crate) fn leaves_root(root: &str, path: &str) -> Option<String> {
+    if is_plain(path) {
+        return None;
+    }
+    let readings = Readings::of(path);
+    let root_lower = root.to_ascii_lowercase();
+    if let Some(why) = readings.ambiguous {
+        return Some(format!(
+            "{path} cannot be read one way only, so it may be outside the service root {root}: {why}"
+        ));
+    }
+    match readings.both_under(&root_lower) {
+        true => None,
+        false => Some(format!(
+            "{path} is outside the service root {root} when decoded before its dot segments are resolved, and batches under {root} stay under it"
+        )),
     }
 }
 
@@ -111,6 +136,39 @@ mod tests {
         for path in ["/administrator", "/users/admin", "/", "/adm"] {
             assert_eq!(reach.refusal(&Method::GET, path), None, "{path}");
         }
+    }
+
+    #[test]
+    fn a_path_stays_under_the_service_root_in_both_readings() {
+        for path in [
+            "/v1.0/..%2f..%2fx",
+            "/v1.0/users/..%2F..%2F..%2Fadmin",
+            "/v1.0/%2e%2e%2fadmin",
+            "/v1.0/%252e%252e%252fadmin",
+            "/v1.0/x%3f/..%2f..%2fadmin",
+            "/v1.0/%u002e%u002e/x",
+        ] {
+            assert!(leaves_root("/v1.0", path).is_some(), "{path}");
+        }
+        for path in [
+            "/v1.0",
+            "/v1.0/users/1",
+            "/V1.0/users",
+            "/v1.0/users/a%2fb",
+            "/v1.0/users/..%2fgroups",
+            "/v1.0/a;x/b",
+        ] {
+            assert_eq!(leaves_root("/v1.0", path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn an_ambiguous_path_is_refused_with_its_own_reason() {
+        let reach = refusing("/admin");
+        let why = |path| reach.refusal(&Method::GET, path).unwrap();
+        assert!(why("/users/1%3fx").contains("encoded `?`, `#` or NUL"));
+        assert!(why("/users/%u0031").contains("`%u` escape"));
+        assert!(why("/users/%c0%ae").contains("not UTF-8"));
     }
 
     #[test]

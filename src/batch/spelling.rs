@@ -14,8 +14,36 @@ pub(crate) struct Readings {
     pub(crate) strict: String,
     pub(crate) loose: Option<String>,
     /// Encodings some servers decode in ways of their own (IIS's `%u0061`, overlong UTF-8
-    /// such as `%c0%ae`, anything that is not UTF-8 once decoded): no reading is certain.
-    pub(crate) ambiguous: bool,
+    /// such as `%c0%ae`, anything that is not UTF-8 once decoded), or an encoded character
+    /// that ends the path for some servers only: no reading is certain. `None` when the
+    /// readings above are the only ones.
+    pub(crate) ambiguous: Option<Ambiguity>,
+}
+
+/// Why a path has no certain reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ambiguity {
+    /// `%u0061`: IIS decodes it, others do not.
+    PercentU,
+    /// Not UTF-8 once decoded (overlong forms such as `%c0%ae` included).
+    NotUtf8,
+    /// A decoded `?`, `#` or NUL: some servers end the path there, others do not.
+    EncodedEnd,
+    /// Still percent-encoded after four decodings.
+    TooDeep,
+}
+
+impl std::fmt::Display for Ambiguity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::PercentU => "it holds a `%u` escape, which some servers decode and others do not",
+            Self::NotUtf8 => "it is not UTF-8 once decoded, which servers read in different ways",
+            Self::EncodedEnd => {
+                "it holds an encoded `?`, `#` or NUL (`%3F`, `%23`, `%00`), where some servers end the path and others do not"
+            }
+            Self::TooDeep => "it is still percent-encoded after four decodings",
+        })
+    }
 }
 
 impl Readings {
@@ -32,12 +60,20 @@ impl Readings {
         }
         let decoded = percent_decode_lower(path);
         // A decoded `?`, `#` or NUL ends the path for some servers and not for others.
-        let ambiguous = path.contains("%u")
-            || path.contains("%U")
-            || percent_encoding::percent_decode_str(path)
-                .decode_utf8()
-                .is_err()
-            || decoded.as_deref().and_then(cut).is_some();
+        let ambiguous = if path.contains("%u") || path.contains("%U") {
+            Some(Ambiguity::PercentU)
+        } else if percent_encoding::percent_decode_str(path)
+            .decode_utf8()
+            .is_err()
+        {
+            Some(Ambiguity::NotUtf8)
+        } else if decoded.as_deref().and_then(cut).is_some() {
+            Some(Ambiguity::EncodedEnd)
+        } else if decoded.is_none() {
+            Some(Ambiguity::TooDeep)
+        } else {
+            None
+        };
         Self {
             strict,
             loose: decoded.as_deref().map(resolve),

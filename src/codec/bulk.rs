@@ -11,7 +11,9 @@
 //! `""` when empty); `headers` is an object, or `[]` when there are none, as SugarCRM's PHP
 //! writes an empty associative array.
 
-use super::fields::{parse_envelope, parse_item, parse_method_field, request_list, type_name};
+use super::fields::{
+    item_problem, parse_envelope, parse_item, parse_method_field, request_list, type_name,
+};
 use super::headers::{decode_headers, HeaderSink};
 use super::list::ListReply;
 use super::writer::Fit;
@@ -118,7 +120,8 @@ impl BulkCodec {
         let item: RawItem<'_> = match parse_item(raw) {
             Ok(item) => item,
             Err(e) => {
-                err("requests", e);
+                let (field, detail) = item_problem(e);
+                err(&field, detail);
                 return None;
             }
         };

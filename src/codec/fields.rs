@@ -1,6 +1,7 @@
 //! Reading the fields of JSON batch formats: the envelope, the list of sub-requests, one
 //! item, a method, a string; every failure as a message that names what was expected.
 
+use super::object::ObjectError;
 use crate::batch::plan::parse_method;
 use crate::batch::strict::NEEDS_ESCAPE;
 use crate::error::FieldError;
@@ -16,6 +17,9 @@ pub(crate) fn parse_envelope<'a, T: serde::Deserialize<'a>>(
     let text = std::str::from_utf8(bytes)
         .map_err(|e| FieldError::batch("body", format!("is not UTF-8 text: {e}")))?;
     serde_json::from_str(text).map_err(|e| {
+        if let Some(field) = repeated_field(&e.to_string()) {
+            return FieldError::batch(field, ObjectError::repeated(field));
+        }
         let detail = if e.is_data() {
             format!("must be a JSON object with a `requests` array ({e})")
         } else {
@@ -23,6 +27,20 @@ pub(crate) fn parse_envelope<'a, T: serde::Deserialize<'a>>(
         };
         FieldError::batch("body", detail)
     })
+}
+
+/// The field serde's message says was given twice (`duplicate field `url``), if any.
+fn repeated_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("duplicate field `")?;
+    rest.split_once('`').map(|(field, _)| field)
+}
+
+/// Where an item serde refused is named: at the field given twice, or as the item.
+pub(crate) fn item_problem(why: String) -> (String, String) {
+    match repeated_field(&why) {
+        Some(field) => (field.to_string(), ObjectError::repeated(field)),
+        None => ("requests".to_string(), why),
+    }
 }
 
 /// The `requests` array: present, an array, not empty, and within the limit.

@@ -3,12 +3,12 @@
 //! client wrote it; `identity` drops those a sub-request may not set when it builds the
 //! request.
 
-use super::fields::{type_name, value_type};
+use super::fields::{string, type_name};
+use super::object::{raw_members, ObjectError};
 use crate::batch::reference::Template;
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 use serde_json::value::RawValue;
-use serde_json::Value;
 
 /// Where header values go: into the map, or (with references) into templates.
 pub(crate) struct HeaderSink<'a> {
@@ -42,9 +42,16 @@ pub(crate) fn decode_headers(
     let parsed = if lines && raw.get().starts_with('[') {
         header_lines(raw)
     } else {
-        serde_json::from_str::<serde_json::Map<String, Value>>(raw.get())
-            .map(|m| m.into_iter().collect())
-            .map_err(|_| ())
+        match raw_members(raw) {
+            Ok(members) => Ok(members
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), HeaderValues::Raw(v)))
+                .collect()),
+            Err(ObjectError::Repeated(name)) => {
+                return err(&format!("headers.{name}"), ObjectError::repeated(&name));
+            }
+            Err(ObjectError::NotObject(_)) => Err(()),
+        }
     };
     let Ok(map) = parsed else {
         let expected = if lines {
@@ -130,30 +137,32 @@ impl HeaderSink<'_> {
     }
 }
 
+/// A header's values as written: a JSON value, or (SugarCRM) the text of one line.
+enum HeaderValues<'a> {
+    Raw(&'a RawValue),
+    Line(String),
+}
+
 /// A header's values: a string, a number (as its text) or an array of strings.
-fn values(value: Value) -> Result<Vec<String>, String> {
-    match value {
-        Value::String(s) => Ok(vec![s]),
-        Value::Number(n) => Ok(vec![n.to_string()]),
-        Value::Array(a) if a.iter().all(Value::is_string) => Ok(a
-            .into_iter()
-            .filter_map(|v| match v {
-                Value::String(s) => Some(s),
-                _ => None,
-            })
-            .collect()),
-        Value::Array(_) => {
-            Err("must be a string or an array of strings, not an array of non-strings".into())
-        }
-        other => Err(format!(
-            "must be a string or an array of strings, not {}",
-            value_type(&other)
-        )),
+fn values(value: HeaderValues<'_>) -> Result<Vec<String>, String> {
+    const EXPECTED: &str = "must be a string or an array of strings";
+    let raw = match value {
+        HeaderValues::Line(text) => return Ok(vec![text]),
+        HeaderValues::Raw(raw) => raw,
+    };
+    match type_name(raw) {
+        "a string" => string(raw, "a string").map(|s| vec![s.into_owned()]),
+        "a number" => serde_json::from_str::<serde_json::Number>(raw.get())
+            .map(|n| vec![n.to_string()])
+            .map_err(|e| format!("{EXPECTED}, not a number serde_json reads ({e})")),
+        "an array" => serde_json::from_str::<Vec<String>>(raw.get())
+            .map_err(|_| format!("{EXPECTED}, not an array of non-strings")),
+        other => Err(format!("{EXPECTED}, not {other}")),
     }
 }
 
 /// `["Name: value", …]` as (name, value) pairs; `Err` when it is not that shape.
-fn header_lines(raw: &RawValue) -> Result<Vec<(String, Value)>, ()> {
+fn header_lines(raw: &RawValue) -> Result<Vec<(String, HeaderValues<'_>)>, ()> {
     let lines: Vec<String> = serde_json::from_str(raw.get()).map_err(|_| ())?;
     lines
         .into_iter()
@@ -161,7 +170,7 @@ fn header_lines(raw: &RawValue) -> Result<Vec<(String, Value)>, ()> {
             let (name, value) = line.split_once(':').ok_or(())?;
             Ok((
                 name.trim().to_string(),
-                Value::String(value.trim().to_string()),
+                HeaderValues::Line(value.trim().to_string()),
             ))
         })
         .collect()

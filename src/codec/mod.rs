@@ -11,6 +11,7 @@ mod headers;
 pub(crate) mod json;
 mod list;
 pub(crate) mod multipart;
+mod object;
 pub(crate) mod resource;
 mod urls;
 mod writer;

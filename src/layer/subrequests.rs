@@ -49,7 +49,7 @@ impl BatchLayer {
     /// (`x-amzn-oidc-*`, `x-goog-authenticated-user-*`, `x-goog-iap-jwt-assertion`,
     /// `x-ms-client-principal*`, `cf-access-*`, `x-auth-request-*`, `x-webauth-*`,
     /// `ssl-client-*`, `x-ssl-client-*`, `x-client-cert`); and the client-address headers `forwarded`,
-    /// `x-forwarded-*`, `x-real-ip`, `x-client-ip`, `true-client-ip`, `client-ip`,
+    /// `x-forwarded`, `x-forwarded-*`, `x-real-ip`, `x-client-ip`, `true-client-ip`, `client-ip`,
     /// `cf-connecting-ip`, `x-cluster-client-ip`, `fastly-client-ip`,
     /// `x-original-forwarded-for`.
     pub fn identity_header(mut self, name: HeaderName) -> Self {
@@ -85,8 +85,9 @@ impl BatchLayer {
     /// `SetRequestIdLayer::x_request_id` and `PropagateRequestIdLayer::x_request_id`).
     ///
     /// When the outer request carries one, each sub-request gets its own, derived from it:
-    /// `<outer id>.<item id>` (`<outer id>.<index>` when the item's id cannot be part of a
-    /// header value), in place of any value the sub-request or an inherited header gave.
+    /// `<outer id>.<item id>` (`<outer id>.#<index>` when the item's id is not made of
+    /// `A-Z a-z 0-9 . _ ~ -` or is longer than 64 bytes: the `#` keeps it apart from an id
+    /// that is a number), in place of any value the sub-request or an inherited header gave.
     /// The wrapped service sees it, and it comes back in the item's headers unless the
     /// service set the header itself. Items that were never sent (a `424`) have none.
     /// Without an outer id, a sub-request's own header passes as given.

@@ -86,9 +86,10 @@ async fn accept_until_stopped(
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let permits = Arc::new(Semaphore::new(settings.max_connections));
     let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut pause = Duration::ZERO;
     loop {
         let accepted = tokio::select! {
-            accepted = accept(&listener, &permits) => accepted,
+            accepted = accept(&listener, &permits, pause) => accepted,
             _ = &mut shutdown => {
                 eprintln!("batch-proxy: shutting down, finishing requests in flight");
                 return Ok(());
@@ -97,10 +98,14 @@ async fn accept_until_stopped(
         let (stream, permit) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
+                // Out of descriptors (`EMFILE`), accepting again at once fails again: wait,
+                // 5 ms doubling to 1 s while it lasts, rather than spin on a core.
+                pause = (pause * 2).clamp(ACCEPT_PAUSE.0, ACCEPT_PAUSE.1);
+                tracing::warn!(error = %e, retry_in = ?pause, "accept failed");
                 continue;
             }
         };
+        pause = Duration::ZERO;
         // The least busy worker (the first of them on a tie) that is still there (one that
         // panicked has let go of its channel).
         let Some(worker) = workers
@@ -124,11 +129,19 @@ async fn accept_until_stopped(
     }
 }
 
-/// The next connection, once there is room for it.
+/// The pause after a failed accept: the first, and the longest (hyper-util's and axum's
+/// servers wait too; without a pause the loop spins while descriptors are short).
+const ACCEPT_PAUSE: (Duration, Duration) = (Duration::from_millis(5), Duration::from_secs(1));
+
+/// The next connection, once there is room for it, after `pause`.
 async fn accept(
     listener: &tokio::net::TcpListener,
     permits: &Arc<Semaphore>,
+    pause: Duration,
 ) -> std::io::Result<(tokio::net::TcpStream, OwnedSemaphorePermit)> {
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
     let permit = permits
         .clone()
         .acquire_owned()

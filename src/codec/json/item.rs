@@ -2,7 +2,7 @@
 //! collected with the item's index and the field's name.
 
 use super::super::fields::{
-    decode_base64, parse_item, parse_method_field, string, type_name, Text,
+    decode_base64, item_problem, parse_item, parse_method_field, string, type_name, Text,
 };
 use super::super::headers::{decode_headers, HeaderSink};
 use super::super::urls::{decode_url, UrlSyntax};
@@ -93,7 +93,8 @@ pub(super) fn decode(
     let raw = match raw {
         Ok(raw) => raw,
         Err(e) => {
-            err("requests", e);
+            let (field, detail) = item_problem(e);
+            err(&field, detail);
             return Meta::default();
         }
     };

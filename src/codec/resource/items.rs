@@ -3,6 +3,7 @@
 //! atomic).
 
 use super::super::fields::{type_name, value_type};
+use super::super::object::{raw_members, Members, ObjectError};
 use super::super::{DecodeContext, Decoded};
 use super::reply::{Entry, ResourceReply};
 use super::{Op, Resource};
@@ -14,6 +15,28 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Uri};
 use serde_json::value::{to_raw_value, RawValue};
 use serde_json::Value;
+
+/// `{"key": value, …}` from members, each written as it came.
+fn object_body(members: &Members<'_>) -> Bytes {
+    let mut body = Vec::with_capacity(
+        2 + members
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum::<usize>(),
+    );
+    body.push(b'{');
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        // A key is text: serde_json writes it as a JSON string, escaped as needed.
+        body.extend_from_slice(&serde_json::to_vec(key.as_ref()).unwrap_or_default());
+        body.push(b':');
+        body.extend_from_slice(value.get().as_bytes());
+    }
+    body.push(b'}');
+    Bytes::from(body)
+}
 
 /// An item as the reply shows it (`null` when `None`).
 pub(super) type Shown = Option<Box<RawValue>>;
@@ -91,26 +114,33 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// `PATCH {path}/{id}` with the rest of the item as its body.
+    /// `PATCH {path}/{id}` with the rest of the item as its body: its other members as
+    /// written. An item that gives a key twice is refused: which value was meant, of the
+    /// id or of a field, is not the layer's to guess.
     pub(super) fn update(&mut self, index: usize, raw: &RawValue) {
         let field = self.resource.id_field.as_str();
-        let Ok(mut object) = serde_json::from_str::<serde_json::Map<String, Value>>(raw.get())
-        else {
-            let detail = format!(
-                "must be a JSON object with {field:?}, not {}",
-                type_name(raw)
-            );
-            return self.refuse(index, "updates", detail, None);
+        let mut members = match raw_members(raw) {
+            Ok(members) => members,
+            Err(ObjectError::Repeated(key)) => {
+                return self.refuse(index, &key, ObjectError::repeated(&key), None)
+            }
+            Err(ObjectError::NotObject(_)) => {
+                let detail = format!(
+                    "must be a JSON object with {field:?}, not {}",
+                    type_name(raw)
+                );
+                return self.refuse(index, "updates", detail, None);
+            }
         };
-        let Some(id) = object.remove(field) else {
+        let Some(at) = members.iter().position(|(key, _)| key == field) else {
             return self.refuse(index, field, "is required".into(), None);
         };
+        let (_, id) = members.remove(at);
+        // Valid JSON: serde_json read it as a member.
+        let id: Value = serde_json::from_str(id.get()).unwrap_or(Value::Null);
         let shown = to_raw_value(&id).ok();
         match self.item_uri(&id) {
-            Ok(uri) => {
-                let body = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
-                self.push(index, Method::PATCH, uri, body, shown);
-            }
+            Ok(uri) => self.push(index, Method::PATCH, uri, object_body(&members), shown),
             Err(e) => self.refuse(index, field, e, shown),
         }
     }

@@ -3,6 +3,7 @@
 //! listing fails, has no ids, or matches more than `max_items`.
 
 use super::super::fields::type_name;
+use super::super::object::{raw_members, ObjectError};
 use super::super::{DecodeContext, Decoded, Resume};
 use super::items::Builder;
 use super::reply::message;
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// The plan of the listing, and what reads its reply.
 pub(super) fn plan(
@@ -24,12 +26,46 @@ pub(super) fn plan(
     cx: &DecodeContext<'_>,
 ) -> Result<Decoded, Problem> {
     let invalid = |detail: String| Problem::invalid(vec![FieldError::batch("filters", detail)]);
-    let map: serde_json::Map<String, Value> = serde_json::from_str(filters.get())
-        .map_err(|_| invalid(format!("must be an object, not {}", type_name(filters))))?;
-    if map.is_empty() {
+    if resource.filters.is_empty() {
+        return Err(invalid(format!(
+            "{} declares no filters (Resource::filters), so nothing is deleted by filters; list the ids to delete",
+            resource.path
+        )));
+    }
+    let members = match raw_members(filters) {
+        Ok(members) => members,
+        Err(ObjectError::Repeated(key)) => {
+            let field = format!("filters.{key}");
+            return Err(Problem::invalid(vec![FieldError::batch(
+                field,
+                ObjectError::repeated(&key),
+            )]));
+        }
+        Err(ObjectError::NotObject(_)) => {
+            return Err(invalid(format!(
+                "must be an object, not {}",
+                type_name(filters)
+            )))
+        }
+    };
+    if members.is_empty() {
         return Err(invalid(
             "must hold at least one filter (to delete every item, list their ids)".into(),
         ));
+    }
+    let unknown: Vec<FieldError> = members
+        .iter()
+        .filter(|(key, _)| !resource.filters.iter().any(|f| f == key))
+        .map(|(key, _)| FieldError::batch(format!("filters.{key}"), not_declared(resource)))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Problem::invalid(unknown));
+    }
+    let mut map = Vec::with_capacity(members.len());
+    for (key, raw) in members {
+        // Valid JSON: serde_json read it as a member.
+        let value: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+        map.push((key, value));
     }
     let url = format!("{}{}", resource.path, query(&map)?);
     let uri = parse_url(&url, cx.root_urls())
@@ -52,8 +88,18 @@ pub(super) fn plan(
     ))
 }
 
+/// Why a filter is refused: it is not one the resource declared.
+fn not_declared(resource: &Resource) -> String {
+    let declared: Vec<String> = resource.filters.iter().map(|f| format!("{f:?}")).collect();
+    format!(
+        "is not a filter of {}; its filters are {} (Resource::filters)",
+        resource.path,
+        declared.join(", ")
+    )
+}
+
 /// `?key=value&…`, each percent-encoded; an array is a repeated parameter.
-fn query(filters: &serde_json::Map<String, Value>) -> Result<String, Problem> {
+fn query(filters: &[(Cow<'_, str>, Value)]) -> Result<String, Problem> {
     let mut query = String::new();
     for (key, value) in filters {
         let values = match value {

@@ -9,8 +9,8 @@
 //!   `error_count`, `succeeded` (the updated resources) and `failed` (`index`, `id`,
 //!   `status`, `error`); `200`, or `207`.
 //! - `DELETE /users/batch` with `{"ids": [...]}`, or with `{"filters": {...}}`: the
-//!   filters become the query of one `GET /users?…` whose reply lists the items, then one
-//!   `DELETE /users/{id}` each. Reply: `deleted_count`, `not_found_count` (`404` and
+//!   filters (only those declared with [`Resource::filters`]) become the query of one
+//!   `GET /users?…` whose reply lists the items, then one `DELETE /users/{id}` each. Reply: `deleted_count`, `not_found_count` (`404` and
 //!   `410`), `error_count`, `deleted` and `not_found` (the ids) and `failed`; `200`, or
 //!   `207` when any delete failed.
 //!
@@ -27,6 +27,7 @@ mod lookup;
 mod reply;
 
 use super::fields::{boolean, parse_envelope, type_name};
+use super::object::{self, ObjectError};
 use super::{Codec, DecodeContext, Decoded, NO_HOOK};
 use crate::error::{FieldError, Problem};
 use bytes::Bytes;
@@ -34,7 +35,6 @@ use http::request::Parts;
 use http::Method;
 use items::Builder;
 use serde_json::value::RawValue;
-use std::collections::BTreeMap;
 
 /// Default for [`Resource::max_items`]: 1000 items.
 pub const DEFAULT_MAX_ITEMS: usize = 1000;
@@ -60,6 +60,8 @@ pub struct Resource {
     list_key: Option<String>,
     max_items: usize,
     chunk_size: usize,
+    /// The query parameters its listing supports: what a delete by filters may send.
+    filters: Vec<String>,
 }
 
 impl Resource {
@@ -89,6 +91,7 @@ impl Resource {
             list_key: None,
             max_items: DEFAULT_MAX_ITEMS,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            filters: Vec::new(),
         }
     }
 
@@ -118,6 +121,33 @@ impl Resource {
     /// nothing runs.
     pub fn max_items(mut self, max: usize) -> Self {
         self.max_items = max;
+        self
+    }
+
+    /// The filters its listing supports: the query parameters of `GET {path}?…` that a
+    /// delete by filters may send (`DELETE {path}/batch` with `{"filters": {...}}`).
+    /// Calling it again adds more.
+    ///
+    /// A delete by filters lists the matching items, then deletes every one listed. A
+    /// listing that ignored a parameter it does not know would list every item, and a
+    /// misspelled filter (`"stauts"`) would delete the whole collection. So only declared
+    /// filters are sent: any other is refused with `400` naming it, before anything runs,
+    /// and a resource that declares none refuses delete by filters (lists of ids still
+    /// work). The listing should itself refuse query parameters it does not know, as the
+    /// demo's does: the declaration guards the layer's side only.
+    ///
+    /// ```
+    /// use tower_http_batch::Resource;
+    ///
+    /// let users = Resource::new("/users").filters(["status", "last_login_before"]);
+    /// # let _ = users;
+    /// ```
+    pub fn filters<I>(mut self, names: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.filters.extend(names.into_iter().map(Into::into));
         self
     }
 
@@ -214,7 +244,7 @@ impl Resource {
         }
     }
 
-    /// A bare array, or an object of known fields.
+    /// A bare array, or an object of known fields, each given once.
     fn fields<'a>(&self, op: Op, bytes: &'a Bytes) -> Result<Fields<'a>, Problem> {
         let list_key = self.list_field(op);
         if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
@@ -224,41 +254,38 @@ impl Resource {
                 ..Fields::default()
             });
         }
-        let object: BTreeMap<String, &RawValue> = parse_envelope(bytes).map_err(|e| {
-            // Keep what parsing said of bytes that are not JSON; say what shape is wanted.
-            if !e.detail.starts_with("must be") {
-                return invalid(e);
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| invalid(FieldError::batch("body", format!("is not UTF-8 text: {e}"))))?;
+        let members = match object::members(text) {
+            Ok(members) => members,
+            Err(ObjectError::Repeated(key)) => {
+                return Err(invalid(FieldError::batch(
+                    key.clone(),
+                    ObjectError::repeated(&key),
+                )))
             }
-            let shape = format!(
-                "must be a JSON object with {}, or an array",
-                expected(op, list_key)
-            );
-            invalid(FieldError::batch("body", shape))
-        })?;
+            Err(ObjectError::NotObject(e)) if !e.is_data() => {
+                let detail = format!("is not valid JSON: {e}");
+                return Err(invalid(FieldError::batch("body", detail)));
+            }
+            Err(ObjectError::NotObject(_)) => {
+                let shape = format!(
+                    "must be a JSON object with {}, or an array",
+                    expected(op, list_key)
+                );
+                return Err(invalid(FieldError::batch("body", shape)));
+            }
+        };
         let mut fields = Fields::default();
-        for (key, value) in object {
-            match key.as_str() {
+        for (key, value) in members {
+            match key.as_ref() {
                 k if k == list_key => fields.list = Some(value),
                 "filters" if op == Op::Delete => fields.filters = Some(value),
                 "atomic" => {
                     fields.atomic =
                         boolean(value).map_err(|e| invalid(FieldError::batch("atomic", e)))?;
                 }
-                _ => {
-                    let known: &[&str] = match op {
-                        Op::Delete => &["filters", "atomic"],
-                        _ => &["atomic"],
-                    };
-                    let known: Vec<String> = std::iter::once(list_key)
-                        .chain(known.iter().copied())
-                        .map(|k| format!("{k:?}"))
-                        .collect();
-                    let detail = format!(
-                        "is not a field of this request; expected {}",
-                        known.join(", ")
-                    );
-                    return Err(invalid(FieldError::batch(key, detail)));
-                }
+                _ => return Err(invalid(unknown_field(op, list_key, &key))),
             }
         }
         Ok(fields)
@@ -310,6 +337,23 @@ impl Resource {
     }
 }
 
+/// A field the request does not have, and those it has.
+fn unknown_field(op: Op, list_key: &str, key: &str) -> FieldError {
+    let known: &[&str] = match op {
+        Op::Delete => &["filters", "atomic"],
+        _ => &["atomic"],
+    };
+    let known: Vec<String> = std::iter::once(list_key)
+        .chain(known.iter().copied())
+        .map(|k| format!("{k:?}"))
+        .collect();
+    let detail = format!(
+        "is not a field of this request; expected {}",
+        known.join(", ")
+    );
+    FieldError::batch(key, detail)
+}
+
 fn invalid(e: FieldError) -> Problem {
     Problem::invalid(vec![e])
 }
@@ -322,24 +366,32 @@ fn expected(op: Op, list_key: &str) -> String {
     }
 }
 
-/// `?atomic=true`; other query parameters are left alone.
+/// `?atomic=true`; other query parameters are left alone. Given twice, it is refused, even
+/// with one value: `?atomic=true&atomic=false` has no one meaning.
 fn atomic_query(query: Option<&str>) -> Result<bool, FieldError> {
     let Some(query) = query else { return Ok(false) };
-    let mut atomic = false;
+    let mut atomic = None;
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
-        if key == "atomic" {
-            atomic = match value {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                other => {
-                    return Err(FieldError::batch(
-                        "?atomic",
-                        format!("must be true or false, not {other:?}"),
-                    ))
-                }
-            };
+        if key != "atomic" {
+            continue;
         }
+        if atomic.is_some() {
+            return Err(FieldError::batch(
+                "?atomic",
+                "is given twice; give it once (true or false)",
+            ));
+        }
+        atomic = Some(match value {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            other => {
+                return Err(FieldError::batch(
+                    "?atomic",
+                    format!("must be true or false, not {other:?}"),
+                ))
+            }
+        });
     }
-    Ok(atomic)
+    Ok(atomic.unwrap_or(false))
 }

@@ -1,0 +1,144 @@
+//! A JSON object's members, each key at most once. serde_json (like most parsers) reads a
+//! key given twice as its last value, silently: `{"ids": [1], "ids": [2]}` would delete
+//! only `2`, and a sender who meant both would never know. Every object whose keys the
+//! layer reads itself (a request's fields, filters, headers, an update's fields) is read
+//! here, and a repeated key is the sender's error, named.
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+
+/// The members of a JSON object, in the order written, their values unread.
+pub(crate) type Members<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+
+/// Why a text is not an object of unique keys.
+#[derive(Debug)]
+pub(crate) enum ObjectError {
+    /// Not a JSON object (`is_data`), or not JSON.
+    NotObject(serde_json::Error),
+    /// A key given twice: the key.
+    Repeated(String),
+}
+
+impl ObjectError {
+    /// The message for a repeated key, named at `field`.
+    pub(crate) fn repeated(key: &str) -> String {
+        format!("is given twice: {key:?} (a JSON object holds each key once)")
+    }
+}
+
+/// The members of the object `text`, or why it is none. Work is `O(n log n)` in its
+/// members, whatever the keys.
+pub(crate) fn members(text: &str) -> Result<Members<'_>, ObjectError> {
+    let Object(members) = serde_json::from_str(text).map_err(ObjectError::NotObject)?;
+    let mut keys: Vec<&str> = members.iter().map(|(k, _)| k.as_ref()).collect();
+    keys.sort_unstable();
+    if let Some(pair) = keys.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(ObjectError::Repeated(pair[0].to_string()));
+    }
+    Ok(members)
+}
+
+/// The members of `raw` when it is an object of unique keys.
+pub(crate) fn raw_members(raw: &RawValue) -> Result<Members<'_>, ObjectError> {
+    members(raw.get())
+}
+
+struct Object<'a>(Members<'a>);
+
+impl<'de> serde::Deserialize<'de> for Object<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ObjectVisitor)
+    }
+}
+
+struct ObjectVisitor;
+
+impl<'de> Visitor<'de> for ObjectVisitor {
+    type Value = Object<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'de>, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+        while let Some(Key(key)) = map.next_key()? {
+            let value: &'de RawValue = map.next_value()?;
+            members.push((key, value));
+        }
+        Ok(Object(members))
+    }
+}
+
+/// A key, borrowed from the text when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(s)))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(s.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(text: &str) -> Result<Vec<String>, ObjectError> {
+        members(text).map(|m| m.into_iter().map(|(k, _)| k.into_owned()).collect())
+    }
+
+    #[test]
+    fn members_keep_their_order_and_raw_values() {
+        let m = members(r#"{"b": [1, 2], "a": {"x": 1}, "c\u0041": "v"}"#).unwrap();
+        assert_eq!(m[0].0, "b");
+        assert_eq!(m[0].1.get(), "[1, 2]");
+        assert_eq!(m[1].1.get(), r#"{"x": 1}"#);
+        assert_eq!(m[2].0, "cA");
+        assert!(matches!(m[0].0, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_repeated_key_is_named_however_it_is_spelled() {
+        let repeated = |text| match keys(text) {
+            Err(ObjectError::Repeated(key)) => key,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(repeated(r#"{"ids": [1], "x": 0, "ids": [2]}"#), "ids");
+        // An escape spells the same key.
+        assert_eq!(repeated(r#"{"ids": 1, "\u0069ds": 2}"#), "ids");
+        // Keys differing in case are two keys.
+        assert_eq!(keys(r#"{"a": 1, "A": 2}"#).unwrap(), ["a", "A"]);
+        assert_eq!(keys("{}").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn anything_but_an_object_is_not_one() {
+        for text in ["[]", "1", "\"a\"", "null", "{", "{\"a\"}", "{1: 2}"] {
+            assert!(
+                matches!(members(text), Err(ObjectError::NotObject(_))),
+                "{text}"
+            );
+        }
+    }
+}
