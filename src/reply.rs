@@ -8,7 +8,8 @@
 //! [`HIGH_WATER`], the run starts nothing new (what is in flight, a transaction included,
 //! goes on, and the deadline holds). So memory follows the items finished and not yet sent,
 //! not the batch; and a client that goes away drops the body, which aborts the run and
-//! every call in flight.
+//! every call in flight (a commit or rollback in flight runs on, on its own task). The run
+//! yields between items that answer at once, so the abort lands within one item.
 //!
 //! Each write to a socket costs a system call and wakes the reader: when items finish
 //! faster than one per [`LINGER`], the body gathers what comes within that time of its
@@ -30,6 +31,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use std::collections::VecDeque;
 use std::future::Future as _;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -76,7 +78,8 @@ where
 }
 
 /// Answers `200 OK` with a body that takes the reply as `plan` runs. The run starts here:
-/// a batch that finishes before it first waits is sent whole, with its length; the rest
+/// a batch that finishes before it first waits (yielding between items is no wait, but a
+/// reply that reaches [`HIGH_WATER`] is) is sent whole, with its length; the rest
 /// runs on a task of its own (so it goes on, and its deadline holds, however slowly the
 /// client reads), which the body cancels when it is dropped.
 pub(crate) async fn streamed<S, B, ResBody>(
@@ -104,6 +107,8 @@ where
         writer: None,
     })));
     let sink = writing.clone();
+    let yielded = Arc::new(AtomicBool::new(false));
+    let yields = yielded.clone();
     let span = trace.span().clone();
     let run = async move {
         // Marks the reply done however the run ends, so its body never waits for ever.
@@ -113,6 +118,7 @@ where
         let emit = Sink {
             shared: sink,
             room: false,
+            yielded: yields,
         };
         let summary = engine::run(svc, &outer, plan, &config.run, emit, traced).await;
         trace.finished(&summary);
@@ -128,7 +134,13 @@ where
         }
     };
     let mut run = Box::pin(run.instrument(span));
-    let finished = std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx).is_ready()));
+    // Polled here until it first waits: a run that only yields between items (handlers
+    // that answer at once) goes on here when woken, and is sent whole if it ends so.
+    let finished = std::future::poll_fn(|cx| match run.as_mut().poll(cx) {
+        Poll::Ready(()) => Poll::Ready(true),
+        Poll::Pending if yielded.swap(false, Ordering::Relaxed) => Poll::Pending,
+        Poll::Pending => Poll::Ready(false),
+    });
     let body = if finished.await {
         let mut out = VecDeque::new();
         writing.lock().w.take(&mut out);
@@ -190,6 +202,9 @@ impl Shared {
 struct Sink {
     shared: Shared,
     room: bool,
+    /// Set when the run yields with nothing pending, for the poll that tells a yield from
+    /// a wait.
+    yielded: Arc<AtomicBool>,
 }
 
 impl Emit for Sink {
@@ -228,6 +243,10 @@ impl Emit for Sink {
         }
         writing.writer = Some(cx.waker().clone());
         Poll::Pending
+    }
+
+    fn yielding(&mut self) {
+        self.yielded.store(true, Ordering::Relaxed);
     }
 }
 

@@ -32,7 +32,9 @@ use std::sync::Arc;
 /// returned. When the batch is dropped while a transaction
 /// is open (the client went away, or the deadline passed between members), the handle is
 /// dropped without either call: make the handle roll back on drop, as
-/// `rusqlite::Transaction` and `sqlx::Transaction` do.
+/// `rusqlite::Transaction` and `sqlx::Transaction` do. A `commit` or `rollback` already
+/// called runs on a task of its own and is let finish, client or not (within `timeout`,
+/// or without one three times `batch_timeout`).
 ///
 /// ```
 /// use axum::{http::StatusCode, routing::{get, post}, Extension, Json, Router};

@@ -121,6 +121,10 @@ pub(crate) trait Emit {
     fn poll_room(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
         Poll::Ready(())
     }
+
+    /// The run is about to yield to the runtime though nothing it waits for is pending
+    /// (see [`run`]): what polls it may tell this pause from a real wait.
+    fn yielding(&mut self) {}
 }
 
 impl<F: FnMut(usize, &Outcome)> Emit for F {
@@ -155,7 +159,9 @@ impl<F: FnMut(usize, &Outcome)> Emit for F {
 /// rollback already in flight is waited for (within the per-sub-request timeout, or
 /// without one a second `batch_timeout`), so the reply says what became of the data.
 /// Dropping this future (the client went away) drops every sub-request in flight and
-/// starts no other.
+/// starts no other; a commit or rollback in flight runs on, on its own task (see [`end`]).
+/// After an item that came without a wait, the run yields to the runtime, so whatever
+/// polls it (hyper's connection) sees a client that left before the next item starts.
 ///
 /// With a concurrency above one, sub-requests that prove heavy to poll run on tokio tasks
 /// of their own, so the runtime's threads share the batch (see `in_flight`); light ones,
@@ -202,7 +208,7 @@ where
                 Launch::Begin(g) => calls.push(Either::Right(begin(g, outer.parts(), opts))),
                 Launch::End(g, tx, commit) => endings
                     .get_or_insert_with(FuturesUnordered::new)
-                    .push(end(g, tx, commit, opts.timeout)),
+                    .push(end(g, tx, commit, opts)),
             }
         };
     }
@@ -219,7 +225,8 @@ where
         // Room matters only while something is ready to start (else idle means over).
         let waits = !room && run.has_ready();
         let wait_room = waits.then_some(|cx: &mut Context<'_>| run.poll_room(cx));
-        let next = match next_event(&mut calls, &mut endings, deadline, wait_room).await {
+        let (event, waited) = next_event(&mut calls, &mut endings, deadline, wait_room).await;
+        let next = match event {
             Event::Done(Done::Sent(i, outcome)) => run.on_sent(i, outcome, outer),
             Event::Done(Done::Begun(g, result)) => run.on_begun(g, result, outer),
             Event::Ended(g, result) => {
@@ -238,6 +245,14 @@ where
             launch!(next);
         }
         run.emit_final();
+        // An event that came without a wait (a handler that answered at once) ends with a
+        // yield, so the runtime polls the rest of its work, the connection included, before
+        // anything else starts: a client that left is seen within one item (the batch is
+        // dropped, or its task aborted), and other connections on this thread are served.
+        if !waited {
+            run.yielding();
+            tokio::task::yield_now().await;
+        }
     };
     run.emit_rest(deadline_passed)
 }
@@ -303,20 +318,43 @@ enum Event {
     Deadline,
 }
 
-/// The next event; with `room`, the run waits for the reply to take more too (and is not
-/// idle while it waits).
+/// The next event, and whether the run waited for it (was pending at least once); with
+/// `room`, the run waits for the reply to take more too (and is not idle while it waits).
 async fn next_event<F, G, R>(
     calls: &mut InFlight<F>,
     endings: &mut Option<FuturesUnordered<G>>,
     mut deadline: Option<Pin<&mut Sleep>>,
     mut room: Option<R>,
-) -> Event
+) -> (Event, bool)
 where
     F: Future<Output = Done>,
     G: Future<Output = (usize, Result<(), TxError>)>,
     R: FnMut(&mut Context<'_>) -> Poll<()>,
 {
-    std::future::poll_fn(|cx| {
+    let mut waited = false;
+    let event = std::future::poll_fn(|cx| {
+        let event = poll_event(calls, endings, deadline.as_mut(), room.as_mut(), cx);
+        waited |= event.is_pending();
+        event
+    })
+    .await;
+    (event, waited)
+}
+
+/// One look at what the run waits for.
+fn poll_event<F, G, R>(
+    calls: &mut InFlight<F>,
+    endings: &mut Option<FuturesUnordered<G>>,
+    deadline: Option<&mut Pin<&mut Sleep>>,
+    room: Option<&mut R>,
+    cx: &mut Context<'_>,
+) -> Poll<Event>
+where
+    F: Future<Output = Done>,
+    G: Future<Output = (usize, Result<(), TxError>)>,
+    R: FnMut(&mut Context<'_>) -> Poll<()>,
+{
+    {
         if let Poll::Ready(Some(done)) = calls.poll_next(cx) {
             return Poll::Ready(Event::Done(done));
         }
@@ -325,21 +363,21 @@ where
                 return Poll::Ready(Event::Ended(g, result));
             }
         }
-        if let Some(room) = room.as_mut() {
+        let waits_room = room.is_some();
+        if let Some(room) = room {
             if room(cx).is_ready() {
                 return Poll::Ready(Event::Room);
             }
         }
         let idle = calls.is_empty() && endings.as_ref().is_none_or(FuturesUnordered::is_empty);
-        if idle && room.is_none() {
+        if idle && !waits_room {
             return Poll::Ready(Event::Idle);
         }
-        match deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+        match deadline.map(|d| d.as_mut().poll(cx)) {
             Some(Poll::Ready(())) => Poll::Ready(Event::Deadline),
             _ => Poll::Pending,
         }
-    })
-    .await
+    }
 }
 
 async fn begin(g: usize, outer: &Parts, opts: &RunOptions) -> Done {
@@ -352,13 +390,36 @@ async fn begin(g: usize, outer: &Parts, opts: &RunOptions) -> Done {
     Done::Begun(g, began)
 }
 
-async fn end(
+/// A group's commit or rollback, on a task of its own: it finishes even when the batch is
+/// dropped (its client went away), since one cut off half-way leaves data that no reply
+/// describes. It is bounded by the per-sub-request timeout, or without one by three times
+/// `batch_timeout` from its start (later than the batch deadline's own bound, one more
+/// `batch_timeout` past the deadline, so that bound reports first); with neither, by the
+/// hook.
+fn end(
     g: usize,
     tx: Box<dyn OpenTx>,
     commit: bool,
-    timeout: Option<Duration>,
-) -> (usize, Result<(), TxError>) {
-    (g, bounded(timeout, tx.finish(commit)).await)
+    opts: &RunOptions,
+) -> impl Future<Output = (usize, Result<(), TxError>)> + use<> {
+    let call = bounded(opts.timeout, tx.finish(commit));
+    let limit = opts.batch_timeout.filter(|_| opts.timeout.is_none());
+    let limit = limit.map(|t| t.saturating_mul(3));
+    let task = tokio::spawn(async move {
+        match limit {
+            Some(limit) => tokio::time::timeout(limit, call)
+                .await
+                .unwrap_or(Err(TxError::TimedOut(limit))),
+            None => call.await,
+        }
+    });
+    async move {
+        let result = task.await.unwrap_or_else(|e| {
+            let why = format!("the transaction hook's call ended without an answer: {e}");
+            Err(TxError::Failed(why.into()))
+        });
+        (g, result)
+    }
 }
 
 /// A call of the transaction hook, within the per-sub-request timeout.

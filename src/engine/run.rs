@@ -105,6 +105,11 @@ impl<'a, E: Emit> Run<'a, E> {
         self.schedule.has_ready()
     }
 
+    /// The run yields to the runtime with nothing pending (see [`Emit::yielding`]).
+    pub(super) fn yielding(&mut self) {
+        self.emit.yielding();
+    }
+
     /// `Ready` while the reply may take more outcomes (see [`Emit::poll_room`]).
     pub(super) fn poll_room(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         self.emit.poll_room(cx)

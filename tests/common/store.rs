@@ -33,10 +33,12 @@ pub struct Store {
 pub struct Hold {
     /// `begin` never returns.
     pub begin: Arc<AtomicBool>,
-    /// `commit` makes the data permanent, signals `committed`, then waits for `release`.
+    /// `commit` makes the data permanent, signals `committed`, waits for `release`, then
+    /// signals `returned`.
     pub commit: Arc<AtomicBool>,
     pub committed: Arc<Notify>,
     pub release: Arc<Notify>,
+    pub returned: Arc<Notify>,
 }
 
 /// The transaction handle: a private copy of the data that becomes the data on commit.
@@ -87,6 +89,7 @@ impl TransactionHook for Store {
         if self.hold.commit.load(Ordering::SeqCst) {
             self.hold.committed.notify_one();
             self.hold.release.notified().await;
+            self.hold.returned.notify_one();
         }
         Ok(())
     }
