@@ -11,7 +11,6 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use tokio::sync::OwnedSemaphorePermit;
 
 /// Bytes the layer holds or is writing, sent as they are, one frame per chunk: a reply can
 /// reference large sub-response bodies instead of copying them, and a streamed reply is
@@ -19,9 +18,6 @@ use tokio::sync::OwnedSemaphorePermit;
 #[derive(Debug)]
 pub(crate) struct Chunks {
     data: Data,
-    /// A batch's place among the batches in flight, held until its reply has gone (or
-    /// been dropped): the bound on batches in flight covers their replies too.
-    _place: Option<OwnedSemaphorePermit>,
 }
 
 enum Data {
@@ -54,7 +50,6 @@ impl Chunks {
     pub(crate) fn one(chunk: Bytes) -> Self {
         Self {
             data: Data::One(Some(chunk).filter(|c| !c.is_empty())),
-            _place: None,
         }
     }
 
@@ -67,21 +62,18 @@ impl Chunks {
                 reversed: chunks,
                 remaining,
             },
-            _place: None,
         }
     }
 
-    /// Whether it holds nothing at all (a sub-request without a body): no bytes, and no
-    /// place to give back.
+    /// Whether it holds nothing at all (a sub-request without a body).
     #[cfg(feature = "axum")]
     pub(crate) fn is_nothing(&self) -> bool {
-        matches!(self.data, Data::One(None)) && self._place.is_none()
+        matches!(self.data, Data::One(None))
     }
 
     pub(crate) fn streamed(stream: Streamed) -> Self {
         Self {
             data: Data::Streamed(Some(stream)),
-            _place: None,
         }
     }
 
@@ -285,14 +277,6 @@ impl<B> BatchResponseBody<B> {
         Self {
             inner: Either::bytes(data),
         }
-    }
-
-    /// The same body, holding `place` until it is dropped.
-    pub(crate) fn holding(mut self, place: OwnedSemaphorePermit) -> Self {
-        if let Either::Layer { chunks } = &mut self.inner {
-            chunks._place = Some(place);
-        }
-        self
     }
 
     /// A reply the layer wrote, in chunks.

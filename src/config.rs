@@ -2,6 +2,7 @@
 //! (codecs), the run options (engine), the header policy (identity), and the endpoints:
 //! which paths are batch endpoints, and which codecs serve each.
 
+use crate::admission::Admission;
 use crate::batch::media::MediaType;
 use crate::codec::{Codec, DecodeLimits};
 use crate::engine::RunOptions;
@@ -11,7 +12,7 @@ use crate::transaction::Hook;
 use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};
 use std::sync::Arc;
-use tokio::sync::Semaphore;
+use std::time::Duration;
 
 /// The layer's settings.
 #[derive(Debug, Clone)]
@@ -21,15 +22,21 @@ pub(crate) struct Config {
     pub(crate) max_body_bytes: usize,
     /// How long the batch body may take to arrive.
     pub(crate) body_timeout: std::time::Duration,
-    /// The most batches in flight at once, from the start of their body to the end of
-    /// their reply.
-    pub(crate) max_batches: usize,
-    /// Their places: one semaphore for the services made by one `Layer::layer` call and
-    /// their clones (see `BatchLayer`'s `Layer` impl).
-    pub(crate) batches: Arc<Semaphore>,
+    /// The places of batches in flight, and the wait for one.
+    pub(crate) admission: Admission,
     pub(crate) decode: DecodeLimits,
     pub(crate) run: RunOptions,
+    /// The slowest a reader may take a reply (`None`: any).
+    pub(crate) reply_min_rate: Option<MinRate>,
     pub(crate) headers: Arc<HeaderPolicy>,
+}
+
+/// The slowest a reader may take a reply (`BatchLayer::reply_min_rate`; `reply::pace`
+/// keeps the account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MinRate {
+    pub(crate) bytes_per_second: u64,
+    pub(crate) grace: Duration,
 }
 
 /// One batch endpoint: where it is, and the codecs that serve it.
@@ -178,19 +185,6 @@ fn check_length(parts: &Parts, max: usize) -> Result<(), Problem> {
             "the content-length header is not a number",
         )),
     }
-}
-
-/// `503`: as many batches as the layer takes are in flight. The body is not read, so the
-/// connection is closed rather than drained.
-pub(crate) fn too_many_batches(max: usize) -> Problem {
-    Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "urn:tower-http-batch:too-many-batches",
-        "Too many batches",
-        format!("{max} batches are in flight, the most this server takes (max_concurrent_batches); retry later"),
-    )
-    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
-    .with_header(header::CONNECTION, HeaderValue::from_static("close"))
 }
 
 /// `413`: the batch body is larger than `max_body_bytes`.

@@ -5,11 +5,12 @@
 //! engine runs it while the codec's reply writes the outcomes (`reply`). Nothing here
 //! knows a format.
 
+use crate::admission::Place;
 use crate::batch::origin::Origin;
 use crate::batch::outcome::Outcome;
 use crate::body::{read_limited, BatchRequestBody, BatchResponseBody, ReadError};
 use crate::codec::{DecodeContext, Decoded};
-use crate::config::{too_large, too_many_batches, Config};
+use crate::config::{too_large, Config};
 use crate::engine::{self, Inner, InnerBody};
 use crate::error::Problem;
 use crate::future::ResponseFuture;
@@ -101,16 +102,22 @@ where
         // away): the batch makes each sub-request's clone ready itself.
         let svc = self.inner.clone();
         drop(std::mem::replace(&mut self.inner, svc.clone()));
-        // A place among the batches in flight, before anything is read.
-        let Ok(place) = self.config.batches.clone().try_acquire_owned() else {
-            let busy = too_many_batches(self.config.max_batches).into_response();
-            return ResponseFuture::batch(Box::pin(std::future::ready(busy)));
-        };
         let trace = BatchTrace::open(req.uri().path());
         let span = trace.span().clone();
-        let batch = handle(svc, self.config.clone(), endpoint, req, trace);
-        // The place goes with the reply: it is free once the reply has gone or is dropped.
-        let batch = async move { batch.await.map(|body| body.holding(place)) };
+        let config = self.config.clone();
+        let batch = async move {
+            // A place among the batches in flight, before anything is read: at once, or
+            // after a bounded wait (see `admission`).
+            let place = match config.admission.try_enter() {
+                Some(place) => place,
+                None => match config.admission.clone().enter().await {
+                    Ok(place) => place,
+                    Err(busy) => return busy.into_response(),
+                },
+            };
+            // The place goes with the reply (see `reply`).
+            handle(svc, config, endpoint, req, trace, place).await
+        };
         ResponseFuture::batch(Box::pin(batch.instrument(span)))
     }
 }
@@ -122,6 +129,7 @@ async fn handle<S, B, ResBody>(
     endpoint: usize,
     req: Request<B>,
     trace: BatchTrace,
+    place: Place,
 ) -> Response<BatchResponseBody<ResBody>>
 where
     S: Inner<B, ResBody>,
@@ -166,10 +174,11 @@ where
                 plan.root = cx.root.map(str::to_owned);
                 trace.size(plan.items.len());
                 if !reply.streams() {
-                    return reply::whole(svc, &outer, plan, reply, &config, &trace).await;
+                    return reply::whole(svc, &outer, plan, reply, &config, &trace, place).await;
                 }
                 drop(bytes);
-                return reply::streamed(svc, outer, plan, reply, config.clone(), trace).await;
+                let config = config.clone();
+                return reply::streamed(svc, outer, plan, reply, config, trace, place).await;
             }
             Ok(Decoded::Lookup(mut plan, resume)) => {
                 plan.root = cx.root.map(str::to_owned);

@@ -1,6 +1,8 @@
 //! Hostile input, class 9: the batches in flight are bounded (`max_concurrent_batches`),
-//! from the arrival of a batch until its reply has gone. One more gets `503` with
-//! `Retry-After`, with nothing read or run; requests that pass through are not counted.
+//! from the arrival of a batch until its reply has been taken. With no room to wait
+//! (`max_waiting_batches(0)`; `hostile_readers.rs` tries the wait), one more gets `503`
+//! with `Retry-After`, with nothing read or run; requests that pass through are not
+//! counted.
 
 mod common;
 
@@ -12,7 +14,7 @@ use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 use tower_http_batch::BatchLayer;
 
@@ -44,6 +46,7 @@ async fn batches_past_the_bound_get_503_and_places_come_back() {
     let entered = Arc::new(Notify::new());
     let layer = BatchLayer::new("/batch")
         .max_concurrent_batches(2)
+        .max_waiting_batches(0)
         .timeout(Duration::from_secs(60));
     let http = Http::new(common::serve(layer.layer_router(router(entered.clone()))).await);
     let blocked = json!({"requests": [{"url": "/block"}]});
@@ -74,30 +77,17 @@ async fn batches_past_the_bound_get_503_and_places_come_back() {
 
 #[tokio::test]
 async fn a_reply_keeps_its_place_until_it_has_gone() {
-    let layer = BatchLayer::new("/batch").max_concurrent_batches(1);
+    let layer = BatchLayer::new("/batch")
+        .max_concurrent_batches(1)
+        .max_waiting_batches(0);
     let http = Http::new(common::serve(layer.layer_router(router(Arc::default()))).await);
     // Sixteen 1 MB bodies: a reply larger than the socket buffers hold, sent to a client
     // that reads only its first bytes.
     let requests: Vec<_> = (0..16).map(|_| json!({"url": "/bigjson"})).collect();
     let body = json!({ "requests": requests }).to_string();
-    // A small receive buffer, so that what the kernels hold stays far below the reply.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut slow = socket.connect(http.addr).await.unwrap();
-    let head = format!(
-        "POST /batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    slow.write_all(head.as_bytes()).await.unwrap();
-    slow.write_all(body.as_bytes()).await.unwrap();
+    let mut slow = common::post_slowly(http.addr, &body).await;
     // Read until the head is in, no further.
-    let mut got = Vec::new();
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        let mut buf = vec![0u8; 1024];
-        let n = slow.read(&mut buf).await.unwrap();
-        assert!(n > 0, "the server closed the connection");
-        got.extend_from_slice(&buf[..n]);
-    }
+    let mut got = common::read_head(&mut slow).await;
     assert!(got.starts_with(b"HTTP/1.1 200"));
     // Its reply is on its way: the one place is taken.
     let text = json!({"requests": [{"url": "/text"}]});

@@ -394,3 +394,40 @@ async fn an_ndjson_reply_streams_through_the_proxy_with_request_ids() {
     assert_eq!(lines[1]["body"], "released");
     assert_eq!(lines[2]["done"], true);
 }
+
+/// A burst waits for places instead of being turned away; a client that never reads its
+/// reply has it cut once its waits pass `--reply-grace-secs` (at `--reply-min-rate`), and
+/// its place goes to the batch waiting for it.
+#[tokio::test]
+async fn a_burst_waits_and_a_reader_that_never_reads_gives_its_place_back() {
+    let (_legacy, port) = legacy();
+    let flags = ["--max-concurrent-batches", "1", "--reply-grace-secs", "1"];
+    let (_proxy, http) = proxy(&format!("http://127.0.0.1:{port}"), &flags);
+    let plain = json!({"requests": [{"url": "/plain"}, {"url": "/plain"}]});
+    let burst: Vec<_> = (0..20)
+        .map(|_| {
+            let (http, plain) = (http.clone(), plain.clone());
+            tokio::spawn(async move { http.batch(&plain, &[]).await.status })
+        })
+        .collect();
+    for status in burst {
+        assert_eq!(status.await.unwrap(), 200);
+    }
+    // 10 MB of reply to a client that reads nothing.
+    let requests: Vec<Value> = (0..20).map(|_| json!({"url": "/big"})).collect();
+    let body = json!({ "requests": requests }).to_string();
+    let mut slow = common::post_slowly(http.addr, &body).await;
+    // Its head has come: it holds the one place. Nothing more is read.
+    assert!(common::read_head(&mut slow)
+        .await
+        .starts_with(b"HTTP/1.1 200"));
+    // The one place is its; this batch waits for it (up to --admission-timeout-secs,
+    // 10 s), and gets it once the slow reply is cut.
+    let reply = http.batch(&plain, &[]).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+}

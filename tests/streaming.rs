@@ -401,8 +401,10 @@ async fn a_client_that_goes_away_mid_reply_cancels_what_is_in_flight() {
 #[tokio::test(start_paused = true)]
 async fn a_batch_with_nothing_left_to_start_is_over_however_slowly_it_is_read() {
     let started = Arc::new(AtomicUsize::new(0));
+    // No minimum rate for readers: `hostile_readers.rs` tries that.
     let app = BatchLayer::new("/batch")
         .batch_timeout(Duration::from_secs(5))
+        .no_reply_min_rate()
         .layer_router(counting(
             Arc::clone(&started),
             Arc::default(),

@@ -237,6 +237,12 @@ pub fn app(
         .transactions(db.clone())
         .max_requests(100)
         .timeout(Duration::from_secs(10))
+        // A reader slower than 128 KiB/s (after 5 s of waiting on it) has its reply cut and
+        // frees its batch's place; a burst waits up to 10 s for a place (1,024 at most)
+        // before `503`. These are the layer's defaults, spelled out.
+        .reply_min_rate(128 * 1024, Duration::from_secs(5))
+        .max_waiting_batches(1024)
+        .admission_timeout(Duration::from_secs(10))
         .inherit_header(header::ACCEPT_LANGUAGE)
         // Reachable by a plain request, never from a batch (`403` per item).
         .refuse_path("/admin")

@@ -245,16 +245,21 @@ where
             launch!(next);
         }
         run.emit_final();
-        // An event that came without a wait (a handler that answered at once) ends with a
-        // yield, so the runtime polls the rest of its work, the connection included, before
-        // anything else starts: a client that left is seen within one item (the batch is
-        // dropped, or its task aborted), and other connections on this thread are served.
-        if !waited {
-            run.yielding();
-            tokio::task::yield_now().await;
-        }
+        yield_unless(waited, &mut run).await;
     };
     run.emit_rest(deadline_passed)
+}
+
+/// Unless the run `waited` for its last event, a yield: an event that came without a wait
+/// (a handler that answered at once) is followed by one, so the runtime polls the rest of
+/// its work, the connection included, before anything else starts: a client that left is
+/// seen within one item (the batch is dropped, or its task aborted), and the other
+/// connections on this thread are served.
+async fn yield_unless<E: Emit>(waited: bool, run: &mut Run<'_, E>) {
+    if !waited {
+        run.yielding();
+        tokio::task::yield_now().await;
+    }
 }
 
 /// The batch deadline passed: open transactions are dropped, commits and rollbacks in

@@ -1,18 +1,18 @@
 //! [`BatchLayer`]: the builder of the batch endpoints and their limits.
 
+use crate::admission::Admission;
 use crate::codec::bulk::BulkCodec;
 use crate::codec::json::JsonCodec;
 use crate::codec::multipart::MultipartCodec;
 use crate::codec::resource::Resource;
 use crate::codec::DecodeLimits;
-use crate::config::Config;
+use crate::config::{Config, MinRate};
 use crate::engine::RunOptions;
 use crate::identity::HeaderPolicy;
 use crate::service::Batch;
 use crate::transaction::{Hook, TransactionHook};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use tower_layer::Layer;
 
 mod subrequests;
@@ -35,6 +35,14 @@ pub const DEFAULT_MAX_ITEM_HEADER_BYTES: usize = 16 * 1024;
 pub const DEFAULT_MAX_REFERENCE_BYTES: usize = 1024 * 1024;
 /// Default for [`BatchLayer::max_concurrent_batches`]: 64 batches in flight.
 pub const DEFAULT_MAX_CONCURRENT_BATCHES: usize = 64;
+/// Default for [`BatchLayer::max_waiting_batches`]: 1024 batches waiting for a place.
+pub const DEFAULT_MAX_WAITING_BATCHES: usize = 1024;
+/// Default for [`BatchLayer::admission_timeout`]: 10 seconds' wait for a place.
+pub const DEFAULT_ADMISSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`BatchLayer::reply_min_rate`]'s rate: 128 KiB a second (about 1 Mbit/s).
+pub const DEFAULT_REPLY_MIN_RATE: u64 = 128 * 1024;
+/// Default for [`BatchLayer::reply_min_rate`]'s grace: 5 seconds.
+pub const DEFAULT_REPLY_GRACE: Duration = Duration::from_secs(5);
 /// Default for [`BatchLayer::body_timeout`]: 30 seconds to receive a batch body.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for [`BatchLayer::timeout`]: 30 seconds per sub-request.
@@ -77,8 +85,11 @@ impl Default for BatchLayer {
             endpoints: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             body_timeout: DEFAULT_BODY_TIMEOUT,
-            max_batches: DEFAULT_MAX_CONCURRENT_BATCHES,
-            batches: Arc::new(Semaphore::new(0)),
+            admission: Admission::new(
+                DEFAULT_MAX_CONCURRENT_BATCHES,
+                DEFAULT_MAX_WAITING_BATCHES,
+                DEFAULT_ADMISSION_TIMEOUT,
+            ),
             decode: DecodeLimits {
                 max_requests: DEFAULT_MAX_REQUESTS,
                 max_item_headers: DEFAULT_MAX_ITEM_HEADERS,
@@ -97,6 +108,10 @@ impl Default for BatchLayer {
                 reach: Default::default(),
             },
             headers: Arc::default(),
+            reply_min_rate: Some(MinRate {
+                bytes_per_second: DEFAULT_REPLY_MIN_RATE,
+                grace: DEFAULT_REPLY_GRACE,
+            }),
         };
         Self {
             config: Arc::new(config),
@@ -203,11 +218,14 @@ impl BatchLayer {
     }
 
     /// The most batches in flight at once (default [`DEFAULT_MAX_CONCURRENT_BATCHES`], 64),
-    /// counted from the moment a batch arrives, before its body is read, until the server
-    /// has taken the last byte of its reply (or dropped it); requests that pass through are
-    /// not counted. What the server still buffers for a client that reads slowly is its
-    /// write timeout's to bound (see the README). One more gets
-    /// `503` with `Retry-After`, without its body being read. With the other limits this
+    /// counted from the moment a batch is admitted, before its body is read, until its run
+    /// has ended and at most 64 KiB of its reply wait to be taken (or it was dropped, or cut
+    /// for a reader slower than [`reply_min_rate`](Self::reply_min_rate)); requests that
+    /// pass through are not counted. What the server still buffers for a client that reads
+    /// slowly is its write timeout's to bound (see the README). One more waits for a place
+    /// ([`max_waiting_batches`](Self::max_waiting_batches),
+    /// [`admission_timeout`](Self::admission_timeout)), without its body being read, and past
+    /// those gets `503` with `Retry-After`. With the other limits this
     /// bounds the layer's memory: a batch holds at most its body, the reply and the bodies
     /// waiting for it (`2 × max_response_bytes`), the responses being read (`concurrency ×
     /// max_item_response_bytes`) and what references parse (as trees: see the README);
@@ -216,7 +234,65 @@ impl BatchLayer {
     /// [`Layer::layer`] call makes share the count (axum and hyper clone them per
     /// connection); another call counts apart.
     pub fn max_concurrent_batches(mut self, max: usize) -> Self {
-        self.config_mut().max_batches = max;
+        self.config_mut().admission.max_batches = max;
+        self
+    }
+
+    /// The most batches that may wait for a place at once (default
+    /// [`DEFAULT_MAX_WAITING_BATCHES`], 1024), in arrival order; one more gets `503` with
+    /// `Retry-After` at once. A waiting batch costs its connection alone: its body is not
+    /// read until it has a place, so a burst is served as places free instead of turned
+    /// away. `0` turns away every batch that finds no place.
+    pub fn max_waiting_batches(mut self, max: usize) -> Self {
+        self.config_mut().admission.max_waiting = max;
+        self
+    }
+
+    /// How long a batch may wait for a place (default [`DEFAULT_ADMISSION_TIMEOUT`],
+    /// 10 s); then it gets `503` with `Retry-After`. The wait does not count against
+    /// [`body_timeout`](Self::body_timeout), which starts once the batch has its place.
+    pub fn admission_timeout(mut self, timeout: Duration) -> Self {
+        self.config_mut().admission.timeout = timeout;
+        self
+    }
+
+    /// The slowest a client may read a reply (default [`DEFAULT_REPLY_MIN_RATE`], 128 KiB a
+    /// second, after a grace of [`DEFAULT_REPLY_GRACE`], 5 s), so that a slow reader holds
+    /// its batch's place for a bounded time, whatever it does.
+    ///
+    /// Only the time a reply waits on its reader counts: while its run is paused because
+    /// 64 KiB of reply wait unread, and after the run while more than 64 KiB do. A reader
+    /// that keeps up costs nothing, whatever the batch's items take or the reply's size.
+    /// Each wait adds its length to what the reader owes, and the bytes it takes pay back
+    /// one second per `bytes_per_second`; what is owed never goes below zero (speed is not
+    /// banked: buffers take megabytes at once even from a client that reads nothing). Once
+    /// it owes `grace`, the reply is cut: a reader that never reads, after `grace` of
+    /// waiting; one at half the rate, after about twice that; one at the rate or faster,
+    /// never. A cut reply ends short of its end, which clients read as malformed; its run
+    /// stops as if the client had left (a commit in flight still finishes), and its place
+    /// goes to the next batch. The connection itself is the server's to close: its write
+    /// timeout (see the README).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_http_batch::BatchLayer;
+    ///
+    /// // Readers of at least 64 KiB/s; the first 10 s of waiting are free.
+    /// let layer = BatchLayer::new("/batch").reply_min_rate(64 * 1024, Duration::from_secs(10));
+    /// # let _ = layer;
+    /// ```
+    pub fn reply_min_rate(mut self, bytes_per_second: u64, grace: Duration) -> Self {
+        self.config_mut().reply_min_rate = Some(MinRate {
+            bytes_per_second,
+            grace,
+        });
+        self
+    }
+
+    /// No minimum rate for readers: a reply waits for its reader as long as the server's
+    /// connection does (see [`reply_min_rate`](Self::reply_min_rate)).
+    pub fn no_reply_min_rate(mut self) -> Self {
+        self.config_mut().reply_min_rate = None;
         self
     }
 
@@ -351,8 +427,7 @@ impl<S> Layer<S> for BatchLayer {
     /// and another `layer` call makes other ones.
     fn layer(&self, inner: S) -> Self::Service {
         let mut config = Config::clone(&self.config);
-        let places = config.max_batches.min(Semaphore::MAX_PERMITS);
-        config.batches = Arc::new(Semaphore::new(places));
+        config.admission = config.admission.fresh();
         Batch::new(inner, Arc::new(config))
     }
 }

@@ -307,3 +307,39 @@ pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T
         .await
         .unwrap_or_else(|_| panic!("{what} never happened"))
 }
+
+/// On paused time: returns once every task waits (the paused clock moves only then, here
+/// by 1 s), so what the server could do meanwhile, it has done.
+pub async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+}
+
+/// Posts the JSON batch `body` to `/batch` at `addr` on a connection with a small receive
+/// buffer (so that what the kernels hold stays far below a large reply), and returns the
+/// connection unread: a slow reader's, to read from as slowly as the test likes.
+pub async fn post_slowly(addr: SocketAddr, body: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let head = format!(
+        "POST /batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Reads `stream` until a response head has come, no further; what was read.
+pub async fn read_head(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut buf = [0u8; 256];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the server closed the connection");
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}

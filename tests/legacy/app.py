@@ -47,6 +47,8 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, b"ok", "text/plain")
         elif self.path == "/plain":
             self.reply(200, b"legacy says hi", "text/plain")
+        elif self.path == "/big":
+            self.reply(200, b"x" * 500_000, "text/plain")
         elif self.path.startswith("/items/"):
             with LOCK:
                 item = ITEMS.get(self.path[len("/items/"):])

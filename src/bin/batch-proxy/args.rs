@@ -95,10 +95,25 @@ pub(crate) struct Args {
     /// Connections open at once; more wait to be accepted.
     #[arg(long, default_value_t = 1024)]
     pub(crate) max_connections: usize,
-    /// Batches in flight at once (from their body to the end of their reply); one more
-    /// gets 503 with Retry-After.
+    /// Batches in flight at once (from their body until their reply is taken); more wait
+    /// for a place (--max-waiting-batches, --admission-timeout-secs).
     #[arg(long, default_value_t = tower_http_batch::DEFAULT_MAX_CONCURRENT_BATCHES)]
     pub(crate) max_concurrent_batches: usize,
+    /// Batches that may wait for a place at once, their bodies unread; one more gets 503
+    /// with Retry-After (0: none waits).
+    #[arg(long, default_value_t = tower_http_batch::DEFAULT_MAX_WAITING_BATCHES)]
+    pub(crate) max_waiting_batches: usize,
+    /// Seconds a batch may wait for a place; then 503 with Retry-After.
+    #[arg(long, default_value_t = tower_http_batch::DEFAULT_ADMISSION_TIMEOUT.as_secs())]
+    pub(crate) admission_timeout_secs: u64,
+    /// The slowest a client may read a batch reply, in bytes a second, once
+    /// --reply-grace-secs of waiting on it have passed; a slower reader's reply is cut and
+    /// its place freed (0: no minimum).
+    #[arg(long, default_value_t = tower_http_batch::DEFAULT_REPLY_MIN_RATE)]
+    pub(crate) reply_min_rate: u64,
+    /// Seconds a batch reply may wait on its reader before --reply-min-rate counts.
+    #[arg(long, default_value_t = tower_http_batch::DEFAULT_REPLY_GRACE.as_secs())]
+    pub(crate) reply_grace_secs: u64,
 }
 
 /// `--service-root` takes a plain path: the layer would panic on anything else.
@@ -154,7 +169,13 @@ pub(crate) fn layer(args: &Args) -> Result<BatchLayer, String> {
         .max_body_bytes(args.max_body_bytes)
         .body_timeout(Duration::from_secs(args.body_timeout_secs))
         .max_concurrent_batches(args.max_concurrent_batches)
+        .max_waiting_batches(args.max_waiting_batches)
+        .admission_timeout(Duration::from_secs(args.admission_timeout_secs))
         .concurrency(args.concurrency);
+    layer = match args.reply_min_rate {
+        0 => layer.no_reply_min_rate(),
+        rate => layer.reply_min_rate(rate, Duration::from_secs(args.reply_grace_secs)),
+    };
     layer = match args.timeout_secs {
         0 => layer.no_timeout(),
         secs => layer.timeout(Duration::from_secs(secs)),
