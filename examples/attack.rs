@@ -16,6 +16,15 @@
 //! `in-flight`: `--batches` (1,000) connections at once, each sending a batch of about
 //! 2 MB (100 `GET /whoami` and padding in an unknown field), reading the reply to the end.
 //!
+//! `burst`: `--batches` (1,000) connections at once, each sending a batch of `--items`
+//! (100) `GET /users/1`, reading the reply to the end (issue 25: served, not refused).
+//!
+//! `slow-readers`: `--readers` (64) connections each sending a batch of `--items` (50)
+//! `GET /users` (about 750 KB of reply on the demo) and reading it at `--rate` bytes a
+//! second (32 KiB/s) through a 4 KiB receive buffer; once they are all in, `--probes` (20)
+//! small batches one after another, each timed. Reports how long the slow readers held on
+//! and what the probes got.
+//!
 //! Memory is the peak resident set above the idle server (`VmHWM` after, once the kernel's
 //! mark is reset through `/proc/<pid>/clear_refs`, minus `VmRSS` before).
 
@@ -58,6 +67,25 @@ enum Attack {
     InFlight {
         #[arg(long, default_value_t = 1000)]
         batches: usize,
+    },
+    /// Many small batches at once.
+    Burst {
+        #[arg(long, default_value_t = 1000)]
+        batches: usize,
+        #[arg(long, default_value_t = 100)]
+        items: usize,
+    },
+    /// Clients that read their replies slowly, and batches sent meanwhile.
+    SlowReaders {
+        #[arg(long, default_value_t = 64)]
+        readers: usize,
+        #[arg(long, default_value_t = 50)]
+        items: usize,
+        /// Bytes a second each slow reader reads.
+        #[arg(long, default_value_t = 32 * 1024)]
+        rate: usize,
+        #[arg(long, default_value_t = 20)]
+        probes: usize,
     },
 }
 
@@ -180,6 +208,95 @@ async fn in_flight(args: &Args, batches: usize) -> String {
     format!("{batches} batches of {} bytes: {counts:?}", batch.len())
 }
 
+async fn burst(args: &Args, batches: usize, items: usize) -> String {
+    let requests: Vec<Value> = (0..items).map(|_| json!({"url": "/users/1"})).collect();
+    let batch = std::sync::Arc::new(json!({ "requests": requests }).to_string().into_bytes());
+    let tasks: Vec<_> = (0..batches)
+        .map(|_| {
+            let (batch, target, path) = (batch.clone(), args.target.clone(), args.path.clone());
+            tokio::spawn(async move { send(&target, "POST", &path, &batch).await })
+        })
+        .collect();
+    let mut counts = std::collections::BTreeMap::new();
+    for task in tasks {
+        let status = match task.await.unwrap() {
+            Ok((status, _)) => status.to_string(),
+            Err(e) => format!("{:?}", e.kind()),
+        };
+        *counts.entry(status).or_insert(0) += 1;
+    }
+    format!("{batches} batches of {items} GET /users/1: {counts:?}")
+}
+
+/// Sends `batch` on a connection with a 4 KiB receive buffer and reads the reply at `rate`
+/// bytes a second; the seconds until the server ended it, and the bytes read.
+async fn read_slowly(target: String, path: String, batch: Vec<u8>, rate: usize) -> (f64, usize) {
+    let started = Instant::now();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let Ok(mut stream) = socket.connect(target.parse().unwrap()).await else {
+        return (0.0, 0);
+    };
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {target}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        batch.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(&batch).await;
+    let (mut read, chunk) = (0, (rate / 10).max(1));
+    let mut buf = vec![0u8; chunk];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return (started.elapsed().as_secs_f64(), read),
+            Ok(n) => read += n,
+        }
+        // `rate` bytes a second, in tenths.
+        let due = started + std::time::Duration::from_secs_f64(read as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+    }
+}
+
+async fn slow_readers(
+    args: &Args,
+    readers: usize,
+    items: usize,
+    rate: usize,
+    probes: usize,
+) -> String {
+    let requests: Vec<Value> = (0..items).map(|_| json!({"url": "/users"})).collect();
+    let batch = json!({ "requests": requests }).to_string().into_bytes();
+    let slow: Vec<_> = (0..readers)
+        .map(|_| {
+            let (target, path, batch) = (args.target.clone(), args.path.clone(), batch.clone());
+            tokio::spawn(read_slowly(target, path, batch, rate))
+        })
+        .collect();
+    // Let the slow readers take their places first.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let probe = json!({"requests": [{"url": "/users/1"}]})
+        .to_string()
+        .into_bytes();
+    let mut answers = Vec::new();
+    for _ in 0..probes {
+        let sent = Instant::now();
+        let status = match send(&args.target, "POST", &args.path, &probe).await {
+            Ok((status, _)) => status.to_string(),
+            Err(e) => format!("{:?}", e.kind()),
+        };
+        answers.push(format!("{status} in {:.1} s", sent.elapsed().as_secs_f64()));
+    }
+    let mut held = Vec::new();
+    for task in slow {
+        held.push(task.await.unwrap());
+    }
+    let longest = held.iter().map(|h| h.0).fold(0.0, f64::max);
+    let shortest = held.iter().map(|h| h.0).fold(f64::MAX, f64::min);
+    let read: usize = held.iter().map(|h| h.1).sum::<usize>() / held.len().max(1);
+    format!(
+        "{readers} readers at {rate} B/s of a batch of {items} GET /users each: held on {shortest:.1}-{longest:.1} s, read {read} bytes on average; probes: {answers:?}"
+    )
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -194,6 +311,13 @@ async fn main() {
             pointer,
         } => amplify(&args, *demo, big_url, pointer).await,
         Attack::InFlight { batches } => in_flight(&args, *batches).await,
+        Attack::Burst { batches, items } => burst(&args, *batches, *items).await,
+        Attack::SlowReaders {
+            readers,
+            items,
+            rate,
+            probes,
+        } => slow_readers(&args, *readers, *items, *rate, *probes).await,
     };
     let after = usage(args.pid);
     println!("{outcome}");

@@ -25,8 +25,10 @@ pub(crate) struct Admission {
     waiting: Arc<AtomicUsize>,
 }
 
-/// A batch's place: held while it runs and until its reply has been taken (see `reply`).
-pub(crate) type Place = OwnedSemaphorePermit;
+/// A batch's place: held while it runs and until its reply has been taken (see `reply`),
+/// and by a commit or rollback that goes on after it (see `engine::Hold`). Free once the
+/// last of them lets go.
+pub(crate) type Place = Arc<OwnedSemaphorePermit>;
 
 impl Admission {
     pub(crate) fn new(max_batches: usize, max_waiting: usize, timeout: Duration) -> Self {
@@ -52,7 +54,7 @@ impl Admission {
     /// A place at once, when one is free.
     #[inline]
     pub(crate) fn try_enter(&self) -> Option<Place> {
-        self.places.clone().try_acquire_owned().ok()
+        self.places.clone().try_acquire_owned().ok().map(Arc::new)
     }
 
     /// A place, once one is free, within the bounds; else the `503` to answer.
@@ -67,7 +69,7 @@ impl Admission {
             ));
         };
         match tokio::time::timeout(self.timeout, self.places.acquire_owned()).await {
-            Ok(Ok(place)) => Ok(place),
+            Ok(Ok(place)) => Ok(Arc::new(place)),
             // The semaphore is never closed.
             Ok(Err(_)) | Err(_) => Err(busy(
                 self.max_batches,

@@ -364,8 +364,8 @@
 #![deny(unsafe_code, missing_docs, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "axum")]
 mod admission;
+#[cfg(feature = "axum")]
 mod axum;
 mod batch;
 mod body;

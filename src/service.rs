@@ -5,7 +5,6 @@
 //! engine runs it while the codec's reply writes the outcomes (`reply`). Nothing here
 //! knows a format.
 
-use crate::admission::Place;
 use crate::batch::origin::Origin;
 use crate::batch::outcome::Outcome;
 use crate::body::{read_limited, BatchRequestBody, BatchResponseBody, ReadError};
@@ -104,32 +103,18 @@ where
         drop(std::mem::replace(&mut self.inner, svc.clone()));
         let trace = BatchTrace::open(req.uri().path());
         let span = trace.span().clone();
-        let config = self.config.clone();
-        let batch = async move {
-            // A place among the batches in flight, before anything is read: at once, or
-            // after a bounded wait (see `admission`).
-            let place = match config.admission.try_enter() {
-                Some(place) => place,
-                None => match config.admission.clone().enter().await {
-                    Ok(place) => place,
-                    Err(busy) => return busy.into_response(),
-                },
-            };
-            // The place goes with the reply (see `reply`).
-            handle(svc, config, endpoint, req, trace, place).await
-        };
+        let batch = handle(svc, self.config.clone(), endpoint, req, trace);
         ResponseFuture::batch(Box::pin(batch.instrument(span)))
     }
 }
 
-/// One batch: check the outer request, read, decode, run, encode.
+/// One batch: check the outer request, take a place, read, decode, run, encode.
 async fn handle<S, B, ResBody>(
     svc: S,
     config: Arc<Config>,
     endpoint: usize,
     req: Request<B>,
     trace: BatchTrace,
-    place: Place,
 ) -> Response<BatchResponseBody<ResBody>>
 where
     S: Inner<B, ResBody>,
@@ -144,6 +129,15 @@ where
         Err(problem) => return problem.into_response(),
     };
     trace.format(codec.name());
+    // A place among the batches in flight, before the body is read: at once, or after a
+    // bounded wait (see `admission`). It goes with the reply (see `reply`).
+    let place = match config.admission.try_enter() {
+        Some(place) => place,
+        None => match config.admission.clone().enter().await {
+            Ok(place) => place,
+            Err(busy) => return busy.into_response(),
+        },
+    };
     let read = tokio::time::timeout(
         config.body_timeout,
         read_limited(body, config.max_body_bytes),
@@ -185,7 +179,9 @@ where
                 let mut outcomes = Vec::with_capacity(plan.items.len());
                 let keep = |_: usize, outcome: &Outcome| outcomes.push(outcome.clone());
                 let traced = trace.is_enabled();
-                engine::run(svc.clone(), &outer, plan, &config.run, keep, traced).await;
+                let hold: engine::Hold = place.clone();
+                let opts = &config.run;
+                engine::run(svc.clone(), &outer, plan, opts, keep, traced, Some(hold)).await;
                 decoded = resume.resume(outcomes, &cx);
             }
         }

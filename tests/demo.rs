@@ -473,3 +473,36 @@ async fn an_atomic_bulk_create_on_sqlite_is_all_or_nothing() {
     let all = http.send("GET", "/users", &[], "").await.json();
     assert_eq!(all.as_array().unwrap().len(), 102);
 }
+
+#[tokio::test]
+async fn a_misspelled_filter_deletes_nobody_from_the_demo() {
+    let http = demo().await;
+    let json = [("content-type", "application/json")];
+    for body in [
+        r#"{"filters": {"stauts": "inactive"}}"#,
+        r#"{"filters": {"status": "inactive", "last_login_befor": "2025-01-01"}}"#,
+        r#"{"filters": {"status": "inactive", "status": "active"}}"#,
+    ] {
+        let reply = http.send("DELETE", "/users/batch", &json, body).await;
+        let p = reply.problem(400);
+        let field = p["errors"][0]["field"].as_str().unwrap();
+        assert!(field.starts_with("filters."), "{body}: {p}");
+    }
+    // The listing itself refuses a parameter it does not know, or one given twice.
+    for query in ["stauts=inactive", "status=inactive&status=active"] {
+        let reply = http.send("GET", &format!("/users?{query}"), &[], "").await;
+        assert_eq!(reply.status, 400, "{query}");
+    }
+    let all = http.send("GET", "/users", &[], "").await.json();
+    assert_eq!(all.as_array().unwrap().len(), 100, "nobody was deleted");
+    // The declared filters still work.
+    let reply = http
+        .send(
+            "DELETE",
+            "/users/batch",
+            &json,
+            r#"{"filters": {"status": "inactive"}}"#,
+        )
+        .await;
+    assert_eq!(reply.json()["deleted_count"], 12);
+}

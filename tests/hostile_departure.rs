@@ -252,7 +252,10 @@ async fn a_commit_in_flight_finishes_when_its_client_leaves() {
     let shared = Shared::default();
     let store = Store::default();
     store.hold.commit.store(true, Ordering::SeqCst);
-    let layer = BatchLayer::new("/batch").transactions(store.clone());
+    let layer = BatchLayer::new("/batch")
+        .transactions(store.clone())
+        .max_concurrent_batches(1)
+        .max_waiting_batches(0);
     let addr = serve(layer, &shared, store.clone()).await;
     let batch = json!({"atomic": true, "requests": [
         {"method": "POST", "url": "/items", "body": {"name": "a"}},
@@ -277,11 +280,27 @@ async fn a_commit_in_flight_finishes_when_its_client_leaves() {
     leave.send(()).unwrap();
     client.join().unwrap();
     within("the batch to be dropped", shared.dropped.notified()).await;
+    // The commit still holds the batch's place: the one place is taken.
+    let http = common::Http::new(addr);
+    let text = json!({"requests": [{"url": "/count"}]});
+    http.batch(&text, &[]).await.problem(503);
     // Let go, the commit runs to its end although no one will read what it returned.
     store.hold.release.notify_one();
     within("the commit to return", store.hold.returned.notified()).await;
     assert_eq!(store.log(), ["begin by anonymous", "commit"]);
     assert_eq!(store.ids().len(), 1);
+    // And with it the place comes back.
+    let reply = within("a place", async {
+        loop {
+            let reply = http.batch(&text, &[]).await;
+            if reply.status != 503 {
+                return reply;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(reply.status, 200);
 }
 
 #[tokio::test]

@@ -222,3 +222,29 @@ async fn a_reader_that_keeps_up_is_never_cut() {
     let reply = http.batch_raw(&bigs(400), &[]).await;
     assert_eq!(reply.items().len(), 400);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_unread_reply_keeps_its_place_until_its_reader_is_cut() {
+    let layer = BatchLayer::new("/batch")
+        .max_requests(400)
+        .max_response_bytes(64 << 20)
+        .max_concurrent_batches(1)
+        .max_waiting_batches(0);
+    let app = layer.layer_router(router(Arc::default(), Gate::default()));
+    let http = Http::new(common::serve(app).await);
+    let mut slow = common::post_slowly(http.addr, &bigs(400)).await;
+    assert!(common::read_head(&mut slow)
+        .await
+        .starts_with(b"HTTP/1.1 200"));
+    // 6.4 MB, nearly all of it unread: the place is still taken (the body holds no more
+    // than a little of the reply at a time, so the rest counts as unread)...
+    let text = json!({"requests": [{"url": "/text"}]});
+    http.batch(&text, &[]).await.problem(503);
+    // ...and a request the endpoint refuses anyway says so, place or not.
+    assert_eq!(http.send("GET", "/batch", &[], "").await.status, 405);
+    // Once the reader is cut (5 s of waiting on it), the place is free.
+    for _ in 0..6 {
+        common::settle().await;
+    }
+    assert_eq!(http.batch(&text, &[]).await.status, 200);
+}

@@ -152,6 +152,18 @@ async fn a_key_given_twice_in_a_resource_request_is_refused() {
             r#"{"ids": [1]}"#,
             "?atomic",
         ),
+        (
+            "DELETE",
+            "/items/batch?atomic=false",
+            r#"{"ids": [1], "atomic": true}"#,
+            "atomic",
+        ),
+        (
+            "DELETE",
+            "/items/batch",
+            r#"{"filters": {"color": []}}"#,
+            "filters.color",
+        ),
     ] {
         let p = send(&http, method, path, body).await.problem(400);
         assert_eq!(

@@ -431,3 +431,22 @@ async fn a_burst_waits_and_a_reader_that_never_reads_gives_its_place_back() {
         String::from_utf8_lossy(&reply.body)
     );
 }
+
+/// Under `--service-root`, no reading of an item's path leaves the root.
+#[tokio::test]
+async fn no_reading_of_a_path_leaves_the_service_root() {
+    let (_legacy, port) = legacy();
+    let flags = ["--service-root", "/v1.0"];
+    let (_proxy, http) = proxy(&format!("http://127.0.0.1:{port}"), &flags);
+    let batch = json!({"requests": [
+        {"url": "/v1.0/..%2f..%2fplain"},
+        {"url": "/users/..%2F..%2F..%2Fplain"},
+    ]});
+    let headers = [("content-type", "application/json")];
+    let reply = http
+        .send("POST", "/v1.0/$batch", &headers, batch.to_string())
+        .await;
+    for item in reply.items() {
+        assert_eq!(item["status"], 403, "{item}");
+    }
+}

@@ -41,7 +41,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let args = Args::parse();
     let db = app::Db::open(args.db.as_deref())?;
-    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    // A backlog for a burst (`tokio::net::TcpListener::bind` keeps std's 128, past which
+    // the kernel resets new connections): connections past `--max-connections` wait there.
+    let socket = match args.addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(args.addr)?;
+    let listener = socket.listen(4096)?;
     let addr = listener.local_addr()?;
 
     println!("tower-http-batch demo listening on http://{addr}");

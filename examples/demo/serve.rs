@@ -67,6 +67,8 @@ where
         };
         let (stream, addr, permit) = match accepted {
             Ok(accepted) => accepted,
+            // The peer's failure, not the server's: on to the next at once.
+            Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
                 // Out of descriptors (`EMFILE`), accepting again at once fails again: wait,
                 // 5 ms doubling to 1 s while it lasts, rather than spin on a core.
@@ -113,6 +115,16 @@ where
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Whether a failed accept was one connection's failure (it was reset or aborted before
+/// it was taken), which says nothing of the server's resources.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    )
 }
 
 /// The pause after a failed accept: the first, and the longest (hyper-util's and axum's

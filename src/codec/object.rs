@@ -45,6 +45,77 @@ pub(crate) fn raw_members(raw: &RawValue) -> Result<Members<'_>, ObjectError> {
     members(raw.get())
 }
 
+/// A key that some object in the JSON text `text`, at any depth, holds twice; `None` when
+/// every object holds each key once (or the text is not JSON: that is for its reader to
+/// say). For a value the layer rebuilds (a body with references), where a repeated key
+/// would otherwise collapse to its last value.
+pub(crate) fn repeated_anywhere(text: &str) -> Option<String> {
+    match serde_json::from_str::<Unique>(text) {
+        Err(e) if e.is_data() => {
+            let message = e.to_string();
+            let key = message.strip_prefix(REPEATED)?.split_once('`')?.0;
+            Some(key.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// How [`Unique`] says which key was given twice.
+const REPEATED: &str = "repeated key `";
+
+/// Any JSON value whose objects hold each key once, at any depth.
+struct Unique;
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> Visitor<'de> for UniqueVisitor {
+    type Value = Unique;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_unit<E>(self) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+        while seq.next_element::<Unique>()?.is_some() {}
+        Ok(Unique)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+        let mut keys: Vec<Key<'de>> = Vec::new();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            map.next_value::<Unique>()?;
+            keys.push(key);
+        }
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        match keys.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+            Some(pair) => Err(de::Error::custom(format!("{REPEATED}{}`", pair[0].0))),
+            None => Ok(Unique),
+        }
+    }
+}
+
 struct Object<'a>(Members<'a>);
 
 impl<'de> serde::Deserialize<'de> for Object<'de> {
@@ -130,6 +201,25 @@ mod tests {
         // Keys differing in case are two keys.
         assert_eq!(keys(r#"{"a": 1, "A": 2}"#).unwrap(), ["a", "A"]);
         assert_eq!(keys("{}").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_key_repeated_at_any_depth_is_found() {
+        assert_eq!(
+            repeated_anywhere(r#"{"a": [1, {"b": 1, "b": 2}]}"#).as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            repeated_anywhere(r#"[{"x": {"y": 1}}, {"x": 2, "x": 3}]"#).as_deref(),
+            Some("x")
+        );
+        assert_eq!(repeated_anywhere(r#"{"a": {"b": 1}, "b": {"a": 2}}"#), None);
+        assert_eq!(repeated_anywhere(r#""a""#), None);
+        assert_eq!(
+            repeated_anywhere("{"),
+            None,
+            "not JSON: for its reader to say"
+        );
     }
 
     #[test]

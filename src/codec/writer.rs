@@ -61,7 +61,7 @@ const REFERENCE_AT: usize = 2048;
 #[derive(Debug)]
 pub(crate) struct ReplyWriter {
     buf: BytesMut,
-    chunks: Vec<Bytes>,
+    chunks: std::collections::VecDeque<Bytes>,
     /// Bytes ever put in `chunks`.
     sent: usize,
     /// Bytes taken away ([`ReplyWriter::take`]).
@@ -86,7 +86,7 @@ impl ReplyWriter {
     pub(crate) fn new(limit: usize) -> Self {
         Self {
             buf: BytesMut::new(),
-            chunks: Vec::new(),
+            chunks: std::collections::VecDeque::new(),
             sent: 0,
             taken: 0,
             one_line: false,
@@ -108,13 +108,27 @@ impl ReplyWriter {
 
     /// Moves what was written so far to `out`, in order, as it may leave.
     pub(crate) fn take(&mut self, out: &mut std::collections::VecDeque<Bytes>) {
+        self.take_some(out, usize::MAX);
+    }
+
+    /// Moves the first of what was written to `out`, in order: a chunk, then more while
+    /// fewer than `max` bytes have moved. What stays is still [`pending`](Self::pending),
+    /// so a reader that takes a little at a time leaves the rest counted here.
+    pub(crate) fn take_some(&mut self, out: &mut std::collections::VecDeque<Bytes>, max: usize) {
         let framing = self.buf.split().freeze();
         self.sent += framing.len();
         if !framing.is_empty() {
-            self.chunks.push(framing);
+            self.chunks.push_back(framing);
         }
-        self.taken = self.sent;
-        out.extend(self.chunks.drain(..));
+        let mut moved = 0;
+        while let Some(chunk) = self.chunks.front() {
+            if moved > 0 && moved >= max {
+                break;
+            }
+            moved += chunk.len();
+            out.extend(self.chunks.pop_front());
+        }
+        self.taken += moved;
     }
 
     /// Makes room for `additional` more bytes of framing.
@@ -253,9 +267,9 @@ impl ReplyWriter {
         self.sent += framing.len() + json.len();
         // A body referenced right after another has no framing between.
         if !framing.is_empty() {
-            self.chunks.push(framing);
+            self.chunks.push_back(framing);
         }
-        self.chunks.push(json.clone());
+        self.chunks.push_back(json.clone());
     }
 
     /// A body as its [`BodyView`]: JSON as it is, text as a string, bytes in base64url;
@@ -287,13 +301,14 @@ impl ReplyWriter {
         }
     }
 
-    /// The reply, in chunks.
+    /// The reply, in chunks (the fuzz targets and tests read replies whole).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn finish(mut self) -> Vec<Bytes> {
         let rest = self.buf.freeze();
         if !rest.is_empty() {
-            self.chunks.push(rest);
+            self.chunks.push_back(rest);
         }
-        self.chunks
+        self.chunks.into()
     }
 }
 

@@ -37,6 +37,7 @@ use in_flight::{InFlight, Spawned};
 use run::{Launch, Run};
 use std::future::Future;
 use std::pin::{pin, Pin};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Sleep;
@@ -76,6 +77,10 @@ pub(crate) trait InnerBody:
 }
 
 impl<T> InnerBody for T where T: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
+
+/// What work that outlives a run keeps alive: a commit or rollback on its own task holds it
+/// (the caller's bound on batches in flight, so that such work counts against it).
+pub(crate) type Hold = Arc<dyn Send + Sync>;
 
 /// What the engine reads of the layer's configuration.
 #[derive(Debug, Clone)]
@@ -176,6 +181,7 @@ pub(crate) async fn run<S, B, ResBody, E>(
     opts: &RunOptions,
     emit: E,
     traced: bool,
+    hold: Option<Hold>,
 ) -> Summary
 where
     S: Inner<B, ResBody>,
@@ -208,7 +214,7 @@ where
                 Launch::Begin(g) => calls.push(Either::Right(begin(g, outer.parts(), opts))),
                 Launch::End(g, tx, commit) => endings
                     .get_or_insert_with(FuturesUnordered::new)
-                    .push(end(g, tx, commit, opts)),
+                    .push(end(g, tx, commit, opts, hold.clone())),
             }
         };
     }
@@ -397,27 +403,32 @@ async fn begin(g: usize, outer: &Parts, opts: &RunOptions) -> Done {
 
 /// A group's commit or rollback, on a task of its own: it finishes even when the batch is
 /// dropped (its client went away), since one cut off half-way leaves data that no reply
-/// describes. It is bounded by the per-sub-request timeout, or without one by three times
-/// `batch_timeout` from its start (later than the batch deadline's own bound, one more
-/// `batch_timeout` past the deadline, so that bound reports first); with neither, by the
-/// hook.
+/// describes. It holds `hold` (the batch's place) until it returns, so that commits left
+/// to finish count against the bound on batches in flight. It is bounded by the
+/// per-sub-request timeout, or without one by three times `batch_timeout` from its start
+/// (later than the batch deadline's own bound, one more `batch_timeout` past the deadline,
+/// so that bound reports first); with neither, by the hook.
 fn end(
     g: usize,
     tx: Box<dyn OpenTx>,
     commit: bool,
     opts: &RunOptions,
+    hold: Option<Hold>,
 ) -> impl Future<Output = (usize, Result<(), TxError>)> + use<> {
     let call = bounded(opts.timeout, tx.finish(commit));
     let limit = opts.batch_timeout.filter(|_| opts.timeout.is_none());
     let limit = limit.map(|t| t.saturating_mul(3));
-    let task = tokio::spawn(async move {
+    let task = async move {
+        // The batch's place stays taken until this returns.
+        let _hold = hold;
         match limit {
             Some(limit) => tokio::time::timeout(limit, call)
                 .await
                 .unwrap_or(Err(TxError::TimedOut(limit))),
             None => call.await,
         }
-    });
+    };
+    let task = tokio::spawn(task.in_current_span());
     async move {
         let result = task.await.unwrap_or_else(|e| {
             let why = format!("the transaction hook's call ended without an answer: {e}");

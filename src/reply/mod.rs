@@ -61,7 +61,8 @@ where
     reply.begin(&mut w);
     let emit = |i: usize, outcome: &Outcome| reply.item(i, outcome, &mut w);
     let traced = trace.is_enabled();
-    let summary = engine::run(svc, outer, plan, &config.run, emit, traced).await;
+    let hold: engine::Hold = place.clone();
+    let summary = engine::run(svc, outer, plan, &config.run, emit, traced, Some(hold)).await;
     trace.finished(&summary);
     let content_type = reply.content_type();
     let status = reply.finish(&mut w, &summary);
@@ -96,11 +97,13 @@ where
     let shared = Shared::new(Some(reply), w, Pace::new(config.reply_min_rate));
     let sink = shared.clone();
     let span = trace.span().clone();
+    let hold: engine::Hold = place.clone();
     let run = async move {
         // Marks the reply done however the run ends, so its body never waits for ever.
         let done = Done(sink.clone());
         let traced = trace.is_enabled();
-        let summary = engine::run(svc, &outer, plan, &config.run, sink.sink(), traced).await;
+        let (opts, emit) = (&config.run, sink.sink());
+        let summary = engine::run(svc, &outer, plan, opts, emit, traced, Some(hold)).await;
         trace.finished(&summary);
         let mut writing = sink.lock();
         let Writing { reply, w, .. } = &mut *writing;
@@ -145,6 +148,7 @@ where
                 false => finish(carried, place).await,
             }
         };
+        shared.reading();
         let task = tokio::spawn(task).abort_handle();
         BatchResponseBody::streamed(Box::pin(shared.stream(task)))
     };
@@ -163,6 +167,7 @@ fn hand_over<ResBody>(shared: Shared, place: Place) -> BatchResponseBody<ResBody
         return BatchResponseBody::chunks(out.into());
     }
     drop(writing);
+    shared.reading();
     let task = tokio::spawn(finish(shared.clone(), place)).abort_handle();
     BatchResponseBody::streamed(Box::pin(shared.stream(task)))
 }

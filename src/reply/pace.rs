@@ -28,6 +28,8 @@ fn pays(rate: &MinRate, bytes: u64) -> Duration {
 #[derive(Debug, Default)]
 pub(crate) struct Pace {
     rate: Option<MinRate>,
+    /// Whether the reply's head has left: before that there is no reader to wait on.
+    reading: bool,
     /// What the waits that have ended left owed.
     owed: Duration,
     /// When the wait in progress began, and what the reader had taken then.
@@ -49,7 +51,7 @@ impl Pace {
     /// it owes more than `grace` (the reader is too slow); `Pending` with `cx` to be woken
     /// when it would, unless the reader takes more first (which wakes the waiter anyway).
     pub(crate) fn poll_waiting(&mut self, taken: u64, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(rate) = self.rate else {
+        let Some(rate) = self.rate.filter(|_| self.reading) else {
             return Poll::Pending;
         };
         let now = Instant::now();
@@ -68,6 +70,12 @@ impl Pace {
             timer.as_mut().reset(due);
         }
         timer.as_mut().poll(cx)
+    }
+
+    /// The reply's head leaves: from now on its waits count. (Whoever waits should poll
+    /// again, to arm the timer.)
+    pub(crate) fn start(&mut self) {
+        self.reading = true;
     }
 
     /// The reader made room, having taken `taken` bytes in all: the wait in progress ends.
@@ -105,6 +113,13 @@ mod tests {
             grace: secs(5),
         };
         let mut pace = Pace::new(Some(rate));
+        assert!(poll(&mut pace, 0).is_pending());
+        tokio::time::advance(secs(60)).await;
+        assert!(
+            poll(&mut pace, 0).is_pending(),
+            "no reader yet: no wait counts"
+        );
+        pace.start();
         // Buffers filling: short waits, each ended by a large take, owe nothing and bank
         // nothing.
         for taken in [1_000_000, 2_000_000] {
@@ -129,6 +144,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn without_a_rate_a_reader_may_take_its_time() {
         let mut pace = Pace::new(None);
+        pace.start();
         assert!(poll(&mut pace, 0).is_pending());
         tokio::time::advance(secs(86_400)).await;
         assert!(poll(&mut pace, 0).is_pending());

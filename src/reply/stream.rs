@@ -99,6 +99,18 @@ impl Shared {
         }
     }
 
+    /// The reply's head leaves, and with it the body: waits on the reader count from now
+    /// on. Wakes whoever waits for room, so that it arms its timer.
+    pub(super) fn reading(&self) {
+        let mut writing = self.lock();
+        writing.pace.start();
+        let writer = writing.writer.take();
+        drop(writing);
+        if let Some(writer) = writer {
+            writer.wake();
+        }
+    }
+
     /// The body's side.
     pub(super) fn stream(&self, task: AbortHandle) -> ReplyStream {
         ReplyStream {
@@ -266,9 +278,11 @@ impl Stream for ReplyStream {
             writing.reader = Some(cx.waker().clone());
             return Poll::Pending;
         }
+        // A little at a time: what is not taken yet still counts as unread (for room, and
+        // for the batch's place), and the body holds no more than this and one chunk.
         let before = writing.w.pending();
-        writing.w.take(&mut this.out);
-        writing.taken += before as u64;
+        writing.w.take_some(&mut this.out, GATHER);
+        writing.taken += (before - writing.w.pending()) as u64;
         if let Some(chunk) = this.out.pop_front() {
             this.took_at = Some(Instant::now());
             // Room again: a run (or a wait for the reader) waiting for it goes on.

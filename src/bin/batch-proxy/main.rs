@@ -52,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let service = layer(&args)?.layer(upstream);
 
-    let listener = std::net::TcpListener::bind(args.listen)?;
+    let listener = listen(args.listen)?;
     println!(
         "batch-proxy listening on http://{} -> upstream http://{authority}",
         listener.local_addr()?
@@ -69,4 +69,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     serve::serve(listener, service, settings)?;
     Ok(())
+}
+
+/// Connections that wait to be accepted (past `--max-connections`, or in a burst): the
+/// listen backlog. `std`'s is 128; past it the kernel resets new connections, so a burst of
+/// a thousand would see resets instead of waiting its turn. (The kernel caps it at
+/// `net.core.somaxconn`, 4096 on current Linux.)
+const BACKLOG: i32 = 4096;
+
+/// A listener on `addr` with a backlog of [`BACKLOG`].
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
 }

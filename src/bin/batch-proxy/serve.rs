@@ -97,6 +97,8 @@ async fn accept_until_stopped(
         };
         let (stream, permit) = match accepted {
             Ok(accepted) => accepted,
+            // The peer's failure, not the server's: on to the next at once.
+            Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
                 // Out of descriptors (`EMFILE`), accepting again at once fails again: wait,
                 // 5 ms doubling to 1 s while it lasts, rather than spin on a core.
@@ -127,6 +129,16 @@ async fn accept_until_stopped(
         // A worker that ended since the check above drops the connection.
         let _ = worker.connections.send(accepted);
     }
+}
+
+/// Whether a failed accept was one connection's failure (it was reset or aborted before
+/// it was taken), which says nothing of the server's resources.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    )
 }
 
 /// The pause after a failed accept: the first, and the longest (hyper-util's and axum's

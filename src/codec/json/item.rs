@@ -5,6 +5,7 @@ use super::super::fields::{
     decode_base64, item_problem, parse_item, parse_method_field, string, type_name, Text,
 };
 use super::super::headers::{decode_headers, HeaderSink};
+use super::super::object::repeated_anywhere;
 use super::super::urls::{decode_url, UrlSyntax};
 use super::super::DecodeContext;
 use crate::batch::id::{index_id, same_id, ItemId};
@@ -257,11 +258,21 @@ fn read_body(
     body
 }
 
-/// The JSON body as a tree, when one of its strings holds a reference.
+/// The JSON body as a tree, when one of its strings holds a reference. Such a body is
+/// rebuilt when it is sent, so a key given twice in one of its objects, which the tree would
+/// keep once, is refused.
 fn body_template(raw: &RawValue) -> Result<Option<serde_json::Value>, String> {
     let value: serde_json::Value = serde_json::from_str(raw.get())
         .map_err(|e| format!("cannot be read for its references: {e}"))?;
-    Ok((!reference::body_ids(&value)?.is_empty()).then_some(value))
+    if reference::body_ids(&value)?.is_empty() {
+        return Ok(None);
+    }
+    if let Some(key) = repeated_anywhere(raw.get()) {
+        return Err(format!(
+            "holds the key {key:?} twice in one object; a body with references is rebuilt when it is sent, so each key must be given once"
+        ));
+    }
+    Ok(Some(value))
 }
 
 /// Every id a reference names must be in the item's `dependsOn`.

@@ -103,6 +103,13 @@ fn query(filters: &[(Cow<'_, str>, Value)]) -> Result<String, Problem> {
     let mut query = String::new();
     for (key, value) in filters {
         let values = match value {
+            // An empty list would send no parameter at all: a listing of every item.
+            Value::Array(values) if values.is_empty() => {
+                return Err(Problem::invalid(vec![FieldError::batch(
+                    format!("filters.{key}"),
+                    "must hold at least one value (an empty list would match every item)",
+                )]))
+            }
             Value::Array(values) => values.iter().collect(),
             value => vec![value],
         };

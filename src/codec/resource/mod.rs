@@ -185,7 +185,7 @@ enum Op {
 struct Fields<'a> {
     list: Option<&'a RawValue>,
     filters: Option<&'a RawValue>,
-    atomic: bool,
+    atomic: Option<bool>,
 }
 
 impl Codec for Resource {
@@ -214,7 +214,13 @@ impl Codec for Resource {
         };
         let query_atomic = atomic_query(outer.uri.query()).map_err(invalid)?;
         let fields = self.fields(op, body)?;
-        let atomic = query_atomic || fields.atomic;
+        let atomic = match (query_atomic, fields.atomic) {
+            (Some(_), Some(_)) => {
+                let once = "is given in the body and in the query (?atomic); give it once";
+                return Err(invalid(FieldError::batch("atomic", once)));
+            }
+            (query, body) => query.or(body).unwrap_or(false),
+        };
         if atomic && !cx.limits.atomic {
             return Err(invalid(FieldError::batch("atomic", NO_HOOK)));
         }
@@ -282,8 +288,8 @@ impl Resource {
                 k if k == list_key => fields.list = Some(value),
                 "filters" if op == Op::Delete => fields.filters = Some(value),
                 "atomic" => {
-                    fields.atomic =
-                        boolean(value).map_err(|e| invalid(FieldError::batch("atomic", e)))?;
+                    let atomic = boolean(value).map_err(|e| FieldError::batch("atomic", e));
+                    fields.atomic = Some(atomic.map_err(invalid)?);
                 }
                 _ => return Err(invalid(unknown_field(op, list_key, &key))),
             }
@@ -368,8 +374,8 @@ fn expected(op: Op, list_key: &str) -> String {
 
 /// `?atomic=true`; other query parameters are left alone. Given twice, it is refused, even
 /// with one value: `?atomic=true&atomic=false` has no one meaning.
-fn atomic_query(query: Option<&str>) -> Result<bool, FieldError> {
-    let Some(query) = query else { return Ok(false) };
+fn atomic_query(query: Option<&str>) -> Result<Option<bool>, FieldError> {
+    let Some(query) = query else { return Ok(None) };
     let mut atomic = None;
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
@@ -393,5 +399,5 @@ fn atomic_query(query: Option<&str>) -> Result<bool, FieldError> {
             }
         });
     }
-    Ok(atomic.unwrap_or(false))
+    Ok(atomic)
 }
