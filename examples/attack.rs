@@ -20,7 +20,8 @@
 //! (100) `GET /users/1`, reading the reply to the end (issue 25: served, not refused).
 //!
 //! `slow-readers`: `--readers` (64) connections each sending a batch of `--items` (50)
-//! `GET /users` (about 750 KB of reply on the demo) and reading it at `--rate` bytes a
+//! `GET /users` (about 750 KB of reply on the demo; with `--big-user BYTES`, one user with
+//! a name that long, read by every item) and reading it at `--rate` bytes a
 //! second (32 KiB/s) through a 4 KiB receive buffer; once they are all in, `--probes` (20)
 //! small batches one after another, each timed. Reports how long the slow readers held on
 //! and what the probes got.
@@ -86,6 +87,10 @@ enum Attack {
         rate: usize,
         #[arg(long, default_value_t = 20)]
         probes: usize,
+        /// Each item reads one demo user created with a name of this many bytes (instead of
+        /// `GET /users`): replies past what the kernels buffer (4 MiB on Linux).
+        #[arg(long)]
+        big_user: Option<usize>,
     },
 }
 
@@ -256,14 +261,26 @@ async fn read_slowly(target: String, path: String, batch: Vec<u8>, rate: usize) 
     }
 }
 
+/// A demo user with a name of `bytes` bytes; its URL.
+async fn big_user_url(args: &Args, bytes: usize) -> String {
+    let user = json!({"name": "x".repeat(bytes), "email": "big@example.com"});
+    let (status, body) = send(&args.target, "POST", "/users", user.to_string().as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let user: Value = serde_json::from_slice(&body).unwrap();
+    format!("/users/{}", user["id"])
+}
+
 async fn slow_readers(
     args: &Args,
+    url: &str,
     readers: usize,
     items: usize,
     rate: usize,
     probes: usize,
 ) -> String {
-    let requests: Vec<Value> = (0..items).map(|_| json!({"url": "/users"})).collect();
+    let requests: Vec<Value> = (0..items).map(|_| json!({"url": url})).collect();
     let batch = json!({ "requests": requests }).to_string().into_bytes();
     let slow: Vec<_> = (0..readers)
         .map(|_| {
@@ -271,6 +288,7 @@ async fn slow_readers(
             tokio::spawn(read_slowly(target, path, batch, rate))
         })
         .collect();
+    let started = Instant::now();
     // Let the slow readers take their places first.
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let probe = json!({"requests": [{"url": "/users/1"}]})
@@ -285,6 +303,11 @@ async fn slow_readers(
         };
         answers.push(format!("{status} in {:.1} s", sent.elapsed().as_secs_f64()));
     }
+    // Before the slow readers end, which may be long.
+    eprintln!(
+        "probes, {:.1} s after the slow readers started: {answers:?}",
+        started.elapsed().as_secs_f64()
+    );
     let mut held = Vec::new();
     for task in slow {
         held.push(task.await.unwrap());
@@ -293,7 +316,7 @@ async fn slow_readers(
     let shortest = held.iter().map(|h| h.0).fold(f64::MAX, f64::min);
     let read: usize = held.iter().map(|h| h.1).sum::<usize>() / held.len().max(1);
     format!(
-        "{readers} readers at {rate} B/s of a batch of {items} GET /users each: held on {shortest:.1}-{longest:.1} s, read {read} bytes on average; probes: {answers:?}"
+        "{readers} readers at {rate} B/s of a batch of {items} GET {url} each: held on {shortest:.1}-{longest:.1} s, read {read} bytes on average; probes: {answers:?}"
     )
 }
 
@@ -317,7 +340,14 @@ async fn main() {
             items,
             rate,
             probes,
-        } => slow_readers(&args, *readers, *items, *rate, *probes).await,
+            big_user,
+        } => {
+            let url = match big_user {
+                Some(bytes) => big_user_url(&args, *bytes).await,
+                None => "/users".to_string(),
+            };
+            slow_readers(&args, &url, *readers, *items, *rate, *probes).await
+        }
     };
     let after = usage(args.pid);
     println!("{outcome}");

@@ -64,6 +64,7 @@ fn decode_as(codec: &dyn Codec, method: Method, path: &str, ct: Option<&str>, bo
         match decoded {
             Ok(Decoded::Lookup(plan, resume)) => {
                 check(&plan);
+                listing_sends_declared_filters(&plan.items[0].uri);
                 let listing = answer(&plan.items[0].uri, "application/json", bytes.clone());
                 decoded = resume.resume(vec![listing], &cx);
             }
@@ -181,7 +182,21 @@ pub fn resource(data: &[u8]) {
     } else {
         "/users/batch?atomic=true"
     };
-    decode(&Resource::new("/users"), method, path, body);
+    let users = Resource::new("/users").filters(FILTERS);
+    decode(&users, method, path, body);
+}
+
+/// The filters the fuzzed resource declares.
+const FILTERS: [&str; 3] = ["status", "tag", "last_login_before"];
+
+/// A delete by filters lists with declared filters only, at least one, each named once
+/// (an array filter repeats its name, one value at a time).
+fn listing_sends_declared_filters(uri: &http::Uri) {
+    let query = uri.query().expect("a listing has filters");
+    for pair in query.split('&') {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        assert!(FILTERS.contains(&name), "{name:?} in {uri}");
+    }
 }
 
 /// URL parsing: what is accepted is canonical, and parsing it again changes nothing.
