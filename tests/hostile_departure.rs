@@ -319,3 +319,15 @@ async fn other_connections_are_served_while_a_batch_runs() {
         "the visitor was served after {seen} of 61 items"
     );
 }
+
+#[tokio::test]
+async fn with_concurrency_the_client_is_seen_within_that_many_items() {
+    let shared = Shared::default();
+    let layer = BatchLayer::new("/batch").concurrency(4);
+    let addr = serve(layer, &shared, Store::default()).await;
+    let _client = send_then_leave(addr, &gets("/count?leave=10", 50), &shared);
+    within("the batch to be dropped", shared.dropped.notified()).await;
+    // Item 10 runs among up to 4 in flight, and the yield comes within 4 answers.
+    let run = shared.count.load(Ordering::SeqCst);
+    assert!((10..=18).contains(&run), "{run} items run");
+}
