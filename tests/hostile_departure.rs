@@ -331,3 +331,20 @@ async fn with_concurrency_the_client_is_seen_within_that_many_items() {
     let run = shared.count.load(Ordering::SeqCst);
     assert!((10..=18).contains(&run), "{run} items run");
 }
+
+#[tokio::test]
+async fn a_group_whose_last_member_saw_the_client_leave_does_not_commit() {
+    let shared = Shared::default();
+    let store = Store::default();
+    let layer = BatchLayer::new("/batch").transactions(store.clone());
+    let addr = serve(layer, &shared, store.clone()).await;
+    let create = |name: &str| json!({"method": "POST", "url": "/items", "body": {"name": name}});
+    let batch = json!({"atomic": true, "requests": [
+        create("a"), create("b"), {"url": "/count?leave=1"},
+    ]});
+    let _client = send_then_leave(addr, &batch, &shared);
+    within("the batch to be dropped", shared.dropped.notified()).await;
+    // Every member answered, but the client was gone before the commit could start.
+    assert_eq!(store.log(), ["begin by anonymous"]);
+    assert!(store.ids().is_empty(), "nothing was committed");
+}

@@ -48,8 +48,11 @@ pub(super) fn end(
             None => call.await,
         }
     };
-    let task = tokio::spawn(task.in_current_span());
+    // Spawned when first polled, not when made: the run yields between the last member
+    // and this (see `Yields`), so a client that left before it is seen, and the handle is
+    // dropped (rolled back) instead.
     async move {
+        let task = tokio::spawn(task.in_current_span());
         let result = task.await.unwrap_or_else(|e| {
             let why = format!("the transaction hook's call ended without an answer: {e}");
             Err(TxError::Failed(why.into()))
