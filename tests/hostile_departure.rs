@@ -229,18 +229,29 @@ async fn a_streamed_reply_stops_within_one_item_too() {
     assert!(read.starts_with(b"HTTP/1.1 200 OK"));
 }
 
-#[tokio::test]
-async fn an_open_group_is_dropped_when_its_client_leaves() {
+fn create(name: &str) -> Value {
+    json!({"method": "POST", "url": "/items", "body": {"name": name}})
+}
+
+/// Sends `requests` as one atomic group to a server with the store's hook, and returns
+/// once the client has left and the batch has been dropped.
+async fn atomic_then_leave(requests: Value) -> (Shared, Store) {
     let shared = Shared::default();
     let store = Store::default();
     let layer = BatchLayer::new("/batch").transactions(store.clone());
     let addr = serve(layer, &shared, store.clone()).await;
-    let create = |name: &str| json!({"method": "POST", "url": "/items", "body": {"name": name}});
-    let batch = json!({"atomic": true, "requests": [
-        create("a"), create("b"), {"url": "/count?leave=1"}, create("c"), create("d"),
-    ]});
+    let batch = json!({"atomic": true, "requests": requests});
     let _client = send_then_leave(addr, &batch, &shared);
     within("the batch to be dropped", shared.dropped.notified()).await;
+    (shared, store)
+}
+
+#[tokio::test]
+async fn an_open_group_is_dropped_when_its_client_leaves() {
+    let (shared, store) = atomic_then_leave(json!([
+        create("a"), create("b"), {"url": "/count?leave=1"}, create("c"), create("d"),
+    ]))
+    .await;
     // Neither committed nor rolled back by call: dropped, its copy never became the data.
     assert_eq!(store.log(), ["begin by anonymous"]);
     assert!(store.ids().is_empty(), "nothing was committed");
@@ -334,16 +345,8 @@ async fn with_concurrency_the_client_is_seen_within_that_many_items() {
 
 #[tokio::test]
 async fn a_group_whose_last_member_saw_the_client_leave_does_not_commit() {
-    let shared = Shared::default();
-    let store = Store::default();
-    let layer = BatchLayer::new("/batch").transactions(store.clone());
-    let addr = serve(layer, &shared, store.clone()).await;
-    let create = |name: &str| json!({"method": "POST", "url": "/items", "body": {"name": name}});
-    let batch = json!({"atomic": true, "requests": [
-        create("a"), create("b"), {"url": "/count?leave=1"},
-    ]});
-    let _client = send_then_leave(addr, &batch, &shared);
-    within("the batch to be dropped", shared.dropped.notified()).await;
+    let (_, store) =
+        atomic_then_leave(json!([create("a"), create("b"), {"url": "/count?leave=1"}])).await;
     // Every member answered, but the client was gone before the commit could start.
     assert_eq!(store.log(), ["begin by anonymous"]);
     assert!(store.ids().is_empty(), "nothing was committed");
