@@ -258,10 +258,15 @@
 //! cost, in the bytes it sends: the body ([`BatchLayer::max_body_bytes`], within
 //! [`BatchLayer::body_timeout`]), headers per sub-request, what references parse
 //! ([`BatchLayer::max_reference_bytes`]), the reply and the bodies held for it
-//! ([`BatchLayer::max_response_bytes`]), and the batches in flight
-//! ([`BatchLayer::max_concurrent_batches`], then `503`). URLs are canonicalised once and
-//! checked last, after references. Paths a batch must never reach are refused per item
-//! with `403`:
+//! ([`BatchLayer::max_response_bytes`]), the batches in flight
+//! ([`BatchLayer::max_concurrent_batches`]; more wait for a place, up to
+//! [`BatchLayer::max_waiting_batches`] within [`BatchLayer::admission_timeout`], then
+//! `503`), and how slowly a client may read its reply while holding a place
+//! ([`BatchLayer::reply_min_rate`]). A batch yields between items that answer without
+//! waiting, so a client that left is seen within one item. Delete by filters sends only the
+//! filters a [`Resource`] declares, and a key given twice is refused, never read as its last
+//! value. URLs are canonicalised once and checked last, after references. Paths a batch
+//! must never reach are refused per item with `403`:
 //!
 //! ```
 //! use axum::{routing::{get, delete}, Router};
