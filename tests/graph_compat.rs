@@ -263,3 +263,16 @@ async fn no_reading_of_a_path_leaves_the_service_root() {
     assert_eq!(items[5]["status"], 200, "{}", items[5]);
     assert_eq!(items[5]["body"]["uri"], "/v1.0/users/..%2fgroups");
 }
+
+#[test]
+fn a_service_root_is_a_path_every_server_reads_as_itself() {
+    for root in ["/v1.0", "/v1.0/", "/api/beta"] {
+        let _ = BatchLayer::new("/batch").service_root(root);
+    }
+    for root in [
+        "v1.0", "/v1.0;x", "/a:b", "/v1.", "/a/../b", "/%76", "/a\\b", "//v1",
+    ] {
+        let refused = std::panic::catch_unwind(|| BatchLayer::new("/batch").service_root(root));
+        assert!(refused.is_err(), "{root}");
+    }
+}

@@ -2,6 +2,7 @@
 //! under, the paths they may not reach, and the outer headers they inherit or may not set.
 
 use super::BatchLayer;
+use crate::batch::spelling::is_plain;
 use http::{HeaderName, Method};
 use std::sync::Arc;
 
@@ -23,16 +24,17 @@ impl BatchLayer {
     ///
     /// # Panics
     ///
-    /// When `root` does not start with `/`, or is not a plain path (no query, dot
-    /// segments, `//`, `%` or `\`). A trailing `/` is dropped.
+    /// When `root` does not start with `/`, or is not a plain path: one every server reads
+    /// as itself (no query, dot segments, `//`, `%`, `\\`, `;` or `:`, no segment that ends
+    /// in a dot). Paths under the root are checked in both readings against it, and a root
+    /// a server could read otherwise would refuse them all. A trailing `/` is dropped.
     pub fn service_root(mut self, root: &str) -> Self {
         let root = root.trim_end_matches('/');
         assert!(
             root.starts_with('/')
                 && root.parse::<http::uri::PathAndQuery>().is_ok()
-                && !root.contains(['?', '#', '%', '\\'])
-                && !root.contains("//")
-                && !root.split('/').any(|s| s == "." || s == ".."),
+                && !root.contains(['?', '#'])
+                && is_plain(root),
             "tower-http-batch: a service root is a plain path starting with `/`: {root:?}"
         );
         self.config_mut().decode.service_root = Some(root.to_string());

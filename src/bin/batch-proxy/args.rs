@@ -119,11 +119,15 @@ pub(crate) struct Args {
 /// `--service-root` takes a plain path: the layer would panic on anything else.
 fn service_root(root: &str) -> Result<String, String> {
     let root = root.trim_end_matches('/');
+    // What the layer asks of a root: one every server reads as itself.
     let plain = root.starts_with('/')
         && root.parse::<http::uri::PathAndQuery>().is_ok()
-        && !root.contains(['?', '#', '%', '\\'])
+        && !root.contains(['?', '#', '%', '\\', ';', ':'])
         && !root.contains("//")
-        && !root.split('/').any(|s| s == "." || s == "..");
+        && !root
+            .split('/')
+            .skip(1)
+            .any(|s| s.is_empty() || s.ends_with('.'));
     match plain {
         true => Ok(root.to_string()),
         false => Err(format!(
