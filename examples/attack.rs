@@ -189,6 +189,30 @@ async fn amplify(args: &Args, demo: bool, big_url: &str, pointer: &str) -> Strin
     )
 }
 
+/// `batch` sent `batches` times at once, each on a connection of its own, each reply read
+/// to the end; how many got each status (or error).
+async fn at_once(
+    args: &Args,
+    batch: &std::sync::Arc<Vec<u8>>,
+    batches: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    let tasks: Vec<_> = (0..batches)
+        .map(|_| {
+            let (batch, target, path) = (batch.clone(), args.target.clone(), args.path.clone());
+            tokio::spawn(async move { send(&target, "POST", &path, &batch).await })
+        })
+        .collect();
+    let mut counts = std::collections::BTreeMap::new();
+    for task in tasks {
+        let status = match task.await.unwrap() {
+            Ok((status, _)) => status.to_string(),
+            Err(e) => format!("{:?}", e.kind()),
+        };
+        *counts.entry(status).or_insert(0) += 1;
+    }
+    counts
+}
+
 async fn in_flight(args: &Args, batches: usize) -> String {
     let requests: Vec<Value> = (0..100).map(|_| json!({"url": "/whoami"})).collect();
     let pad = "x".repeat(2_000_000 - 3_000);
@@ -196,40 +220,14 @@ async fn in_flight(args: &Args, batches: usize) -> String {
         .to_string()
         .into_bytes();
     let batch = std::sync::Arc::new(batch);
-    let tasks: Vec<_> = (0..batches)
-        .map(|_| {
-            let (batch, target, path) = (batch.clone(), args.target.clone(), args.path.clone());
-            tokio::spawn(async move { send(&target, "POST", &path, &batch).await })
-        })
-        .collect();
-    let mut counts = std::collections::BTreeMap::new();
-    for task in tasks {
-        let status = match task.await.unwrap() {
-            Ok((status, _)) => status.to_string(),
-            Err(e) => format!("{:?}", e.kind()),
-        };
-        *counts.entry(status).or_insert(0) += 1;
-    }
+    let counts = at_once(args, &batch, batches).await;
     format!("{batches} batches of {} bytes: {counts:?}", batch.len())
 }
 
 async fn burst(args: &Args, batches: usize, items: usize) -> String {
     let requests: Vec<Value> = (0..items).map(|_| json!({"url": "/users/1"})).collect();
     let batch = std::sync::Arc::new(json!({ "requests": requests }).to_string().into_bytes());
-    let tasks: Vec<_> = (0..batches)
-        .map(|_| {
-            let (batch, target, path) = (batch.clone(), args.target.clone(), args.path.clone());
-            tokio::spawn(async move { send(&target, "POST", &path, &batch).await })
-        })
-        .collect();
-    let mut counts = std::collections::BTreeMap::new();
-    for task in tasks {
-        let status = match task.await.unwrap() {
-            Ok((status, _)) => status.to_string(),
-            Err(e) => format!("{:?}", e.kind()),
-        };
-        *counts.entry(status).or_insert(0) += 1;
-    }
+    let counts = at_once(args, &batch, batches).await;
     format!("{batches} batches of {items} GET /users/1: {counts:?}")
 }
 

@@ -57,8 +57,8 @@ impl Admission {
         self.places.clone().try_acquire_owned().ok().map(Arc::new)
     }
 
-    /// A place, once one is free, within the bounds; else the `503` to answer.
-    pub(crate) async fn enter(self) -> Result<Place, Problem> {
+    /// A place, at once or once one is free, within the bounds; else the `503` to answer.
+    pub(crate) async fn enter(&self) -> Result<Place, Problem> {
         if let Some(place) = self.try_enter() {
             return Ok(place);
         }
@@ -68,7 +68,8 @@ impl Admission {
                 "and as many wait as may (max_waiting_batches)",
             ));
         };
-        match tokio::time::timeout(self.timeout, self.places.acquire_owned()).await {
+        let freed = self.places.clone().acquire_owned();
+        match tokio::time::timeout(self.timeout, freed).await {
             Ok(Ok(place)) => Ok(Arc::new(place)),
             // The semaphore is never closed.
             Ok(Err(_)) | Err(_) => Err(busy(
@@ -120,11 +121,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_batch_waits_its_turn_within_the_bounds() {
         let admission = Admission::new(1, 1, Duration::from_secs(10)).fresh();
-        let first = admission.clone().enter().await.unwrap();
+        let first = admission.enter().await.unwrap();
         // The second waits; the third finds the queue full.
-        let second = tokio::spawn(admission.clone().enter());
+        let waiting = admission.clone();
+        let second = tokio::spawn(async move { waiting.enter().await });
         tokio::task::yield_now().await;
-        let third = admission.clone().enter().await.unwrap_err();
+        let third = admission.enter().await.unwrap_err();
         assert!(
             third.detail.contains("max_waiting_batches"),
             "{}",
@@ -133,7 +135,7 @@ mod tests {
         drop(first);
         let second = second.await.unwrap().unwrap();
         // No one waits now: one may again, until the timeout.
-        let fourth = admission.clone().enter().await.unwrap_err();
+        let fourth = admission.enter().await.unwrap_err();
         assert!(
             fourth.detail.contains("within 10s (admission_timeout)"),
             "{}",
@@ -148,8 +150,8 @@ mod tests {
     #[tokio::test]
     async fn without_a_queue_a_batch_is_turned_away_at_once() {
         let admission = Admission::new(1, 0, Duration::from_secs(10)).fresh();
-        let _first = admission.clone().enter().await.unwrap();
-        let p = admission.clone().enter().await.unwrap_err();
+        let _first = admission.enter().await.unwrap();
+        let p = admission.enter().await.unwrap_err();
         assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

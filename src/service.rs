@@ -131,12 +131,9 @@ where
     trace.format(codec.name());
     // A place among the batches in flight, before the body is read: at once, or after a
     // bounded wait (see `admission`). It goes with the reply (see `reply`).
-    let place = match config.admission.try_enter() {
-        Some(place) => place,
-        None => match config.admission.clone().enter().await {
-            Ok(place) => place,
-            Err(busy) => return busy.into_response(),
-        },
+    let place = match config.admission.enter().await {
+        Ok(place) => place,
+        Err(busy) => return busy.into_response(),
     };
     let read = tokio::time::timeout(
         config.body_timeout,
@@ -162,10 +159,12 @@ where
     };
     let mut decoded = codec.decode(outer.parts(), &bytes, &cx);
     loop {
+        if let Ok(Decoded::Run(plan, _) | Decoded::Lookup(plan, _)) = &mut decoded {
+            plan.under_root = cx.root.is_some();
+        }
         match decoded {
             Err(problem) => return problem.into_response(),
-            Ok(Decoded::Run(mut plan, reply)) => {
-                plan.root = cx.root.map(str::to_owned);
+            Ok(Decoded::Run(plan, reply)) => {
                 trace.size(plan.items.len());
                 if !reply.streams() {
                     return reply::whole(svc, &outer, plan, reply, &config, &trace, place).await;
@@ -174,8 +173,7 @@ where
                 let config = config.clone();
                 return reply::streamed(svc, outer, plan, reply, config, trace, place).await;
             }
-            Ok(Decoded::Lookup(mut plan, resume)) => {
-                plan.root = cx.root.map(str::to_owned);
+            Ok(Decoded::Lookup(plan, resume)) => {
                 let mut outcomes = Vec::with_capacity(plan.items.len());
                 let keep = |_: usize, outcome: &Outcome| outcomes.push(outcome.clone());
                 let traced = trace.is_enabled();

@@ -176,10 +176,20 @@ fn send_then_leave(
     batch: &Value,
     shared: &Shared,
 ) -> std::thread::JoinHandle<Vec<u8>> {
-    let (leave, told) = mpsc::channel();
+    let (leave, client) = client_that_leaves(addr, batch);
     *shared.leave.lock().unwrap() = Some(leave);
+    client
+}
+
+/// Sends `batch` on a connection of its own (a thread), which it resets once told to on
+/// the sender returned; the thread returns what it read until then.
+fn client_that_leaves(
+    addr: SocketAddr,
+    batch: &Value,
+) -> (mpsc::Sender<()>, std::thread::JoinHandle<Vec<u8>>) {
+    let (leave, told) = mpsc::channel();
     let body = batch.to_string();
-    std::thread::spawn(move || {
+    let client = std::thread::spawn(move || {
         let mut stream = TcpStream::connect(addr).unwrap();
         let head = format!(
             "POST /batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
@@ -197,7 +207,8 @@ fn send_then_leave(
             .unwrap();
         drop(stream);
         read
-    })
+    });
+    (leave, client)
 }
 
 fn gets(url: &str, n: usize) -> Value {
@@ -271,21 +282,7 @@ async fn a_commit_in_flight_finishes_when_its_client_leaves() {
     let batch = json!({"atomic": true, "requests": [
         {"method": "POST", "url": "/items", "body": {"name": "a"}},
     ]});
-    let (leave, told) = mpsc::channel::<()>();
-    let body = batch.to_string();
-    let client = std::thread::spawn(move || {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        let head = format!(
-            "POST /batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(body.as_bytes()).unwrap();
-        told.recv().unwrap();
-        socket2::SockRef::from(&stream)
-            .set_linger(Some(std::time::Duration::ZERO))
-            .unwrap();
-    });
+    let (leave, client) = client_that_leaves(addr, &batch);
     // The commit has begun and waits: the client leaves, and the batch is dropped.
     within("the commit to start", store.hold.committed.notified()).await;
     leave.send(()).unwrap();

@@ -20,9 +20,9 @@ pub(crate) struct Plan {
     pub(crate) chunk_size: Option<usize>,
     /// The order in which outcomes are handed to the reply.
     pub(crate) order: Order,
-    /// The service root the endpoint's sub-requests stay under
-    /// (`BatchLayer::service_root`), checked on each final path in both readings.
-    pub(crate) root: Option<String>,
+    /// Whether the endpoint lies under the service root (`BatchLayer::service_root`):
+    /// each final path is then checked to stay under it, in both readings.
+    pub(crate) under_root: bool,
 }
 
 /// The order in which the engine hands outcomes on.

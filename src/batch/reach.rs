@@ -45,11 +45,37 @@ impl Reach {
         self.refused.is_empty() && self.reachable.is_none()
     }
 
-    /// Why `method path` may not be sent, if it may not. Both checks see both
-    /// [`Readings`] of the path: a prefix refuses a path when either reading is under it,
-    /// and the predicate must accept both.
-    pub(crate) fn refusal(&self, method: &Method, path: &str) -> Option<String> {
+    /// Why `method path` may not be sent, if it may not: it leaves `root` (the service
+    /// root of the batch's endpoint, when it has one), or a refused prefix or the predicate
+    /// keeps it. Every check sees both [`Readings`] of the path, made once: a path leaves
+    /// the root when either reading is outside it, a prefix refuses a path when either
+    /// reading is under it, and the predicate must accept both.
+    #[inline]
+    pub(crate) fn refusal(
+        &self,
+        method: &Method,
+        path: &str,
+        root: Option<&str>,
+    ) -> Option<String> {
+        if root.is_none() && self.is_open() {
+            return None;
+        }
+        self.check(method, path, root)
+    }
+
+    fn check(&self, method: &Method, path: &str, root: Option<&str>) -> Option<String> {
+        // `path` starts with the root as written: a plain one is read as itself.
+        let root = root.filter(|_| !is_plain(path));
+        if root.is_none() && self.is_open() {
+            return None;
+        }
         let readings = Readings::of(path);
+        if let Some(why) = root.and_then(|root| outside_root(root, path, &readings)) {
+            return Some(why);
+        }
+        if self.is_open() {
+            return None;
+        }
         if let Some(p) = self.refused.iter().find(|p| readings.either_under(p)) {
             let p = if p.is_empty() { "/" } else { p.as_str() };
             return Some(format!("{path} is under {p}, which batches may not reach"));
@@ -72,15 +98,10 @@ impl Reach {
     }
 }
 
-/// Why `path`, which starts with the service root `root` as written, may not be sent: a
-/// server behind that decodes before it resolves dot segments reads it outside the root
-/// (`/v1.0/..%2f..%2fx` is `/x`), or no one reading of it is certain. `root` is a plain
-/// path (`BatchLayer::service_root` checks it), so a plain `path` needs no decoding.
-pub(crate) fn leaves_root(root: &str, path: &str) -> Option<String> {
-    if is_plain(path) {
-        return None;
-    }
-    let readings = Readings::of(path);
+/// Why `path`, which starts with the service root `root` as written and has `readings`,
+/// may not be sent: a server behind that decodes before it resolves dot segments reads it
+/// outside the root (`/v1.0/..%2f..%2fx` is `/x`), or no one reading of it is certain.
+fn outside_root(root: &str, path: &str, readings: &Readings) -> Option<String> {
     let root_lower = root.to_ascii_lowercase();
     if let Some(why) = readings.ambiguous {
         return Some(format!(
@@ -131,15 +152,17 @@ mod tests {
             "/users/1%3f/..%2f..%2fadmin",
             "/%252525252561dmin",
         ] {
-            assert!(reach.refusal(&Method::GET, path).is_some(), "{path}");
+            assert!(reach.refusal(&Method::GET, path, None).is_some(), "{path}");
         }
         for path in ["/administrator", "/users/admin", "/", "/adm"] {
-            assert_eq!(reach.refusal(&Method::GET, path), None, "{path}");
+            assert_eq!(reach.refusal(&Method::GET, path, None), None, "{path}");
         }
     }
 
     #[test]
     fn a_path_stays_under_the_service_root_in_both_readings() {
+        let open = Reach::default();
+        let leaves_root = |root, path| open.refusal(&Method::GET, path, Some(root));
         for path in [
             "/v1.0/..%2f..%2fx",
             "/v1.0/users/..%2F..%2F..%2Fadmin",
@@ -165,7 +188,7 @@ mod tests {
     #[test]
     fn an_ambiguous_path_is_refused_with_its_own_reason() {
         let reach = refusing("/admin");
-        let why = |path| reach.refusal(&Method::GET, path).unwrap();
+        let why = |path| reach.refusal(&Method::GET, path, None).unwrap();
         assert!(why("/users/1%3fx").contains("encoded `?`, `#` or NUL"));
         assert!(why("/users/%u0031").contains("`%u` escape"));
         assert!(why("/users/%c0%ae").contains("not UTF-8"));
@@ -173,8 +196,8 @@ mod tests {
 
     #[test]
     fn the_root_refuses_everything() {
-        assert!(refusing("/").refusal(&Method::GET, "/").is_some());
-        assert!(refusing("/").refusal(&Method::GET, "/x").is_some());
+        assert!(refusing("/").refusal(&Method::GET, "/", None).is_some());
+        assert!(refusing("/").refusal(&Method::GET, "/x", None).is_some());
     }
 
     #[test]
@@ -184,19 +207,21 @@ mod tests {
             m == Method::GET || p.starts_with("/users/")
         }));
         assert!(!reach.is_open());
-        assert_eq!(reach.refusal(&Method::GET, "/x"), None);
-        assert_eq!(reach.refusal(&Method::POST, "/users/1"), None);
-        assert_eq!(reach.refusal(&Method::POST, "/Users/%31"), None);
-        let why = reach.refusal(&Method::DELETE, "/orders/1").unwrap();
+        assert_eq!(reach.refusal(&Method::GET, "/x", None), None);
+        assert_eq!(reach.refusal(&Method::POST, "/users/1", None), None);
+        assert_eq!(reach.refusal(&Method::POST, "/Users/%31", None), None);
+        let why = reach.refusal(&Method::DELETE, "/orders/1", None).unwrap();
         assert!(why.contains("DELETE /orders/1"), "{why}");
         // What a server might read as another path is checked as that path.
-        assert!(reach.refusal(&Method::POST, "/users/..%2fadmin").is_some());
         assert!(reach
-            .refusal(&Method::POST, "/users%2f..%2fadmin")
+            .refusal(&Method::POST, "/users/..%2fadmin", None)
+            .is_some());
+        assert!(reach
+            .refusal(&Method::POST, "/users%2f..%2fadmin", None)
             .is_some());
         // And a path a router reads elsewhere than a decoding server does, too.
         assert!(reach
-            .refusal(&Method::POST, "/orgs/..%2fusers%2f1")
+            .refusal(&Method::POST, "/orgs/..%2fusers%2f1", None)
             .is_some());
     }
 }

@@ -9,6 +9,7 @@ use crate::batch::reference::Template;
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 /// Where header values go: into the map, or (with references) into templates.
 pub(crate) struct HeaderSink<'a> {
@@ -45,7 +46,7 @@ pub(crate) fn decode_headers(
         match raw_members(raw) {
             Ok(members) => Ok(members
                 .into_iter()
-                .map(|(k, v)| (k.into_owned(), HeaderValues::Raw(v)))
+                .map(|(k, v)| (k, HeaderValues::Raw(v)))
                 .collect()),
             Err(ObjectError::Repeated(name)) => {
                 return err(&format!("headers.{name}"), ObjectError::repeated(&name));
@@ -162,14 +163,14 @@ fn values(value: HeaderValues<'_>) -> Result<Vec<String>, String> {
 }
 
 /// `["Name: value", …]` as (name, value) pairs; `Err` when it is not that shape.
-fn header_lines(raw: &RawValue) -> Result<Vec<(String, HeaderValues<'_>)>, ()> {
+fn header_lines(raw: &RawValue) -> Result<Vec<(Cow<'_, str>, HeaderValues<'_>)>, ()> {
     let lines: Vec<String> = serde_json::from_str(raw.get()).map_err(|_| ())?;
     lines
         .into_iter()
         .map(|line| {
             let (name, value) = line.split_once(':').ok_or(())?;
             Ok((
-                name.trim().to_string(),
+                Cow::Owned(name.trim().to_string()),
                 HeaderValues::Line(value.trim().to_string()),
             ))
         })

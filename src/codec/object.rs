@@ -32,12 +32,18 @@ impl ObjectError {
 /// members, whatever the keys.
 pub(crate) fn members(text: &str) -> Result<Members<'_>, ObjectError> {
     let Object(members) = serde_json::from_str(text).map_err(ObjectError::NotObject)?;
-    let mut keys: Vec<&str> = members.iter().map(|(k, _)| k.as_ref()).collect();
-    keys.sort_unstable();
-    if let Some(pair) = keys.windows(2).find(|pair| pair[0] == pair[1]) {
-        return Err(ObjectError::Repeated(pair[0].to_string()));
+    match repeated(members.iter().map(|(k, _)| k.as_ref()).collect()) {
+        Some(key) => Err(ObjectError::Repeated(key.to_string())),
+        None => Ok(members),
     }
-    Ok(members)
+}
+
+/// A key that `keys` holds twice, found by sorting them: `O(n log n)`, whatever the keys.
+fn repeated(mut keys: Vec<&str>) -> Option<&str> {
+    keys.sort_unstable();
+    keys.windows(2)
+        .find(|pair| pair[0] == pair[1])
+        .map(|pair| pair[0])
 }
 
 /// The members of `raw` when it is an object of unique keys.
@@ -108,9 +114,8 @@ impl<'de> Visitor<'de> for UniqueVisitor {
             map.next_value::<Unique>()?;
             keys.push(key);
         }
-        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        match keys.windows(2).find(|pair| pair[0].0 == pair[1].0) {
-            Some(pair) => Err(de::Error::custom(format!("{REPEATED}{}`", pair[0].0))),
+        match repeated(keys.iter().map(|k| k.0.as_ref()).collect()) {
+            Some(key) => Err(de::Error::custom(format!("{REPEATED}{key}`"))),
             None => Ok(Unique),
         }
     }

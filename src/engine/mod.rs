@@ -104,6 +104,8 @@ pub(crate) struct RunOptions {
     pub(crate) batch_paths: BatchPaths,
     /// What sub-requests may reach at all (`403` for the rest).
     pub(crate) reach: Reach,
+    /// `BatchLayer::service_root`: what the paths of a plan `under_root` stay under.
+    pub(crate) service_root: Option<String>,
 }
 
 impl RunOptions {
@@ -386,28 +388,26 @@ where
     G: Future<Output = (usize, Result<(), TxError>)>,
     R: FnMut(&mut Context<'_>) -> Poll<()>,
 {
-    {
-        if let Poll::Ready(Some(done)) = calls.poll_next(cx) {
-            return Poll::Ready(Event::Done(done));
+    if let Poll::Ready(Some(done)) = calls.poll_next(cx) {
+        return Poll::Ready(Event::Done(done));
+    }
+    if let Some(endings) = endings.as_mut() {
+        if let Poll::Ready(Some((g, result))) = endings.poll_next_unpin(cx) {
+            return Poll::Ready(Event::Ended(g, result));
         }
-        if let Some(endings) = endings.as_mut() {
-            if let Poll::Ready(Some((g, result))) = endings.poll_next_unpin(cx) {
-                return Poll::Ready(Event::Ended(g, result));
-            }
+    }
+    let waits_room = room.is_some();
+    if let Some(room) = room {
+        if room(cx).is_ready() {
+            return Poll::Ready(Event::Room);
         }
-        let waits_room = room.is_some();
-        if let Some(room) = room {
-            if room(cx).is_ready() {
-                return Poll::Ready(Event::Room);
-            }
-        }
-        let idle = calls.is_empty() && endings.as_ref().is_none_or(FuturesUnordered::is_empty);
-        if idle && !waits_room {
-            return Poll::Ready(Event::Idle);
-        }
-        match deadline.map(|d| d.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Event::Deadline),
-            _ => Poll::Pending,
-        }
+    }
+    let idle = calls.is_empty() && endings.as_ref().is_none_or(FuturesUnordered::is_empty);
+    if idle && !waits_room {
+        return Poll::Ready(Event::Idle);
+    }
+    match deadline.map(|d| d.as_mut().poll(cx)) {
+        Some(Poll::Ready(())) => Poll::Ready(Event::Deadline),
+        _ => Poll::Pending,
     }
 }

@@ -8,7 +8,6 @@ use super::slots::Slots;
 use super::{Emit, RunOptions};
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::{Plan, PlanItem};
-use crate::batch::reach::leaves_root;
 use crate::batch::reference::Resolvable;
 use crate::batch::results::{Results, Views};
 use crate::batch::summary::{CutShort, Summary};
@@ -40,8 +39,8 @@ pub(super) struct Run<'a, E> {
     /// What references read, shared by the batch.
     results: Results,
     stop_on_error: bool,
-    /// The service root every final path must stay under, in both readings.
-    root: Option<String>,
+    /// Whether every final path must stay under the service root, in both readings.
+    under_root: bool,
     emit: E,
 }
 
@@ -59,7 +58,7 @@ impl<'a, E: Emit> Run<'a, E> {
             groups,
             chunk_size,
             order,
-            root,
+            under_root,
         } = plan;
         let depends_on = items.iter_mut().map(|i| std::mem::take(&mut i.depends_on));
         let members = groups.iter().map(|g| g.members.clone()).collect();
@@ -86,7 +85,7 @@ impl<'a, E: Emit> Run<'a, E> {
             groups: groups.into_iter().map(AtomicGroup::new).collect(),
             results: Results::new(opts.max_reference_bytes),
             stop_on_error,
-            root,
+            under_root,
             emit,
         }
     }
@@ -281,16 +280,12 @@ impl<'a, E: Emit> Run<'a, E> {
         }
         // Checked last, on the path as it will be sent.
         let reach = &self.opts.reach;
-        let path = item.uri.path();
-        let refused = match &self.root {
-            Some(root) => leaves_root(root, path),
-            None => None,
-        };
-        let refused = match refused {
-            None if !reach.is_open() => reach.refusal(&item.method, path),
-            refused => refused,
-        };
-        if let Some(why) = refused {
+        let root = self
+            .opts
+            .service_root
+            .as_deref()
+            .filter(|_| self.under_root);
+        if let Some(why) = reach.refusal(&item.method, item.uri.path(), root) {
             let title = "Not reachable from a batch";
             return Err(Box::new(Outcome::problem(
                 StatusCode::FORBIDDEN,

@@ -106,6 +106,7 @@ impl Default for BatchLayer {
                 transactions: None,
                 batch_paths: Default::default(),
                 reach: Default::default(),
+                service_root: None,
             },
             headers: Arc::default(),
             reply_min_rate: Some(MinRate {

@@ -37,7 +37,9 @@ impl BatchLayer {
                 && is_plain(root),
             "tower-http-batch: a service root is a plain path starting with `/`: {root:?}"
         );
-        self.config_mut().decode.service_root = Some(root.to_string());
+        let config = self.config_mut();
+        config.decode.service_root = Some(root.to_string());
+        config.run.service_root = Some(root.to_string());
         self
     }
 

@@ -121,10 +121,10 @@ where
     let mut run = Box::pin(run.instrument(span));
     // Polled here until it first waits: a run that only yields between items (handlers
     // that answer at once) goes on here when woken, and is handed over whole if it ends so.
-    let signals = shared.clone();
+    let yielded = &shared.signals().yielded;
     let finished = std::future::poll_fn(|cx| match run.as_mut().poll(cx) {
         Poll::Ready(()) => Poll::Ready(true),
-        Poll::Pending if signals.signals().yielded.swap(false, Ordering::Relaxed) => Poll::Pending,
+        Poll::Pending if yielded.swap(false, Ordering::Relaxed) => Poll::Pending,
         Poll::Pending => Poll::Ready(false),
     });
     let body = if finished.await {
@@ -148,9 +148,7 @@ where
                 false => finish(carried, place).await,
             }
         };
-        shared.reading();
-        let task = tokio::spawn(task).abort_handle();
-        BatchResponseBody::streamed(Box::pin(shared.stream(task)))
+        fed_by(shared, task)
     };
     response(StatusCode::OK, content_type, body)
 }
@@ -167,8 +165,17 @@ fn hand_over<ResBody>(shared: Shared, place: Place) -> BatchResponseBody<ResBody
         return BatchResponseBody::chunks(out.into());
     }
     drop(writing);
+    fed_by(shared.clone(), finish(shared, place))
+}
+
+/// A body that `task` feeds, on a task of its own that the body aborts when dropped; the
+/// reply's head leaves with it, so waits on its reader count from now on.
+fn fed_by<ResBody>(
+    shared: Shared,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> BatchResponseBody<ResBody> {
     shared.reading();
-    let task = tokio::spawn(finish(shared.clone(), place)).abort_handle();
+    let task = tokio::spawn(task).abort_handle();
     BatchResponseBody::streamed(Box::pin(shared.stream(task)))
 }
 
