@@ -3,7 +3,7 @@
 
 mod read;
 
-pub(crate) use read::{read_limited, Gathered, ReadError};
+pub(crate) use read::{read_limited, ReadError};
 
 use bytes::Bytes;
 use futures_util::stream::{Stream, StreamExt as _};

@@ -4,18 +4,18 @@
 //!
 //! Its parts: [`schedule`] decides what may start (pure bookkeeping, with [`ready`] the
 //! items that may); [`group`] is an atomic group's state machine; [`slots`] holds each
-//! item until its outcome is handed on; [`one`] runs one sub-request, and [`in_flight`]
-//! the calls in flight; [`trace`] gives items spans; [`run()`] (here) ties them to the
+//! item until its outcome is handed on; [`call`] runs one sub-request, and [`spawning`]
+//! decides whether it runs on a task of its own; [`trace`] gives items spans; [`run()`] (here) ties them to the
 //! futures in flight and the batch's deadline.
 
+mod call;
 mod group;
 mod hook;
-mod in_flight;
-mod one;
 mod ready;
 mod run;
 mod schedule;
 mod slots;
+mod spawning;
 mod trace;
 
 use crate::batch::outcome::Outcome;
@@ -28,14 +28,14 @@ use crate::identity::Outer;
 use crate::transaction::{Hook, OpenTx};
 use crate::BoxError;
 use bytes::Bytes;
-use futures_util::future::Either;
+use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use group::TxError;
 use hook::{begin, end};
 use http::{Request, Response};
 use http_body::Body;
-use in_flight::{InFlight, Spawned};
-use run::{Launch, Run};
+use run::{Call, Launch, Run};
+use spawning::Spawning;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -110,8 +110,8 @@ pub(crate) struct RunOptions {
 
 impl RunOptions {
     /// What bounds each call, copied into it.
-    fn limits(&self) -> one::Limits {
-        one::Limits {
+    fn limits(&self) -> call::Limits {
+        call::Limits {
             timeout: self.timeout,
             max_item_response_bytes: self.max_item_response_bytes,
         }
@@ -173,7 +173,7 @@ impl<F: FnMut(usize, &Outcome)> Emit for F {
 /// a client that left before more start.
 ///
 /// With a concurrency above one, sub-requests that prove heavy to poll run on tokio tasks
-/// of their own, so the runtime's threads share the batch (see `in_flight`); light ones,
+/// of their own, so the runtime's threads share the batch (see `spawning`); light ones,
 /// and all at a concurrency of one, are polled in this future.
 ///
 /// With `traced`, each item has a span (see `trace`), a child of the span current when
@@ -194,48 +194,41 @@ where
     E: Emit,
 {
     let mut run = Run::new(plan, opts, emit, outer, traced);
-    let limits = opts.limits();
-    let mut calls = InFlight::new(run.places());
-    // Commits and rollbacks; made when a group first ends (most batches have none).
-    let mut endings = None;
+    let mut spawning = Spawning::new(run.places());
+    let mut calls = FuturesUnordered::new();
+    let mut endings = FuturesUnordered::new();
     let mut deadline = pin!(opts.batch_timeout.map(tokio::time::sleep));
     let mut yields = Yields::every(opts.concurrency);
-    // One place creates the futures, so their types are inferred and never boxed.
-    macro_rules! launch {
-        ($launch:expr) => {
-            match $launch {
-                Launch::Send(i, req) => {
-                    let call = one::Call::new(svc.clone(), req, i, run.span(i), limits);
-                    // `Either`s made at once (few moves); spawned in the span current here.
-                    match calls.spawns() {
-                        true => calls.push(Either::Left(Either::Right(Spawned::new(
-                            i,
-                            call.in_current_span(),
-                        )))),
-                        false => calls.push(Either::Left(Either::Left(call))),
-                    }
-                }
-                Launch::Begin(g) => calls.push(Either::Right(begin(g, outer.parts(), opts))),
-                Launch::End(g, tx, commit) => endings
-                    .get_or_insert_with(FuturesUnordered::new)
-                    .push(end(g, tx, commit, opts, hold.clone())),
-            }
-        };
-    }
+    // What follows a group's member: its next member, or its commit or rollback.
+    let mut follow = None;
     let deadline_passed = loop {
         // While the reply holds as much as it should, nothing new starts (the rest goes on).
         let room = std::future::poll_fn(|cx| Poll::Ready(run.poll_room(cx).is_ready())).await;
-        if room {
-            while let Some(next) = run.next_launch(outer) {
-                launch!(next);
+        let mut next = || {
+            follow
+                .take()
+                .or_else(|| room.then(|| run.next_launch(outer))?)
+        };
+        while let Some(launch) = next() {
+            match launch {
+                Launch::Call(call) => {
+                    calls.push(launched(call, &svc, outer, opts, spawning.spawns()));
+                }
+                Launch::End(g, tx, commit) => endings.push(end(g, tx, commit, opts, hold.clone())),
             }
         }
         let deadline = deadline.as_mut().as_pin_mut();
         // Room matters only while something is ready to start (else idle means over).
         let waits = !room && run.has_ready();
         let wait_room = waits.then_some(|cx: &mut Context<'_>| run.poll_room(cx));
-        let (event, waited) = next_event(&mut calls, &mut endings, deadline, wait_room).await;
-        let next = match event {
+        let waiting = Waiting {
+            calls: &mut calls,
+            spawning: &mut spawning,
+            endings: &mut endings,
+            deadline,
+        };
+        let (event, waited) = waiting.next_event(wait_room).await;
+        follow = match event {
             Event::Done(Done::Sent(i, outcome)) => run.on_sent(i, outcome, outer),
             Event::Done(Done::Begun(g, result)) => run.on_begun(g, result, outer),
             Event::Ended(g, result) => {
@@ -246,17 +239,42 @@ where
             Event::Idle => break false,
             Event::Deadline => {
                 drop(calls);
-                expire(&mut run, endings.as_mut(), opts).await;
+                expire(&mut run, &mut endings, opts).await;
                 break true;
             }
         };
-        if let Some(next) = next {
-            launch!(next);
-        }
         run.emit_final();
         yields.after(waited, &mut run).await;
     };
     run.emit_rest(deadline_passed)
+}
+
+/// The future that runs `call`: a sub-request (in this task, or, when `spawn`, on a task
+/// of its own, in the span current here), or a group's `begin`. Boxed: a call's future is
+/// large (the wrapped service's own, the body being read, the timer), and a box is moved
+/// as a pointer (measured: 1,700 fewer instructions per item than moving it whole).
+fn launched<'a, S, B, ResBody>(
+    call: Call<B>,
+    svc: &S,
+    outer: &'a Outer,
+    opts: &'a RunOptions,
+    spawn: bool,
+) -> BoxFuture<'a, Done>
+where
+    S: Inner<B, ResBody>,
+    B: Send + 'static,
+    ResBody: InnerBody,
+{
+    match call {
+        Call::Send(i, req, span) => {
+            let call = call::call(svc.clone(), req, i, span, opts.limits());
+            match spawn {
+                true => Box::pin(call::spawned(i, call.in_current_span())),
+                false => Box::pin(call),
+            }
+        }
+        Call::Begin(g) => Box::pin(begin(g, outer.parts(), opts)),
+    }
 }
 
 /// When the run yields to the runtime: after as many events in a row as the batch's
@@ -293,16 +311,13 @@ impl Yields {
 
 /// The batch deadline passed: open transactions are dropped, commits and rollbacks in
 /// flight may finish (see [`finish_endings`]), and every item without an outcome gets one.
-async fn expire<E, G>(
-    run: &mut Run<'_, E>,
-    endings: Option<&mut FuturesUnordered<G>>,
-    opts: &RunOptions,
-) where
+async fn expire<E, G>(run: &mut Run<'_, E>, endings: &mut FuturesUnordered<G>, opts: &RunOptions)
+where
     E: Emit,
     G: Future<Output = (usize, Result<(), TxError>)>,
 {
     run.expire_groups();
-    if let Some(endings) = endings {
+    if !endings.is_empty() {
         finish_endings(run, endings, opts).await;
     }
     run.expire_items();
@@ -352,62 +367,59 @@ enum Event {
     Deadline,
 }
 
-/// The next event, and whether the run waited for it (was pending at least once); with
-/// `room`, the run waits for the reply to take more too (and is not idle while it waits).
-async fn next_event<F, G, R>(
-    calls: &mut InFlight<F>,
-    endings: &mut Option<FuturesUnordered<G>>,
-    mut deadline: Option<Pin<&mut Sleep>>,
-    mut room: Option<R>,
-) -> (Event, bool)
-where
-    F: Future<Output = Done>,
-    G: Future<Output = (usize, Result<(), TxError>)>,
-    R: FnMut(&mut Context<'_>) -> Poll<()>,
-{
-    let mut waited = false;
-    let event = std::future::poll_fn(|cx| {
-        let event = poll_event(calls, endings, deadline.as_mut(), room.as_mut(), cx);
-        waited |= event.is_pending();
-        event
-    })
-    .await;
-    (event, waited)
+/// What the run waits for: the calls in flight, commits and rollbacks, the deadline.
+struct Waiting<'w, F, G> {
+    calls: &'w mut FuturesUnordered<F>,
+    spawning: &'w mut Spawning,
+    endings: &'w mut FuturesUnordered<G>,
+    deadline: Option<Pin<&'w mut Sleep>>,
 }
 
-/// One look at what the run waits for.
-fn poll_event<F, G, R>(
-    calls: &mut InFlight<F>,
-    endings: &mut Option<FuturesUnordered<G>>,
-    deadline: Option<&mut Pin<&mut Sleep>>,
-    room: Option<&mut R>,
-    cx: &mut Context<'_>,
-) -> Poll<Event>
+impl<F, G> Waiting<'_, F, G>
 where
     F: Future<Output = Done>,
     G: Future<Output = (usize, Result<(), TxError>)>,
-    R: FnMut(&mut Context<'_>) -> Poll<()>,
 {
-    if let Poll::Ready(Some(done)) = calls.poll_next(cx) {
-        return Poll::Ready(Event::Done(done));
+    /// The next event, and whether the run waited for it (was pending at least once);
+    /// with `room`, the run waits for the reply to take more too (and is not idle while
+    /// it waits).
+    async fn next_event<R>(mut self, mut room: Option<R>) -> (Event, bool)
+    where
+        R: FnMut(&mut Context<'_>) -> Poll<()>,
+    {
+        let mut waited = false;
+        let event = std::future::poll_fn(|cx| {
+            let event = self.poll_event(room.as_mut(), cx);
+            waited |= event.is_pending();
+            event
+        })
+        .await;
+        (event, waited)
     }
-    if let Some(endings) = endings.as_mut() {
-        if let Poll::Ready(Some((g, result))) = endings.poll_next_unpin(cx) {
+
+    /// One look at what the run waits for.
+    fn poll_event<R>(&mut self, room: Option<&mut R>, cx: &mut Context<'_>) -> Poll<Event>
+    where
+        R: FnMut(&mut Context<'_>) -> Poll<()>,
+    {
+        if let Poll::Ready(Some(done)) = self.spawning.poll_next(self.calls, cx) {
+            return Poll::Ready(Event::Done(done));
+        }
+        if let Poll::Ready(Some((g, result))) = self.endings.poll_next_unpin(cx) {
             return Poll::Ready(Event::Ended(g, result));
         }
-    }
-    let waits_room = room.is_some();
-    if let Some(room) = room {
-        if room(cx).is_ready() {
-            return Poll::Ready(Event::Room);
+        let waits_room = room.is_some();
+        if let Some(room) = room {
+            if room(cx).is_ready() {
+                return Poll::Ready(Event::Room);
+            }
         }
-    }
-    let idle = calls.is_empty() && endings.as_ref().is_none_or(FuturesUnordered::is_empty);
-    if idle && !waits_room {
-        return Poll::Ready(Event::Idle);
-    }
-    match deadline.map(|d| d.as_mut().poll(cx)) {
-        Some(Poll::Ready(())) => Poll::Ready(Event::Deadline),
-        _ => Poll::Pending,
+        if self.calls.is_empty() && self.endings.is_empty() && !waits_room {
+            return Poll::Ready(Event::Idle);
+        }
+        match self.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Event::Deadline),
+            _ => Poll::Pending,
+        }
     }
 }

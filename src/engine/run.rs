@@ -17,17 +17,23 @@ use crate::transaction::OpenTx;
 use http::{Request, StatusCode};
 use std::time::Duration;
 
-/// A future the loop should start. (Moved once, straight into its future: the size of
-/// a request in one variant costs nothing, and boxing it would cost an allocation per
-/// sub-request.)
+/// What the loop should start. (A request is moved into its call at once: boxing it
+/// would cost an allocation per sub-request.)
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Launch<B> {
-    /// Send item `i`.
-    Send(usize, Request<BatchRequestBody<B>>),
-    /// Begin group `g`'s transaction.
-    Begin(usize),
+    /// A call, among those the run waits for.
+    Call(Call<B>),
     /// Commit (`true`) or roll back group `g`'s transaction.
     End(usize, Box<dyn OpenTx>, bool),
+}
+
+/// A call the run waits for.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Call<B> {
+    /// Send item `i`, in its span if items have spans.
+    Send(usize, Request<BatchRequestBody<B>>, Option<tracing::Span>),
+    /// Begin group `g`'s transaction.
+    Begin(usize),
 }
 
 /// One batch being run.
@@ -94,11 +100,6 @@ impl<'a, E: Emit> Run<'a, E> {
         self.schedule.places()
     }
 
-    /// The span item `i`'s call runs in, if items have spans.
-    pub(super) fn span(&self, i: usize) -> Option<tracing::Span> {
-        self.slots.span(i)
-    }
-
     /// Whether something could start now, were there room in the reply.
     pub(super) fn has_ready(&self) -> bool {
         self.schedule.has_ready()
@@ -122,13 +123,13 @@ impl<'a, E: Emit> Run<'a, E> {
         while let Some(start) = self.schedule.next() {
             match start {
                 Start::Item(i) => match self.prepare(i, outer) {
-                    Ok(req) => return Some(Launch::Send(i, req)),
+                    Ok(req) => return Some(self.send(i, req)),
                     Err(outcome) => self.settle(i, *outcome),
                 },
                 Start::Group(g) => match self.schedule.failed_dependency_of_group(g) {
                     None => {
                         self.groups[g].begin();
-                        return Some(Launch::Begin(g));
+                        return Some(Launch::Call(Call::Begin(g)));
                     }
                     Some(d) => {
                         self.groups[g].not_started();
@@ -203,7 +204,7 @@ impl<'a, E: Emit> Run<'a, E> {
                 Next::Send(m) => m,
             };
             match self.prepare(m, outer) {
-                Ok(req) => return Some(Launch::Send(m, req)),
+                Ok(req) => return Some(self.send(m, req)),
                 Err(outcome) => {
                     self.slots.record(m, *outcome);
                     self.schedule.finish_member(m, true);
@@ -211,6 +212,11 @@ impl<'a, E: Emit> Run<'a, E> {
                 }
             }
         }
+    }
+
+    /// Sends item `i`'s request, in its span.
+    fn send<B>(&self, i: usize, req: Request<BatchRequestBody<B>>) -> Launch<B> {
+        Launch::Call(Call::Send(i, req, self.slots.span(i)))
     }
 
     /// Item `i`, which has references, no longer needs its dependencies' bodies: those
