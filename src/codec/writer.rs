@@ -64,7 +64,7 @@ pub(crate) struct ReplyWriter {
     chunks: std::collections::VecDeque<Bytes>,
     /// Bytes ever put in `chunks`.
     sent: usize,
-    /// Bytes taken away ([`ReplyWriter::take`]).
+    /// Bytes taken away ([`ReplyWriter::take_up_to`]).
     taken: usize,
     /// One line per entry (NDJSON): line breaks in JSON bodies become spaces.
     one_line: bool,
@@ -106,29 +106,20 @@ impl ReplyWriter {
         self.len() - self.taken
     }
 
-    /// Moves what was written so far to `out`, in order, as it may leave.
-    pub(crate) fn take(&mut self, out: &mut std::collections::VecDeque<Bytes>) {
-        self.take_some(out, usize::MAX);
-    }
-
-    /// Moves the first of what was written to `out`, in order: a chunk, then more while
-    /// fewer than `max` bytes have moved. What stays is still [`pending`](Self::pending),
-    /// so a reader that takes a little at a time leaves the rest counted here.
-    pub(crate) fn take_some(&mut self, out: &mut std::collections::VecDeque<Bytes>, max: usize) {
+    /// The first of what was written and not yet taken, at most `max` bytes of it
+    /// (`max` > 0). A body written by reference is split, not copied.
+    pub(crate) fn take_up_to(&mut self, max: usize) -> Option<Bytes> {
         let framing = self.buf.split().freeze();
         self.sent += framing.len();
         if !framing.is_empty() {
             self.chunks.push_back(framing);
         }
-        let mut moved = 0;
-        while let Some(chunk) = self.chunks.front() {
-            if moved > 0 && moved >= max {
-                break;
-            }
-            moved += chunk.len();
-            out.extend(self.chunks.pop_front());
+        let mut chunk = self.chunks.pop_front()?;
+        if chunk.len() > max {
+            self.chunks.push_front(chunk.split_off(max));
         }
-        self.taken += moved;
+        self.taken += chunk.len();
+        Some(chunk)
     }
 
     /// Makes room for `additional` more bytes of framing.

@@ -119,15 +119,19 @@ impl RunOptions {
 }
 
 /// Where the engine hands outcomes: the reply, or what a lookup keeps. Any
-/// `FnMut(usize, &Outcome)` is one that never pauses the run.
+/// `FnMut(usize, &Outcome)` is one that always has room.
 pub(crate) trait Emit {
     /// The outcome of plan item `index`, final.
     fn emit(&mut self, index: usize, outcome: &Outcome);
 
-    /// `Ready` while it may take more outcomes; `Pending` (waking `cx` once it may) while
-    /// it holds as much as it should until it is read. The run then starts nothing new.
-    fn poll_room(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
-        Poll::Ready(())
+    /// Whether it may take more outcomes; while it may not, the run starts nothing new.
+    fn has_room(&self) -> bool {
+        true
+    }
+
+    /// Returns once it may take more outcomes.
+    fn room(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
     }
 
     /// The run is about to yield to the runtime though nothing it waits for is pending
@@ -136,7 +140,6 @@ pub(crate) trait Emit {
 }
 
 impl<F: FnMut(usize, &Outcome)> Emit for F {
-    #[inline]
     fn emit(&mut self, index: usize, outcome: &Outcome) {
         self(index, outcome)
     }
@@ -203,7 +206,7 @@ where
     let mut follow = None;
     let deadline_passed = loop {
         // While the reply holds as much as it should, nothing new starts (the rest goes on).
-        let room = std::future::poll_fn(|cx| Poll::Ready(run.poll_room(cx).is_ready())).await;
+        let room = run.has_room();
         let mut next = || {
             follow
                 .take()
@@ -220,7 +223,7 @@ where
         let deadline = deadline.as_mut().as_pin_mut();
         // Room matters only while something is ready to start (else idle means over).
         let waits = !room && run.has_ready();
-        let wait_room = waits.then_some(|cx: &mut Context<'_>| run.poll_room(cx));
+        let wait_room = waits.then(|| run.room());
         let waiting = Waiting {
             calls: &mut calls,
             spawning: &mut spawning,
@@ -383,13 +386,11 @@ where
     /// The next event, and whether the run waited for it (was pending at least once);
     /// with `room`, the run waits for the reply to take more too (and is not idle while
     /// it waits).
-    async fn next_event<R>(mut self, mut room: Option<R>) -> (Event, bool)
-    where
-        R: FnMut(&mut Context<'_>) -> Poll<()>,
-    {
+    async fn next_event<R: Future<Output = ()>>(mut self, room: Option<R>) -> (Event, bool) {
+        let mut room = pin!(room);
         let mut waited = false;
         let event = std::future::poll_fn(|cx| {
-            let event = self.poll_event(room.as_mut(), cx);
+            let event = self.poll_event(room.as_mut().as_pin_mut(), cx);
             waited |= event.is_pending();
             event
         })
@@ -398,9 +399,9 @@ where
     }
 
     /// One look at what the run waits for.
-    fn poll_event<R>(&mut self, room: Option<&mut R>, cx: &mut Context<'_>) -> Poll<Event>
+    fn poll_event<R>(&mut self, room: Option<Pin<&mut R>>, cx: &mut Context<'_>) -> Poll<Event>
     where
-        R: FnMut(&mut Context<'_>) -> Poll<()>,
+        R: Future<Output = ()>,
     {
         if let Poll::Ready(Some(done)) = self.spawning.poll_next(self.calls, cx) {
             return Poll::Ready(Event::Done(done));
@@ -410,7 +411,7 @@ where
         }
         let waits_room = room.is_some();
         if let Some(room) = room {
-            if room(cx).is_ready() {
+            if room.poll(cx).is_ready() {
                 return Poll::Ready(Event::Room);
             }
         }

@@ -110,9 +110,14 @@ impl<'a, E: Emit> Run<'a, E> {
         self.emit.yielding();
     }
 
-    /// `Ready` while the reply may take more outcomes (see [`Emit::poll_room`]).
-    pub(super) fn poll_room(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        self.emit.poll_room(cx)
+    /// Whether the reply may take more outcomes (see [`Emit::has_room`]).
+    pub(super) fn has_room(&self) -> bool {
+        self.emit.has_room()
+    }
+
+    /// Returns once the reply may take more outcomes.
+    pub(super) fn room(&mut self) -> impl std::future::Future<Output = ()> + '_ {
+        self.emit.room()
     }
 
     /// The next future to start, if the schedule lets one start. Items that cannot be sent

@@ -1,0 +1,217 @@
+//! A streamed reply's bytes on their way to its body: a tokio channel bounded in bytes.
+//! The writer's side ([`Feed`]) takes a permit of a semaphore per byte it sends, and the
+//! body gives them back as it takes the bytes, so at most [`HIGH_WATER`] bytes wait in
+//! the channel; what does not fit stays in the writer until the reader makes room, and
+//! the writer's waits for room are bounded by its [`Pace`].
+//!
+//! Each write to a socket costs a system call and wakes the reader: when chunks come
+//! faster than one per [`LINGER`], the body gathers what comes within that time of its
+//! last frame (up to [`GATHER`]) into one frame. A chunk that comes after a quiet spell
+//! leaves at once. (Tokio's timer ticks in whole milliseconds: the wait can reach 2 ms.)
+
+use super::pace::Pace;
+use crate::codec::ReplyWriter;
+use bytes::{Bytes, BytesMut};
+use futures_util::{FutureExt as _, Stream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// The bytes a streamed reply may hold, sent and not yet taken by its body. (The body
+/// holds its frame until the connection takes it, and the connection buffers some too:
+/// the bound is this plus what those hold.) While more wait to be sent, the batch's run
+/// starts nothing new, and the batch keeps its place.
+pub(crate) const HIGH_WATER: usize = 64 * 1024;
+
+/// The most a chunk, and a gathered frame, holds.
+const GATHER: usize = 16 * 1024;
+const _: () = assert!(GATHER < HIGH_WATER);
+
+/// How long after its last frame the body waits for more before sending what it has.
+const LINGER: Duration = Duration::from_millis(1);
+
+/// The writer's side: what is written, and the channel it goes into.
+pub(super) struct Feed {
+    pub(super) w: ReplyWriter,
+    tx: mpsc::UnboundedSender<Bytes>,
+    /// Permits for the bytes the channel may still take.
+    room: Arc<Semaphore>,
+    pace: Pace,
+    cut: Arc<Cut>,
+}
+
+/// The body's side, until it is made a body.
+pub(super) struct Receiving {
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    room: Arc<Semaphore>,
+    cut: Arc<Cut>,
+}
+
+/// Whether the reader proved too slow, for the body (which then ends) and the task that
+/// carries the run (which then stops).
+#[derive(Default)]
+pub(super) struct Cut {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Cut {
+    fn set(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// Returns once the reply is cut.
+    pub(super) async fn cut_off(&self) {
+        self.notify.notified().await;
+    }
+}
+
+/// A channel for the reply `w` is writing, its waits on the reader bounded by `pace`.
+pub(super) fn open(w: ReplyWriter, pace: Pace) -> (Feed, Receiving) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let room = Arc::new(Semaphore::new(HIGH_WATER));
+    let cut = Arc::new(Cut::default());
+    let feed = Feed {
+        w,
+        tx,
+        room: room.clone(),
+        pace,
+        cut: cut.clone(),
+    };
+    (feed, Receiving { rx, room, cut })
+}
+
+impl Feed {
+    /// Whether the reply was cut, as the task that carries the run waits for it.
+    pub(super) fn cut(&self) -> Arc<Cut> {
+        self.cut.clone()
+    }
+
+    /// Whether everything written is in the channel.
+    pub(super) fn has_room(&self) -> bool {
+        self.w.pending() == 0
+    }
+
+    /// Sends what the channel has room for, without waiting.
+    pub(super) fn send_some(&mut self) {
+        loop {
+            let room = self.room.available_permits().min(GATHER);
+            if room == 0 || !self.send(room) {
+                return;
+            }
+        }
+    }
+
+    /// Sends the rest, waiting for room within the reader's pace: `false` when the reader
+    /// proved too slow, and the reply is cut: the body ends at once, without what it has
+    /// not taken. (Its error type is the wrapped service's, so the layer cannot fail it:
+    /// the reply simply stops, short of its end, which every client reads as malformed.)
+    pub(super) async fn send_all(&mut self) -> bool {
+        self.send_some();
+        while !self.has_room() {
+            let want = self.w.pending().min(GATHER);
+            let due = self.pace.waiting();
+            // The semaphore is never closed. Once there is room, `send` takes it.
+            let wait = self
+                .room
+                .acquire_many(want as u32)
+                .map(|permit| permit.is_ok());
+            let acquired = match due {
+                Some(due) => tokio::time::timeout_at(due, wait).await.unwrap_or(false),
+                None => wait.await,
+            };
+            if !acquired {
+                self.cut.set();
+                return false;
+            }
+            self.pace.resumed(want);
+            self.send_some();
+        }
+        true
+    }
+
+    /// Sends at most `max` bytes, taking their permits: whether any were left to send.
+    fn send(&mut self, max: usize) -> bool {
+        let Some(chunk) = self.w.take_up_to(max) else {
+            return false;
+        };
+        // At most the permits available, which only the body adds to: given back by the
+        // body as it takes the bytes.
+        if let Ok(permit) = self.room.try_acquire_many(chunk.len() as u32) {
+            permit.forget();
+        }
+        // A body dropped has aborted the task that writes: this never fails for long.
+        let _ = self.tx.send(chunk);
+        true
+    }
+}
+
+impl Receiving {
+    /// What is in the channel now, for a reply sent whole.
+    pub(super) fn drain(&mut self) -> Vec<Bytes> {
+        std::iter::from_fn(|| self.rx.try_recv().ok()).collect()
+    }
+
+    /// The body: the chunks as they come, gathered into frames. `task`, which writes them,
+    /// is aborted when the body is dropped (the client went away).
+    pub(super) fn into_body(self, task: JoinSet<()>) -> impl Stream<Item = Bytes> + Send {
+        let body = Body {
+            receiving: self,
+            last_frame: None,
+            _task: task,
+        };
+        futures_util::stream::unfold(body, |mut body| async move {
+            let frame = body.next_frame().await?;
+            Some((frame, body))
+        })
+    }
+}
+
+/// A body being read.
+struct Body {
+    receiving: Receiving,
+    /// When it last gave a frame.
+    last_frame: Option<Instant>,
+    _task: JoinSet<()>,
+}
+
+impl Body {
+    /// The next frame: the next chunk, and those that come within [`LINGER`] of the last
+    /// frame, up to [`GATHER`] bytes. `None` once the reply is over, or cut.
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        let Receiving { rx, room, cut } = &mut self.receiving;
+        let first = rx.recv().await?;
+        // Made only when a second chunk comes.
+        let mut gathered = BytesMut::new();
+        let mut len = first.len();
+        if let Some(until) = self.last_frame.map(|at| at + LINGER) {
+            while len < GATHER {
+                let Ok(Some(more)) = tokio::time::timeout_at(until, rx.recv()).await else {
+                    break;
+                };
+                if gathered.is_empty() {
+                    gathered.extend_from_slice(&first);
+                }
+                gathered.extend_from_slice(&more);
+                len += more.len();
+            }
+        }
+        if cut.is_set() {
+            return None;
+        }
+        room.add_permits(len);
+        self.last_frame = Some(Instant::now());
+        Some(match gathered.is_empty() {
+            true => first,
+            false => gathered.freeze(),
+        })
+    }
+}
