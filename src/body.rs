@@ -137,22 +137,22 @@ impl Body for Chunks {
 pin_project! {
     /// Either a body of the wrapped world, untouched, or bytes the layer holds. Both public
     /// body types are this; only their docs and constructors differ.
-    #[project = EitherProj]
-    enum Either<B> {
+    #[project = ContentProj]
+    enum Content<B> {
         Wrapped { #[pin] body: B },
         Layer { chunks: Chunks },
     }
 }
 
-impl<B> Either<B> {
+impl<B> Content<B> {
     fn bytes(data: Bytes) -> Self {
-        Either::Layer {
+        Content::Layer {
             chunks: Chunks::one(data),
         }
     }
 }
 
-impl<B: Body<Data = Bytes>> Body for Either<B> {
+impl<B: Body<Data = Bytes>> Body for Content<B> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -162,8 +162,8 @@ impl<B: Body<Data = Bytes>> Body for Either<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project() {
-            EitherProj::Wrapped { body } => body.poll_frame(cx),
-            EitherProj::Layer { chunks } => {
+            ContentProj::Wrapped { body } => body.poll_frame(cx),
+            ContentProj::Layer { chunks } => {
                 let next = ready!(chunks.poll_next(cx));
                 Poll::Ready(next.map(|d| Ok(Frame::data(d))))
             }
@@ -173,25 +173,25 @@ impl<B: Body<Data = Bytes>> Body for Either<B> {
     #[inline]
     fn is_end_stream(&self) -> bool {
         match self {
-            Either::Wrapped { body } => body.is_end_stream(),
-            Either::Layer { chunks } => chunks.is_end_stream(),
+            Content::Wrapped { body } => body.is_end_stream(),
+            Content::Layer { chunks } => chunks.is_end_stream(),
         }
     }
 
     #[inline]
     fn size_hint(&self) -> SizeHint {
         match self {
-            Either::Wrapped { body } => body.size_hint(),
-            Either::Layer { chunks } => chunks.size_hint(),
+            Content::Wrapped { body } => body.size_hint(),
+            Content::Layer { chunks } => chunks.size_hint(),
         }
     }
 }
 
-impl<B> std::fmt::Debug for Either<B> {
+impl<B> std::fmt::Debug for Content<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Either::Wrapped { .. } => f.write_str("Wrapped"),
-            Either::Layer { chunks } => write!(f, "Layer({:?})", chunks.data),
+            Content::Wrapped { .. } => f.write_str("Wrapped"),
+            Content::Layer { chunks } => write!(f, "Layer({:?})", chunks.data),
         }
     }
 }
@@ -208,7 +208,7 @@ pin_project! {
     #[derive(Debug)]
     pub struct BatchRequestBody<B> {
         #[pin]
-        inner: Either<B>,
+        inner: Content<B>,
     }
 }
 
@@ -217,14 +217,14 @@ impl<B> BatchRequestBody<B> {
     #[inline]
     pub(crate) fn outer(body: B) -> Self {
         Self {
-            inner: Either::Wrapped { body },
+            inner: Content::Wrapped { body },
         }
     }
 
     /// The body of one sub-request.
     pub(crate) fn buffered(data: Bytes) -> Self {
         Self {
-            inner: Either::bytes(data),
+            inner: Content::bytes(data),
         }
     }
 
@@ -240,15 +240,15 @@ impl<B> BatchRequestBody<B> {
     /// ```
     #[inline]
     pub fn is_sub_request(&self) -> bool {
-        matches!(self.inner, Either::Layer { .. })
+        matches!(self.inner, Content::Layer { .. })
     }
 
     /// The outer body, or a sub-request's bytes.
     #[cfg(feature = "axum")]
     pub(crate) fn into_either(self) -> Result<B, Chunks> {
         match self.inner {
-            Either::Wrapped { body } => Ok(body),
-            Either::Layer { chunks } => Err(chunks),
+            Content::Wrapped { body } => Ok(body),
+            Content::Layer { chunks } => Err(chunks),
         }
     }
 }
@@ -261,7 +261,7 @@ pin_project! {
     #[derive(Debug)]
     pub struct BatchResponseBody<B> {
         #[pin]
-        inner: Either<B>,
+        inner: Content<B>,
     }
 }
 
@@ -269,20 +269,20 @@ impl<B> BatchResponseBody<B> {
     #[inline]
     pub(crate) fn inner(body: B) -> Self {
         Self {
-            inner: Either::Wrapped { body },
+            inner: Content::Wrapped { body },
         }
     }
 
     pub(crate) fn full(data: Bytes) -> Self {
         Self {
-            inner: Either::bytes(data),
+            inner: Content::bytes(data),
         }
     }
 
     /// A reply the layer wrote, in chunks.
     pub(crate) fn chunks(chunks: Vec<Bytes>) -> Self {
         Self {
-            inner: Either::Layer {
+            inner: Content::Layer {
                 chunks: Chunks::new(chunks),
             },
         }
@@ -291,7 +291,7 @@ impl<B> BatchResponseBody<B> {
     /// A reply the layer writes while its batch runs.
     pub(crate) fn streamed(stream: Streamed) -> Self {
         Self {
-            inner: Either::Layer {
+            inner: Content::Layer {
                 chunks: Chunks::streamed(stream),
             },
         }
@@ -301,8 +301,8 @@ impl<B> BatchResponseBody<B> {
     #[cfg(feature = "axum")]
     pub(crate) fn into_either(self) -> Result<B, Chunks> {
         match self.inner {
-            Either::Wrapped { body } => Ok(body),
-            Either::Layer { chunks } => Err(chunks),
+            Content::Wrapped { body } => Ok(body),
+            Content::Layer { chunks } => Err(chunks),
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::batch::media::MediaType;
 use crate::codec::{Codec, DecodeLimits};
 use crate::engine::RunOptions;
 use crate::error::Problem;
-use crate::identity::HeaderPolicy;
+use crate::subrequest::HeaderPolicy;
 use crate::transaction::Hook;
 use http::request::Parts;
 use http::{header, HeaderValue, StatusCode};

@@ -382,10 +382,10 @@ mod future;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-mod identity;
 mod layer;
 mod reply;
 mod service;
+mod subrequest;
 mod trace;
 mod transaction;
 

@@ -10,11 +10,11 @@ use crate::batch::outcome::Outcome;
 use crate::body::{read_limited, BatchRequestBody, BatchResponseBody, ReadError};
 use crate::codec::{DecodeContext, Decoded};
 use crate::config::{too_large, Config};
-use crate::engine::{self, Inner, InnerBody};
+use crate::engine::{self, Wrapped, WrappedBody};
 use crate::error::Problem;
 use crate::future::ResponseFuture;
-use crate::identity::Outer;
 use crate::reply;
+use crate::subrequest::Outer;
 use crate::trace::BatchTrace;
 use crate::BoxError;
 use bytes::Bytes;
@@ -117,10 +117,10 @@ async fn handle<S, B, ResBody>(
     trace: BatchTrace,
 ) -> Response<BatchResponseBody<ResBody>>
 where
-    S: Inner<B, ResBody>,
+    S: Wrapped<B, ResBody>,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
-    ResBody: InnerBody,
+    ResBody: WrappedBody,
 {
     let (parts, body) = req.into_parts();
     // `call` found it; the configuration does not change.

@@ -1,5 +1,5 @@
 //! Request ids: they compare ignoring ASCII letter case, as Microsoft Graph compares them;
-//! an item without one has its index, which costs no allocation below 1,000.
+//! an item without one has its index.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -59,55 +59,12 @@ fn compare(a: &str, b: &str) -> Ordering {
     })
 }
 
-/// An item's id: owned when a client gave it, borrowed from a table for the ids items
-/// without one get (their index): those cost no allocation, and every item of a bulk
-/// batch has one.
+/// An item's id: the one a client gave, or its index (see [`index_id`]).
 pub(crate) type ItemId = Cow<'static, str>;
-
-/// Index ids below this are slices of [`INDEX_DIGITS`] (whose layout, 10 numbers of one
-/// digit, 90 of two, 900 of three, [`index_id`] follows).
-const TABLED: usize = 1000;
-const _: () = assert!(TABLED == 1000 && INDEX_DIGITS.len() == 10 + 90 * 2 + 900 * 3);
-
-/// The decimal digits of 0 to 999, one number after another (`0123…9899100101…`).
-const INDEX_DIGITS: &str = match std::str::from_utf8(&digits_table()) {
-    Ok(digits) => digits,
-    Err(_) => panic!("digits are ASCII"),
-};
-
-/// [`INDEX_DIGITS`]' bytes, made at compile time.
-const fn digits_table() -> [u8; 2890] {
-    let mut table = [0u8; 2890];
-    let (mut n, mut at) = (0, 0);
-    while n < TABLED {
-        let width = if n < 10 {
-            1
-        } else if n < 100 {
-            2
-        } else {
-            3
-        };
-        let (mut rest, mut d) = (n, width);
-        while d > 0 {
-            d -= 1;
-            table[at + d] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-        }
-        at += width;
-        n += 1;
-    }
-    table
-}
 
 /// The id of an item that has none of its own: its index, in decimal.
 pub(crate) fn index_id(index: usize) -> ItemId {
-    let (start, width) = match index {
-        0..10 => (index, 1),
-        10..100 => (10 + (index - 10) * 2, 2),
-        100..TABLED => (190 + (index - 100) * 3, 3),
-        _ => return Cow::Owned(index.to_string()),
-    };
-    Cow::Borrowed(&INDEX_DIGITS[start..start + width])
+    Cow::Owned(index.to_string())
 }
 
 /// Whether two ids are the same id: ASCII letter case aside (see [`IdIndex`]).
@@ -151,13 +108,5 @@ mod tests {
             (index.get("1"), index.get("2"), index.get("10")),
             (Some(2), Some(1), Some(0))
         );
-    }
-
-    #[test]
-    fn an_index_id_is_the_index_in_decimal() {
-        for n in (0..1200).chain([12345, usize::MAX]) {
-            assert_eq!(index_id(n), n.to_string());
-        }
-        assert!(matches!(index_id(999), Cow::Borrowed("999")));
     }
 }

@@ -2,7 +2,7 @@
 //! application's own predicate. Checked last, on the path as it will be sent (after dot
 //! segments, `$id` and references); an item refused is answered `403` and not sent.
 
-use super::spelling::{canonical, is_plain, Readings};
+use super::readings::{canonical, is_plain, Readings};
 use http::Method;
 use std::fmt;
 use std::sync::Arc;

@@ -7,7 +7,10 @@
 //! plain: ASCII or UTF-8 text without escapes, short numbers, shallow nesting. A scan that
 //! takes only such bodies ([`plainly_json`]) answers for them at a few instructions a byte;
 //! anything it does not know, it leaves to serde_json. It never says yes where serde_json
-//! would say no (the `strict_json` fuzz target checks it).
+//! would say no (the `strict_json` fuzz target checks it). Measured (issue 26, callgrind,
+//! `examples/driver.rs`): without the scan, a batch of 100 GETs answering a 23-byte JSON
+//! object costs 610 more instructions per item (3% of the item), and the cost grows with
+//! the body (at 40 a byte, some 40,000 for a 1 KB body).
 
 /// How deep a body may nest to be embedded as JSON: the reply nests it three deep
 /// (`{"responses":[{"body":…}]}`), and the whole must stay within serde_json's default

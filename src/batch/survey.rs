@@ -2,7 +2,7 @@
 //! `url` (one URL per sub-request: most of its bytes pass a table at one look).
 
 #[cfg(doc)]
-use super::spelling::is_plain;
+use super::readings::is_plain;
 
 /// What one pass over a URL finds, for the checks that follow (a URL per sub-request).
 pub(super) struct Survey {
@@ -109,7 +109,7 @@ fn refusal(b: u8) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::spelling::is_plain;
+    use crate::batch::readings::is_plain;
 
     #[test]
     fn the_path_and_the_query_are_surveyed_each_by_its_rules() {

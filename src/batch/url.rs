@@ -2,7 +2,7 @@
 //! scheme or host, no fragment, no nested batch). Pure functions over strings.
 
 use super::origin::{strip_origin, Origin};
-use super::spelling::{canonical, cut, is_plain, percent_decode_lower, resolve};
+use super::readings::{canonical, cut, is_plain, percent_decode_lower, resolve};
 use super::survey::Survey;
 use http::Uri;
 use std::borrow::Cow;
@@ -146,7 +146,6 @@ pub(crate) fn parse_url_in(
 /// `path` under the service root: kept when it is the root or below it, else the root
 /// comes first (`/users/1` → `/v1.0/users/1`). The root is canonical, so the result is
 /// too.
-#[inline(always)]
 fn under_root<'p>(path: Cow<'p, str>, root: Option<&str>) -> Cow<'p, str> {
     let Some(root) = root else { return path };
     let under = path
@@ -232,7 +231,6 @@ fn is_dot_dot(seg: &str) -> bool {
 /// Whether `path` reaches a batch endpoint in any spelling: percent-encoding, repeated
 /// or trailing slashes, and letter case (the service behind may be case-insensitive) are
 /// all folded before comparing. `plain`: the survey found it [`is_plain`].
-#[inline(always)]
 fn is_batch_path(path: &str, plain: bool, batch_paths: &BatchPaths) -> bool {
     if plain || is_plain(path) {
         return batch_paths.0.iter().any(|c| c.eq_ignore_ascii_case(path));

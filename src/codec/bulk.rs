@@ -21,7 +21,7 @@ use super::{Codec, DecodeContext, Decoded, ReplyWriter};
 use crate::batch::id::index_id;
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::{Plan, PlanItem};
-use crate::batch::spelling::{canonical, is_plain, Readings};
+use crate::batch::readings::{canonical, is_plain, Readings};
 use crate::batch::url::{parse_url, UrlContext};
 use crate::error::{FieldError, Problem};
 use bytes::Bytes;

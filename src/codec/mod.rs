@@ -5,15 +5,15 @@
 //! and the service know no codec.
 
 pub(crate) mod bulk;
-mod casing;
 mod fields;
+mod header_case;
 mod headers;
 pub(crate) mod json;
 mod list;
 pub(crate) mod multipart;
 mod object;
 pub(crate) mod resource;
-mod urls;
+mod url_refs;
 mod writer;
 
 pub(crate) use headers::HeaderCaps;

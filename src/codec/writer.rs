@@ -2,57 +2,10 @@
 //! that goes in as it is (JSON) is referenced, not copied, so the result is a list of
 //! chunks, which leave as they are written ([`ReplyWriter::take`]) or all at the end.
 
-use super::casing::write_name;
+use super::header_case::write_name;
 use crate::batch::outcome::{encode_base64, reply_limit_reached, BodyView, Outcome};
-use crate::batch::strict::needs_escape;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue};
-
-/// What a byte is to a JSON string: [`ESCAPED`] (controls, `"`, `\\`), [`NOT_ASCII`], or 0.
-/// A table, as every id, header and text body is looked at.
-static BYTE_KIND: [u8; 256] = {
-    let mut table = [0; 256];
-    let mut b = 0;
-    while b < 256 {
-        if needs_escape(b as u8) {
-            table[b] = ESCAPED;
-        } else if b >= 0x80 {
-            table[b] = NOT_ASCII;
-        }
-        b += 1;
-    }
-    table
-};
-const ESCAPED: u8 = 1;
-const NOT_ASCII: u8 = 2;
-
-/// Whether `bytes` need no escape in a JSON string: no control character, `"` or `\\`, and
-/// with `ascii`, nothing past 0x7f. Eight bytes at a time (RFC 9110's header values, ids
-/// and short text bodies are most of what a reply writes), the rest through
-/// [`BYTE_KIND`].
-fn is_plain_text(bytes: &[u8], ascii: bool) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    // The high bit of a byte of the result is set for some byte below `n` (n <= 0x80),
-    // if any is: borrows may mark other bytes, never a word without one.
-    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
-    let chunks = bytes.chunks_exact(8);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        let x = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
-        let mut found = below(x, 0x20) | below(x ^ (ONES * 0x22), 1) | below(x ^ (ONES * 0x5c), 1);
-        if ascii {
-            found |= x & HIGH;
-        }
-        if found != 0 {
-            return false;
-        }
-    }
-    let refused = if ascii { ESCAPED | NOT_ASCII } else { ESCAPED };
-    !rest
-        .iter()
-        .any(|&b| BYTE_KIND[usize::from(b)] & refused != 0)
-}
 
 /// Bodies at least this long go into a reply by reference, not copied.
 const REFERENCE_AT: usize = 2048;
@@ -142,26 +95,10 @@ impl ReplyWriter {
         (&mut self.buf).writer()
     }
 
-    /// `s` as a JSON string.
+    /// `s` as a JSON string, escaped as serde_json escapes.
     pub(crate) fn str(&mut self, s: &str) {
-        if !self.plain_str(s.as_bytes(), false) {
-            // Writing a string into memory cannot fail.
-            let _ = serde_json::to_writer((&mut self.buf).writer(), s);
-        }
-    }
-
-    /// `bytes` as a JSON string when they need no escape (most ids, header names and
-    /// values): copied as they are. `false`, writing nothing, when one needs an escape, or
-    /// with `ascii` (bytes not known to be UTF-8) when one is past ASCII.
-    fn plain_str(&mut self, bytes: &[u8], ascii: bool) -> bool {
-        if !is_plain_text(bytes, ascii) {
-            return false;
-        }
-        self.buf.reserve(bytes.len() + 2);
-        self.buf.put_u8(b'"');
-        self.buf.put_slice(bytes);
-        self.buf.put_u8(b'"');
-        true
+        // Writing a string into memory cannot fail.
+        let _ = serde_json::to_writer((&mut self.buf).writer(), s);
     }
 
     /// Header names (spelled as servers write them: `Content-Type`) to values; a header with several values (`set-cookie`) gets an array.
@@ -179,11 +116,9 @@ impl ReplyWriter {
     }
 
     fn write_headers(&mut self, headers: &HeaderMap) {
-        // Most values are plain ASCII: one look at their bytes.
-        let value = |w: &mut Self, v: &HeaderValue| {
-            if !w.plain_str(v.as_bytes(), true) {
-                w.str(&String::from_utf8_lossy(v.as_bytes()));
-            }
+        let value = |w: &mut Self, v: &HeaderValue| match std::str::from_utf8(v.as_bytes()) {
+            Ok(text) => w.str(text),
+            Err(_) => w.str(&String::from_utf8_lossy(v.as_bytes())),
         };
         self.buf.put_u8(b'{');
         // `HeaderMap::iter` yields the values of one name one after another.
@@ -306,35 +241,6 @@ impl ReplyWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plain_text_is_what_the_byte_table_says_at_every_place() {
-        let by_table = |bytes: &[u8], refused: u8| {
-            !bytes
-                .iter()
-                .any(|&b| BYTE_KIND[usize::from(b)] & refused != 0)
-        };
-        for len in 1..=19 {
-            for at in 0..len {
-                for b in 0..=255u8 {
-                    let mut bytes = vec![b'a'; len];
-                    bytes[at] = b;
-                    // Its neighbour is one of the bytes just inside the bounds (0x21, 0x7f):
-                    // a borrow from the byte tested must not make it look refused.
-                    if at + 1 < len {
-                        bytes[at + 1] = if b % 2 == 0 { 0x21 } else { 0x7f };
-                    }
-                    for (ascii, refused) in [(false, ESCAPED), (true, ESCAPED | NOT_ASCII)] {
-                        assert_eq!(
-                            is_plain_text(&bytes, ascii),
-                            by_table(&bytes, refused),
-                            "{bytes:?} ascii={ascii}"
-                        );
-                    }
-                }
-            }
-        }
-    }
 
     #[test]
     fn headers_with_several_values_become_arrays() {

@@ -6,7 +6,7 @@
 use super::Done;
 use crate::batch::outcome::Outcome;
 use crate::body::{read_limited, BatchRequestBody, ReadError};
-use crate::identity::strip_response_framing;
+use crate::subrequest::strip_response_framing;
 use crate::BoxError;
 use futures_util::future::Either;
 use futures_util::{FutureExt as _, TryFutureExt as _};
@@ -48,9 +48,9 @@ pub(super) fn call<S, B, ResBody>(
     limits: Limits,
 ) -> impl Future<Output = Done> + Send + 'static
 where
-    S: super::Inner<B, ResBody>,
+    S: super::Wrapped<B, ResBody>,
     B: Send + 'static,
-    ResBody: super::InnerBody,
+    ResBody: super::WrappedBody,
 {
     let answer = answer(svc, req, limits.max_item_response_bytes);
     // No timer at all without a timeout (a runtime may have no time driver).
@@ -82,8 +82,8 @@ fn answer<S, B, ResBody>(
     limit: usize,
 ) -> impl Future<Output = Result<Outcome, Failed>>
 where
-    S: super::Inner<B, ResBody>,
-    ResBody: super::InnerBody,
+    S: super::Wrapped<B, ResBody>,
+    ResBody: super::WrappedBody,
 {
     svc.oneshot(req)
         .map_err(|e| Failed::Service(e.into()))
@@ -91,7 +91,7 @@ where
 }
 
 /// `response`, as the item reports it, with its body read within `limit`.
-async fn read<ResBody: super::InnerBody>(
+async fn read<ResBody: super::WrappedBody>(
     response: Response<ResBody>,
     limit: usize,
 ) -> Result<Outcome, Failed> {

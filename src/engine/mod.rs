@@ -2,16 +2,15 @@
 //! outcome, in the plan's order, to its caller as soon as that outcome is final. It knows no
 //! wire format.
 //!
-//! Its parts: [`schedule`] decides what may start (pure bookkeeping, with [`ready`] the
-//! items that may); [`group`] is an atomic group's state machine; [`slots`] holds each
-//! item until its outcome is handed on; [`call`] runs one sub-request, and [`spawning`]
-//! decides whether it runs on a task of its own; [`trace`] gives items spans; [`run()`] (here) ties them to the
-//! futures in flight and the batch's deadline.
+//! Its parts: [`schedule`] decides what may start (pure bookkeeping); [`group`] is an
+//! atomic group's state machine; [`slots`] holds each item until its outcome is handed
+//! on; [`call`] runs one sub-request, and [`spawning`] decides whether it runs on a task
+//! of its own; [`hook`] calls the transaction hook; [`trace`] gives items spans; [`run()`]
+//! (here) ties them to the futures in flight and the batch's deadline.
 
 mod call;
 mod group;
 mod hook;
-mod ready;
 mod run;
 mod schedule;
 mod slots;
@@ -24,7 +23,7 @@ use crate::batch::reach::Reach;
 use crate::batch::summary::Summary;
 use crate::batch::url::BatchPaths;
 use crate::body::BatchRequestBody;
-use crate::identity::Outer;
+use crate::subrequest::Outer;
 use crate::transaction::{Hook, OpenTx};
 use crate::BoxError;
 use bytes::Bytes;
@@ -47,7 +46,7 @@ use tracing::Instrument as _;
 
 /// The wrapped service as a batch calls it: a clone per sub-request, and `Send`, so that
 /// the rest of a batch, or a sub-request, can run on a task of its own.
-pub(crate) trait Inner<B, ResBody>:
+pub(crate) trait Wrapped<B, ResBody>:
     Service<
         Request<BatchRequestBody<B>>,
         Response = Response<ResBody>,
@@ -59,7 +58,7 @@ pub(crate) trait Inner<B, ResBody>:
 {
 }
 
-impl<S, B, ResBody> Inner<B, ResBody> for S where
+impl<S, B, ResBody> Wrapped<B, ResBody> for S where
     S: Service<
             Request<BatchRequestBody<B>>,
             Response = Response<ResBody>,
@@ -72,12 +71,12 @@ impl<S, B, ResBody> Inner<B, ResBody> for S where
 }
 
 /// The body of the wrapped service's responses, as a batch reads it.
-pub(crate) trait InnerBody:
+pub(crate) trait WrappedBody:
     Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
 {
 }
 
-impl<T> InnerBody for T where T: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
+impl<T> WrappedBody for T where T: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
 
 /// What work that outlives a run keeps alive: a commit or rollback on its own task holds it
 /// (the caller's bound on batches in flight, so that such work counts against it).
@@ -191,9 +190,9 @@ pub(crate) async fn run<S, B, ResBody, E>(
     hold: Option<Hold>,
 ) -> Summary
 where
-    S: Inner<B, ResBody>,
+    S: Wrapped<B, ResBody>,
     B: Send + 'static,
-    ResBody: InnerBody,
+    ResBody: WrappedBody,
     E: Emit,
 {
     let mut run = Run::new(plan, opts, emit, outer, traced);
@@ -264,9 +263,9 @@ fn launched<'a, S, B, ResBody>(
     spawn: bool,
 ) -> BoxFuture<'a, Done>
 where
-    S: Inner<B, ResBody>,
+    S: Wrapped<B, ResBody>,
     B: Send + 'static,
-    ResBody: InnerBody,
+    ResBody: WrappedBody,
 {
     match call {
         Call::Send(i, req, span) => {

@@ -12,7 +12,7 @@ use crate::batch::reference::Resolvable;
 use crate::batch::results::{Results, Views};
 use crate::batch::summary::{CutShort, Summary};
 use crate::body::BatchRequestBody;
-use crate::identity::Outer;
+use crate::subrequest::Outer;
 use crate::transaction::OpenTx;
 use http::{Request, StatusCode};
 use std::time::Duration;
@@ -122,8 +122,6 @@ impl<'a, E: Emit> Run<'a, E> {
 
     /// The next future to start, if the schedule lets one start. Items that cannot be sent
     /// (a failed dependency, a reference that finds nothing) get their `424` on the way.
-    /// (Inlined: a request is built where its call is, not moved through return values.)
-    #[inline(always)]
     pub(super) fn next_launch<B>(&mut self, outer: &Outer) -> Option<Launch<B>> {
         while let Some(start) = self.schedule.next() {
             match start {
@@ -234,9 +232,6 @@ impl<'a, E: Emit> Run<'a, E> {
 
     /// The request for item `i`, with its references resolved and its group's transaction
     /// in its extensions; or the `424` (or `403`) to report when it cannot be sent.
-    /// (Inlined: the request is built where it is launched, not copied through return
-    /// values.)
-    #[inline(always)]
     fn prepare<B>(
         &mut self,
         i: usize,
@@ -270,7 +265,6 @@ impl<'a, E: Emit> Run<'a, E> {
 
     /// Whether item `i` may be sent: its dependencies succeeded, its references resolve
     /// (into `item`), and what it would reach is reachable.
-    #[inline(always)]
     fn check_item(&mut self, i: usize, item: &mut PlanItem) -> Result<(), Box<Outcome>> {
         if let Some(d) = self.schedule.failed_dependency(i) {
             return Err(Box::new(failed_dependency(d, self.slots.outcome(d))));

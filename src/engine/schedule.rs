@@ -11,7 +11,8 @@
 //! - with chunks, an item starts only when every chunk before its own has finished;
 //! - with `stop_on_error`, there is one place, and nothing starts after a failure.
 
-use super::ready::Ready;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::ops::Range;
 
 /// What may start next.
@@ -57,7 +58,8 @@ struct Node {
 #[derive(Debug)]
 pub(crate) struct Schedule {
     nodes: Vec<Node>,
-    ready: Ready,
+    /// The items that may start, lowest index first.
+    ready: BinaryHeap<Reverse<usize>>,
     /// Each item's group; empty when there is none.
     group_of: Vec<Option<usize>>,
     groups: Vec<Range<usize>>,
@@ -115,10 +117,11 @@ impl Schedule {
         };
         let ready = (0..n)
             .filter(|&i| nodes[i].waiting_on == 0 && leads(i))
+            .map(Reverse)
             .collect();
         Self {
             nodes,
-            ready: Ready::new(ready),
+            ready,
             group_of,
             groups,
             chunk_size: chunk_size.unwrap_or(usize::MAX).max(1),
@@ -147,7 +150,7 @@ impl Schedule {
         if self.stopped || self.taken >= self.places {
             return None;
         }
-        let i = self.ready.peek()?;
+        let Reverse(i) = *self.ready.peek()?;
         if self.chunk_size != usize::MAX && self.finished < i / self.chunk_size * self.chunk_size {
             return None;
         }
@@ -253,7 +256,7 @@ impl Schedule {
             let j = self.nodes[i].dependants[k];
             self.nodes[j].waiting_on -= 1;
             if self.nodes[j].waiting_on == 0 {
-                self.ready.push(j);
+                self.ready.push(Reverse(j));
             }
         }
     }

@@ -106,13 +106,11 @@ impl Slots {
     }
 
     /// Item `i`, to send: taken out of its slot.
-    #[inline(always)]
     pub(super) fn take_item(&mut self, i: usize) -> Option<PlanItem> {
         self.slots[i].item.take()
     }
 
     /// Item `i` starts (it may yet turn out not to be sent): its span opens.
-    #[inline(always)]
     pub(super) fn start_trace(&mut self, i: usize, item: &PlanItem) {
         if self.traced {
             let slot = &mut self.slots[i];
@@ -121,7 +119,6 @@ impl Slots {
     }
 
     /// Item `i` is sent with `request_id`: its outcomes will give it back.
-    #[inline(always)]
     pub(super) fn sent_with(&mut self, i: usize, request_id: http::HeaderValue) {
         self.slots[i].request_id = Some(request_id);
     }

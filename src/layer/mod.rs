@@ -8,8 +8,8 @@ use crate::codec::resource::Resource;
 use crate::codec::DecodeLimits;
 use crate::config::{Config, MinRate};
 use crate::engine::RunOptions;
-use crate::identity::HeaderPolicy;
 use crate::service::Batch;
+use crate::subrequest::HeaderPolicy;
 use crate::transaction::{Hook, TransactionHook};
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,7 +176,7 @@ impl BatchLayer {
         self
     }
 
-    /// Gives a collection bulk endpoints at `{path}/batch` (seed 000), with no handler to
+    /// Gives a collection bulk endpoints at `{path}/batch`, with no handler to
     /// write: `POST /users/batch` with `{"users": [...]}` creates each item with `POST
     /// /users`; `PATCH /users/batch` with `{"updates": [{"id": 42, ...}]}` sends `PATCH
     /// /users/42` with the rest of each item; `DELETE /users/batch` with `{"ids": [...]}`,
@@ -401,12 +401,11 @@ impl BatchLayer {
     /// time whatever this says. `0` is taken as 1.
     ///
     /// Above 1, sub-requests start in the batch's own task, polled together, which suits
-    /// those that wait on I/O or answer in a few microseconds; once polling has taken 5 µs
-    /// per sub-request started, on average, the rest of the batch's sub-requests run as
-    /// tokio tasks of their own, so a multi-threaded runtime spreads CPU-heavy ones over
-    /// its threads (100 sub-requests of 1 ms of CPU take 0.52× as long at `concurrency(2)`
-    /// as at 1 on two cores). Such tasks are aborted when the batch ends or its response is dropped;
-    /// like the rest of a streamed batch, they do not see task-locals set outside.
+    /// those that wait on I/O or answer in a few microseconds. Once they take more than a
+    /// few microseconds of CPU each, on average, the next ones run as tokio tasks of their
+    /// own, so that a multi-threaded runtime spreads CPU-heavy handlers over its threads.
+    /// Such tasks are aborted when the batch ends or its response is dropped; like the rest
+    /// of a streamed batch, they do not see task-locals set outside.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config_mut().run.concurrency = n.max(1);
         self

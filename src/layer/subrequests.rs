@@ -2,7 +2,7 @@
 //! under, the paths they may not reach, and the outer headers they inherit or may not set.
 
 use super::BatchLayer;
-use crate::batch::spelling::is_plain;
+use crate::batch::readings::is_plain;
 use http::{HeaderName, Method};
 use std::sync::Arc;
 

@@ -24,8 +24,8 @@ use crate::batch::plan::Plan;
 use crate::body::BatchResponseBody;
 use crate::codec::{Reply, ReplyWriter};
 use crate::config::Config;
-use crate::engine::{self, Emit, Inner, InnerBody};
-use crate::identity::Outer;
+use crate::engine::{self, Emit, Wrapped, WrappedBody};
+use crate::subrequest::Outer;
 use crate::trace::BatchTrace;
 use channel::{Feed, Receiving};
 use http::{header, HeaderValue, Response, StatusCode};
@@ -48,9 +48,9 @@ pub(crate) async fn whole<S, B, ResBody>(
     place: Place,
 ) -> Response<BatchResponseBody<ResBody>>
 where
-    S: Inner<B, ResBody>,
+    S: Wrapped<B, ResBody>,
     B: Send + 'static,
-    ResBody: InnerBody,
+    ResBody: WrappedBody,
 {
     let mut w = ReplyWriter::new(config.run.max_response_bytes);
     reply.begin(&mut w);
@@ -80,9 +80,9 @@ pub(crate) async fn streamed<S, B, ResBody>(
     place: Place,
 ) -> Response<BatchResponseBody<ResBody>>
 where
-    S: Inner<B, ResBody>,
+    S: Wrapped<B, ResBody>,
     B: Send + 'static,
-    ResBody: InnerBody,
+    ResBody: WrappedBody,
 {
     let content_type = reply.content_type();
     let mut w = ReplyWriter::new(config.run.max_response_bytes);

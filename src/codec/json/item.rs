@@ -6,7 +6,7 @@ use super::super::fields::{
 };
 use super::super::headers::{decode_headers, HeaderSink};
 use super::super::object::repeated_anywhere;
-use super::super::urls::{decode_url, UrlSyntax};
+use super::super::url_refs::{decode_url, UrlSyntax};
 use super::super::DecodeContext;
 use crate::batch::id::{index_id, same_id, ItemId};
 use crate::batch::media::{media_kind, MediaKind};

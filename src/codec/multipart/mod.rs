@@ -38,7 +38,7 @@ mod reply;
 mod request;
 mod split;
 
-use super::urls::{decode_url, UrlSyntax};
+use super::url_refs::{decode_url, UrlSyntax};
 use super::{Codec, DecodeContext, Decoded, NO_HOOK};
 use crate::batch::id::{index_id, IdIndex};
 use crate::batch::media::MediaType;

@@ -304,9 +304,7 @@ impl Outer {
     }
 
     /// The request the wrapped service receives for a sub-request, with `request_id` (its
-    /// [`Outer::request_id_of`]) when it has one. (Inlined: the request is built where
-    /// its call is, not copied through return values.)
-    #[inline(always)]
+    /// [`Outer::request_id_of`]) when it has one.
     pub(crate) fn sub_request<B>(
         &self,
         item: PlanItem,

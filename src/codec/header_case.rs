@@ -51,7 +51,7 @@ pub(crate) fn write_name(name: &str, out: &mut BytesMut) {
 
 /// `name` in its usual spelling.
 #[cfg(test)]
-pub(crate) fn spelled(name: &str) -> String {
+pub(crate) fn capitalised(name: &str) -> String {
     let mut out = BytesMut::with_capacity(name.len());
     write_name(name, &mut out);
     // Only ASCII letters changed case.
@@ -77,7 +77,7 @@ mod tests {
             ("-x", "-X"),
             ("cache-control", "Cache-Control"),
         ] {
-            assert_eq!(spelled(name), want);
+            assert_eq!(capitalised(name), want);
         }
     }
 }
