@@ -384,6 +384,41 @@ async fn a_panic_a_hang_cost_their_item_only() {
     );
 }
 
+/// Panics when dropped.
+struct PanicsWhenDropped;
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        panic!("a handler's future that panics when dropped");
+    }
+}
+
+// A handler that never answers, and whose future panics when the layer drops it: at its
+// timeout (the item reports the panic), and when the batch's deadline drops what is in
+// flight (the items report the deadline). The batch still answers.
+#[tokio::test(start_paused = true)]
+async fn a_handler_that_panics_when_dropped_costs_its_item_only() {
+    let router = axum::Router::new().route(
+        "/stuck",
+        axum::routing::get(|| async {
+            let _guard = PanicsWhenDropped;
+            std::future::pending::<&str>().await
+        }),
+    );
+    let timed_out = BatchLayer::new("/batch").timeout(Duration::from_secs(1));
+    let past_deadline = BatchLayer::new("/batch")
+        .no_timeout()
+        .batch_timeout(Duration::from_secs(1));
+    // One at a time: at the deadline the second item has not started.
+    for (layer, want) in [(timed_out, [500, 500]), (past_deadline, [504, 424])] {
+        let http = Http::new(common::serve(layer.layer_router(router.clone())).await);
+        let batch = json!({"requests": [{"url": "/stuck"}, {"url": "/stuck"}]});
+        let items = http.batch(&batch, &[]).await.items();
+        let statuses: Vec<_> = items.iter().map(|i| i["status"].clone()).collect();
+        assert_eq!(statuses, want, "{items:?}");
+    }
+}
+
 #[tokio::test]
 async fn pass_through_is_untouched() {
     let (http, calls) = start(layer()).await;

@@ -223,6 +223,38 @@ async fn a_reader_that_keeps_up_is_never_cut() {
     assert_eq!(reply.items().len(), 400);
 }
 
+// A reader four times faster than the minimum rate, reading a long reply of small items
+// frame by frame (time paused: its pauses are exact): it waits on the run, the run waits
+// on it, and what it takes during each wait pays for the wait. It is never cut.
+#[tokio::test(start_paused = true)]
+async fn a_steady_reader_faster_than_the_rate_is_never_cut() {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let rate = 16 * 1024;
+    let layer = BatchLayer::new("/batch")
+        .max_requests(3000)
+        .reply_min_rate(rate, Duration::from_secs(1));
+    let app = layer.layer_router(router(Arc::default(), Gate::default()));
+    let requests: Vec<Value> = (0..3000).map(|_| json!({"url": "/text"})).collect();
+    let request = http::Request::post("/batch")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            json!({ "requests": requests }).to_string(),
+        ))
+        .unwrap();
+    let mut body = app.oneshot(request).await.unwrap().into_body();
+    let mut reply = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let data = frame.unwrap().into_data().unwrap();
+        reply.extend_from_slice(&data);
+        let read_for = data.len() as f64 / (4 * rate) as f64;
+        tokio::time::sleep(Duration::from_secs_f64(read_for)).await;
+    }
+    assert!(reply.len() > 10 * rate as usize, "{} bytes", reply.len());
+    let reply: Value = serde_json::from_slice(&reply).expect("the whole reply");
+    assert_eq!(reply["responses"].as_array().unwrap().len(), 3000);
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_unread_reply_keeps_its_place_until_its_reader_is_cut() {
     let layer = BatchLayer::new("/batch")

@@ -2,7 +2,7 @@
 //! sub-response's.
 
 use crate::BoxError;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::Body;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 
@@ -18,7 +18,7 @@ pub(crate) enum ReadError {
 /// Reads a body to its end: at most `limit` bytes. A body whose size hint says up front
 /// that it is larger is not read at all. A body error that is a [`LengthLimitError`] (a
 /// limit outside the layer too) counts as `TooLarge`. A body of one chunk (most) is taken
-/// as it is: `collect` would make a list for it (measured: 300 instructions per item).
+/// as it is, not copied.
 pub(crate) async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, ReadError>
 where
     B: Body<Data = Bytes>,
@@ -28,23 +28,24 @@ where
         return Err(ReadError::TooLarge);
     }
     let mut body = std::pin::pin!(Limited::new(body, limit));
-    let first = loop {
-        match body.frame().await.transpose().map_err(failed)? {
-            None => return Ok(Bytes::new()),
-            Some(frame) => match frame.into_data() {
-                Ok(data) => break data,
-                // Trailers are not reported.
-                Err(_) => continue,
-            },
+    // The first chunk as it is; the rest copied after it, once there is more.
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        // Trailers are not reported.
+        let Ok(data) = frame.map_err(failed)?.into_data() else {
+            continue;
+        };
+        if first.is_none() && joined.is_empty() {
+            first = Some(data);
+            continue;
         }
-    };
-    if body.is_end_stream() {
-        return Ok(first);
+        if let Some(first) = first.take() {
+            joined.extend_from_slice(&first);
+        }
+        joined.extend_from_slice(&data);
     }
-    let rest = body.collect().await.map_err(failed)?;
-    let mut whole = bytes::BytesMut::from(first);
-    whole.extend_from_slice(&rest.to_bytes());
-    Ok(whole.freeze())
+    Ok(first.unwrap_or_else(|| joined.freeze()))
 }
 
 fn failed(e: BoxError) -> ReadError {

@@ -58,7 +58,9 @@ where
         Some(t) => Either::Left(tokio::time::timeout(t, answer)),
         None => Either::Right(answer.map(Ok)),
     };
-    AssertUnwindSafe(bounded)
+    // Fused: what the call held is dropped as it ends (its timeout included), inside
+    // `catch_unwind`.
+    AssertUnwindSafe(bounded.fuse())
         .catch_unwind()
         .instrument(span.unwrap_or_else(tracing::Span::none))
         .map(move |caught| {

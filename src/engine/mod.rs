@@ -5,7 +5,7 @@
 //! Its parts: [`schedule`] decides what may start (pure bookkeeping); [`group`] is an
 //! atomic group's state machine; [`slots`] holds each item until its outcome is handed
 //! on; [`call`] runs one sub-request, and [`spawning`] decides whether it runs on a task
-//! of its own; [`hook`] calls the transaction hook; [`trace`] gives items spans; [`run()`]
+//! of its own; [`hook`] calls the transaction hook; [`run()`]
 //! (here) ties them to the futures in flight and the batch's deadline.
 
 mod call;
@@ -15,7 +15,6 @@ mod run;
 mod schedule;
 mod slots;
 mod spawning;
-mod trace;
 
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
@@ -197,7 +196,7 @@ where
 {
     let mut run = Run::new(plan, opts, emit, outer, traced);
     let mut spawning = Spawning::new(run.places());
-    let mut calls = FuturesUnordered::new();
+    let mut calls = InFlight(FuturesUnordered::new());
     let mut endings = FuturesUnordered::new();
     let mut deadline = pin!(opts.batch_timeout.map(tokio::time::sleep));
     let mut yields = Yields::every(opts.concurrency);
@@ -214,7 +213,9 @@ where
         while let Some(launch) = next() {
             match launch {
                 Launch::Call(call) => {
-                    calls.push(launched(call, &svc, outer, opts, spawning.spawns()));
+                    calls
+                        .0
+                        .push(launched(call, &svc, outer, opts, spawning.spawns()));
                 }
                 Launch::End(g, tx, commit) => endings.push(end(g, tx, commit, opts, hold.clone())),
             }
@@ -224,7 +225,7 @@ where
         let waits = !room && run.has_ready();
         let wait_room = waits.then(|| run.room());
         let waiting = Waiting {
-            calls: &mut calls,
+            calls: &mut calls.0,
             spawning: &mut spawning,
             endings: &mut endings,
             deadline,
@@ -276,6 +277,18 @@ where
             }
         }
         Call::Begin(g) => Box::pin(begin(g, outer.parts(), opts)),
+    }
+}
+
+/// The calls in flight. Dropped (the batch's deadline passed, or the batch was dropped)
+/// with a panic caught: a call dropped in flight drops its handler's future, which may
+/// panic, and that is the handler's failure, not the batch's.
+struct InFlight<F>(FuturesUnordered<F>);
+
+impl<F> Drop for InFlight<F> {
+    fn drop(&mut self) {
+        let calls = std::mem::take(&mut self.0);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(calls)));
     }
 }
 

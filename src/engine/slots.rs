@@ -2,12 +2,12 @@
 //! handing on of outcomes: in request order or as they become final, each once, its body
 //! let go once it is written and no reference will read it.
 
-use super::trace::ItemTrace;
 use super::Emit;
 use crate::batch::id::ItemId;
 use crate::batch::outcome::{reply_limit_reached, Outcome};
 use crate::batch::plan::{Order, PlanItem};
 use crate::batch::summary::Summary;
+use crate::trace::ItemTrace;
 
 /// The items of one batch.
 pub(super) struct Slots {

@@ -25,6 +25,8 @@ pub(super) struct Spawning {
     never: bool,
     /// What polling took, per call finished, on average (each new one counts half).
     average: Duration,
+    /// What polling has taken since a call last finished.
+    spent: Duration,
 }
 
 impl Spawning {
@@ -34,6 +36,7 @@ impl Spawning {
         Self {
             never: places == 1 || !threads,
             average: Duration::ZERO,
+            spent: Duration::ZERO,
         }
     }
 
@@ -42,7 +45,8 @@ impl Spawning {
         self.average >= HEAVY
     }
 
-    /// The next output of `calls`, with the time polling took when it gave one.
+    /// The next output of `calls`, timed: polls that wait count too (a handler that
+    /// computes, then waits on I/O).
     pub(super) fn poll_next<F: Future>(
         &mut self,
         calls: &mut FuturesUnordered<F>,
@@ -53,8 +57,9 @@ impl Spawning {
         }
         let start = Instant::now();
         let next = calls.poll_next_unpin(cx);
+        self.spent += start.elapsed();
         if let Poll::Ready(Some(_)) = next {
-            self.average = (self.average + start.elapsed()) / 2;
+            self.average = (self.average + std::mem::take(&mut self.spent)) / 2;
         }
         next
     }

@@ -12,13 +12,15 @@
 use super::pace::Pace;
 use crate::codec::ReplyWriter;
 use bytes::{Bytes, BytesMut};
+use futures_util::future::{select, Either};
 use futures_util::{FutureExt as _, Stream};
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 /// The bytes a streamed reply may hold, sent and not yet taken by its body. (The body
 /// holds its frame until the connection takes it, and the connection buffers some too:
@@ -39,6 +41,8 @@ pub(super) struct Feed {
     tx: mpsc::UnboundedSender<Bytes>,
     /// Permits for the bytes the channel may still take.
     room: Arc<Semaphore>,
+    /// The bytes sent into the channel.
+    sent: u64,
     pace: Pace,
     cut: Arc<Cut>,
 }
@@ -83,6 +87,7 @@ pub(super) fn open(w: ReplyWriter, pace: Pace) -> (Feed, Receiving) {
         w,
         tx,
         room: room.clone(),
+        sent: 0,
         pace,
         cut: cut.clone(),
     };
@@ -100,13 +105,24 @@ impl Feed {
         self.w.pending() == 0
     }
 
-    /// Sends what the channel has room for, without waiting.
+    /// The bytes the body has taken: those sent, less those still in the channel.
+    fn taken(&self) -> u64 {
+        let in_channel = HIGH_WATER.saturating_sub(self.room.available_permits());
+        self.sent - in_channel as u64
+    }
+
+    /// Sends what the channel has room for, without waiting. Once everything is sent, a
+    /// wait on the reader in progress ends.
     pub(super) fn send_some(&mut self) {
         loop {
             let room = self.room.available_permits().min(GATHER);
             if room == 0 || !self.send(room) {
-                return;
+                break;
             }
+        }
+        if self.has_room() {
+            let taken = self.taken();
+            self.pace.resumed(taken);
         }
     }
 
@@ -118,7 +134,7 @@ impl Feed {
         self.send_some();
         while !self.has_room() {
             let want = self.w.pending().min(GATHER);
-            let due = self.pace.waiting();
+            let due = self.pace.waiting(self.taken());
             // The semaphore is never closed. Once there is room, `send` takes it.
             let wait = self
                 .room
@@ -132,7 +148,6 @@ impl Feed {
                 self.cut.set();
                 return false;
             }
-            self.pace.resumed(want);
             self.send_some();
         }
         true
@@ -145,9 +160,10 @@ impl Feed {
         };
         // At most the permits available, which only the body adds to: given back by the
         // body as it takes the bytes.
-        if let Ok(permit) = self.room.try_acquire_many(chunk.len() as u32) {
-            permit.forget();
-        }
+        let permit = self.room.try_acquire_many(chunk.len() as u32);
+        debug_assert!(permit.is_ok(), "a chunk is at most the room there is");
+        permit.map(tokio::sync::SemaphorePermit::forget).ok();
+        self.sent += chunk.len() as u64;
         // A body dropped has aborted the task that writes: this never fails for long.
         let _ = self.tx.send(chunk);
         true
@@ -166,6 +182,8 @@ impl Receiving {
         let body = Body {
             receiving: self,
             last_frame: None,
+            // Made here, on the runtime: the body may be polled anywhere.
+            linger: Box::pin(tokio::time::sleep_until(Instant::now())),
             _task: task,
         };
         futures_util::stream::unfold(body, |mut body| async move {
@@ -180,21 +198,29 @@ struct Body {
     receiving: Receiving,
     /// When it last gave a frame.
     last_frame: Option<Instant>,
+    /// Until [`LINGER`] after `last_frame`.
+    linger: Pin<Box<Sleep>>,
     _task: JoinSet<()>,
 }
 
 impl Body {
     /// The next frame: the next chunk, and those that come within [`LINGER`] of the last
-    /// frame, up to [`GATHER`] bytes. `None` once the reply is over, or cut.
+    /// frame, while it holds less than [`GATHER`] bytes. `None` once the reply is over, or
+    /// cut.
     async fn next_frame(&mut self) -> Option<Bytes> {
         let Receiving { rx, room, cut } = &mut self.receiving;
         let first = rx.recv().await?;
         // Made only when a second chunk comes.
         let mut gathered = BytesMut::new();
         let mut len = first.len();
-        if let Some(until) = self.last_frame.map(|at| at + LINGER) {
+        if let Some(at) = self.last_frame {
+            self.linger.as_mut().reset(at + LINGER);
             while len < GATHER {
-                let Ok(Some(more)) = tokio::time::timeout_at(until, rx.recv()).await else {
+                let more = match select(pin!(rx.recv()), self.linger.as_mut()).await {
+                    Either::Left((more, _)) => more,
+                    Either::Right(_) => None,
+                };
+                let Some(more) = more else {
                     break;
                 };
                 if gathered.is_empty() {
