@@ -11,14 +11,18 @@
 #    /proc) per sub-request.
 #
 # Needs wrk and h2load (Debian: wrk, nghttp2-client). DURATION (seconds, default 10)
-# and COUNT (h2load's requests, default 200000 sub-requests' worth) set the length.
+# and COUNT (h2load's requests, default 200000 sub-requests' worth) set the length;
+# SERVER runs another build of the server (an older commit's, to compare).
 #
 #   bash benches/http.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 COUNT=${COUNT:-200000}
-cargo build --release --quiet --example bench_server
+if [ -z "${SERVER:-}" ]; then
+  cargo build --release --quiet --example bench_server
+  SERVER=target/release/examples/bench_server
+fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 python3 -c 'import json; print(json.dumps({"requests": [{"id": str(i), "url": f"/items/{i}"} for i in range(100)]}))' >"$work/batch.json"
@@ -33,7 +37,7 @@ LUA
 
 # Starts the server with `concurrency`; sets PID and BASE.
 start() {
-  target/release/examples/bench_server --concurrency "$1" >"$work/server.out" &
+  "$SERVER" --concurrency "$1" >"$work/server.out" &
   PID=$!
   until grep -q "listening on" "$work/server.out" 2>/dev/null; do sleep 0.1; done
   BASE="http://$(sed -n 's/listening on //p' "$work/server.out")"

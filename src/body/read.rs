@@ -38,6 +38,9 @@ where
         };
         if first.is_none() && joined.is_empty() {
             first = Some(data);
+            if body.is_end_stream() {
+                break;
+            }
             continue;
         }
         if let Some(first) = first.take() {
