@@ -12,24 +12,18 @@ use pin_project_lite::pin_project;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-/// Bytes the layer holds or is writing, sent as they are, one frame per chunk: a reply can
-/// reference large sub-response bodies instead of copying them, and a streamed reply is
-/// written while its batch runs.
+/// Bytes the layer holds or is writing: one chunk (a sub-request's body, a reply sent
+/// whole), or the frames of a reply written while its batch runs.
 #[derive(Debug)]
 pub(crate) struct Chunks {
     data: Data,
 }
 
 enum Data {
-    /// One chunk (a sub-request's body, an error): no list.
+    /// One chunk; `None` once taken.
     One(Option<Bytes>),
-    /// Several, last first, and how many bytes they hold.
-    Many {
-        reversed: Vec<Bytes>,
-        remaining: u64,
-    },
-    /// Written while the batch runs; `None` once it has ended. (`Sync`, as the other
-    /// variants are: both body types stay `Sync` when the wrapped body is.)
+    /// Written while the batch runs; `None` once it has ended. (`Sync`, as `One` is: both
+    /// body types stay `Sync` when the wrapped body is.)
     Streamed(Option<Streamed>),
 }
 
@@ -40,7 +34,6 @@ impl std::fmt::Debug for Data {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::One(chunk) => write!(f, "One({:?} bytes)", chunk.as_ref().map(Bytes::len)),
-            Self::Many { remaining, .. } => write!(f, "Many({remaining} bytes)"),
             Self::Streamed(_) => f.write_str("Streamed"),
         }
     }
@@ -50,18 +43,6 @@ impl Chunks {
     pub(crate) fn one(chunk: Bytes) -> Self {
         Self {
             data: Data::One(Some(chunk).filter(|c| !c.is_empty())),
-        }
-    }
-
-    pub(crate) fn new(mut chunks: Vec<Bytes>) -> Self {
-        chunks.retain(|c| !c.is_empty());
-        chunks.reverse();
-        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
-        Self {
-            data: Data::Many {
-                reversed: chunks,
-                remaining,
-            },
         }
     }
 
@@ -80,14 +61,6 @@ impl Chunks {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         match &mut self.data {
             Data::One(chunk) => Poll::Ready(chunk.take()),
-            Data::Many {
-                reversed,
-                remaining,
-            } => {
-                let chunk = reversed.pop();
-                *remaining -= chunk.as_ref().map_or(0, |c| c.len() as u64);
-                Poll::Ready(chunk)
-            }
             Data::Streamed(stream) => {
                 let Some(s) = stream else {
                     return Poll::Ready(None);
@@ -106,7 +79,6 @@ impl Chunks {
     fn remaining(&self) -> Option<u64> {
         match &self.data {
             Data::One(chunk) => Some(chunk.as_ref().map_or(0, |c| c.len() as u64)),
-            Data::Many { remaining, .. } => Some(*remaining),
             Data::Streamed(stream) => stream.is_none().then_some(0),
         }
     }
@@ -276,15 +248,6 @@ impl<B> BatchResponseBody<B> {
     pub(crate) fn full(data: Bytes) -> Self {
         Self {
             inner: Content::bytes(data),
-        }
-    }
-
-    /// A reply the layer wrote, in chunks.
-    pub(crate) fn chunks(chunks: Vec<Bytes>) -> Self {
-        Self {
-            inner: Content::Layer {
-                chunks: Chunks::new(chunks),
-            },
         }
     }
 

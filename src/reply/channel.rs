@@ -171,9 +171,14 @@ impl Feed {
 }
 
 impl Receiving {
-    /// What is in the channel now, for a reply sent whole.
-    pub(super) fn drain(&mut self) -> Vec<Bytes> {
-        std::iter::from_fn(|| self.rx.try_recv().ok()).collect()
+    /// What is in the channel now (at most [`HIGH_WATER`]), as one chunk, for a reply
+    /// sent whole: one write for the connection, not one per item.
+    pub(super) fn drain(&mut self) -> Bytes {
+        let mut whole = BytesMut::new();
+        while let Ok(chunk) = self.rx.try_recv() {
+            whole.extend_from_slice(&chunk);
+        }
+        whole.freeze()
     }
 
     /// The body: the chunks as they come, gathered into frames. `task`, which writes them,

@@ -129,7 +129,7 @@ fn hand_over<ResBody>(
     feed.send_some();
     if feed.has_room() {
         drop(place);
-        return BatchResponseBody::chunks(receiving.drain());
+        return BatchResponseBody::full(receiving.drain());
     }
     fed_by(receiving, async move {
         feed.send_all().await;
