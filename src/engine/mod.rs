@@ -254,8 +254,9 @@ where
 
 /// The future that runs `call`: a sub-request (in this task, or, when `spawn`, on a task
 /// of its own, in the span current here), or a group's `begin`. Boxed: a call's future is
-/// large (the wrapped service's own, the body being read, the timer), and a box is moved
-/// as a pointer (measured: 1,700 fewer instructions per item than moving it whole).
+/// large (the wrapped service's own, the body being read, the timer: 944 bytes around an
+/// axum `Router`), and a box is moved as a pointer (measured with `examples/driver.rs`:
+/// 550 fewer instructions per item than an `Either` of the three, moved whole).
 fn launched<'a, S, B, ResBody>(
     call: Call<B>,
     svc: &S,

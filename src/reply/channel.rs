@@ -12,7 +12,7 @@
 use super::pace::Pace;
 use crate::codec::ReplyWriter;
 use bytes::{Bytes, BytesMut};
-use futures_util::future::{select, Either};
+use futures_util::future::select;
 use futures_util::{FutureExt as _, Stream};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +45,8 @@ pub(super) struct Feed {
     sent: u64,
     pace: Pace,
     cut: Arc<Cut>,
+    /// Told when [`GATHER`] bytes wait in the channel, and when the writer is gone.
+    full: Arc<Notify>,
 }
 
 /// The body's side, until it is made a body.
@@ -52,6 +54,7 @@ pub(super) struct Receiving {
     rx: mpsc::UnboundedReceiver<Bytes>,
     room: Arc<Semaphore>,
     cut: Arc<Cut>,
+    full: Arc<Notify>,
 }
 
 /// Whether the reader proved too slow, for the body (which then ends) and the task that
@@ -83,6 +86,7 @@ pub(super) fn open(w: ReplyWriter, pace: Pace) -> (Feed, Receiving) {
     let (tx, rx) = mpsc::unbounded_channel();
     let room = Arc::new(Semaphore::new(HIGH_WATER));
     let cut = Arc::new(Cut::default());
+    let full = Arc::new(Notify::new());
     let feed = Feed {
         w,
         tx,
@@ -90,8 +94,15 @@ pub(super) fn open(w: ReplyWriter, pace: Pace) -> (Feed, Receiving) {
         sent: 0,
         pace,
         cut: cut.clone(),
+        full: full.clone(),
     };
-    (feed, Receiving { rx, room, cut })
+    let receiving = Receiving {
+        rx,
+        room,
+        cut,
+        full,
+    };
+    (feed, receiving)
 }
 
 impl Feed {
@@ -166,7 +177,17 @@ impl Feed {
         self.sent += chunk.len() as u64;
         // A body dropped has aborted the task that writes: this never fails for long.
         let _ = self.tx.send(chunk);
+        if HIGH_WATER - self.room.available_permits() >= GATHER {
+            self.full.notify_one();
+        }
         true
+    }
+}
+
+impl Drop for Feed {
+    /// The reply is over (or cut): a body that lingers sends what it has at once.
+    fn drop(&mut self) {
+        self.full.notify_one();
     }
 }
 
@@ -210,22 +231,25 @@ struct Body {
 
 impl Body {
     /// The next frame: the next chunk, and those that come within [`LINGER`] of the last
-    /// frame, while it holds less than [`GATHER`] bytes. `None` once the reply is over, or
-    /// cut.
+    /// frame, until it holds [`GATHER`] bytes. While it lingers, chunks do not wake it
+    /// (one wake-up of the connection per frame, not per item): the writer does, once
+    /// [`GATHER`] bytes wait, or when it is gone. `None` once the reply is over, or cut.
     async fn next_frame(&mut self) -> Option<Bytes> {
-        let Receiving { rx, room, cut } = &mut self.receiving;
+        let Receiving {
+            rx,
+            room,
+            cut,
+            full,
+        } = &mut self.receiving;
         let first = rx.recv().await?;
         // Made only when a second chunk comes.
         let mut gathered = BytesMut::new();
         let mut len = first.len();
-        if let Some(at) = self.last_frame {
+        if let Some(at) = self.last_frame.filter(|_| len < GATHER) {
             self.linger.as_mut().reset(at + LINGER);
+            select(pin!(full.notified()), self.linger.as_mut()).await;
             while len < GATHER {
-                let more = match select(pin!(rx.recv()), self.linger.as_mut()).await {
-                    Either::Left((more, _)) => more,
-                    Either::Right(_) => None,
-                };
-                let Some(more) = more else {
+                let Ok(more) = rx.try_recv() else {
                     break;
                 };
                 if gathered.is_empty() {
