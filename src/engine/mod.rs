@@ -5,8 +5,8 @@
 //! Its parts: [`schedule`] decides what may start (pure bookkeeping); [`group`] is an
 //! atomic group's state machine; [`slots`] holds each item until its outcome is handed
 //! on; [`call`] runs one sub-request, and [`spawning`] decides whether it runs on a task
-//! of its own; [`hook`] calls the transaction hook; [`run()`]
-//! (here) ties them to the futures in flight and the batch's deadline.
+//! of its own; [`hook`] calls the transaction hook; [`waiting`] is what the run waits
+//! for; [`run()`] (here) ties them to the futures in flight and the batch's deadline.
 
 mod call;
 mod group;
@@ -15,6 +15,7 @@ mod run;
 mod schedule;
 mod slots;
 mod spawning;
+mod waiting;
 
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
@@ -23,7 +24,7 @@ use crate::batch::summary::Summary;
 use crate::batch::url::BatchPaths;
 use crate::body::BatchRequestBody;
 use crate::subrequest::Outer;
-use crate::transaction::{Hook, OpenTx};
+use crate::transaction::Hook;
 use crate::BoxError;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -35,13 +36,12 @@ use http_body::Body;
 use run::{Call, Launch, Run};
 use spawning::Spawning;
 use std::future::Future;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::time::Sleep;
 use tower_service::Service;
 use tracing::Instrument as _;
+use waiting::{Done, Event, InFlight, Waiting};
 
 /// The wrapped service as a batch calls it: a clone per sub-request, and `Send`, so that
 /// the rest of a batch, or a sub-request, can run on a task of its own.
@@ -135,6 +135,10 @@ pub(crate) trait Emit {
     /// The run is about to yield to the runtime though nothing it waits for is pending
     /// (see [`run`]): what polls it may tell this pause from a real wait.
     fn yielding(&mut self) {}
+
+    /// The run is about to wait for what it has in flight (a real wait, not a yield):
+    /// what it holds should leave now.
+    fn waiting(&mut self) {}
 }
 
 impl<F: FnMut(usize, &Outcome)> Emit for F {
@@ -223,14 +227,17 @@ where
         let deadline = deadline.as_mut().as_pin_mut();
         // Room matters only while something is ready to start (else idle means over).
         let waits = !room && run.has_ready();
-        let wait_room = waits.then(|| run.room());
+        let (wait_room, before_waiting) = match waits {
+            true => (Some(run.room()), None),
+            false => (None, Some(|| run.waiting())),
+        };
         let waiting = Waiting {
             calls: &mut calls.0,
             spawning: &mut spawning,
             endings: &mut endings,
             deadline,
         };
-        let (event, waited) = waiting.next_event(wait_room).await;
+        let (event, waited) = waiting.next_event(wait_room, before_waiting).await;
         follow = match event {
             Event::Done(Done::Sent(i, outcome)) => run.on_sent(i, outcome, outer),
             Event::Done(Done::Begun(g, result)) => run.on_begun(g, result, outer),
@@ -278,18 +285,6 @@ where
             }
         }
         Call::Begin(g) => Box::pin(begin(g, outer.parts(), opts)),
-    }
-}
-
-/// The calls in flight. Dropped (the batch's deadline passed, or the batch was dropped)
-/// with a panic caught: a call dropped in flight drops its handler's future, which may
-/// panic, and that is the handler's failure, not the batch's.
-struct InFlight<F>(FuturesUnordered<F>);
-
-impl<F> Drop for InFlight<F> {
-    fn drop(&mut self) {
-        let calls = std::mem::take(&mut self.0);
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(calls)));
     }
 }
 
@@ -358,82 +353,6 @@ async fn finish_endings<E, G>(
             Ok(Some((g, result))) => run.on_ended(g, result),
             Ok(None) => return,
             Err(_) => return run.end_unfinished(grace),
-        }
-    }
-}
-
-/// What a future in `calls` reports.
-enum Done {
-    /// A sub-request answered (or the layer answered for it).
-    Sent(usize, Outcome),
-    /// A group's transaction began, or could not.
-    Begun(usize, Result<Box<dyn OpenTx>, TxError>),
-}
-
-/// What the run loop waits for.
-enum Event {
-    Done(Done),
-    /// A group's commit or rollback returned.
-    Ended(usize, Result<(), TxError>),
-    /// The reply may take more outcomes again.
-    Room,
-    /// Nothing is in flight.
-    Idle,
-    /// The batch deadline passed.
-    Deadline,
-}
-
-/// What the run waits for: the calls in flight, commits and rollbacks, the deadline.
-struct Waiting<'w, F, G> {
-    calls: &'w mut FuturesUnordered<F>,
-    spawning: &'w mut Spawning,
-    endings: &'w mut FuturesUnordered<G>,
-    deadline: Option<Pin<&'w mut Sleep>>,
-}
-
-impl<F, G> Waiting<'_, F, G>
-where
-    F: Future<Output = Done>,
-    G: Future<Output = (usize, Result<(), TxError>)>,
-{
-    /// The next event, and whether the run waited for it (was pending at least once);
-    /// with `room`, the run waits for the reply to take more too (and is not idle while
-    /// it waits).
-    async fn next_event<R: Future<Output = ()>>(mut self, room: Option<R>) -> (Event, bool) {
-        let mut room = pin!(room);
-        let mut waited = false;
-        let event = std::future::poll_fn(|cx| {
-            let event = self.poll_event(room.as_mut().as_pin_mut(), cx);
-            waited |= event.is_pending();
-            event
-        })
-        .await;
-        (event, waited)
-    }
-
-    /// One look at what the run waits for.
-    fn poll_event<R>(&mut self, room: Option<Pin<&mut R>>, cx: &mut Context<'_>) -> Poll<Event>
-    where
-        R: Future<Output = ()>,
-    {
-        if let Poll::Ready(Some(done)) = self.spawning.poll_next(self.calls, cx) {
-            return Poll::Ready(Event::Done(done));
-        }
-        if let Poll::Ready(Some((g, result))) = self.endings.poll_next_unpin(cx) {
-            return Poll::Ready(Event::Ended(g, result));
-        }
-        let waits_room = room.is_some();
-        if let Some(room) = room {
-            if room.poll(cx).is_ready() {
-                return Poll::Ready(Event::Room);
-            }
-        }
-        if self.calls.is_empty() && self.endings.is_empty() && !waits_room {
-            return Poll::Ready(Event::Idle);
-        }
-        match self.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Event::Deadline),
-            _ => Poll::Pending,
         }
     }
 }
