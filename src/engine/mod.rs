@@ -135,10 +135,6 @@ pub(crate) trait Emit {
     /// The run is about to yield to the runtime though nothing it waits for is pending
     /// (see [`run`]): what polls it may tell this pause from a real wait.
     fn yielding(&mut self) {}
-
-    /// The run is about to wait for what it has in flight (a real wait, not a yield):
-    /// what it holds should leave now.
-    fn waiting(&mut self) {}
 }
 
 impl<F: FnMut(usize, &Outcome)> Emit for F {
@@ -227,17 +223,14 @@ where
         let deadline = deadline.as_mut().as_pin_mut();
         // Room matters only while something is ready to start (else idle means over).
         let waits = !room && run.has_ready();
-        let (wait_room, before_waiting) = match waits {
-            true => (Some(run.room()), None),
-            false => (None, Some(|| run.waiting())),
-        };
+        let wait_room = waits.then(|| run.room());
         let waiting = Waiting {
             calls: &mut calls.0,
             spawning: &mut spawning,
             endings: &mut endings,
             deadline,
         };
-        let (event, waited) = waiting.next_event(wait_room, before_waiting).await;
+        let (event, waited) = waiting.next_event(wait_room).await;
         follow = match event {
             Event::Done(Done::Sent(i, outcome)) => run.on_sent(i, outcome, outer),
             Event::Done(Done::Begun(g, result)) => run.on_begun(g, result, outer),

@@ -110,11 +110,6 @@ impl<'a, E: Emit> Run<'a, E> {
         self.emit.yielding();
     }
 
-    /// The run is about to wait for what it has in flight (see [`Emit::waiting`]).
-    pub(super) fn waiting(&mut self) {
-        self.emit.waiting();
-    }
-
     /// Whether the reply may take more outcomes (see [`Emit::has_room`]).
     pub(super) fn has_room(&self) -> bool {
         self.emit.has_room()

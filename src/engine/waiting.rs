@@ -59,26 +59,16 @@ where
 {
     /// The next event, and whether the run waited for it (was pending at least once);
     /// with `room`, the run waits for the reply to take more too (and is not idle while
-    /// it waits); `before_waiting` is called when it first does.
-    pub(super) async fn next_event<R, W>(
+    /// it waits).
+    pub(super) async fn next_event<R: Future<Output = ()>>(
         mut self,
         room: Option<R>,
-        mut before_waiting: Option<W>,
-    ) -> (Event, bool)
-    where
-        R: Future<Output = ()>,
-        W: FnMut(),
-    {
+    ) -> (Event, bool) {
         let mut room = pin!(room);
         let mut waited = false;
         let event = std::future::poll_fn(|cx| {
             let event = self.poll_event(room.as_mut().as_pin_mut(), cx);
-            if event.is_pending() && !waited {
-                waited = true;
-                if let Some(before_waiting) = before_waiting.as_mut() {
-                    before_waiting();
-                }
-            }
+            waited |= event.is_pending();
             event
         })
         .await;

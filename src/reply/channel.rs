@@ -28,9 +28,8 @@ use tokio::time::{Instant, Sleep};
 /// starts nothing new, and the batch keeps its place.
 pub(crate) const HIGH_WATER: usize = 64 * 1024;
 
-/// The most a chunk holds; what the body gathers into a frame; what the run's writer holds
-/// before it sends without waiting for the run to wait.
-pub(super) const GATHER: usize = 16 * 1024;
+/// The most a chunk holds, and what the body gathers into a frame.
+const GATHER: usize = 16 * 1024;
 const _: () = assert!(GATHER < HIGH_WATER);
 
 /// How long after its last frame the body waits for more before sending what it has.

@@ -190,22 +190,13 @@ impl Sink {
 }
 
 impl Emit for &mut Sink {
-    /// Written; sent once a frame's worth waits, or when the run waits (`waiting`), so a
-    /// run that never waits sends nothing until it ends or fills a frame.
     fn emit(&mut self, index: usize, outcome: &Outcome) {
         self.reply.item(index, outcome, &mut self.feed.w);
-        if self.feed.w.pending() >= channel::GATHER {
-            self.feed.send_some();
-        }
-    }
-
-    /// Less than a frame's worth waits to be sent: the channel takes the rest.
-    fn has_room(&self) -> bool {
-        self.feed.w.pending() < channel::GATHER
-    }
-
-    fn waiting(&mut self) {
         self.feed.send_some();
+    }
+
+    fn has_room(&self) -> bool {
+        self.feed.has_room()
     }
 
     async fn room(&mut self) {
