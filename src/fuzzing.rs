@@ -65,7 +65,7 @@ fn decode_as(codec: &dyn Codec, method: Method, path: &str, ct: Option<&str>, bo
             Ok(Decoded::Lookup(plan, resume)) => {
                 check(&plan);
                 listing_sends_declared_filters(&plan.items[0].uri);
-                let listing = answer(&plan.items[0].uri, "application/json", bytes.clone());
+                let listing = answer("application/json", bytes.clone());
                 decoded = resume.resume(vec![listing], &cx);
             }
             Ok(Decoded::Run(plan, mut reply)) => {
@@ -75,7 +75,8 @@ fn decode_as(codec: &dyn Codec, method: Method, path: &str, ct: Option<&str>, bo
                 for (i, item) in plan.items.iter().enumerate() {
                     let ct = item.headers.get(header::CONTENT_TYPE);
                     let ct = ct.and_then(|v| v.to_str().ok()).unwrap_or("text/plain");
-                    reply.item(i, &answer(&item.uri, ct, item.body.clone()), &mut w);
+                    let id = item.uri.to_string();
+                    reply.item(i, &id, &answer(ct, item.body.clone()), &mut w);
                 }
                 let content_type = reply.content_type();
                 let _status = reply.finish(&mut w, &Summary::new(plan.items.len()));
@@ -96,13 +97,12 @@ fn decode_as(codec: &dyn Codec, method: Method, path: &str, ct: Option<&str>, bo
 }
 
 /// An outcome answering `body` with content type `ct`.
-fn answer(uri: &Uri, ct: &str, body: Bytes) -> Outcome {
+fn answer(ct: &str, body: Bytes) -> Outcome {
     let mut headers = HeaderMap::new();
     if let Ok(ct) = HeaderValue::from_str(ct) {
         headers.insert(header::CONTENT_TYPE, ct);
     }
     Outcome {
-        id: uri.to_string().into(),
         status: StatusCode::OK,
         headers,
         body,
@@ -231,12 +231,9 @@ pub fn template(data: &[u8]) {
         return;
     };
     let body = Bytes::copy_from_slice(body);
-    let outcomes: Vec<Outcome> = rest
+    let outcomes: Vec<(String, Outcome)> = rest
         .references()
-        .map(|r| Outcome {
-            id: r.id.clone().into(),
-            ..answer(&Uri::from_static("/"), "application/json", body.clone())
-        })
+        .map(|r| (r.id.clone(), answer("application/json", body.clone())))
         .collect();
     let refs = Refs {
         url: Some(UrlTemplate {
@@ -247,7 +244,9 @@ pub fn template(data: &[u8]) {
         ..Refs::default()
     };
     let mut results = Results::new(1 << 20);
-    let mut views = Views::new(&mut results, outcomes.iter().enumerate());
+    let deps = outcomes.iter().enumerate();
+    let deps = deps.map(|(i, (id, outcome))| (i, id.as_str(), outcome));
+    let mut views = Views::new(&mut results, deps);
     let (mut uri, mut headers, mut body) = (Uri::default(), HeaderMap::new(), Bytes::new());
     let into = Resolvable {
         uri: &mut uri,
@@ -273,7 +272,7 @@ pub fn reply(data: &[u8]) {
         ),
         None => ("application/json".to_string(), data),
     };
-    let outcome = answer(&Uri::from_static("/x"), &ct, Bytes::copy_from_slice(body));
+    let outcome = answer(&ct, Bytes::copy_from_slice(body));
     for codec in [&JsonCodec as &dyn Codec, &BulkCodec::new("")] {
         let limits = limits();
         let keeps = |_: &http::HeaderName| true;
@@ -292,7 +291,7 @@ pub fn reply(data: &[u8]) {
                 let ndjson = reply.content_type() == "application/x-ndjson";
                 let mut w = ReplyWriter::new(1 << 20);
                 reply.begin(&mut w);
-                reply.item(0, &outcome, &mut w);
+                reply.item(0, "0", &outcome, &mut w);
                 let _status = reply.finish(&mut w, &Summary::new(1));
                 let written = w.finish().concat();
                 if !ndjson {

@@ -175,7 +175,7 @@ where
             }
             Ok(Decoded::Lookup(plan, resume)) => {
                 let mut outcomes = Vec::with_capacity(plan.items.len());
-                let keep = |_: usize, outcome: &Outcome| outcomes.push(outcome.clone());
+                let keep = |_: usize, _: &str, outcome: &Outcome| outcomes.push(outcome.clone());
                 let traced = trace.is_enabled();
                 let hold: engine::Hold = place.clone();
                 let opts = &config.run;

@@ -130,12 +130,13 @@ impl ItemTrace {
     pub(crate) fn close(
         trace: Option<Box<Self>>,
         index: usize,
+        id: &str,
         item: Option<&PlanItem>,
         outcome: &Outcome,
     ) {
         let (span, latency_ms) = match (trace, item) {
             (Some(trace), _) => (trace.span, trace.latency_ms),
-            (None, Some(item)) => (open(index, &outcome.id, item), None),
+            (None, Some(item)) => (open(index, id, item), None),
             (None, None) => return,
         };
         span.record("http.response.status_code", outcome.status.as_u16());

@@ -1,7 +1,6 @@
 //! [`Outcome`]: what one sub-request produced, as the engine records it and every codec
 //! reads it.
 
-use super::id::ItemId;
 use super::media::{media_kind, MediaKind};
 use super::strict::strict_json;
 use crate::error::Problem;
@@ -14,8 +13,6 @@ use std::sync::Arc;
 /// item that was not sent, a `504` for one that timed out, …).
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
-    /// The item's id (`dependsOn` names it; the JSON reply echoes it).
-    pub(crate) id: ItemId,
     pub(crate) status: StatusCode,
     /// The sub-response's headers, without its framing (see `identity`).
     pub(crate) headers: HeaderMap,
@@ -35,8 +32,7 @@ pub(crate) struct Answered {
 }
 
 impl Outcome {
-    /// An item the layer answers itself, with a problem document as its body. The id is set when the
-    /// engine records it.
+    /// An item the layer answers itself, with a problem document as its body.
     pub(crate) fn problem(status: StatusCode, title: &'static str, detail: String) -> Self {
         let answered = Arc::new(Answered {
             title,
@@ -57,7 +53,6 @@ impl Outcome {
             http::HeaderValue::from_static("application/json"),
         );
         Self {
-            id: ItemId::default(),
             status,
             headers,
             body: problem.to_bytes(),
@@ -168,7 +163,6 @@ mod tests {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
         }
         Outcome {
-            id: "a".into(),
             status: StatusCode::OK,
             headers,
             body: Bytes::from_static(body),

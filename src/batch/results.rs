@@ -77,14 +77,14 @@ impl Results {
 /// What one item's references see: the results of the items it depends on.
 pub(crate) struct Views<'a> {
     results: &'a mut Results,
-    /// Each dependency's index in the batch, and its outcome.
-    deps: Vec<(usize, &'a Outcome)>,
+    /// Each dependency's index in the batch, its id, and its outcome.
+    deps: Vec<(usize, &'a str, &'a Outcome)>,
 }
 
 impl<'a> Views<'a> {
     pub(crate) fn new(
         results: &'a mut Results,
-        deps: impl Iterator<Item = (usize, &'a Outcome)>,
+        deps: impl Iterator<Item = (usize, &'a str, &'a Outcome)>,
     ) -> Self {
         Self {
             results,
@@ -121,7 +121,7 @@ fn copying(r: &Reference) -> String {
 fn lookup<'b>(
     bodies: &'b mut Vec<Option<Value>>,
     budget: &mut Budget,
-    deps: &[(usize, &'b Outcome)],
+    deps: &[(usize, &'b str, &'b Outcome)],
     r: &Reference,
 ) -> Result<Cow<'b, Value>, String> {
     let not_found = || {
@@ -131,15 +131,15 @@ fn lookup<'b>(
             r.id
         )
     };
-    let &(index, outcome) = deps
+    let &(index, id, outcome) = deps
         .iter()
-        .find(|(_, o)| same_id(&o.id, &r.id))
+        .find(|(_, id, _)| same_id(id, &r.id))
         .ok_or_else(not_found)?;
     let pointer = r.pointer.as_str();
     let (token, rest) = match pointer.strip_prefix('/') {
         None => {
             // The whole view: checked against what is left before it is copied.
-            let body = body(bodies, budget, index, outcome)?;
+            let body = body(bodies, budget, index, id, outcome)?;
             if json_size(body, budget.left) > budget.left {
                 return Err(budget.refuse(|| copying(r)));
             }
@@ -155,7 +155,7 @@ fn lookup<'b>(
     let found = match token {
         "status" if rest.is_empty() => Some(Cow::Owned(outcome.status.as_u16().into())),
         "headers" => header_view(outcome, rest).map(Cow::Owned),
-        "body" => body(bodies, budget, index, outcome)?
+        "body" => body(bodies, budget, index, id, outcome)?
             .pointer(rest)
             .map(Cow::Borrowed),
         _ => None,
@@ -169,6 +169,7 @@ fn body<'b>(
     bodies: &'b mut Vec<Option<Value>>,
     budget: &mut Budget,
     index: usize,
+    id: &str,
     outcome: &Outcome,
 ) -> Result<&'b Value, String> {
     if bodies.len() <= index {
@@ -176,13 +177,10 @@ fn body<'b>(
     }
     let slot = &mut bodies[index];
     if let (None, Some(why)) = (&slot, &outcome.body_omitted) {
-        return Err(format!(
-            "the body of request {:?} was left out: {why}",
-            outcome.id
-        ));
+        return Err(format!("the body of request {id:?} was left out: {why}"));
     }
     if slot.is_none() {
-        let reading = || format!("reading the body of request {:?}", outcome.id);
+        let reading = || format!("reading the body of request {id:?}");
         let view = match outcome.body_view() {
             BodyView::Empty => Value::Null,
             BodyView::Json(json) => {
@@ -313,7 +311,6 @@ mod tests {
         headers.append("set-cookie", HeaderValue::from_static("a=1"));
         headers.append("set-cookie", HeaderValue::from_static("b=2"));
         let o = Outcome {
-            id: "a".into(),
             status: StatusCode::OK,
             headers,
             body: bytes::Bytes::new(),

@@ -208,7 +208,7 @@ fn read_data(raw: Option<&RawValue>) -> Result<Bytes, String> {
 
 /// One entry of the bare array: `{"contents", "headers", "status"}`, and `bodyOmitted`,
 /// `bodyNote` or `headersOmitted` when they apply.
-fn entry(o: &Outcome, w: &mut ReplyWriter) {
+fn entry(_id: &str, o: &Outcome, w: &mut ReplyWriter) {
     w.put(b"{\"contents\":");
     let (omitted, note) = match w.fit(o) {
         Fit::Fits(view) => (None, w.body(view, b"\"\"")),

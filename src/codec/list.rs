@@ -13,7 +13,7 @@ pub(crate) struct ListReply {
     open: &'static [u8],
     close: &'static [u8],
     /// Writes one entry.
-    entry: fn(&Outcome, &mut ReplyWriter),
+    entry: fn(&str, &Outcome, &mut ReplyWriter),
     /// Room to make up front: the entries' framing, small bodies included.
     reserve: usize,
     written: usize,
@@ -23,7 +23,7 @@ impl ListReply {
     pub(crate) fn new(
         open: &'static [u8],
         close: &'static [u8],
-        entry: fn(&Outcome, &mut ReplyWriter),
+        entry: fn(&str, &Outcome, &mut ReplyWriter),
         reserve: usize,
     ) -> Self {
         Self {
@@ -47,12 +47,12 @@ impl Reply for ListReply {
         w.put(self.open);
     }
 
-    fn item(&mut self, _index: usize, outcome: &Outcome, w: &mut ReplyWriter) {
+    fn item(&mut self, _index: usize, id: &str, outcome: &Outcome, w: &mut ReplyWriter) {
         if self.written > 0 {
             w.put(b",");
         }
         self.written += 1;
-        (self.entry)(outcome, w);
+        (self.entry)(id, outcome, w);
     }
 
     fn finish(self: Box<Self>, w: &mut ReplyWriter, _end: &Summary) -> StatusCode {

@@ -86,8 +86,8 @@ pub(crate) trait Reply: Send {
     /// Writes what comes before the first outcome.
     fn begin(&mut self, _w: &mut ReplyWriter) {}
 
-    /// Writes (or keeps) the outcome of plan item `index`.
-    fn item(&mut self, index: usize, outcome: &Outcome, w: &mut ReplyWriter);
+    /// Writes (or keeps) the outcome of plan item `index`, whose id is `id`.
+    fn item(&mut self, index: usize, id: &str, outcome: &Outcome, w: &mut ReplyWriter);
 
     /// Writes what follows the last outcome, knowing how the run ended; the reply's
     /// status.

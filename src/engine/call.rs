@@ -33,8 +33,7 @@ enum Failed {
     Body(StatusCode, BoxError),
 }
 
-/// Item `index`'s sub-request `req`, sent to `svc`: its outcome (its id is set by the
-/// engine). Runs in `span` when items have spans.
+/// Item `index`'s sub-request `req`, sent to `svc`: its outcome. Runs in `span` when items have spans.
 ///
 /// Composed here rather than written as one `async fn`: each `async` level keeps its own
 /// copy of what it was given, and the future is moved whole when it starts (measured: an
@@ -101,7 +100,6 @@ async fn read<ResBody: super::WrappedBody>(
     let (status, mut headers) = (parts.status, parts.headers);
     strip_response_framing(&mut headers);
     let mut outcome = Outcome {
-        id: Default::default(),
         status,
         headers,
         body: Default::default(),

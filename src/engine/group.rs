@@ -135,12 +135,12 @@ impl AtomicGroup {
     }
 
     /// The commit or rollback returned: the members' outcomes that change. `outcome_of`
-    /// gives each member's outcome so far (none for members never sent); with
+    /// gives each member's id and outcome so far (none for members never sent); with
     /// `stop_on_error`, members never sent are left out of the reply.
     pub(crate) fn ended<'o>(
         &mut self,
         result: Result<(), TxError>,
-        outcome_of: impl Fn(usize) -> Option<&'o Outcome>,
+        outcome_of: impl Fn(usize) -> Option<(&'o str, &'o Outcome)>,
         stop_on_error: bool,
     ) -> Vec<(usize, Outcome)> {
         let State::Ending { failed_at } = std::mem::replace(&mut self.state, State::Ended) else {
@@ -152,7 +152,7 @@ impl AtomicGroup {
             let outcome = self.commit_failed(&e);
             return self.members().map(|m| (m, outcome.clone())).collect();
         };
-        let (id, status) = outcome_of(f).map_or(("", 0), |o| (&*o.id, o.status.as_u16()));
+        let (id, status) = outcome_of(f).map_or(("", 0), |(id, o)| (id, o.status.as_u16()));
         let culprit = format!(
             "request {id:?} (index {f}) in atomic group {:?} failed with status {status}",
             self.name
@@ -270,11 +270,10 @@ mod tests {
         (g, log)
     }
 
-    fn outcome(id: &str, status: u16) -> Outcome {
+    fn outcome(id: &'static str, status: u16) -> (&'static str, Outcome) {
         let mut o = Outcome::problem(StatusCode::OK, "t", String::new());
-        o.id = id.to_owned().into();
         o.status = StatusCode::from_u16(status).unwrap();
-        o
+        (id, o)
     }
 
     #[test]
@@ -297,7 +296,11 @@ mod tests {
         g.member_done(2, false);
         assert!(matches!(g.member_done(3, true), Some(Next::End(_, false))));
         let outcomes = [outcome("a", 200), outcome("b", 422)];
-        let changed = g.ended(Ok(()), |m| outcomes.get(m - 2), false);
+        let changed = g.ended(
+            Ok(()),
+            |m| outcomes.get(m - 2).map(|(id, o)| (*id, o)),
+            false,
+        );
         let details: Vec<_> = changed
             .iter()
             .map(|(m, o)| {
@@ -318,7 +321,11 @@ mod tests {
         // With stop_on_error, what was never sent is left out.
         let (mut g, _) = group();
         g.member_done(2, true);
-        let changed = g.ended(Ok(()), |m| (m == 2).then(|| &outcomes[1]), true);
+        let changed = g.ended(
+            Ok(()),
+            |m| (m == 2).then(|| (outcomes[1].0, &outcomes[1].1)),
+            true,
+        );
         assert!(changed.is_empty());
     }
 

@@ -117,10 +117,10 @@ impl RunOptions {
 }
 
 /// Where the engine hands outcomes: the reply, or what a lookup keeps. Any
-/// `FnMut(usize, &Outcome)` is one that always has room.
+/// `FnMut(usize, &str, &Outcome)` is one that always has room.
 pub(crate) trait Emit {
-    /// The outcome of plan item `index`, final.
-    fn emit(&mut self, index: usize, outcome: &Outcome);
+    /// The outcome of plan item `index`, whose id is `id`, final.
+    fn emit(&mut self, index: usize, id: &str, outcome: &Outcome);
 
     /// Whether it may take more outcomes; while it may not, the run starts nothing new.
     fn has_room(&self) -> bool {
@@ -137,9 +137,9 @@ pub(crate) trait Emit {
     fn yielding(&mut self) {}
 }
 
-impl<F: FnMut(usize, &Outcome)> Emit for F {
-    fn emit(&mut self, index: usize, outcome: &Outcome) {
-        self(index, outcome)
+impl<F: FnMut(usize, &str, &Outcome)> Emit for F {
+    fn emit(&mut self, index: usize, id: &str, outcome: &Outcome) {
+        self(index, id, outcome)
     }
 }
 

@@ -136,7 +136,8 @@ impl<'a, E: Emit> Run<'a, E> {
                     }
                     Some(d) => {
                         self.groups[g].not_started();
-                        self.fail_group(g, failed_dependency(d, self.slots.outcome(d)));
+                        let dep = self.slots.outcome(d);
+                        self.fail_group(g, failed_dependency(d, self.slots.id(d), dep));
                     }
                 },
             }
@@ -188,7 +189,7 @@ impl<'a, E: Emit> Run<'a, E> {
     /// waited for the group may start.
     pub(super) fn on_ended(&mut self, g: usize, result: Result<(), TxError>) {
         let slots = &self.slots;
-        let outcome_of = |m: usize| slots.outcome(m);
+        let outcome_of = |m: usize| Some((slots.id(m), slots.outcome(m)?));
         let changed = self.groups[g].ended(result, outcome_of, self.stop_on_error);
         for (m, outcome) in changed {
             self.slots.record(m, outcome);
@@ -267,12 +268,13 @@ impl<'a, E: Emit> Run<'a, E> {
     /// (into `item`), and what it would reach is reachable.
     fn check_item(&mut self, i: usize, item: &mut PlanItem) -> Result<(), Box<Outcome>> {
         if let Some(d) = self.schedule.failed_dependency(i) {
-            return Err(Box::new(failed_dependency(d, self.slots.outcome(d))));
+            let dep = self.slots.outcome(d);
+            return Err(Box::new(failed_dependency(d, self.slots.id(d), dep)));
         }
         if let Some(refs) = item.refs.take() {
             let slots = &self.slots;
             let deps = self.schedule.depends_on(i).iter();
-            let deps = deps.filter_map(|&d| Some((d, slots.outcome(d)?)));
+            let deps = deps.filter_map(|&d| Some((d, slots.id(d), slots.outcome(d)?)));
             let mut views = Views::new(&mut self.results, deps);
             let into = Resolvable {
                 uri: &mut item.uri,
@@ -390,16 +392,15 @@ fn not_sent(why: String) -> Box<Outcome> {
     Box::new(outcome)
 }
 
-/// `424` for an item that was not sent because dependency `d` failed or never ran.
-fn failed_dependency(d: usize, dep: Option<&Outcome>) -> Outcome {
+/// `424` for an item that was not sent because dependency `d` (whose id is `id`) failed
+/// or never ran.
+fn failed_dependency(d: usize, id: &str, dep: Option<&Outcome>) -> Outcome {
     let detail = match dep {
         Some(o) if o.status == StatusCode::FAILED_DEPENDENCY => format!(
-            "not sent: request {:?} (index {d}), which it depends on, did not take effect (it was not sent, or was rolled back)",
-            o.id
+            "not sent: request {id:?} (index {d}), which it depends on, did not take effect (it was not sent, or was rolled back)"
         ),
         Some(o) => format!(
-            "not sent: request {:?} (index {d}), which it depends on, failed with status {}",
-            o.id,
+            "not sent: request {id:?} (index {d}), which it depends on, failed with status {}",
             o.status.as_u16()
         ),
         None => format!("not sent: request at index {d}, which it depends on, did not run"),

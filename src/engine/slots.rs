@@ -33,7 +33,7 @@ pub(super) struct Slots {
 struct Slot {
     /// The item, until it is sent.
     item: Option<PlanItem>,
-    /// Its id, until it moves into its outcome.
+    /// Its id, set once, when the batch was decoded.
     id: ItemId,
     outcome: Option<Outcome>,
     /// How many items not yet prepared have references that may read this one's body.
@@ -96,7 +96,7 @@ impl Slots {
         item.is_some_and(|item| item.refs.is_some())
     }
 
-    /// Item `i`'s id, until its outcome is recorded.
+    /// Item `i`'s id.
     pub(super) fn id(&self, i: usize) -> &str {
         &self.slots[i].id
     }
@@ -145,9 +145,9 @@ impl Slots {
         }
     }
 
-    /// Stores an item's outcome with its id (an outcome that replaces another keeps the
-    /// id), and, for an item that was sent, its request id (the one the outcome it
-    /// replaces gave, else the one it was sent with), unless the outcome has one.
+    /// Stores an item's outcome, and, for an item that was sent, its request id (the one
+    /// the outcome it replaces gave, else the one it was sent with), unless the outcome
+    /// has one.
     ///
     /// Its body is held until it is written (and read, when a reference may read it): one
     /// that would take the bodies held past `max_response_bytes` is left out at once, as the
@@ -165,13 +165,9 @@ impl Slots {
                 }
             }
         }
-        outcome.id = match &mut slot.outcome {
-            Some(old) => {
-                self.held -= old.body.len();
-                std::mem::take(&mut old.id)
-            }
-            None => std::mem::take(&mut slot.id),
-        };
+        if let Some(old) = &slot.outcome {
+            self.held -= old.body.len();
+        }
         let max = self.max_held;
         if outcome.body.len() > max - self.held.min(max) {
             outcome.body = bytes::Bytes::new();
@@ -246,10 +242,10 @@ impl Slots {
             return;
         };
         if self.traced {
-            ItemTrace::close(slot.trace.take(), i, slot.item.as_ref(), outcome);
+            ItemTrace::close(slot.trace.take(), i, &slot.id, slot.item.as_ref(), outcome);
         }
         self.summary.count(outcome.status);
-        emit.emit(i, outcome);
+        emit.emit(i, &slot.id, outcome);
         slot.written = true;
         if slot.readers == 0 {
             self.held -= release_body(slot);

@@ -54,7 +54,7 @@ where
 {
     let mut w = ReplyWriter::new(config.run.max_response_bytes);
     reply.begin(&mut w);
-    let emit = |i: usize, outcome: &Outcome| reply.item(i, outcome, &mut w);
+    let emit = |i: usize, id: &str, outcome: &Outcome| reply.item(i, id, outcome, &mut w);
     let (traced, hold) = (trace.is_enabled(), place.clone());
     let summary = engine::run(svc, outer, plan, &config.run, emit, traced, Some(hold)).await;
     trace.finished(&summary);
@@ -190,8 +190,8 @@ impl Sink {
 }
 
 impl Emit for &mut Sink {
-    fn emit(&mut self, index: usize, outcome: &Outcome) {
-        self.reply.item(index, outcome, &mut self.feed.w);
+    fn emit(&mut self, index: usize, id: &str, outcome: &Outcome) {
+        self.reply.item(index, id, outcome, &mut self.feed.w);
         self.feed.send_some();
     }
 

@@ -176,9 +176,9 @@ fn options(raw: &RawBatch<'_>, cx: &DecodeContext<'_>) -> (Options, Vec<FieldErr
 
 /// One entry of `{"responses": [...]}`: `{"id", "status", "headers", "body"}`, and
 /// `bodyOmitted`, `bodyNote` or `headersOmitted` when they apply.
-pub(super) fn entry(o: &Outcome, w: &mut ReplyWriter) {
+pub(super) fn entry(id: &str, o: &Outcome, w: &mut ReplyWriter) {
     w.put(b"{\"id\":");
-    w.str(&o.id);
+    w.str(id);
     w.put(b",\"status\":");
     w.put(o.status.as_str().as_bytes());
     w.put(b",\"headers\":");

@@ -41,8 +41,8 @@ impl Reply for NdjsonReply {
         w.set_one_line();
     }
 
-    fn item(&mut self, _index: usize, outcome: &Outcome, w: &mut ReplyWriter) {
-        entry(outcome, w);
+    fn item(&mut self, _index: usize, id: &str, outcome: &Outcome, w: &mut ReplyWriter) {
+        entry(id, outcome, w);
         w.put(b"\n");
     }
 

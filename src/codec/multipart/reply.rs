@@ -70,7 +70,7 @@ impl Reply for MultipartReply {
         w.reserve((self.content_ids.len() * 160).min(64 << 10));
     }
 
-    fn item(&mut self, index: usize, outcome: &Outcome, w: &mut ReplyWriter) {
+    fn item(&mut self, index: usize, _id: &str, outcome: &Outcome, w: &mut ReplyWriter) {
         let changeset = self.changeset_of(index);
         let delimiter = match &changeset {
             Some(c) if c.start == index => {

@@ -129,7 +129,7 @@ impl Reply for ResourceReply {
         false
     }
 
-    fn item(&mut self, index: usize, o: &Outcome, w: &mut ReplyWriter) {
+    fn item(&mut self, index: usize, _id: &str, o: &Outcome, w: &mut ReplyWriter) {
         let Some(&entry) = self.sent.get(index) else {
             return;
         };
