@@ -179,7 +179,7 @@ where
                 let traced = trace.is_enabled();
                 let hold: engine::Hold = place.clone();
                 let opts = &config.run;
-                engine::run(svc.clone(), &outer, plan, opts, keep, traced, Some(hold)).await;
+                engine::run(svc.clone(), &outer, plan, opts, keep, traced, hold).await;
                 decoded = resume.resume(outcomes, &cx);
             }
         }

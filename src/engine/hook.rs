@@ -33,7 +33,7 @@ pub(super) fn end(
     tx: Box<dyn OpenTx>,
     commit: bool,
     opts: &RunOptions,
-    hold: Option<Hold>,
+    hold: Hold,
 ) -> impl Future<Output = (usize, Result<(), TxError>)> + use<> {
     let call = bounded(opts.timeout, tx.finish(commit));
     let limit = opts.batch_timeout.filter(|_| opts.timeout.is_none());

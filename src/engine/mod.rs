@@ -186,7 +186,7 @@ pub(crate) async fn run<S, B, ResBody, E>(
     opts: &RunOptions,
     emit: E,
     traced: bool,
-    hold: Option<Hold>,
+    hold: Hold,
 ) -> Summary
 where
     S: Wrapped<B, ResBody>,

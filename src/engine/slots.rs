@@ -155,8 +155,8 @@ impl Slots {
     /// item cannot make the batch hold every later body.
     pub(super) fn record(&mut self, i: usize, mut outcome: Outcome) {
         let slot = &mut self.slots[i];
-        // The old outcome, if any, is read where it is (an outcome is large). Once an
-        // outcome has the request id, the outcomes that replace it take it from there.
+        // Once an outcome has the request id, the outcomes that replace it take it from
+        // there.
         if let Some(name) = &self.id_header {
             if !outcome.headers.contains_key(name) {
                 let given = slot.outcome.as_ref().and_then(|old| old.headers.get(name));
@@ -174,13 +174,7 @@ impl Slots {
             outcome.body_omitted = Some(reply_limit_reached(max));
         }
         self.held += outcome.body.len();
-        // Most items have no old outcome: the new one then goes straight into its place,
-        // with nothing to drop first (an assignment that may drop keeps a temporary, in
-        // case the drop unwinds).
-        match &mut slot.outcome {
-            Some(old) => *old = outcome,
-            None => slot.outcome = Some(outcome),
-        }
+        slot.outcome = Some(outcome);
         if self.order == Order::Completion {
             self.touched.push(i);
         }

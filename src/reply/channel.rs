@@ -11,6 +11,7 @@
 
 use super::pace::Pace;
 use crate::codec::ReplyWriter;
+use crate::config::MinRate;
 use bytes::{Bytes, BytesMut};
 use futures_util::future::select;
 use futures_util::{FutureExt as _, Stream};
@@ -81,8 +82,9 @@ impl Cut {
     }
 }
 
-/// A channel for the reply `w` is writing, its waits on the reader bounded by `pace`.
-pub(super) fn open(w: ReplyWriter, pace: Pace) -> (Feed, Receiving) {
+/// A channel for the reply `w` is writing, its waits on the reader bounded by `min_rate`
+/// (`None`: unbounded).
+pub(super) fn open(w: ReplyWriter, min_rate: Option<MinRate>) -> (Feed, Receiving) {
     let (tx, rx) = mpsc::unbounded_channel();
     let room = Arc::new(Semaphore::new(HIGH_WATER));
     let cut = Arc::new(Cut::default());
@@ -92,7 +94,7 @@ pub(super) fn open(w: ReplyWriter, pace: Pace) -> (Feed, Receiving) {
         tx,
         room: room.clone(),
         sent: 0,
-        pace,
+        pace: Pace::new(min_rate),
         cut: cut.clone(),
         full: full.clone(),
     };

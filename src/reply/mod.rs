@@ -29,7 +29,6 @@ use crate::subrequest::Outer;
 use crate::trace::BatchTrace;
 use channel::{Feed, Receiving};
 use http::{header, HeaderValue, Response, StatusCode};
-use pace::Pace;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,11 +55,11 @@ where
     reply.begin(&mut w);
     let emit = |i: usize, id: &str, outcome: &Outcome| reply.item(i, id, outcome, &mut w);
     let (traced, hold) = (trace.is_enabled(), place.clone());
-    let summary = engine::run(svc, outer, plan, &config.run, emit, traced, Some(hold)).await;
+    let summary = engine::run(svc, outer, plan, &config.run, emit, traced, hold).await;
     trace.finished(&summary);
     let content_type = reply.content_type();
     let status = reply.finish(&mut w, &summary);
-    let (feed, receiving) = channel::open(w, Pace::new(config.reply_min_rate));
+    let (feed, receiving) = channel::open(w, config.reply_min_rate);
     response(status, content_type, hand_over(feed, receiving, place))
 }
 
@@ -87,13 +86,13 @@ where
     let content_type = reply.content_type();
     let mut w = ReplyWriter::new(config.run.max_response_bytes);
     reply.begin(&mut w);
-    let (feed, receiving) = channel::open(w, Pace::new(config.reply_min_rate));
+    let (feed, receiving) = channel::open(w, config.reply_min_rate);
     let mut sink = Sink::new(feed, reply);
     let (yielded, cut) = (sink.yielded.clone(), sink.feed.cut());
     let (span, hold) = (trace.span().clone(), place.clone());
     let run = async move {
         let (opts, traced) = (&config.run, trace.is_enabled());
-        let summary = engine::run(svc, &outer, plan, opts, &mut sink, traced, Some(hold)).await;
+        let summary = engine::run(svc, &outer, plan, opts, &mut sink, traced, hold).await;
         trace.finished(&summary);
         sink.finish(&summary)
     };
