@@ -1,9 +1,11 @@
 //! The batch's data model, the same for every wire format and knowing nothing of codecs or
 //! of the engine: the validated [`plan::Plan`] and its [`id`]s, what each sub-request produced
 //! ([`outcome::Outcome`]), URL canonicalisation ([`url`]) and how servers behind may read
-//! a path ([`spelling`]), how a run ended ([`summary`]), absolute URLs of the outer request's origin ([`origin`]), what sub-requests may reach ([`reach`]), result references
+//! a path ([`readings`]), what an item reports when the layer answers for it
+//! ([`failures`]), how a run ended ([`summary`]), absolute URLs of the outer request's origin ([`origin`]), what sub-requests may reach ([`reach`]), result references
 //! ([`reference`](mod@reference)) and what they read ([`results`]), and media types ([`media`]).
 
+pub(crate) mod failures;
 pub(crate) mod id;
 pub(crate) mod media;
 pub(crate) mod origin;

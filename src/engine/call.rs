@@ -4,6 +4,7 @@
 //! A call that must run on a task of its own is [`spawned`].
 
 use super::Done;
+use crate::batch::failures;
 use crate::batch::outcome::Outcome;
 use crate::body::{read_limited, BatchRequestBody, ReadError};
 use crate::subrequest::strip_response_framing;
@@ -69,7 +70,7 @@ where
                 Ok(Err(_elapsed)) => failure(Failed::TimedOut, index, limits),
                 Err(panic) => {
                     log_panic(&*panic, index);
-                    panicked()
+                    failures::panicked()
                 }
             };
             Done::Sent(index, outcome)
@@ -108,17 +109,10 @@ async fn read<ResBody: super::WrappedBody>(
     };
     match read_limited(body, limit).await {
         Ok(body) => outcome.body = body,
-        Err(ReadError::TooLarge) => outcome.body_omitted = Some(too_large(limit)),
+        Err(ReadError::TooLarge) => outcome.body_omitted = Some(failures::body_too_large(limit)),
         Err(ReadError::Failed(e)) => return Err(Failed::Body(status, e)),
     }
     Ok(outcome)
-}
-
-/// Why an answer's body is left out: it is larger than the per-item limit.
-fn too_large(limit: usize) -> String {
-    format!(
-        "the response body is larger than the per-item limit of {limit} bytes (max_item_response_bytes)"
-    )
 }
 
 /// Runs `call`, item `index`'s, on a task of its own, so that the runtime's threads share
@@ -134,8 +128,8 @@ where
     // around it panicked (or the runtime is shutting down).
     match task.join_next().await {
         Some(Ok(done)) => done,
-        Some(Err(e)) if e.is_panic() => Done::Sent(index, panicked()),
-        _ => Done::Sent(index, cancelled()),
+        Some(Err(e)) if e.is_panic() => Done::Sent(index, failures::panicked()),
+        _ => Done::Sent(index, failures::cancelled()),
     }
 }
 
@@ -152,52 +146,16 @@ fn log_panic(panic: &(dyn std::any::Any + Send), index: usize) {
 /// The item the layer reports in place of a response.
 fn failure(failed: Failed, index: usize, limits: Limits) -> Outcome {
     match failed {
-        Failed::TimedOut => Outcome::problem(
-            StatusCode::GATEWAY_TIMEOUT,
-            "Sub-request timed out",
-            format!(
-                "no complete response within {:?} (the layer's per-sub-request timeout)",
-                limits.timeout.unwrap_or_default()
-            ),
-        ),
+        Failed::TimedOut => failures::timed_out(limits.timeout.unwrap_or_default()),
         Failed::Service(e) => {
             tracing::warn!(index, error = %e, "the wrapped service failed a batch sub-request");
-            Outcome::problem(
-                StatusCode::BAD_GATEWAY,
-                "Service error",
-                format!("the service failed: {e}"),
-            )
+            failures::service_failed(&e)
         }
         Failed::Body(status, e) => {
             tracing::warn!(index, error = %e, "a batch sub-response body failed");
-            Outcome::problem(
-                StatusCode::BAD_GATEWAY,
-                "Response body error",
-                format!(
-                    "the response (status {}) failed while its body was read: {e}",
-                    status.as_u16()
-                ),
-            )
+            failures::body_failed(status, &e)
         }
     }
-}
-
-/// The item of a sub-request whose handler panicked.
-fn panicked() -> Outcome {
-    Outcome::problem(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Sub-request panicked",
-        "the handler panicked while answering this sub-request".into(),
-    )
-}
-
-/// The item of a sub-request whose task the runtime cancelled (it is shutting down).
-fn cancelled() -> Outcome {
-    Outcome::problem(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Sub-request cancelled",
-        "the server cancelled this sub-request (it is shutting down)".into(),
-    )
 }
 
 #[cfg(test)]

@@ -3,11 +3,12 @@
 //! rollback (as soon as one failed). [`AtomicGroup`] is that state machine; the engine
 //! drives it and applies the outcomes it gives.
 
+use crate::batch::failures;
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Group;
 use crate::transaction::OpenTx;
 use crate::BoxError;
-use http::{Extensions, StatusCode};
+use http::Extensions;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -94,14 +95,7 @@ impl AtomicGroup {
     pub(crate) fn not_begun(&mut self, e: TxError) -> Outcome {
         tracing::error!(group = %self.name, error = %e, "could not begin a transaction for an atomic group");
         self.state = State::Ended;
-        Outcome::problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Transaction not started",
-            format!(
-                "not sent: the transaction for atomic group {:?} could not begin: {e}",
-                self.name
-            ),
-        )
+        failures::not_begun(&self.name, &e)
     }
 
     /// Something a member depends on outside the group failed: nothing was sent.
@@ -163,28 +157,17 @@ impl AtomicGroup {
         let unsent = |m: usize| m > f && outcome_of(m).is_none();
         self.members()
             .filter(|&m| m != f && !(stop_on_error && unsent(m)))
-            .map(|m| (m, rolled_back(&culprit, &result, m < f)))
+            .map(|m| {
+                let error = result.as_ref().err().map(|e| e as &dyn std::fmt::Display);
+                (m, failures::rolled_back(&culprit, error, m < f))
+            })
             .collect()
     }
 
     fn commit_failed(&self, e: &TxError) -> Outcome {
         match e {
-            TxError::Failed(e) => Outcome::problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Transaction failed",
-                format!(
-                    "the transaction of atomic group {:?} could not be committed: {e}",
-                    self.name
-                ),
-            ),
-            TxError::TimedOut(t) => Outcome::problem(
-                StatusCode::GATEWAY_TIMEOUT,
-                "Transaction outcome unknown",
-                format!(
-                    "the commit of atomic group {:?} did not finish within {t:?} (the layer's per-sub-request timeout): whether it took effect is unknown",
-                    self.name
-                ),
-            ),
+            TxError::Failed(e) => failures::commit_failed(&self.name, e),
+            TxError::TimedOut(t) => failures::commit_timed_out(&self.name, *t),
         }
     }
 
@@ -202,11 +185,7 @@ impl AtomicGroup {
             State::Beginning => self.state = State::Ended,
             State::Open(_) => {
                 self.state = State::Ended;
-                let outcome = Outcome::problem(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "Batch timed out",
-                    format!("rolled back: its atomic group did not finish within the batch's deadline of {limit:?} (batch_timeout)"),
-                );
+                let outcome = failures::group_timed_out(limit);
                 let finished = self.members().filter(|&m| has_outcome(m));
                 return finished.map(|m| (m, outcome.clone())).collect();
             }
@@ -216,31 +195,11 @@ impl AtomicGroup {
     }
 }
 
-/// What member `m` reports after its group was rolled back because of `culprit`.
-fn rolled_back(culprit: &str, result: &Result<(), TxError>, before: bool) -> Outcome {
-    match result {
-        Err(e) => Outcome::problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Rollback failed",
-            format!("{culprit}, and the transaction could not be rolled back: {e}"),
-        ),
-        Ok(()) if before => Outcome::problem(
-            StatusCode::FAILED_DEPENDENCY,
-            "Rolled back",
-            format!("rolled back: {culprit}"),
-        ),
-        Ok(()) => Outcome::problem(
-            StatusCode::FAILED_DEPENDENCY,
-            "Not sent",
-            format!("not sent: {culprit}, and the group was rolled back"),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use futures_util::future::BoxFuture;
+    use http::StatusCode;
     use std::sync::{Arc, Mutex};
 
     /// A transaction that records what was asked of it.

@@ -49,7 +49,7 @@ pub(super) fn end(
         }
     };
     // Spawned when first polled, not when made: the run yields between the last member
-    // and this (see `Yields`), so a client that left before it is seen, and the handle is
+    // and this (see `run`), so a client that left before it is seen, and the handle is
     // dropped (rolled back) instead.
     async move {
         let task = tokio::spawn(task.in_current_span());

@@ -147,44 +147,24 @@ impl<F: FnMut(usize, &str, &Outcome)> Emit for F {
 /// the plan's order: request order (each once it and every item before it are final), or
 /// completion order (each as soon as it is final). Returns how the run ended.
 ///
-/// At most `concurrency` sub-requests are in flight (one with `stop_on_error`). An item
-/// starts once every item it `dependsOn` has finished; among the items that may start, the
-/// lowest index goes first, so with a concurrency of one the batch runs in request order.
-/// An item whose dependency failed (status >= 400, or never sent) is not sent: it reports
-/// `424 Failed Dependency`. With `stop_on_error`, nothing starts after the first failure,
-/// and what never started is left out. With chunks, an item starts only when every chunk
-/// before its own has finished.
-///
-/// An atomic group takes one place of the concurrency from `begin` to `commit` or
-/// `rollback`: its members run one after another, each with the transaction's handle in
-/// its extensions. Items that depend on a member wait for the whole group. Each call of
-/// the transaction hook is bounded by the per-sub-request timeout.
-///
-/// Each item reads at most `max_item_response_bytes` of its body.
+/// What may start, and when, is the [`schedule`]'s (dependencies, atomic groups, chunks,
+/// `concurrency` places, `stop_on_error`). An item whose dependency failed, or whose
+/// references find nothing, is not sent: it reports `424`. A group's members run one
+/// after another with its transaction's handle ([`group`], [`hook`]).
 ///
 /// When `batch_timeout` passes, the items in flight are dropped and report `504`, and the
-/// items not started report `424` (with `stop_on_error`, they are left out); an open
-/// transaction is dropped, and its members report that they were rolled back. A commit or
-/// rollback already in flight is waited for (within the per-sub-request timeout, or
-/// without one a second `batch_timeout`), so the reply says what became of the data.
+/// items not started `424` (with `stop_on_error`, they are left out); an open transaction
+/// is dropped, and a commit or rollback in flight is waited for (see [`expire`]).
 /// Dropping this future (the client went away) drops every sub-request in flight and
-/// starts no other; a commit or rollback in flight runs on, on its own task (see `hook::end`).
-/// After as many items in a row as `concurrency` that came without a wait (one, by
-/// default), the run yields to the runtime, so whatever polls it (hyper's connection) sees
-/// a client that left before more start.
-///
-/// With a concurrency above one, sub-requests that prove heavy to poll run on tokio tasks
-/// of their own, so the runtime's threads share the batch (see `spawning`); light ones,
-/// and all at a concurrency of one, are polled in this future.
-///
-/// With `traced`, each item has a span (see `trace`), a child of the span current when
-/// this runs.
+/// starts no other; a commit or rollback in flight runs on, on its own task. With a
+/// concurrency above one, sub-requests that prove heavy to poll run on tasks of their own
+/// ([`spawning`]). With `traced`, each item has a span, a child of the current one.
 pub(crate) async fn run<S, B, ResBody, E>(
     svc: S,
     outer: &Outer,
     plan: Plan,
     opts: &RunOptions,
-    emit: E,
+    mut emit: E,
     traced: bool,
     hold: Hold,
 ) -> Summary
@@ -194,17 +174,18 @@ where
     ResBody: WrappedBody,
     E: Emit,
 {
-    let mut run = Run::new(plan, opts, emit, outer, traced);
+    let mut run = Run::new(plan, opts, outer, traced);
     let mut spawning = Spawning::new(run.places());
     let mut calls = InFlight(FuturesUnordered::new());
     let mut endings = FuturesUnordered::new();
     let mut deadline = pin!(opts.batch_timeout.map(tokio::time::sleep));
-    let mut yields = Yields::every(opts.concurrency);
     // What follows a group's member: its next member, or its commit or rollback.
     let mut follow = None;
+    // Events in a row that came without a wait (see the yield below).
+    let mut unwaited = 0;
     let deadline_passed = loop {
         // While the reply holds as much as it should, nothing new starts (the rest goes on).
-        let room = run.has_room();
+        let room = emit.has_room();
         let mut next = || {
             follow
                 .take()
@@ -220,15 +201,13 @@ where
                 Launch::End(g, tx, commit) => endings.push(end(g, tx, commit, opts, hold.clone())),
             }
         }
-        let deadline = deadline.as_mut().as_pin_mut();
         // Room matters only while something is ready to start (else idle means over).
-        let waits = !room && run.has_ready();
-        let wait_room = waits.then(|| run.room());
+        let wait_room = (!room && run.has_ready()).then(|| emit.room());
         let waiting = Waiting {
             calls: &mut calls.0,
             spawning: &mut spawning,
             endings: &mut endings,
-            deadline,
+            deadline: deadline.as_mut().as_pin_mut(),
         };
         let (event, waited) = waiting.next_event(wait_room).await;
         follow = match event {
@@ -246,10 +225,19 @@ where
                 break true;
             }
         };
-        run.emit_final();
-        yields.after(waited, &mut run).await;
+        run.emit_final(&mut emit);
+        // After `concurrency` events in a row without a wait, the run yields: the runtime
+        // polls its other work, the connection included, so a client that left is seen
+        // within that many items. (`yield_now` polls the I/O driver first, ~0.5 µs:
+        // answers that arrive together pay it once.)
+        unwaited = if waited { 0 } else { unwaited + 1 };
+        if unwaited >= opts.concurrency.max(1) {
+            unwaited = 0;
+            emit.yielding();
+            tokio::task::yield_now().await;
+        }
     };
-    run.emit_rest(deadline_passed)
+    run.emit_rest(deadline_passed, &mut emit)
 }
 
 /// The future that runs `call`: a sub-request (in this task, or, when `spawn`, on a task
@@ -281,71 +269,27 @@ where
     }
 }
 
-/// When the run yields to the runtime: after as many events in a row as the batch's
-/// concurrency that came without a wait (handlers that answered at once; one, by default).
-/// The runtime then polls the rest of its work, the connection included, before anything
-/// else starts, so a client that left is seen within that many items (the batch is
-/// dropped, or its task aborted), and the other connections on this thread are served.
-/// Tokio's `yield_now` polls the I/O driver first (about 0.5 µs): with several calls in
-/// flight, answers that arrive together (one read of an HTTP/2 connection) pay it once.
-struct Yields {
-    every: usize,
-    /// Events in a row that came without a wait.
-    unwaited: usize,
-}
-
-impl Yields {
-    fn every(concurrency: usize) -> Self {
-        Self {
-            every: concurrency.max(1),
-            unwaited: 0,
-        }
-    }
-
-    /// After an event for which the run `waited`, or did not.
-    async fn after<E: Emit>(&mut self, waited: bool, run: &mut Run<'_, E>) {
-        self.unwaited = if waited { 0 } else { self.unwaited + 1 };
-        if self.unwaited >= self.every {
-            self.unwaited = 0;
-            run.yielding();
-            tokio::task::yield_now().await;
-        }
-    }
-}
-
-/// The batch deadline passed: open transactions are dropped, commits and rollbacks in
-/// flight may finish (see [`finish_endings`]), and every item without an outcome gets one.
-async fn expire<E, G>(run: &mut Run<'_, E>, endings: &mut FuturesUnordered<G>, opts: &RunOptions)
+/// The batch deadline passed: open transactions are dropped, and every item without an
+/// outcome gets one. Commits and rollbacks in flight may finish, so the reply says what
+/// became of the data, but within a bound: the per-sub-request timeout, or without one a
+/// second `batch_timeout`; a group whose call is still in flight then reports that it did
+/// not finish.
+async fn expire<G>(run: &mut Run<'_>, endings: &mut FuturesUnordered<G>, opts: &RunOptions)
 where
-    E: Emit,
     G: Future<Output = (usize, Result<(), TxError>)>,
 {
     run.expire_groups();
-    if !endings.is_empty() {
-        finish_endings(run, endings, opts).await;
-    }
-    run.expire_items();
-}
-
-/// The batch deadline passed while commits or rollbacks were in flight: each may finish,
-/// so the reply says what became of the data, but within a bound: the per-sub-request
-/// timeout, or without one a second `batch_timeout`. A group whose call is still in flight
-/// then reports that it did not finish.
-async fn finish_endings<E, G>(
-    run: &mut Run<'_, E>,
-    endings: &mut FuturesUnordered<G>,
-    opts: &RunOptions,
-) where
-    E: Emit,
-    G: Future<Output = (usize, Result<(), TxError>)>,
-{
     let grace = opts.timeout.or(opts.batch_timeout).unwrap_or_default();
     let until = tokio::time::Instant::now() + grace;
-    loop {
+    while !endings.is_empty() {
         match tokio::time::timeout_at(until, endings.next()).await {
             Ok(Some((g, result))) => run.on_ended(g, result),
-            Ok(None) => return,
-            Err(_) => return run.end_unfinished(grace),
+            Ok(None) => break,
+            Err(_) => {
+                run.end_unfinished(grace);
+                break;
+            }
         }
     }
+    run.expire_items();
 }

@@ -6,6 +6,7 @@ use super::group::{AtomicGroup, Next, TxError};
 use super::schedule::{Expired, Schedule, Start};
 use super::slots::Slots;
 use super::{Emit, RunOptions};
+use crate::batch::failures;
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::{Plan, PlanItem};
 use crate::batch::reference::Resolvable;
@@ -14,7 +15,7 @@ use crate::batch::summary::{CutShort, Summary};
 use crate::body::BatchRequestBody;
 use crate::subrequest::Outer;
 use crate::transaction::OpenTx;
-use http::{Request, StatusCode};
+use http::Request;
 use std::time::Duration;
 
 /// What the loop should start. (A request is moved into its call at once: boxing it
@@ -37,7 +38,7 @@ pub(super) enum Call<B> {
 }
 
 /// One batch being run.
-pub(super) struct Run<'a, E> {
+pub(super) struct Run<'a> {
     opts: &'a RunOptions,
     slots: Slots,
     schedule: Schedule,
@@ -47,17 +48,10 @@ pub(super) struct Run<'a, E> {
     stop_on_error: bool,
     /// Whether every final path must stay under the service root, in both readings.
     under_root: bool,
-    emit: E,
 }
 
-impl<'a, E: Emit> Run<'a, E> {
-    pub(super) fn new(
-        plan: Plan,
-        opts: &'a RunOptions,
-        emit: E,
-        outer: &Outer,
-        traced: bool,
-    ) -> Self {
+impl<'a> Run<'a> {
+    pub(super) fn new(plan: Plan, opts: &'a RunOptions, outer: &Outer, traced: bool) -> Self {
         let Plan {
             mut items,
             stop_on_error,
@@ -92,7 +86,6 @@ impl<'a, E: Emit> Run<'a, E> {
             results: Results::new(opts.max_reference_bytes),
             stop_on_error,
             under_root,
-            emit,
         }
     }
 
@@ -103,21 +96,6 @@ impl<'a, E: Emit> Run<'a, E> {
     /// Whether something could start now, were there room in the reply.
     pub(super) fn has_ready(&self) -> bool {
         self.schedule.has_ready()
-    }
-
-    /// The run yields to the runtime with nothing pending (see [`Emit::yielding`]).
-    pub(super) fn yielding(&mut self) {
-        self.emit.yielding();
-    }
-
-    /// Whether the reply may take more outcomes (see [`Emit::has_room`]).
-    pub(super) fn has_room(&self) -> bool {
-        self.emit.has_room()
-    }
-
-    /// Returns once the reply may take more outcomes.
-    pub(super) fn room(&mut self) -> impl std::future::Future<Output = ()> + '_ {
-        self.emit.room()
     }
 
     /// The next future to start, if the schedule lets one start. Items that cannot be sent
@@ -137,7 +115,7 @@ impl<'a, E: Emit> Run<'a, E> {
                     Some(d) => {
                         self.groups[g].not_started();
                         let dep = self.slots.outcome(d);
-                        self.fail_group(g, failed_dependency(d, self.slots.id(d), dep));
+                        self.fail_group(g, failures::failed_dependency(d, self.slots.id(d), dep));
                     }
                 },
             }
@@ -242,7 +220,8 @@ impl<'a, E: Emit> Run<'a, E> {
         let Some(mut item) = self.slots.take_item(i) else {
             // The schedule starts each item once; a bug there costs this item, not the batch.
             debug_assert!(false, "request {i} was started twice");
-            return Err(not_sent(format!("not sent: request {i} was started twice")));
+            let why = format!("not sent: request {i} was started twice");
+            return Err(Box::new(failures::not_sent(why)));
         };
         let checked = self.check_item(i, &mut item);
         // Its references are resolved (or never will be): what they read may go.
@@ -269,7 +248,11 @@ impl<'a, E: Emit> Run<'a, E> {
     fn check_item(&mut self, i: usize, item: &mut PlanItem) -> Result<(), Box<Outcome>> {
         if let Some(d) = self.schedule.failed_dependency(i) {
             let dep = self.slots.outcome(d);
-            return Err(Box::new(failed_dependency(d, self.slots.id(d), dep)));
+            return Err(Box::new(failures::failed_dependency(
+                d,
+                self.slots.id(d),
+                dep,
+            )));
         }
         if let Some(refs) = item.refs.take() {
             let slots = &self.slots;
@@ -283,7 +266,7 @@ impl<'a, E: Emit> Run<'a, E> {
             };
             let batch_paths = &self.opts.batch_paths;
             refs.resolve(&mut views, batch_paths, into)
-                .map_err(not_sent)?;
+                .map_err(|why| Box::new(failures::not_sent(why)))?;
         }
         // Checked last, on the path as it will be sent.
         let reach = &self.opts.reach;
@@ -293,12 +276,7 @@ impl<'a, E: Emit> Run<'a, E> {
             .as_deref()
             .filter(|_| self.under_root);
         if let Some(why) = reach.refusal(&item.method, item.uri.path(), root) {
-            let title = "Not reachable from a batch";
-            return Err(Box::new(Outcome::problem(
-                StatusCode::FORBIDDEN,
-                title,
-                why,
-            )));
+            return Err(Box::new(failures::unreachable(why)));
         }
         Ok(())
     }
@@ -348,16 +326,8 @@ impl<'a, E: Emit> Run<'a, E> {
         let expired: Vec<_> = self.schedule.expire().collect();
         for (i, how) in expired {
             let outcome = match how {
-                Expired::InFlight => Outcome::problem(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "Batch timed out",
-                    format!("did not finish within the batch's deadline of {limit:?} (batch_timeout)"),
-                ),
-                Expired::NotStarted => Outcome::problem(
-                    StatusCode::FAILED_DEPENDENCY,
-                    "Not sent",
-                    format!("not sent: the batch's deadline of {limit:?} (batch_timeout) passed before it could start"),
-                ),
+                Expired::InFlight => failures::batch_timed_out(limit),
+                Expired::NotStarted => failures::not_started(limit),
             };
             self.slots.record(i, outcome);
         }
@@ -365,14 +335,14 @@ impl<'a, E: Emit> Run<'a, E> {
 
     /// Hands on every outcome that is final; a group member's is final once its group
     /// has ended.
-    pub(super) fn emit_final(&mut self) {
+    pub(super) fn emit_final(&mut self, emit: &mut impl Emit) {
         let (schedule, groups) = (&self.schedule, &self.groups);
         let open = |i| schedule.group_of(i).is_some_and(|g| !groups[g].is_ended());
-        self.slots.emit_final(open, &mut self.emit);
+        self.slots.emit_final(open, emit);
     }
 
     /// The run is over: hands on the rest, leaving out items that never ran; how it ended.
-    pub(super) fn emit_rest(mut self, deadline_passed: bool) -> Summary {
+    pub(super) fn emit_rest(self, deadline_passed: bool, emit: &mut impl Emit) -> Summary {
         let cut_short = if deadline_passed {
             Some(CutShort::BatchTimeout)
         } else if self.slots.any_left_out() {
@@ -380,30 +350,8 @@ impl<'a, E: Emit> Run<'a, E> {
         } else {
             None
         };
-        let mut summary = self.slots.emit_rest(&mut self.emit);
+        let mut summary = self.slots.emit_rest(emit);
         summary.cut_short = cut_short;
         summary
     }
-}
-
-/// `424` for an item that was not sent, and `why`.
-fn not_sent(why: String) -> Box<Outcome> {
-    let outcome = Outcome::problem(StatusCode::FAILED_DEPENDENCY, "Failed dependency", why);
-    Box::new(outcome)
-}
-
-/// `424` for an item that was not sent because dependency `d` (whose id is `id`) failed
-/// or never ran.
-fn failed_dependency(d: usize, id: &str, dep: Option<&Outcome>) -> Outcome {
-    let detail = match dep {
-        Some(o) if o.status == StatusCode::FAILED_DEPENDENCY => format!(
-            "not sent: request {id:?} (index {d}), which it depends on, did not take effect (it was not sent, or was rolled back)"
-        ),
-        Some(o) => format!(
-            "not sent: request {id:?} (index {d}), which it depends on, failed with status {}",
-            o.status.as_u16()
-        ),
-        None => format!("not sent: request at index {d}, which it depends on, did not run"),
-    };
-    Outcome::problem(StatusCode::FAILED_DEPENDENCY, "Failed dependency", detail)
 }

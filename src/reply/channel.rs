@@ -16,12 +16,12 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::select;
 use futures_util::{FutureExt as _, Stream};
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
 
 /// The bytes a streamed reply may hold, sent and not yet taken by its body. (The body
 /// holds its frame until the connection takes it, and the connection buffers some too:
@@ -45,7 +45,9 @@ pub(super) struct Feed {
     /// The bytes sent into the channel.
     sent: u64,
     pace: Pace,
-    cut: Arc<Cut>,
+    /// Cancelled when the reader proved too slow: the body then ends, and the task that
+    /// carries the run stops.
+    cut: CancellationToken,
     /// Told when [`GATHER`] bytes wait in the channel, and when the writer is gone.
     full: Arc<Notify>,
 }
@@ -54,32 +56,8 @@ pub(super) struct Feed {
 pub(super) struct Receiving {
     rx: mpsc::UnboundedReceiver<Bytes>,
     room: Arc<Semaphore>,
-    cut: Arc<Cut>,
+    cut: CancellationToken,
     full: Arc<Notify>,
-}
-
-/// Whether the reader proved too slow, for the body (which then ends) and the task that
-/// carries the run (which then stops).
-#[derive(Default)]
-pub(super) struct Cut {
-    flag: AtomicBool,
-    notify: Notify,
-}
-
-impl Cut {
-    fn set(&self) {
-        self.flag.store(true, Ordering::Release);
-        self.notify.notify_one();
-    }
-
-    fn is_set(&self) -> bool {
-        self.flag.load(Ordering::Acquire)
-    }
-
-    /// Returns once the reply is cut.
-    pub(super) async fn cut_off(&self) {
-        self.notify.notified().await;
-    }
 }
 
 /// A channel for the reply `w` is writing, its waits on the reader bounded by `min_rate`
@@ -87,7 +65,7 @@ impl Cut {
 pub(super) fn open(w: ReplyWriter, min_rate: Option<MinRate>) -> (Feed, Receiving) {
     let (tx, rx) = mpsc::unbounded_channel();
     let room = Arc::new(Semaphore::new(HIGH_WATER));
-    let cut = Arc::new(Cut::default());
+    let cut = CancellationToken::new();
     let full = Arc::new(Notify::new());
     let feed = Feed {
         w,
@@ -109,7 +87,7 @@ pub(super) fn open(w: ReplyWriter, min_rate: Option<MinRate>) -> (Feed, Receivin
 
 impl Feed {
     /// Whether the reply was cut, as the task that carries the run waits for it.
-    pub(super) fn cut(&self) -> Arc<Cut> {
+    pub(super) fn cut(&self) -> CancellationToken {
         self.cut.clone()
     }
 
@@ -158,7 +136,7 @@ impl Feed {
                 None => wait.await,
             };
             if !acquired {
-                self.cut.set();
+                self.cut.cancel();
                 return false;
             }
             self.send_some();
@@ -261,7 +239,7 @@ impl Body {
                 len += more.len();
             }
         }
-        if cut.is_set() {
+        if cut.is_cancelled() {
             return None;
         }
         room.add_permits(len);

@@ -109,7 +109,7 @@ where
         None => fed_by(receiving, async move {
             let rest = async move { run.await.send_all().await };
             // The run ends here too when its reader proves too slow.
-            futures_util::future::select(pin!(rest), pin!(cut.cut_off())).await;
+            futures_util::future::select(pin!(rest), pin!(cut.cancelled())).await;
             drop(place);
         }),
     };
