@@ -7,6 +7,7 @@ use crate::batch::media::MediaType;
 use crate::codec::{Codec, DecodeLimits};
 use crate::engine::RunOptions;
 use crate::error::Problem;
+use crate::idempotency::Idempotency;
 use crate::subrequest::HeaderPolicy;
 use crate::transaction::Hook;
 use http::request::Parts;
@@ -29,6 +30,8 @@ pub(crate) struct Config {
     /// The slowest a reader may take a reply (`None`: any).
     pub(crate) reply_min_rate: Option<MinRate>,
     pub(crate) headers: Arc<HeaderPolicy>,
+    /// Batches sent with an `Idempotency-Key` (`None`: the key is ignored).
+    pub(crate) idempotency: Option<Idempotency>,
 }
 
 /// The slowest a reader may take a reply (`BatchLayer::reply_min_rate`; `reply::pace`

@@ -382,9 +382,11 @@ mod future;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod idempotency;
 mod layer;
 mod reply;
 mod service;
+pub mod store;
 mod subrequest;
 mod trace;
 mod transaction;
@@ -395,14 +397,15 @@ pub use crate::body::{BatchRequestBody, BatchResponseBody};
 pub use crate::codec::resource::{Resource, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_ITEMS};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::{
-    BatchLayer, DEFAULT_ADMISSION_TIMEOUT, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_CONCURRENT_BATCHES, DEFAULT_MAX_ITEM_HEADERS, DEFAULT_MAX_ITEM_HEADER_BYTES,
-    DEFAULT_MAX_ITEM_RESPONSE_BYTES, DEFAULT_MAX_REFERENCE_BYTES, DEFAULT_MAX_REQUESTS,
-    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MAX_WAITING_BATCHES, DEFAULT_REPLY_GRACE,
-    DEFAULT_REPLY_MIN_RATE, DEFAULT_TIMEOUT,
+    BatchLayer, DEFAULT_ADMISSION_TIMEOUT, DEFAULT_BODY_TIMEOUT, DEFAULT_IDEMPOTENCY_RETENTION,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_BATCHES, DEFAULT_MAX_ITEM_HEADERS,
+    DEFAULT_MAX_ITEM_HEADER_BYTES, DEFAULT_MAX_ITEM_RESPONSE_BYTES, DEFAULT_MAX_REFERENCE_BYTES,
+    DEFAULT_MAX_REQUESTS, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MAX_WAITING_BATCHES,
+    DEFAULT_REPLY_GRACE, DEFAULT_REPLY_MIN_RATE, DEFAULT_TIMEOUT,
 };
 pub use crate::service::Batch;
 pub use crate::transaction::TransactionHook;
 
-/// The error type the bounds speak of.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The error type the bounds speak of, and what an [`store::IdempotencyStore`] fails with
+/// (tower's `BoxError`).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -7,18 +7,20 @@
 
 use crate::batch::origin::Origin;
 use crate::batch::outcome::Outcome;
+use crate::batch::plan::Plan;
 use crate::body::{read_limited, BatchRequestBody, BatchResponseBody, ReadError};
 use crate::codec::{DecodeContext, Decoded};
 use crate::config::{too_large, Config};
-use crate::engine::{self, Wrapped, WrappedBody};
+use crate::engine::{self, PerRun, Wrapped, WrappedBody};
 use crate::error::Problem;
 use crate::future::ResponseFuture;
-use crate::reply;
+use crate::idempotency::{self, Claim, Idempotency, Keyed, Writer, IDEMPOTENT_REPLAYED};
+use crate::reply::{self, Setting};
 use crate::subrequest::Outer;
 use crate::trace::BatchTrace;
 use crate::BoxError;
 use bytes::Bytes;
-use http::{header, HeaderName, Request, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -148,39 +150,175 @@ where
         Err(_) => return body_timed_out(config.body_timeout).into_response(),
     };
     let outer = Outer::new(parts, config.headers.clone());
-    let path = outer.parts().uri.path();
+    let keyed = match &config.idempotency {
+        Some(idempotency) => idempotency.keyed(outer.parts(), &bytes, &config.headers),
+        None => Ok(None),
+    };
     let keeps_header = |name: &HeaderName| config.headers.keeps(name);
-    let cx = DecodeContext {
+    let decoded = codec.decode(
+        outer.parts(),
+        &bytes,
+        &context(&outer, &config, &keeps_header),
+    );
+    drop(bytes);
+    // A malformed batch is refused first, key or not: nothing of it is recorded.
+    let (decoded, keyed) = match (decoded, keyed) {
+        (Err(problem), _) | (_, Err(problem)) => return problem.into_response(),
+        (Ok(decoded), Ok(keyed)) => (decoded, keyed),
+    };
+    let batch = Setting {
+        outer,
+        config: config.clone(),
+        trace,
+        place,
+        keyed: None,
+    };
+    let (Some(keyed), Some(idempotency)) = (keyed, &config.idempotency) else {
+        return run(svc, decoded, batch, None).await;
+    };
+    keyed_run(svc, decoded, batch, idempotency, keyed).await
+}
+
+/// A batch with an idempotency key: run (to its end, whether or not its client stays, and
+/// resuming what an earlier run left), replayed, or refused, as its record says.
+async fn keyed_run<S, B, ResBody>(
+    svc: S,
+    decoded: Decoded,
+    batch: Setting,
+    idempotency: &Idempotency,
+    keyed: Keyed,
+) -> Response<BatchResponseBody<ResBody>>
+where
+    S: Wrapped<B, ResBody>,
+    B: Send + 'static,
+    ResBody: WrappedBody,
+{
+    match idempotency.claim(&keyed).await {
+        Err(problem) => problem.into_response(),
+        Ok(Claim::Replay(entries)) => {
+            let resuming = Resuming {
+                entries,
+                writer: None,
+            };
+            let mut response = run(svc, decoded, batch, Some(resuming)).await;
+            let replayed = HeaderValue::from_static("true");
+            response
+                .headers_mut()
+                .insert(IDEMPOTENT_REPLAYED.clone(), replayed);
+            response
+        }
+        Ok(Claim::Run(writer, entries)) => {
+            let resuming = Resuming {
+                entries,
+                writer: Some(writer),
+            };
+            // On a task of its own, so that it runs to its end whether or not its client
+            // stays: a retry then finds it finished.
+            let task = tokio::spawn(run(svc, decoded, batch, Some(resuming)).in_current_span());
+            task.await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "a keyed batch's run failed");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "urn:tower-http-batch:internal",
+                    "Batch failed",
+                    "the batch's run failed",
+                )
+                .into_response()
+            })
+        }
+    }
+}
+
+/// What a keyed batch's run resumes from: what its record holds, and the writer that
+/// records it (`None`: it is replayed, and nothing runs).
+struct Resuming {
+    entries: Vec<(String, Bytes)>,
+    writer: Option<Writer>,
+}
+
+/// What the codecs read of the outer request and the configuration.
+fn context<'a>(
+    outer: &'a Outer,
+    config: &'a Config,
+    keeps_header: &'a (dyn Fn(&HeaderName) -> bool + Sync),
+) -> DecodeContext<'a> {
+    let path = outer.parts().uri.path();
+    DecodeContext {
         limits: &config.decode,
         base: &path[..path.rfind('/').map_or(0, |i| i + 1)],
-        keeps_header: &keeps_header,
+        keeps_header,
         root: config.decode.root_for(path),
         origin: Origin::of(outer.parts()),
+    }
+}
+
+/// Runs a decoded batch: its lookup first when it has one, then its plan, into the reply.
+async fn run<S, B, ResBody>(
+    svc: S,
+    mut decoded: Decoded,
+    batch: Setting,
+    resuming: Option<Resuming>,
+) -> Response<BatchResponseBody<ResBody>>
+where
+    S: Wrapped<B, ResBody>,
+    B: Send + 'static,
+    ResBody: WrappedBody,
+{
+    let Setting {
+        outer,
+        config,
+        trace,
+        place,
+        ..
+    } = batch;
+    let keeps_header = |name: &HeaderName| config.headers.keeps(name);
+    let keyed_for = |plan: &Plan, phase: usize, last: bool| {
+        let r = resuming.as_ref()?;
+        Some(idempotency::keyed_for(
+            plan,
+            phase,
+            &r.entries,
+            r.writer.as_ref(),
+            last,
+        ))
     };
-    let mut decoded = codec.decode(outer.parts(), &bytes, &cx);
+    let mut phase = 0;
     loop {
-        if let Ok(Decoded::Run(plan, _) | Decoded::Lookup(plan, _)) = &mut decoded {
-            plan.under_root = cx.root.is_some();
-        }
+        let cx = context(&outer, &config, &keeps_header);
+        let (Decoded::Run(plan, _) | Decoded::Lookup(plan, _)) = &mut decoded;
+        plan.under_root = cx.root.is_some();
         match decoded {
-            Err(problem) => return problem.into_response(),
-            Ok(Decoded::Run(plan, reply)) => {
+            Decoded::Run(plan, reply) => {
                 trace.size(plan.items.len());
-                if !reply.streams() {
-                    return reply::whole(svc, &outer, plan, reply, &config, &trace, place).await;
-                }
-                drop(bytes);
+                let keyed = keyed_for(&plan, phase, true);
                 let config = config.clone();
-                return reply::streamed(svc, outer, plan, reply, config, trace, place).await;
+                let streams = reply.streams();
+                let batch = Setting {
+                    outer,
+                    config,
+                    trace,
+                    place,
+                    keyed,
+                };
+                return match streams {
+                    true => reply::streamed(svc, plan, reply, batch).await,
+                    false => reply::whole(svc, plan, reply, batch).await,
+                };
             }
-            Ok(Decoded::Lookup(plan, resume)) => {
+            Decoded::Lookup(plan, resume) => {
                 let mut outcomes = Vec::with_capacity(plan.items.len());
                 let keep = |_: usize, _: &str, outcome: &Outcome| outcomes.push(outcome.clone());
-                let traced = trace.is_enabled();
-                let hold: engine::Hold = place.clone();
-                let opts = &config.run;
-                engine::run(svc.clone(), &outer, plan, opts, keep, traced, hold).await;
-                decoded = resume.resume(outcomes, &cx);
+                let per_run = PerRun {
+                    traced: trace.is_enabled(),
+                    hold: place.clone(),
+                    keyed: keyed_for(&plan, phase, false),
+                };
+                engine::run(svc.clone(), &outer, plan, &config.run, keep, per_run).await;
+                decoded = match resume.resume(outcomes, &cx) {
+                    Ok(decoded) => decoded,
+                    Err(problem) => return problem.into_response(),
+                };
+                phase += 1;
             }
         }
     }

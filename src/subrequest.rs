@@ -30,6 +30,7 @@ use std::sync::Arc;
 /// names front proxies and CDNs use. Compared with `_` as `-`; `x-forwarded` and
 /// `x-forwarded-*` too.
 const OUTER_ONLY: [&str; 17] = [
+    // Identity: the first IDENTITY_HEADERS names.
     "authorization",
     "x-goog-iap-jwt-assertion",
     "x-client-cert",
@@ -38,6 +39,7 @@ const OUTER_ONLY: [&str; 17] = [
     "x-remote-user",
     "x-authenticated-user",
     "remote-user",
+    // Client addresses.
     "forwarded",
     "x-real-ip",
     "x-client-ip",
@@ -49,11 +51,15 @@ const OUTER_ONLY: [&str; 17] = [
     "x-original-forwarded-for",
 ];
 
+/// How many of [`OUTER_ONLY`]'s names, from the first, say who the request acts as (the
+/// rest say where it comes from).
+const IDENTITY_HEADERS: usize = 8;
+
 /// Name prefixes of [`OUTER_ONLY`] headers: client addresses, and the user and certificate
 /// headers that authenticating proxies set (AWS ALB, Google IAP, Azure App Service,
 /// Cloudflare Access, oauth2-proxy, Grafana's auth proxy, TLS terminators).
 const OUTER_ONLY_PREFIXES: [&str; 9] = [
-    // `x-forwarded` alone too: some servers read it as `forwarded`'s lookalike.
+    // A client address (the others are identity, see `identity_of`); `x-forwarded` alone too: some servers read it as `forwarded`'s lookalike.
     "x-forwarded",
     "x-amzn-oidc-",
     "x-goog-authenticated-user-",
@@ -157,6 +163,29 @@ impl HeaderPolicy {
         OUTER_ONLY.contains(&name)
             || OUTER_ONLY_PREFIXES.iter().any(|p| name.starts_with(p))
             || self.identity.iter().any(|h| h == name)
+    }
+
+    /// Who the outer request acts as, from the values of its identity headers (not those
+    /// of client addresses, which a retry may see change): each `name: value` on a line,
+    /// in the order the request has them.
+    pub(crate) fn identity_of(&self, headers: &HeaderMap) -> Vec<u8> {
+        let mut identity = Vec::new();
+        for (name, value) in headers {
+            let folded = folded(name.as_str());
+            let is_identity = OUTER_ONLY[..IDENTITY_HEADERS].contains(&&*folded)
+                || OUTER_ONLY_PREFIXES[1..]
+                    .iter()
+                    .any(|p| folded.starts_with(p))
+                || self.identity.iter().any(|h| *h == *folded);
+            if is_identity {
+                // Names and values hold no line feed: one header per line is unambiguous.
+                identity.extend_from_slice(folded.as_bytes());
+                identity.extend_from_slice(b": ");
+                identity.extend_from_slice(value.as_bytes());
+                identity.push(b'\n');
+            }
+        }
+        identity
     }
 
     /// Whether a header written inside a sub-request is kept. Dropped headers are ignored

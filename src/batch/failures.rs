@@ -56,6 +56,20 @@ pub(crate) fn cancelled() -> Outcome {
     )
 }
 
+/// The item was not sent: the store of keyed batches could not record that it would be.
+pub(crate) fn not_recorded(e: &dyn Display) -> Outcome {
+    let why = format!("not sent: the idempotency store could not record it: {e}");
+    Outcome::problem(StatusCode::SERVICE_UNAVAILABLE, "Not recorded", why)
+}
+
+/// An earlier run of this keyed batch sent the item and did not record its outcome, and
+/// sending it again is not safe (its method is not idempotent): whether it took effect
+/// is unknown.
+pub(crate) fn outcome_unknown() -> Outcome {
+    let why = "not sent again: an earlier run of this batch (same Idempotency-Key) sent it and did not record its outcome, so whether it took effect is unknown; check the resource before sending it again under a new key".to_string();
+    Outcome::problem(StatusCode::CONFLICT, "Outcome unknown", why)
+}
+
 /// The item was not sent, because `why` (a reference that found nothing, …).
 pub(crate) fn not_sent(why: String) -> Outcome {
     Outcome::problem(StatusCode::FAILED_DEPENDENCY, "Failed dependency", why)

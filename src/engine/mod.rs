@@ -11,6 +11,7 @@
 mod call;
 mod group;
 mod hook;
+mod journal;
 mod run;
 mod schedule;
 mod slots;
@@ -42,6 +43,8 @@ use std::time::Duration;
 use tower_service::Service;
 use tracing::Instrument as _;
 use waiting::{Done, Event, InFlight, Waiting};
+
+pub(crate) use journal::{Journal, Keyed, Prior};
 
 /// The wrapped service as a batch calls it: a clone per sub-request, and `Send`, so that
 /// the rest of a batch, or a sub-request, can run on a task of its own.
@@ -80,6 +83,16 @@ impl<T> WrappedBody for T where T: Body<Data = Bytes, Error: Into<BoxError>> + S
 /// What work that outlives a run keeps alive: a commit or rollback on its own task holds it
 /// (the caller's bound on batches in flight, so that such work counts against it).
 pub(crate) type Hold = Arc<dyn Send + Sync>;
+
+/// What one run is given besides its plan and the layer's configuration.
+#[derive(Clone)]
+pub(crate) struct PerRun {
+    /// Whether items have spans (children of the span current when the run starts).
+    pub(crate) traced: bool,
+    pub(crate) hold: Hold,
+    /// Set when the batch has an idempotency key (see [`journal`]).
+    pub(crate) keyed: Option<Keyed>,
+}
 
 /// What the engine reads of the layer's configuration.
 #[derive(Debug, Clone)]
@@ -164,9 +177,8 @@ pub(crate) async fn run<S, B, ResBody, E>(
     outer: &Outer,
     plan: Plan,
     opts: &RunOptions,
-    mut emit: E,
-    traced: bool,
-    hold: Hold,
+    emit: E,
+    per_run: PerRun,
 ) -> Summary
 where
     S: Wrapped<B, ResBody>,
@@ -174,7 +186,40 @@ where
     ResBody: WrappedBody,
     E: Emit,
 {
-    let mut run = Run::new(plan, opts, outer, traced);
+    let PerRun {
+        traced,
+        hold,
+        keyed,
+    } = per_run;
+    let (priors, journal) = keyed.map(|k| (k.priors, k.journal)).unzip();
+    let journal = journal.flatten();
+    let journal = journal.as_deref();
+    let emit = journal::Journaled { emit, journal };
+    let run = Run::new(plan, opts, outer, traced, priors);
+    let summary = drive(svc, outer, run, opts, emit, hold, journal).await;
+    if let Some(journal) = journal {
+        journal.ended();
+    }
+    summary
+}
+
+/// The run loop: starts what may start, waits for what is in flight, hands on what is
+/// final, until nothing is left or the deadline passes.
+async fn drive<S, B, ResBody, E>(
+    svc: S,
+    outer: &Outer,
+    mut run: Run<'_>,
+    opts: &RunOptions,
+    mut emit: E,
+    hold: Hold,
+    journal: Option<&dyn Journal>,
+) -> Summary
+where
+    S: Wrapped<B, ResBody>,
+    B: Send + 'static,
+    ResBody: WrappedBody,
+    E: Emit,
+{
     let mut spawning = Spawning::new(run.places());
     let mut calls = InFlight(FuturesUnordered::new());
     let mut endings = FuturesUnordered::new();
@@ -194,9 +239,10 @@ where
         while let Some(launch) = next() {
             match launch {
                 Launch::Call(call) => {
+                    let spawns = spawning.spawns();
                     calls
                         .0
-                        .push(launched(call, &svc, outer, opts, spawning.spawns()));
+                        .push(launched(call, &svc, outer, opts, spawns, journal));
                 }
                 Launch::End(g, tx, commit) => endings.push(end(g, tx, commit, opts, hold.clone())),
             }
@@ -244,13 +290,16 @@ where
 /// of its own, in the span current here), or a group's `begin`. Boxed: a call's future is
 /// large (the wrapped service's own, the body being read, the timer: 944 bytes around an
 /// axum `Router`), and a box is moved as a pointer (measured with `examples/driver.rs`:
-/// 550 fewer instructions per item than an `Either` of the three, moved whole).
+/// 550 fewer instructions per item than an `Either` of the three, moved whole). When the
+/// batch is keyed, a sub-request is sent once its `journal` has recorded that it is
+/// (one that cannot be recorded is not sent: `503`).
 fn launched<'a, S, B, ResBody>(
     call: Call<B>,
     svc: &S,
     outer: &'a Outer,
     opts: &'a RunOptions,
     spawn: bool,
+    journal: Option<&dyn Journal>,
 ) -> BoxFuture<'a, Done>
 where
     S: Wrapped<B, ResBody>,
@@ -260,10 +309,19 @@ where
     match call {
         Call::Send(i, req, span) => {
             let call = call::call(svc.clone(), req, i, span, opts.limits());
-            match spawn {
+            let call: BoxFuture<'a, Done> = match spawn {
                 true => Box::pin(call::spawned(i, call.in_current_span())),
                 false => Box::pin(call),
-            }
+            };
+            let Some(sending) = journal.map(|j| j.sending(i)) else {
+                return call;
+            };
+            Box::pin(async move {
+                match sending.await {
+                    Ok(()) => call.await,
+                    Err(e) => Done::Sent(i, crate::batch::failures::not_recorded(&e)),
+                }
+            })
         }
         Call::Begin(g) => Box::pin(begin(g, outer.parts(), opts)),
     }

@@ -3,6 +3,7 @@
 //! and what each finished future means; the loop in `engine/mod.rs` owns the futures.
 
 use super::group::{AtomicGroup, Next, TxError};
+use super::journal::Prior;
 use super::schedule::{Expired, Schedule, Start};
 use super::slots::Slots;
 use super::{Emit, RunOptions};
@@ -51,7 +52,13 @@ pub(super) struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    pub(super) fn new(plan: Plan, opts: &'a RunOptions, outer: &Outer, traced: bool) -> Self {
+    pub(super) fn new(
+        plan: Plan,
+        opts: &'a RunOptions,
+        outer: &Outer,
+        traced: bool,
+        priors: Option<Vec<Option<Prior>>>,
+    ) -> Self {
         let Plan {
             mut items,
             stop_on_error,
@@ -71,6 +78,7 @@ impl<'a> Run<'a> {
         );
         let id_header = outer.request_id_header().cloned();
         let mut slots = Slots::new(items, order, opts.max_response_bytes, traced, id_header);
+        slots.set_priors(priors.unwrap_or_default());
         for i in 0..slots.len() {
             if slots.has_refs(i) {
                 for &d in schedule.depends_on(i) {
@@ -103,10 +111,16 @@ impl<'a> Run<'a> {
     pub(super) fn next_launch<B>(&mut self, outer: &Outer) -> Option<Launch<B>> {
         while let Some(start) = self.schedule.next() {
             match start {
-                Start::Item(i) => match self.prepare(i, outer) {
-                    Ok(req) => return Some(self.send(i, req)),
-                    Err(outcome) => self.settle(i, *outcome),
+                Start::Item(i) => match self.replayed(i) {
+                    Some(outcome) => self.settle(i, outcome),
+                    None => match self.prepare(i, outer) {
+                        Ok(req) => return Some(self.send(i, req)),
+                        Err(outcome) => self.settle(i, *outcome),
+                    },
                 },
+                Start::Group(g) if self.groups[g].members().any(|m| self.slots.has_prior(m)) => {
+                    self.replay_group(g);
+                }
                 Start::Group(g) => match self.schedule.failed_dependency_of_group(g) {
                     None => {
                         self.groups[g].begin();
@@ -176,6 +190,44 @@ impl<'a> Run<'a> {
         let slots = &self.slots;
         let failed = |m: usize| slots.outcome(m).is_none_or(Outcome::failed);
         self.schedule.end_group(g, failed);
+    }
+
+    /// Item `i`'s outcome from an earlier run of its keyed batch, if it has one: then it
+    /// is not sent, and what its references would have read may go.
+    fn replayed(&mut self, i: usize) -> Option<Outcome> {
+        let prior = self.slots.take_prior(i)?;
+        self.not_sending(i);
+        Some(match prior {
+            Prior::Finished(outcome) => outcome,
+            Prior::Unknown => failures::outcome_unknown(),
+        })
+    }
+
+    /// Group `g`, some of whose members an earlier run of its keyed batch sent: no
+    /// transaction begins. Each member reports its final outcome from that run; one
+    /// without reports that its outcome is unknown (the transaction was open, or its end
+    /// not recorded).
+    fn replay_group(&mut self, g: usize) {
+        self.groups[g].not_started();
+        for m in self.groups[g].members() {
+            let outcome = self.replayed(m).unwrap_or_else(|| {
+                self.not_sending(m);
+                failures::outcome_unknown()
+            });
+            self.slots.record(m, outcome);
+        }
+        self.slots.touch(self.groups[g].members());
+        let slots = &self.slots;
+        let failed = |m: usize| slots.outcome(m).is_none_or(Outcome::failed);
+        self.schedule.end_group(g, failed);
+    }
+
+    /// Item `i` will not be sent: it is let go, and so is what its references would read.
+    fn not_sending(&mut self, i: usize) {
+        if self.slots.has_refs(i) {
+            self.read(i);
+        }
+        self.slots.take_item(i);
     }
 
     /// Sends the group's next member; a member that cannot be sent fails the group.

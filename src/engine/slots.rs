@@ -2,6 +2,7 @@
 //! handing on of outcomes: in request order or as they become final, each once, its body
 //! let go once it is written and no reference will read it.
 
+use super::journal::Prior;
 use super::Emit;
 use crate::batch::id::ItemId;
 use crate::batch::outcome::{reply_limit_reached, Outcome};
@@ -45,6 +46,8 @@ struct Slot {
     request_id: Option<http::HeaderValue>,
     /// Its span, once it has started (when items have spans).
     trace: Option<Box<ItemTrace>>,
+    /// What an earlier run of its keyed batch left of it, until it is replayed.
+    prior: Option<Prior>,
 }
 
 impl Slots {
@@ -67,6 +70,7 @@ impl Slots {
                 written: false,
                 request_id: None,
                 trace: None,
+                prior: None,
             })
             .collect();
         Self {
@@ -80,6 +84,21 @@ impl Slots {
             traced,
             id_header,
         }
+    }
+
+    /// What earlier runs of this keyed batch left, per item.
+    pub(super) fn set_priors(&mut self, priors: Vec<Option<Prior>>) {
+        for (slot, prior) in self.slots.iter_mut().zip(priors) {
+            slot.prior = prior;
+        }
+    }
+
+    pub(super) fn has_prior(&self, i: usize) -> bool {
+        self.slots[i].prior.is_some()
+    }
+
+    pub(super) fn take_prior(&mut self, i: usize) -> Option<Prior> {
+        self.slots[i].prior.take()
     }
 
     pub(super) fn len(&self) -> usize {

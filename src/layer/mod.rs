@@ -15,7 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower_layer::Layer;
 
+mod idempotency;
 mod subrequests;
+
+pub use idempotency::DEFAULT_IDEMPOTENCY_RETENTION;
 
 /// Default for [`BatchLayer::max_requests`]: 100 sub-requests.
 pub const DEFAULT_MAX_REQUESTS: usize = 100;
@@ -109,6 +112,7 @@ impl Default for BatchLayer {
                 service_root: None,
             },
             headers: Arc::default(),
+            idempotency: Some(idempotency::default()),
             reply_min_rate: Some(MinRate {
                 bytes_per_second: DEFAULT_REPLY_MIN_RATE,
                 grace: DEFAULT_REPLY_GRACE,

@@ -50,6 +50,9 @@ pub(super) struct Feed {
     cut: CancellationToken,
     /// Told when [`GATHER`] bytes wait in the channel, and when the writer is gone.
     full: Arc<Notify>,
+    /// The run goes on without its reader (a keyed batch): once the body is gone or cut,
+    /// what is written is let go.
+    detached: bool,
 }
 
 /// The body's side, until it is made a body.
@@ -61,8 +64,8 @@ pub(super) struct Receiving {
 }
 
 /// A channel for the reply `w` is writing, its waits on the reader bounded by `min_rate`
-/// (`None`: unbounded).
-pub(super) fn open(w: ReplyWriter, min_rate: Option<MinRate>) -> (Feed, Receiving) {
+/// (`None`: unbounded); `detached` when the run goes on without its reader.
+pub(super) fn open(w: ReplyWriter, min_rate: Option<MinRate>, detached: bool) -> (Feed, Receiving) {
     let (tx, rx) = mpsc::unbounded_channel();
     let room = Arc::new(Semaphore::new(HIGH_WATER));
     let cut = CancellationToken::new();
@@ -75,6 +78,7 @@ pub(super) fn open(w: ReplyWriter, min_rate: Option<MinRate>) -> (Feed, Receivin
         pace: Pace::new(min_rate),
         cut: cut.clone(),
         full: full.clone(),
+        detached,
     };
     let receiving = Receiving {
         rx,
@@ -105,6 +109,11 @@ impl Feed {
     /// Sends what the channel has room for, without waiting. Once everything is sent, a
     /// wait on the reader in progress ends.
     pub(super) fn send_some(&mut self) {
+        if self.tx.is_closed() || self.cut.is_cancelled() {
+            // No one will read it: a detached run goes on, writing into nothing.
+            while self.w.take_up_to(usize::MAX).is_some() {}
+            return;
+        }
         loop {
             let room = self.room.available_permits().min(GATHER);
             if room == 0 || !self.send(room) {
@@ -127,17 +136,21 @@ impl Feed {
             let want = self.w.pending().min(GATHER);
             let due = self.pace.waiting(self.taken());
             // The semaphore is never closed. Once there is room, `send` takes it.
-            let wait = self
-                .room
-                .acquire_many(want as u32)
-                .map(|permit| permit.is_ok());
-            let acquired = match due {
-                Some(due) => tokio::time::timeout_at(due, wait).await.unwrap_or(false),
-                None => wait.await,
+            let acquired = {
+                let acquire = pin!(self.room.acquire_many(want as u32));
+                let closed = pin!(self.tx.closed());
+                // A body dropped ends the wait too (it ends a run not detached, too).
+                let wait = select(acquire, closed).map(|_| true);
+                match due {
+                    Some(due) => tokio::time::timeout_at(due, wait).await.unwrap_or(false),
+                    None => wait.await,
+                }
             };
             if !acquired {
                 self.cut.cancel();
-                return false;
+                if !self.detached {
+                    return false;
+                }
             }
             self.send_some();
         }

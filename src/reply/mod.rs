@@ -24,10 +24,11 @@ use crate::batch::plan::Plan;
 use crate::body::BatchResponseBody;
 use crate::codec::{Reply, ReplyWriter};
 use crate::config::Config;
-use crate::engine::{self, Emit, Wrapped, WrappedBody};
+use crate::engine::{self, Emit, Keyed, PerRun, Wrapped, WrappedBody};
 use crate::subrequest::Outer;
 use crate::trace::BatchTrace;
 use channel::{Feed, Receiving};
+use futures_util::future::select;
 use http::{header, HeaderValue, Response, StatusCode};
 use std::future::Future;
 use std::pin::pin;
@@ -36,63 +37,103 @@ use std::sync::Arc;
 use std::task::Poll;
 use tracing::Instrument as _;
 
+/// One batch on its way to its reply: who sent it, what it may take, and what its run
+/// resumes from when it has an idempotency key.
+pub(crate) struct Setting {
+    pub(crate) outer: Outer,
+    pub(crate) config: Arc<Config>,
+    pub(crate) trace: BatchTrace,
+    pub(crate) place: Place,
+    pub(crate) keyed: Option<Keyed>,
+}
+
+impl Setting {
+    /// Whether the run goes on when its reader leaves or is cut off (a keyed batch that
+    /// is run, not replayed): its reply is then let go as it is written.
+    fn detached(&self) -> bool {
+        self.keyed.as_ref().is_some_and(|k| k.journal.is_some())
+    }
+}
+
 /// Runs `plan` to the end, then answers with the reply whole.
 pub(crate) async fn whole<S, B, ResBody>(
     svc: S,
-    outer: &Outer,
     plan: Plan,
     mut reply: Box<dyn Reply>,
-    config: &Config,
-    trace: &BatchTrace,
-    place: Place,
+    batch: Setting,
 ) -> Response<BatchResponseBody<ResBody>>
 where
     S: Wrapped<B, ResBody>,
     B: Send + 'static,
     ResBody: WrappedBody,
 {
+    let detached = batch.detached();
+    let Setting {
+        outer,
+        config,
+        trace,
+        place,
+        keyed,
+    } = batch;
     let mut w = ReplyWriter::new(config.run.max_response_bytes);
     reply.begin(&mut w);
     let emit = |i: usize, id: &str, outcome: &Outcome| reply.item(i, id, outcome, &mut w);
-    let (traced, hold) = (trace.is_enabled(), place.clone());
-    let summary = engine::run(svc, outer, plan, &config.run, emit, traced, hold).await;
+    let per_run = PerRun {
+        traced: trace.is_enabled(),
+        hold: place.clone(),
+        keyed,
+    };
+    let summary = engine::run(svc, &outer, plan, &config.run, emit, per_run).await;
     trace.finished(&summary);
     let content_type = reply.content_type();
     let status = reply.finish(&mut w, &summary);
-    let (feed, receiving) = channel::open(w, config.reply_min_rate);
-    response(status, content_type, hand_over(feed, receiving, place))
+    let (feed, receiving) = channel::open(w, config.reply_min_rate, detached);
+    response(
+        status,
+        content_type,
+        hand_over(feed, receiving, place, detached),
+    )
 }
 
 /// Answers `200 OK` with a body that takes the reply as `plan` runs. The run starts here:
 /// a batch that finishes before it first waits (yielding between items is no wait, but a
 /// full channel is) is sent whole, with its length; the rest runs on a task of its own
 /// (so it goes on, and its deadline holds, however slowly the client reads), which the
-/// body cancels when it is dropped, and which ends when the reader proves slower than the
-/// layer's minimum rate.
+/// body cancels when it is dropped (unless the run is detached), and which ends when the
+/// reader proves slower than the layer's minimum rate.
 pub(crate) async fn streamed<S, B, ResBody>(
     svc: S,
-    outer: Outer,
     plan: Plan,
     mut reply: Box<dyn Reply>,
-    config: Arc<Config>,
-    trace: BatchTrace,
-    place: Place,
+    batch: Setting,
 ) -> Response<BatchResponseBody<ResBody>>
 where
     S: Wrapped<B, ResBody>,
     B: Send + 'static,
     ResBody: WrappedBody,
 {
+    let detached = batch.detached();
+    let Setting {
+        outer,
+        config,
+        trace,
+        place,
+        keyed,
+    } = batch;
     let content_type = reply.content_type();
     let mut w = ReplyWriter::new(config.run.max_response_bytes);
     reply.begin(&mut w);
-    let (feed, receiving) = channel::open(w, config.reply_min_rate);
+    let (feed, receiving) = channel::open(w, config.reply_min_rate, detached);
     let mut sink = Sink::new(feed, reply);
     let (yielded, cut) = (sink.yielded.clone(), sink.feed.cut());
-    let (span, hold) = (trace.span().clone(), place.clone());
+    let span = trace.span().clone();
+    let per_run = PerRun {
+        traced: trace.is_enabled(),
+        hold: place.clone(),
+        keyed,
+    };
     let run = async move {
-        let (opts, traced) = (&config.run, trace.is_enabled());
-        let summary = engine::run(svc, &outer, plan, opts, &mut sink, traced, hold).await;
+        let summary = engine::run(svc, &outer, plan, &config.run, &mut sink, per_run).await;
         trace.finished(&summary);
         sink.finish(&summary)
     };
@@ -105,13 +146,20 @@ where
         Poll::Pending => Poll::Ready(None),
     });
     let body = match finished.await {
-        Some(feed) => hand_over(feed, receiving, place),
-        None => fed_by(receiving, async move {
-            let rest = async move { run.await.send_all().await };
-            // The run ends here too when its reader proves too slow.
-            futures_util::future::select(pin!(rest), pin!(cut.cancelled())).await;
-            drop(place);
-        }),
+        Some(feed) => hand_over(feed, receiving, place, detached),
+        None => {
+            let task = async move {
+                let rest = pin!(async move { run.await.send_all().await });
+                // The run ends here too when its reader proves too slow, unless detached.
+                if detached {
+                    rest.await;
+                } else {
+                    select(rest, pin!(cut.cancelled())).await;
+                }
+                drop(place);
+            };
+            fed_by(receiving, task, detached)
+        }
     };
     response(StatusCode::OK, content_type, body)
 }
@@ -124,25 +172,32 @@ fn hand_over<ResBody>(
     mut feed: Feed,
     mut receiving: Receiving,
     place: Place,
+    detached: bool,
 ) -> BatchResponseBody<ResBody> {
     feed.send_some();
     if feed.has_room() {
         drop(place);
         return BatchResponseBody::full(receiving.drain());
     }
-    fed_by(receiving, async move {
+    let task = async move {
         feed.send_all().await;
         drop(place);
-    })
+    };
+    fed_by(receiving, task, detached)
 }
 
-/// A body that `task` feeds, on a task of its own that the body aborts when dropped.
+/// A body that `task` feeds, on a task of its own that the body aborts when dropped
+/// (unless `detached`).
 fn fed_by<ResBody>(
     receiving: Receiving,
     task: impl Future<Output = ()> + Send + 'static,
+    detached: bool,
 ) -> BatchResponseBody<ResBody> {
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(task);
+    match detached {
+        true => drop(tokio::spawn(task)),
+        false => drop(tasks.spawn(task)),
+    }
     BatchResponseBody::streamed(Box::pin(receiving.into_body(tasks)))
 }
 

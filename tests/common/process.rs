@@ -48,3 +48,45 @@ pub fn proxy(upstream: &str, extra: &[&str]) -> (Running, super::Http) {
         .unwrap_or_else(|| panic!("no address in {line:?}"));
     (child, super::Http::new(addr))
 }
+
+/// A `redis-server` of its own on a free 127.0.0.1 port, without persistence; stopped when
+/// the test ends. Needs Debian's `redis-server` package (`.ci/run` installs it).
+pub struct Redis {
+    _server: Running,
+    pub url: String,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        // A free port: taken from the kernel, then given to the server (which binds it
+        // at once; retried if another process took it in between).
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let mut cmd = Command::new("redis-server");
+            cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no", "--loglevel", "notice"]);
+            let child = cmd.stdout(Stdio::piped()).spawn().unwrap_or_else(|e| {
+                panic!("cannot start redis-server ({e}): install Debian's `redis-server` package")
+            });
+            let mut child = Running(child);
+            let mut stdout = BufReader::new(child.0.stdout.take().unwrap()).lines();
+            while let Some(Ok(line)) = stdout.next() {
+                if line.contains("Ready to accept connections") {
+                    // Its log goes on: read on, so that it never writes into a full pipe.
+                    std::thread::spawn(move || stdout.for_each(drop));
+                    return Self {
+                        _server: child,
+                        url: format!("redis://127.0.0.1:{port}/"),
+                    };
+                }
+                if line.contains("Address already in use") {
+                    break;
+                }
+            }
+        }
+        panic!("redis-server did not start");
+    }
+}

@@ -1,0 +1,71 @@
+//! What a run keeps of itself when its batch has an idempotency key, and what it resumes
+//! from when the same batch is sent again. The engine knows no store: it tells a
+//! [`Journal`] that an item is about to be sent (and waits until that is recorded, so
+//! that an item is never sent unrecorded) and that an outcome is final; and it takes, per
+//! item, what an earlier run left ([`Prior`]).
+
+use super::Emit;
+use crate::batch::outcome::Outcome;
+use crate::BoxError;
+use futures_util::future::BoxFuture;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Where a keyed batch's run records itself.
+pub(crate) trait Journal: Send + Sync {
+    /// Item `index` is about to be sent: resolves once that is recorded. An error, and
+    /// the item is not sent.
+    fn sending(&self, index: usize) -> BoxFuture<'static, Result<(), BoxError>>;
+
+    /// Item `index`'s outcome is final (in the plan's order, as the reply takes it).
+    fn finished(&self, index: usize, outcome: &Outcome);
+
+    /// The run has ended (it was not dropped): every outcome it has is final.
+    fn ended(&self);
+}
+
+/// What an earlier run of the same batch left of an item.
+#[derive(Debug, Clone)]
+pub(crate) enum Prior {
+    /// Its final outcome: replayed, not sent again.
+    Finished(Outcome),
+    /// It was sent and its outcome is unknown, and sending it again is not safe: it
+    /// reports that, and is not sent.
+    Unknown,
+}
+
+/// A keyed batch's run: what it resumes from, and where it records itself.
+#[derive(Clone)]
+pub(crate) struct Keyed {
+    /// Per item (`None`: it runs as in a first run).
+    pub(crate) priors: Vec<Option<Prior>>,
+    /// `None` when the batch is replayed: nothing is sent, nothing recorded.
+    pub(crate) journal: Option<Arc<dyn Journal>>,
+}
+
+/// An [`Emit`] that records each final outcome before handing it on.
+pub(super) struct Journaled<'j, E> {
+    pub(super) emit: E,
+    pub(super) journal: Option<&'j dyn Journal>,
+}
+
+impl<E: Emit> Emit for Journaled<'_, E> {
+    fn emit(&mut self, index: usize, id: &str, outcome: &Outcome) {
+        if let Some(journal) = self.journal {
+            journal.finished(index, outcome);
+        }
+        self.emit.emit(index, id, outcome);
+    }
+
+    fn has_room(&self) -> bool {
+        self.emit.has_room()
+    }
+
+    fn room(&mut self) -> impl Future<Output = ()> + Send {
+        self.emit.room()
+    }
+
+    fn yielding(&mut self) {
+        self.emit.yielding();
+    }
+}

@@ -1,0 +1,119 @@
+//! Where batches sent with an `Idempotency-Key` are kept, so that a retry replays them
+//! (see [`BatchLayer::idempotency`](crate::BatchLayer::idempotency)).
+//!
+//! A store keeps bytes and states by key and knows nothing of batches: a [`Record`] is a
+//! fingerprint, a [`State`] and a list of named entries. Three come with the crate, each
+//! run against the same tests:
+//!
+//! - [`MemoryStore`] (the default): in this process, bounded in records and bytes;
+//! - `SqliteStore` (feature `sqlite`): a file, so that records survive a restart;
+//! - `RedisStore` (feature `redis`): shared by every instance behind a load balancer.
+//!
+//! Any other store implements [`IdempotencyStore`]: three atomic operations.
+
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
+pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+use crate::BoxError;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use std::time::Duration;
+
+/// A batch as a store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// What identifies the request the key was first sent with.
+    pub fingerprint: Bytes,
+    /// Whether it is running, and who runs it.
+    pub state: State,
+    /// Entries in the order they were appended.
+    pub entries: Vec<(String, Bytes)>,
+}
+
+/// Whether a batch is running or finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Run `owner` holds it until `lease_until` (milliseconds since the Unix epoch), and
+    /// renews the lease while it runs: a record whose lease has passed was left by a run
+    /// that stopped (its process crashed), and another run may take it over.
+    Running {
+        /// Who runs it (a random number per run).
+        owner: u64,
+        /// Until when, in milliseconds since the Unix epoch.
+        lease_until: u64,
+    },
+    /// Its run ended: its entries are final.
+    Finished,
+}
+
+/// A store of batches sent with an `Idempotency-Key`. Each operation is atomic.
+pub trait IdempotencyStore: Send + Sync + 'static {
+    /// Creates `key` holding `record`, to expire `ttl` from now, unless it exists: then
+    /// returns what it holds (and creates nothing).
+    fn create<'a>(
+        &'a self,
+        key: &'a str,
+        record: &'a Record,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Record>, BoxError>>;
+
+    /// Sets `key`'s state to `new` if it is `expected` now: whether it was. (A run renews
+    /// its lease, takes over a run whose lease has passed, or finishes, with this.)
+    fn replace<'a>(
+        &'a self,
+        key: &'a str,
+        expected: State,
+        new: State,
+    ) -> BoxFuture<'a, Result<bool, BoxError>>;
+
+    /// Appends `entries` to `key` if run `owner` holds it now: whether it does.
+    fn append<'a>(
+        &'a self,
+        key: &'a str,
+        owner: u64,
+        entries: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<bool, BoxError>>;
+}
+
+impl<T: IdempotencyStore + ?Sized> IdempotencyStore for std::sync::Arc<T> {
+    fn create<'a>(
+        &'a self,
+        key: &'a str,
+        record: &'a Record,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Record>, BoxError>> {
+        (**self).create(key, record, ttl)
+    }
+
+    fn replace<'a>(
+        &'a self,
+        key: &'a str,
+        expected: State,
+        new: State,
+    ) -> BoxFuture<'a, Result<bool, BoxError>> {
+        (**self).replace(key, expected, new)
+    }
+
+    fn append<'a>(
+        &'a self,
+        key: &'a str,
+        owner: u64,
+        entries: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<bool, BoxError>> {
+        (**self).append(key, owner, entries)
+    }
+}
+
+/// Whether `state` is held by `owner`.
+fn held_by(state: &State, owner: u64) -> bool {
+    matches!(state, State::Running { owner: o, .. } if *o == owner)
+}

@@ -1,0 +1,222 @@
+//! [`SqliteStore`]: records in a SQLite file (feature `sqlite`).
+
+use super::{held_by, IdempotencyStore, Record, State};
+use crate::BoxError;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Keyed batches in a SQLite file: they survive a restart of the process, and processes
+/// on one machine may share the file. Writes use SQLite's write-ahead log with
+/// `synchronous = NORMAL`: a record survives the process's crash, not the machine's
+/// power failing. Calls run on tokio's blocking threads. Expired records are deleted as
+/// new ones are created.
+#[derive(Clone)]
+pub struct SqliteStore {
+    db: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+const SCHEMA: &str = "
+    PRAGMA journal_mode = WAL;
+    PRAGMA synchronous = NORMAL;
+    CREATE TABLE IF NOT EXISTS batch_records (
+        key TEXT PRIMARY KEY,
+        fingerprint BLOB NOT NULL,
+        owner INTEGER NOT NULL,
+        lease_until INTEGER NOT NULL,
+        finished INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS batch_entries (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value BLOB NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS batch_entries_by_key ON batch_entries (key, seq);
+";
+
+impl SqliteStore {
+    /// Opens (or creates) the store in the SQLite file at `path`; its tables are
+    /// `batch_records` and `batch_entries`, so the file may be the service's own.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, BoxError> {
+        let db = Connection::open(path)?;
+        db.busy_timeout(Duration::from_secs(5))?;
+        db.execute_batch(SCHEMA)?;
+        Ok(Self {
+            db: Arc::new(Mutex::new(db)),
+        })
+    }
+
+    /// Runs `f` with the connection on a blocking thread.
+    fn with<T, F>(&self, f: F) -> BoxFuture<'static, Result<T, BoxError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, BoxError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let call = tokio::task::spawn_blocking(move || {
+                let mut db = db.lock().unwrap_or_else(|e| e.into_inner());
+                f(&mut db)
+            });
+            call.await?
+        })
+    }
+}
+
+/// The state stored as (owner, lease_until, finished).
+fn columns(state: State) -> (i64, i64, bool) {
+    match state {
+        State::Running { owner, lease_until } => (owner as i64, lease_until as i64, false),
+        State::Finished => (0, 0, true),
+    }
+}
+
+fn state_of(owner: i64, lease_until: i64, finished: bool) -> State {
+    match finished {
+        true => State::Finished,
+        false => State::Running {
+            owner: owner as u64,
+            lease_until: lease_until as u64,
+        },
+    }
+}
+
+fn now_ms() -> i64 {
+    crate::idempotency::now_ms() as i64
+}
+
+/// The record at `key`, if it has not expired.
+fn load(tx: &Transaction<'_>, key: &str) -> Result<Option<Record>, BoxError> {
+    let row = tx
+        .query_row(
+            "SELECT fingerprint, owner, lease_until, finished FROM batch_records
+             WHERE key = ?1 AND expires_at > ?2",
+            params![key, now_ms()],
+            |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((fingerprint, owner, lease_until, finished)) = row else {
+        return Ok(None);
+    };
+    let mut query =
+        tx.prepare("SELECT name, value FROM batch_entries WHERE key = ?1 ORDER BY seq")?;
+    let entries = query
+        .query_map(params![key], |r| {
+            Ok((r.get::<_, String>(0)?, Bytes::from(r.get::<_, Vec<u8>>(1)?)))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(Record {
+        fingerprint: fingerprint.into(),
+        state: state_of(owner, lease_until, finished),
+        entries,
+    }))
+}
+
+/// Deletes expired records and their entries.
+fn purge(tx: &Transaction<'_>) -> Result<(), BoxError> {
+    tx.execute(
+        "DELETE FROM batch_entries WHERE key IN (SELECT key FROM batch_records WHERE expires_at <= ?1)",
+        params![now_ms()],
+    )?;
+    tx.execute(
+        "DELETE FROM batch_records WHERE expires_at <= ?1",
+        params![now_ms()],
+    )?;
+    Ok(())
+}
+
+impl IdempotencyStore for SqliteStore {
+    fn create<'a>(
+        &'a self,
+        key: &'a str,
+        record: &'a Record,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Record>, BoxError>> {
+        let (key, record) = (key.to_owned(), record.clone());
+        self.with(move |db| {
+            let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            purge(&tx)?;
+            if let Some(existing) = load(&tx, &key)? {
+                return Ok(Some(existing));
+            }
+            let (owner, lease_until, finished) = columns(record.state);
+            let expires_at = now_ms().saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64);
+            tx.execute(
+                "INSERT INTO batch_records (key, fingerprint, owner, lease_until, finished, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key, &record.fingerprint[..], owner, lease_until, finished, expires_at],
+            )?;
+            insert_entries(&tx, &key, &record.entries)?;
+            tx.commit()?;
+            Ok(None)
+        })
+    }
+
+    fn replace<'a>(
+        &'a self,
+        key: &'a str,
+        expected: State,
+        new: State,
+    ) -> BoxFuture<'a, Result<bool, BoxError>> {
+        let key = key.to_owned();
+        self.with(move |db| {
+            let (o, l, f) = columns(expected);
+            let (new_o, new_l, new_f) = columns(new);
+            let changed = db.execute(
+                "UPDATE batch_records SET owner = ?1, lease_until = ?2, finished = ?3
+                 WHERE key = ?4 AND owner = ?5 AND lease_until = ?6 AND finished = ?7",
+                params![new_o, new_l, new_f, key, o, l, f],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
+    fn append<'a>(
+        &'a self,
+        key: &'a str,
+        owner: u64,
+        entries: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<bool, BoxError>> {
+        let (key, entries) = (key.to_owned(), entries.to_vec());
+        self.with(move |db| {
+            let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let state = tx
+                .query_row(
+                    "SELECT owner, lease_until, finished FROM batch_records WHERE key = ?1",
+                    params![key],
+                    |r| Ok(state_of(r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            if !state.is_some_and(|s| held_by(&s, owner)) {
+                return Ok(false);
+            }
+            insert_entries(&tx, &key, &entries)?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+}
+
+fn insert_entries(
+    tx: &Transaction<'_>,
+    key: &str,
+    entries: &[(String, Bytes)],
+) -> Result<(), BoxError> {
+    let mut insert =
+        tx.prepare_cached("INSERT INTO batch_entries (key, name, value) VALUES (?1, ?2, ?3)")?;
+    for (name, value) in entries {
+        insert.execute(params![key, name, &value[..]])?;
+    }
+    Ok(())
+}
