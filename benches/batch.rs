@@ -165,6 +165,59 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// 100 small GETs without a key, with a new `Idempotency-Key` each time (recorded in
+/// memory, and in SQLite with the `sqlite` feature), and with the same key (replayed).
+fn keyed(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let batch = gets(100);
+    let mut g = c.benchmark_group("keyed_100_gets");
+    g.throughput(Throughput::Elements(100));
+    let run = |app: tower_http_batch::BatchRouter, key: Option<String>| {
+        let mut req = batch_request(&batch);
+        if let Some(key) = key {
+            req.headers_mut()
+                .insert("idempotency-key", key.try_into().unwrap());
+        }
+        async move {
+            let res = app.oneshot(req).await.unwrap();
+            res.into_body().collect().await.unwrap().to_bytes()
+        }
+    };
+    let plain = layer().layer_router(router());
+    g.bench_function("no_key", |b| {
+        b.to_async(&rt).iter(|| run(plain.clone(), None))
+    });
+    let memory = layer().layer_router(router());
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    let next = || {
+        Some(format!(
+            "k{}",
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ))
+    };
+    g.bench_function("new_key_memory", |b| {
+        b.to_async(&rt).iter(|| run(memory.clone(), next()))
+    });
+    g.bench_function("replayed_memory", |b| {
+        b.to_async(&rt)
+            .iter(|| run(memory.clone(), Some("same".into())))
+    });
+    #[cfg(feature = "sqlite")]
+    {
+        let path = std::env::temp_dir().join(format!("thb-bench-{}.db", std::process::id()));
+        let store = tower_http_batch::store::SqliteStore::open(&path).unwrap();
+        let sqlite = layer().idempotency(store).layer_router(router());
+        g.bench_function("new_key_sqlite", |b| {
+            b.to_async(&rt).iter(|| run(sqlite.clone(), next()))
+        });
+        let _ = std::fs::remove_file(path);
+    }
+    g.finish();
+}
+
 /// 50 independent sub-requests whose handler sleeps 20 ms: `concurrency(50)` against
 /// `concurrency(1)`. The ideal is 20 ms and 1 s.
 fn sleepy(c: &mut Criterion) {
@@ -278,5 +331,5 @@ fn scale(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, scale, sleepy, parallel);
+criterion_group!(benches, bench, scale, sleepy, parallel, keyed);
 criterion_main!(benches);

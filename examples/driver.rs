@@ -1,6 +1,8 @@
 //! A fixed amount of work for callgrind, which counts instructions to the instruction:
 //! `ROUNDS` rounds, each one batch of 100 small `GET`s through the layer (`batch`) or the
-//! same 100 requests as direct calls to the router (`direct`), on a one-thread runtime.
+//! same 100 requests as direct calls to the router (`direct`), or the batch with a new
+//! `Idempotency-Key` each round (`keyed`: recorded in a `MemoryStore`), or always the same
+//! key (`replayed`: run once, then replayed), on a one-thread runtime.
 //! The cost of one item is (count at R rounds − count at 0 rounds) / (R × 100), which
 //! cancels start-up.
 //!
@@ -35,7 +37,7 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        for _ in 0..rounds {
+        for round in 0..rounds {
             match mode.as_str() {
                 "direct" => {
                     for i in 0..100 {
@@ -44,11 +46,20 @@ fn main() {
                         let _ = res.into_body().collect().await.unwrap();
                     }
                 }
-                _ => {
-                    let req = Request::post("/batch")
+                mode => {
+                    let mut req = Request::post("/batch")
                         .header("content-type", "application/json")
                         .body(Body::from(batch.clone()))
                         .unwrap();
+                    let key = match mode {
+                        "keyed" => Some(format!("key-{round}")),
+                        "replayed" => Some("key".to_owned()),
+                        _ => None,
+                    };
+                    if let Some(key) = key {
+                        let key = http::HeaderValue::try_from(key).unwrap();
+                        req.headers_mut().insert("idempotency-key", key);
+                    }
                     let res = batched.clone().oneshot(req).await.unwrap();
                     let _ = res.into_body().collect().await.unwrap();
                 }

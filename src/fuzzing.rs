@@ -317,3 +317,13 @@ pub fn strict_json(data: &[u8]) {
         );
     }
 }
+
+/// A stored outcome, read back (a record a store holds, which a shared Redis may hand back
+/// altered): no panic, and what reads back encodes to the same bytes.
+pub fn stored_outcome(data: &[u8]) {
+    if let Some(outcome) = crate::idempotency::record::decode(bytes::Bytes::copy_from_slice(data)) {
+        let again = crate::idempotency::record::encode(&outcome);
+        let reread = crate::idempotency::record::decode(again.clone()).expect("reads back");
+        assert_eq!(crate::idempotency::record::encode(&reread), again);
+    }
+}

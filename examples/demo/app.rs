@@ -20,7 +20,8 @@ use tower::{Layer, Service, ServiceBuilder};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
-use tower_http_batch::{BatchLayer, Resource, TransactionHook};
+use tower_http_batch::store::{IdempotencyStore, MemoryStore};
+use tower_http_batch::{BatchLayer, Resource, TransactionHook, DEFAULT_IDEMPOTENCY_RETENTION};
 
 /// The fixed demo tokens: `Authorization: Bearer <token>` acts as that user.
 pub const TOKENS: [(&str, &str); 2] = [("alice-token", "alice"), ("bob-token", "bob")];
@@ -195,8 +196,30 @@ impl Db {
 ///
 /// Layers outside the batch layer (here: auth) see one request per batch; the sub-requests
 /// inherit what they put into the extensions.
+#[allow(dead_code)] // The tests use it; `main` gives its own store.
 pub fn app(
     db: Db,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future = impl Send>
+       + Clone
+       + Send
+       + 'static {
+    let keys = Keys {
+        store: Arc::new(MemoryStore::default()),
+        retention: DEFAULT_IDEMPOTENCY_RETENTION,
+    };
+    app_with_keys(db, keys)
+}
+
+/// Where batches sent with an `Idempotency-Key` are recorded, and for how long.
+pub struct Keys {
+    pub store: Arc<dyn IdempotencyStore>,
+    pub retention: Duration,
+}
+
+/// [`app`], its keyed batches recorded in `keys.store`.
+pub fn app_with_keys(
+    db: Db,
+    keys: Keys,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future = impl Send>
        + Clone
        + Send
@@ -247,6 +270,9 @@ pub fn app(
         // Reachable by a plain request, never from a batch (`403` per item).
         .refuse_path("/admin")
         .refuse_path("/v1.0/admin")
+        // A batch sent with an `Idempotency-Key` runs once: a retry replays its reply.
+        .idempotency(keys.store)
+        .idempotency_retention(keys.retention)
         .layer_router(api);
     // Outside the batch layer: one request id and one `TraceLayer` span per outer request
     // (a batch's span and its sub-requests' spans nest under it), the id sent back, and

@@ -30,6 +30,14 @@ struct Args {
     /// Connections open at once; more wait to be accepted.
     #[arg(long, default_value_t = 256)]
     max_connections: usize,
+    /// Where batches sent with an `Idempotency-Key` are recorded: `memory`, `sqlite:FILE`
+    /// (run with `--features sqlite`) or `redis://HOST:PORT` (`--features redis`), so that
+    /// several demos share them.
+    #[arg(long, default_value = "memory")]
+    store: String,
+    /// Seconds a keyed batch's record is kept.
+    #[arg(long, default_value_t = 86_400)]
+    idempotency_retention_secs: u64,
 }
 
 #[tokio::main]
@@ -54,6 +62,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("tower-http-batch demo listening on http://{addr}");
     println!("database: {}", args.db.as_deref().unwrap_or("in memory"));
+    println!(
+        "keyed batches (Idempotency-Key) recorded in: {}",
+        args.store
+    );
     println!("demo tokens (Authorization: Bearer <token>):");
     for (token, user) in app::TOKENS {
         println!("  {token:<12} -> {user}");
@@ -81,6 +93,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    serve::serve(listener, app::app(db), limits, ctrl_c).await?;
+    let keys = app::Keys {
+        store: tower_http_batch::store::open(&args.store)
+            .await
+            .map_err(|e| format!("--store {}: {e}", args.store))?,
+        retention: Duration::from_secs(args.idempotency_retention_secs),
+    };
+    serve::serve(listener, app::app_with_keys(db, keys), limits, ctrl_c).await?;
     Ok(())
 }

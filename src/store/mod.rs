@@ -113,6 +113,37 @@ impl<T: IdempotencyStore + ?Sized> IdempotencyStore for std::sync::Arc<T> {
     }
 }
 
+/// The store `spec` names, as the demo's and `batch-proxy`'s `--store` flag takes it:
+/// `memory` ([`MemoryStore::default`]), `sqlite:FILE` (feature `sqlite`), or a Redis URL,
+/// `redis://HOST:PORT` (feature `redis`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = tower_http_batch::store::open("memory").await.unwrap();
+/// let layer = tower_http_batch::BatchLayer::new("/batch").idempotency(store);
+/// # let _ = layer;
+/// # }
+/// ```
+pub async fn open(spec: &str) -> Result<std::sync::Arc<dyn IdempotencyStore>, BoxError> {
+    if spec == "memory" {
+        return Ok(std::sync::Arc::new(MemoryStore::default()));
+    }
+    if let Some(path) = spec.strip_prefix("sqlite:") {
+        #[cfg(feature = "sqlite")]
+        return Ok(std::sync::Arc::new(SqliteStore::open(path)?));
+        #[cfg(not(feature = "sqlite"))]
+        return Err(format!("a SQLite store ({path}) needs the `sqlite` feature").into());
+    }
+    if spec.starts_with("redis://") || spec.starts_with("rediss://") {
+        #[cfg(feature = "redis")]
+        return Ok(std::sync::Arc::new(RedisStore::open(spec).await?));
+        #[cfg(not(feature = "redis"))]
+        return Err("a Redis store needs the `redis` feature".into());
+    }
+    Err(format!("unknown store {spec:?}: use memory, sqlite:FILE or redis://HOST:PORT").into())
+}
+
 /// Whether `state` is held by `owner`.
 fn held_by(state: &State, owner: u64) -> bool {
     matches!(state, State::Running { owner: o, .. } if *o == owner)

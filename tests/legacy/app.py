@@ -6,6 +6,7 @@ Listens on 127.0.0.1 on a free port and prints the port on its first line.
   GET  /items/<id>    -> 200, or 404 {"error": "not found"}
   GET  /plain         -> text
   GET  /wait          -> prints "waiting", then answers once /release is called
+  POST /wait          -> the same (a write that waits)
   GET  /release       -> lets every /wait answer
 """
 import json
@@ -62,7 +63,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length)
-        if self.path == "/items":
+        if self.path == "/wait":
+            print("waiting", flush=True)
+            GATE.wait()
+            self.reply(200, b"released", "text/plain")
+        elif self.path == "/items":
             try:
                 item = json.loads(raw or b"{}")
             except ValueError:

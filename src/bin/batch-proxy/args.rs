@@ -114,6 +114,17 @@ pub(crate) struct Args {
     /// Seconds a batch reply may wait on its reader before --reply-min-rate counts.
     #[arg(long, default_value_t = tower_http_batch::DEFAULT_REPLY_GRACE.as_secs())]
     pub(crate) reply_grace_secs: u64,
+    /// Where batches sent with an Idempotency-Key are recorded, so that a retry replays
+    /// them: memory, sqlite:FILE (survives a restart) or redis://HOST:PORT (shared by
+    /// every proxy that uses it).
+    #[arg(long, default_value = "memory")]
+    pub(crate) store: String,
+    /// Seconds a keyed batch's record is kept.
+    #[arg(long, default_value_t = tower_http_batch::DEFAULT_IDEMPOTENCY_RETENTION.as_secs())]
+    pub(crate) idempotency_retention_secs: u64,
+    /// Refuse batches without an Idempotency-Key (400).
+    #[arg(long)]
+    pub(crate) require_idempotency_key: bool,
 }
 
 /// `--service-root` takes a plain path: the layer would panic on anything else.
@@ -196,6 +207,10 @@ pub(crate) fn layer(args: &Args) -> Result<BatchLayer, String> {
     }
     if args.batch_timeout_secs > 0 {
         layer = layer.batch_timeout(Duration::from_secs(args.batch_timeout_secs));
+    }
+    layer = layer.idempotency_retention(Duration::from_secs(args.idempotency_retention_secs));
+    if args.require_idempotency_key {
+        layer = layer.require_idempotency_key();
     }
     Ok(layer)
 }

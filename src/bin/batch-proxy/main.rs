@@ -50,7 +50,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.timeout_secs > 0,
         args.upstream_http2,
     );
-    let service = layer(&args)?.layer(upstream);
+    // The store's connections are driven by a runtime of their own, shared by the workers.
+    let stores = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("batch-proxy-store")
+        .enable_all()
+        .build()?;
+    let store = stores
+        .block_on(tower_http_batch::store::open(&args.store))
+        .map_err(|e| format!("--store {}: {e}", args.store))?;
+    let service = layer(&args)?.idempotency(store).layer(upstream);
 
     let listener = listen(args.listen)?;
     println!(

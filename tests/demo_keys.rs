@@ -1,0 +1,98 @@
+//! The demo's keyed batches over real HTTP: two demos sharing one Redis (and one data
+//! file, as `--db` gives them) replay each other's batches; a demo restarted on the same
+//! SQLite store replays; another identity with the same key gets its own batch.
+
+#[path = "../examples/demo/app.rs"]
+mod app;
+mod common;
+
+use common::process::Redis;
+use common::{within, Http, Reply};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tower_http_batch::store::{self, IdempotencyStore};
+
+const ALICE: (&str, &str) = ("authorization", "Bearer alice-token");
+const BOB: (&str, &str) = ("authorization", "Bearer bob-token");
+
+async fn demo(data: &str, store: std::sync::Arc<dyn IdempotencyStore>) -> Http {
+    let keys = app::Keys {
+        store,
+        retention: Duration::from_secs(3600),
+    };
+    let db = app::Db::open(Some(data)).unwrap();
+    Http::new(common::serve(app::app_with_keys(db, keys)).await)
+}
+
+fn batch() -> Value {
+    json!({ "requests": [
+        { "id": "new", "method": "POST", "url": "/users", "body": { "name": "Kay", "email": "kay@example.com" } },
+        { "id": "read", "url": "/users/{{new#/body/id}}", "dependsOn": ["new"] },
+    ]})
+}
+
+async fn keyed(http: &Http, key: &str, who: (&str, &str)) -> Reply {
+    within("the batch to be free", async {
+        loop {
+            let reply = http.batch(&batch(), &[("idempotency-key", key), who]).await;
+            if reply.status != 409 {
+                return reply;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+}
+
+fn temp(name: &str) -> String {
+    let path = std::env::temp_dir().join(format!("thb-{name}-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path.to_str().unwrap().to_owned()
+}
+
+async fn users(http: &Http) -> usize {
+    http.send("GET", "/users", &[], "")
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn two_demos_on_one_redis_replay_each_other() {
+    let redis = Redis::start();
+    let data = temp("demo-shared");
+    let a = demo(&data, store::open(&redis.url).await.unwrap()).await;
+    let b = demo(&data, store::open(&redis.url).await.unwrap()).await;
+    let before = users(&a).await;
+    let first = keyed(&a, "order-1", ALICE).await;
+    assert_eq!(first.items()[0]["status"], 201);
+    assert_eq!(first.items()[1]["status"], 200);
+    let on_b = keyed(&b, "order-1", ALICE).await;
+    assert_eq!(on_b.headers["idempotent-replayed"], "true");
+    assert_eq!(on_b.json(), first.json());
+    assert_eq!(users(&b).await, before + 1, "created once");
+    // Bob's key is Bob's.
+    let bob = keyed(&b, "order-1", BOB).await;
+    assert!(bob.headers.get("idempotent-replayed").is_none());
+    assert_eq!(users(&a).await, before + 2);
+    let _ = std::fs::remove_file(&data);
+}
+
+#[tokio::test]
+async fn a_demo_restarted_on_its_sqlite_store_replays() {
+    let (data, records) = (temp("demo-data"), temp("demo-records"));
+    let sqlite = format!("sqlite:{records}");
+    let first = {
+        let http = demo(&data, store::open(&sqlite).await.unwrap()).await;
+        keyed(&http, "order-2", ALICE).await
+    };
+    let http = demo(&data, store::open(&sqlite).await.unwrap()).await;
+    let before = users(&http).await;
+    let again = keyed(&http, "order-2", ALICE).await;
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.json(), first.json());
+    assert_eq!(users(&http).await, before);
+    let _ = (std::fs::remove_file(&data), std::fs::remove_file(&records));
+}
