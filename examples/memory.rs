@@ -74,6 +74,10 @@ struct Args {
     /// Bytes of each item's response body (about).
     #[arg(long, default_value_t = 10 * 1024)]
     body_bytes: usize,
+    /// Instead: send this many batches, each with a new `Idempotency-Key`, and report the
+    /// heap their records hold in the (default, in-memory) store, per batch.
+    #[arg(long)]
+    stored: Option<usize>,
 }
 
 /// A field of `/proc/self/status`, in bytes.
@@ -114,13 +118,17 @@ async fn run(args: Args) {
         json!({"requests": (0..n).map(|i| json!({"url": format!("/docs/{i}")})).collect::<Vec<_>>()})
             .to_string()
     };
-    let send = |body: String| {
+    let send_keyed = |body: String, key: Option<String>| {
         let app = app.clone();
         async move {
-            let req = http::Request::post("/batch")
+            let mut req = http::Request::post("/batch")
                 .header("content-type", "application/json")
                 .body(axum::body::Body::from(body))
                 .unwrap();
+            if let Some(key) = key {
+                req.headers_mut()
+                    .insert("idempotency-key", key.try_into().unwrap());
+            }
             let res = app.oneshot(req).await.unwrap();
             assert_eq!(res.status(), 200);
             // Read frame by frame, keeping nothing, as a socket takes them.
@@ -135,7 +143,28 @@ async fn run(args: Args) {
         }
     };
 
+    let send = |body: String| send_keyed(body, None);
     send(batch(10)).await;
+    if let Some(n) = args.stored {
+        send_keyed(batch(args.items), Some("warm-up".into())).await;
+        let before = ALLOCATED.load(Ordering::Relaxed);
+        for k in 0..n {
+            send_keyed(batch(args.items), Some(format!("key-{k}"))).await;
+        }
+        // Each run finishes its record on a task of its own: let the last ones do so.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        let held = ALLOCATED.load(Ordering::Relaxed) - before;
+        println!(
+            "{n} keyed batches of {} items ({} B bodies) recorded in memory: {:.1} KiB each, {} B per item",
+            args.items,
+            args.body_bytes,
+            held as f64 / n as f64 / 1024.0,
+            held / n / args.items
+        );
+        return;
+    }
     let request = batch(args.items);
     // Reset the peak marks, so both peaks are from here on.
     let _ = std::fs::write("/proc/self/clear_refs", "5");

@@ -1,12 +1,14 @@
 //! A keyed batch's record as its run writes it, and what a retry reads back from it.
 //!
-//! One task per run ([`Writer`]) appends entries in the order the run gives them, several
-//! at a time when they come together (one store round trip for the items a run sends at
-//! once), renews the run's lease while it runs, and marks the record finished once the
-//! run has ended and everything before is written. Entries are named `{phase}.s.{index}`
-//! (the item is about to be sent: written before it is) and `{phase}.o.{index}` (its
-//! final outcome); phase 0 is the batch's run, or its lookup when it has one (resource
-//! bulk deletes by filter), whose outcomes decide the plan that follows.
+//! An item is recorded as about to be sent (`{phase}.s.{index}`) in the same store call
+//! that sends it on its way: the call is the item's first step, and the item goes out
+//! once the store has it. Final outcomes (`{phase}.o.{index}`) wait in memory and go with
+//! the next such call, or when the run ends, which also marks the record finished. So a
+//! store that answers at once (the memory store) adds no wait, and one that does I/O adds
+//! one round trip per item sent. A task renews the run's lease while the run lives (and
+//! stops when it is dropped, so that the lease runs out). Phase 0 is the batch's run, or
+//! its lookup when it has one (resource bulk deletes by filter), whose outcomes decide the
+//! plan that follows.
 
 use super::record;
 use crate::batch::outcome::Outcome;
@@ -17,27 +19,31 @@ use crate::BoxError;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
 
-/// What a run asks its writer.
-enum Write {
-    /// Record that an item is about to be sent, and say when that is done.
-    Sending(String, oneshot::Sender<Result<(), String>>),
-    /// Record an item's final outcome.
-    Outcome(String, Bytes),
-    /// The run has ended: once what came before is written, the record is finished.
-    Finish,
+/// One keyed run's hold on its record.
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
 }
 
-/// The task that writes one run's record.
-pub(crate) struct Writer {
-    tx: mpsc::UnboundedSender<Write>,
+/// What the journals of a run's phases and its lease's renewal share.
+struct Shared {
+    store: Arc<dyn IdempotencyStore>,
+    key: String,
+    owner: u64,
+    /// Final outcomes not yet written: they go with the next write.
+    pending: Mutex<Vec<(String, Bytes)>>,
+    /// The record's state as this run holds it; held across a renewal or the finish, so
+    /// that the two never race.
+    state: tokio::sync::Mutex<State>,
+    /// Another run took the record over: nothing more is sent.
+    lost: AtomicBool,
 }
 
 impl Writer {
-    /// Starts writing the record at `key`, which run `owner` holds as `state`.
+    /// Holds the record at `key`, which run `owner` holds as `state`, renewing its lease.
     pub(crate) fn start(
         store: Arc<dyn IdempotencyStore>,
         key: String,
@@ -45,89 +51,86 @@ impl Writer {
         state: State,
         lease: Duration,
     ) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write(store, key, owner, state, lease, rx));
-        Self { tx }
+        let shared = Arc::new(Shared {
+            store,
+            key,
+            owner,
+            pending: Mutex::default(),
+            state: tokio::sync::Mutex::new(state),
+            lost: AtomicBool::new(false),
+        });
+        tokio::spawn(renew(Arc::downgrade(&shared), lease));
+        Self { shared }
     }
 }
 
-/// The writer's loop. It ends when the record is finished, or when the run is gone
-/// without finishing (the record stays running until its lease runs out).
-async fn write(
-    store: Arc<dyn IdempotencyStore>,
-    key: String,
-    owner: u64,
-    mut state: State,
-    lease: Duration,
-    mut rx: mpsc::UnboundedReceiver<Write>,
-) {
-    let mut renew = tokio::time::interval(lease / 3);
-    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    renew.tick().await;
-    // Set once another run has taken the record over: nothing more is sent.
-    let mut lost = false;
+/// Renews the lease a third of the way through, while the run lives and holds it.
+async fn renew(shared: Weak<Shared>, lease: Duration) {
+    let mut tick = tokio::time::interval(lease / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
     loop {
-        let first = tokio::select! {
-            write = rx.recv() => match write {
-                Some(write) => write,
-                None => return,
-            },
-            _ = renew.tick() => {
-                let new = State::Running { owner, lease_until: super::now_ms() + lease.as_millis() as u64 };
-                match store.replace(&key, state, new).await {
-                    Ok(true) => state = new,
-                    Ok(false) => lost = true,
-                    Err(e) => tracing::warn!(error = %e, "could not renew a keyed batch's lease"),
-                }
-                continue;
-            }
-        };
-        let mut writes = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            writes.push(more);
-        }
-        let mut entries = Vec::with_capacity(writes.len());
-        let mut acks = Vec::new();
-        let mut finish = false;
-        for write in writes {
-            match write {
-                Write::Sending(name, ack) => {
-                    entries.push((name, Bytes::new()));
-                    acks.push(ack);
-                }
-                Write::Outcome(name, outcome) => entries.push((name, outcome)),
-                Write::Finish => finish = true,
-            }
-        }
-        let result = match lost {
-            true => Err(TAKEN_OVER.to_owned()),
-            false => match store.append(&key, owner, &entries).await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(TAKEN_OVER.to_owned()),
-                Err(e) => Err(e.to_string()),
-            },
-        };
-        lost |= result.as_ref().is_err_and(|e| e == TAKEN_OVER);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "could not record a keyed batch's items");
-        }
-        for ack in acks {
-            let _ = ack.send(result.clone());
-        }
-        if finish && result.is_ok() {
-            if let Err(e) = store.replace(&key, state, State::Finished).await {
-                tracing::error!(error = %e, "could not mark a keyed batch finished");
-            }
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
             return;
+        };
+        let mut state = shared.state.lock().await;
+        let State::Running { owner, .. } = *state else {
+            return;
+        };
+        let lease_until = super::now_ms() + lease.as_millis() as u64;
+        let renewed = State::Running { owner, lease_until };
+        match shared.store.replace(&shared.key, *state, renewed).await {
+            Ok(true) => *state = renewed,
+            Ok(false) => return shared.lost.store(true, Ordering::Release),
+            Err(e) => tracing::warn!(error = %e, "could not renew a keyed batch's lease"),
         }
     }
 }
 
 const TAKEN_OVER: &str = "another run of this batch took its record over";
 
+impl Shared {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<(String, Bytes)>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `entries`: an error when the store failed or another run holds the record.
+    async fn append(&self, entries: &[(String, Bytes)]) -> Result<(), BoxError> {
+        if self.lost.load(Ordering::Acquire) {
+            return Err(TAKEN_OVER.into());
+        }
+        match self.store.append(&self.key, self.owner, entries).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                self.lost.store(true, Ordering::Release);
+                Err(TAKEN_OVER.into())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The run has ended: what is pending is written, then the record is finished.
+    async fn finish(&self) {
+        let mut state = self.state.lock().await;
+        let entries = std::mem::take(&mut *self.pending());
+        if !entries.is_empty() {
+            if let Err(e) = self.append(&entries).await {
+                // Left running: once its lease has passed, a retry resumes it.
+                return tracing::error!(error = %e, "could not record a keyed batch's last items");
+            }
+        }
+        match self.store.replace(&self.key, *state, State::Finished).await {
+            Ok(true) => *state = State::Finished,
+            Ok(false) => tracing::warn!("a keyed batch's record was taken over before it finished"),
+            Err(e) => tracing::error!(error = %e, "could not mark a keyed batch finished"),
+        }
+    }
+}
+
 /// One phase of a keyed run, as the engine records it.
 struct StoreJournal {
-    tx: mpsc::UnboundedSender<Write>,
+    shared: Arc<Shared>,
     phase: usize,
     /// The run's last phase: once it ends, the batch is finished.
     last: bool,
@@ -135,27 +138,27 @@ struct StoreJournal {
 
 impl Journal for StoreJournal {
     fn sending(&self, index: usize) -> BoxFuture<'static, Result<(), BoxError>> {
-        let (ack, done) = oneshot::channel();
-        let sent = self
-            .tx
-            .send(Write::Sending(name(self.phase, 's', index), ack));
+        let mut entries = std::mem::take(&mut *self.shared.pending());
+        entries.push((name(self.phase, 's', index), Bytes::new()));
+        let shared = self.shared.clone();
         Box::pin(async move {
-            sent.map_err(|_| "the idempotency store's writer has stopped")?;
-            match done.await {
-                Ok(result) => result.map_err(Into::into),
-                Err(_) => Err("the idempotency store's writer has stopped".into()),
+            let written = shared.append(&entries).await;
+            if let Err(e) = &written {
+                tracing::error!(error = %e, "could not record a keyed batch's item");
             }
+            written
         })
     }
 
     fn finished(&self, index: usize, outcome: &Outcome) {
-        let name = name(self.phase, 'o', index);
-        let _ = self.tx.send(Write::Outcome(name, record::encode(outcome)));
+        let entry = (name(self.phase, 'o', index), record::encode(outcome));
+        self.shared.pending().push(entry);
     }
 
     fn ended(&self) {
         if self.last {
-            let _ = self.tx.send(Write::Finish);
+            let shared = self.shared.clone();
+            tokio::spawn(async move { shared.finish().await });
         }
     }
 }
@@ -208,7 +211,7 @@ pub(crate) fn keyed_for(
         priors: priors.collect(),
         journal: writer.map(|w| {
             let journal = StoreJournal {
-                tx: w.tx.clone(),
+                shared: w.shared.clone(),
                 phase,
                 last,
             };

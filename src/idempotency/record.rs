@@ -8,7 +8,14 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 /// `outcome`, to store.
 pub(crate) fn encode(outcome: &Outcome) -> Bytes {
-    let mut out = BytesMut::with_capacity(16 + outcome.body.len());
+    // Sized exactly: a store may keep it for a day, with whatever room it was given.
+    let headers: usize = outcome
+        .headers
+        .iter()
+        .map(|(n, v)| 8 + n.as_str().len() + v.len())
+        .sum();
+    let omitted = outcome.body_omitted.as_ref().map_or(0, |why| 4 + why.len());
+    let mut out = BytesMut::with_capacity(2 + 4 + headers + 4 + outcome.body.len() + 1 + omitted);
     out.put_u16_le(outcome.status.as_u16());
     out.put_u32_le(outcome.headers.len() as u32);
     for (name, value) in &outcome.headers {

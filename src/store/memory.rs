@@ -55,10 +55,20 @@ impl MemoryStore {
 
 const FULL: &str = "the in-memory idempotency store is full of running batches";
 
+/// What an entry takes besides its name and value (the `String` and `Bytes` that hold
+/// them, and their allocations): so that the bound is about the heap the records hold.
+const ENTRY_OVERHEAD: usize = 64;
+
 /// The bytes a record takes, counted against the bound.
 fn size(key: &str, record: &Record) -> usize {
-    let entries: usize = record.entries.iter().map(|(n, v)| n.len() + v.len()).sum();
-    key.len() + record.fingerprint.len() + entries + 64
+    key.len() + record.fingerprint.len() + entries_size(&record.entries) + 128
+}
+
+fn entries_size(entries: &[(String, Bytes)]) -> usize {
+    entries
+        .iter()
+        .map(|(n, v)| n.len() + v.len() + ENTRY_OVERHEAD)
+        .sum()
 }
 
 impl Kept {
@@ -163,7 +173,7 @@ impl IdempotencyStore for MemoryStore {
         if !held {
             return Box::pin(ready(Ok(false)));
         }
-        let added: usize = entries.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let added = entries_size(entries);
         if !kept.make_room(0, added, (self.max_records, self.max_bytes)) {
             return Box::pin(ready(Err(FULL.into())));
         }
