@@ -280,6 +280,7 @@ where
             &r.entries,
             r.writer.as_ref(),
             last,
+            config.run.max_response_bytes,
         ))
     };
     let mut phase = 0;

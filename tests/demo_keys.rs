@@ -1,6 +1,7 @@
 //! The demo's keyed batches over real HTTP: two demos sharing one Redis (and one data
-//! file, as `--db` gives them) replay each other's batches; a demo restarted on the same
-//! SQLite store replays; another identity with the same key gets its own batch.
+//! file, as `--db` gives them) replay each other's batches, and refuse keyed batches once
+//! Redis is gone; a demo restarted on the same SQLite store replays; another identity with
+//! the same key gets its own batch; a multipart batch replays too.
 
 #[path = "../examples/demo/app.rs"]
 mod app;
@@ -77,6 +78,18 @@ async fn two_demos_on_one_redis_replay_each_other() {
     let bob = keyed(&b, "order-1", BOB).await;
     assert!(bob.headers.get("idempotent-replayed").is_none());
     assert_eq!(users(&a).await, before + 2);
+
+    // Redis gone: a keyed batch is refused (503) and runs nothing; one without a key runs.
+    drop(redis);
+    let refused = a
+        .batch(&batch(), &[("idempotency-key", "order-9"), ALICE])
+        .await;
+    assert_eq!(
+        refused.problem(503)["type"],
+        "urn:tower-http-batch:store-unavailable"
+    );
+    assert_eq!(users(&a).await, before + 2);
+    assert_eq!(a.batch(&batch(), &[ALICE]).await.items()[0]["status"], 201);
     let _ = std::fs::remove_file(&data);
 }
 
@@ -95,4 +108,34 @@ async fn a_demo_restarted_on_its_sqlite_store_replays() {
     assert_eq!(again.json(), first.json());
     assert_eq!(users(&http).await, before);
     let _ = (std::fs::remove_file(&data), std::fs::remove_file(&records));
+}
+
+#[tokio::test]
+async fn a_multipart_batch_replays() {
+    let data = temp("demo-multipart");
+    let http = demo(&data, store::open("memory").await.unwrap()).await;
+    let body = "--b\r\ncontent-type: application/http\r\ncontent-transfer-encoding: binary\r\n\r\nPOST /users HTTP/1.1\r\ncontent-type: application/json\r\n\r\n{\"name\": \"Mo\", \"email\": \"mo@example.com\"}\r\n--b--\r\n";
+    let headers = [
+        ("content-type", "multipart/mixed; boundary=b"),
+        ("idempotency-key", "multi-1"),
+        ALICE,
+    ];
+    let before = users(&http).await;
+    let first = http.send("POST", "/batch", &headers, body).await;
+    assert_eq!(first.status, 200);
+    assert!(String::from_utf8_lossy(&first.body).contains("201"));
+    let again = within("the first run to finish", async {
+        loop {
+            let reply = http.send("POST", "/batch", &headers, body).await;
+            if reply.status != 409 {
+                return reply;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert!(String::from_utf8_lossy(&again.body).contains("201"));
+    assert_eq!(users(&http).await, before + 1);
+    let _ = std::fs::remove_file(&data);
 }

@@ -412,6 +412,107 @@ impl IdempotencyStore for Down {
     ) -> BoxFuture<'a, Result<bool, BoxError>> {
         Box::pin(async { Err("connection refused".into()) })
     }
+    fn entries<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<(String, Bytes)>, BoxError>> {
+        Box::pin(async { Err("connection refused".into()) })
+    }
+}
+
+/// A memory store whose writes fail while `down` is set, as a store's server that goes
+/// away mid-batch and comes back.
+#[derive(Default)]
+struct Flaky {
+    inner: MemoryStore,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl Flaky {
+    fn fails(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
+    }
+}
+
+impl IdempotencyStore for Flaky {
+    fn create<'a>(
+        &'a self,
+        key: &'a str,
+        record: &'a Record,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Record>, BoxError>> {
+        self.inner.create(key, record, ttl)
+    }
+    fn replace<'a>(
+        &'a self,
+        key: &'a str,
+        expected: RecordState,
+        new: RecordState,
+    ) -> BoxFuture<'a, Result<bool, BoxError>> {
+        match self.fails() {
+            true => Box::pin(async { Err("timed out".into()) }),
+            false => self.inner.replace(key, expected, new),
+        }
+    }
+    fn append<'a>(
+        &'a self,
+        key: &'a str,
+        owner: u64,
+        entries: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<bool, BoxError>> {
+        match self.fails() {
+            true => Box::pin(async { Err("timed out".into()) }),
+            false => self.inner.append(key, owner, entries),
+        }
+    }
+    fn entries<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, Bytes)>, BoxError>> {
+        self.inner.entries(key)
+    }
+}
+
+/// `/down` (`POST`) takes the flaky store down: the items after it cannot be recorded.
+async fn start_flaky(store: Arc<Flaky>, data: Store) -> Http {
+    let layer = BatchLayer::new("/batch")
+        .idempotency(store.clone())
+        .idempotency_lease(Duration::from_millis(50));
+    let down = move || {
+        let store = store.clone();
+        async move {
+            store.down.store(true, Ordering::SeqCst);
+            "down"
+        }
+    };
+    let routes = store::router(data, Calls::default()).route("/down", post(down));
+    let app = tower::Layer::layer(
+        &middleware::from_fn(common::auth),
+        layer.layer_router(routes),
+    );
+    Http::new(common::serve(app).await)
+}
+
+#[tokio::test]
+async fn a_store_that_fails_mid_batch_leaves_it_to_resume() {
+    let (flaky, data) = (Arc::new(Flaky::default()), Store::default());
+    let http = start_flaky(flaky.clone(), data.clone()).await;
+    let down = json!({ "id": "down", "method": "POST", "url": "/down" });
+    let batch = json!({ "requests": [create("a"), down, create("c")] });
+    let first = keyed(&http, &batch, "k11", None).await;
+    assert_eq!(statuses(&first), [201, 200, 503], "c was not sent");
+    assert_eq!(first.items()[2]["body"]["title"], "Not recorded");
+    assert_eq!(data.ids().len(), 1);
+    // The store is back: the record was not finished, so once its lease has passed the
+    // retry resumes it. a replays; down was sent but its outcome could not be written
+    // (the store went down under it), so it is unknown, not sent again; c, never sent,
+    // runs now.
+    flaky.down.store(false, Ordering::SeqCst);
+    let resumed = finished(&http, &batch, "k11", None).await;
+    assert!(resumed.headers.get("idempotent-replayed").is_none());
+    assert_eq!(statuses(&resumed), [201, 409, 201]);
+    assert_eq!(resumed.items()[0], first.items()[0]);
+    assert_eq!(data.ids().len(), 2);
+    let replayed = finished(&http, &batch, "k11", None).await;
+    assert_eq!(replayed.headers["idempotent-replayed"], "true");
+    assert_eq!(replayed.json(), resumed.json());
 }
 
 #[tokio::test]

@@ -24,7 +24,6 @@ fn record(fingerprint: &'static [u8], owner: u64) -> Record {
     Record {
         fingerprint: Bytes::from_static(fingerprint),
         state: running(owner),
-        entries: Vec::new(),
     }
 }
 
@@ -70,9 +69,10 @@ async fn suite(store: &dyn IdempotencyStore, prefix: &str) {
     let found = store.create(&key, &first, DAY).await.unwrap().unwrap();
     assert_eq!(found.state, State::Finished);
     assert_eq!(found.fingerprint, first.fingerprint);
-    let names: Vec<_> = found.entries.iter().map(|(n, _)| n.as_str()).collect();
+    let entries = store.entries(&key).await.unwrap();
+    let names: Vec<_> = entries.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["0.s.0", "0.o.0", "0.s.1"]);
-    assert_eq!(found.entries[1].1, Bytes::from_static(b"\x00\xffbody"));
+    assert_eq!(entries[1].1, Bytes::from_static(b"\x00\xffbody"));
 
     // Nothing happens to a record that is not there.
     let missing = format!("{prefix}-missing");
@@ -81,8 +81,10 @@ async fn suite(store: &dyn IdempotencyStore, prefix: &str) {
         .await
         .unwrap());
     assert!(!store.append(&missing, 1, &[entry("x", b"")]).await.unwrap());
+    assert!(store.entries(&missing).await.unwrap().is_empty());
 
-    // A record expires with its retention; its key is then free (with no old entries).
+    // A record expires with its retention once no run holds it (here its lease passed
+    // long ago); its key is then free, with no old entries.
     let brief = format!("{prefix}-brief");
     store
         .create(&brief, &first, Duration::from_millis(30))
@@ -105,7 +107,36 @@ async fn suite(store: &dyn IdempotencyStore, prefix: &str) {
     expired.await;
     let fresh = store.create(&brief, &first, DAY).await.unwrap().unwrap();
     assert_eq!(fresh.fingerprint, Bytes::from_static(b"new"));
-    assert!(fresh.entries.is_empty());
+    assert!(store.entries(&brief).await.unwrap().is_empty());
+
+    // A record a run holds (its lease not passed) outlives its retention: it is still
+    // there once a record created with it has expired.
+    let held = format!("{prefix}-held");
+    let far = State::Running {
+        owner: 7,
+        lease_until: u64::MAX / 2,
+    };
+    let holding = Record {
+        fingerprint: Bytes::from_static(b"f"),
+        state: far,
+    };
+    let short = Duration::from_millis(20);
+    store.create(&held, &holding, short).await.unwrap();
+    let other = format!("{prefix}-other");
+    store.create(&other, &first, short).await.unwrap();
+    common::within("the other record to expire", async {
+        while store
+            .create(&other, &record(b"again", 8), DAY)
+            .await
+            .unwrap()
+            .is_some()
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let still = store.create(&held, &first, DAY).await.unwrap();
+    assert_eq!(still, Some(holding));
 }
 
 #[tokio::test]

@@ -145,6 +145,8 @@ impl Db {
             Some(p) => Connection::open(p)?,
             None => Connection::open_in_memory()?,
         };
+        // Demos may share a file (two instances behind one Redis): a writer waits its turn.
+        conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS users (
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -175,7 +177,7 @@ impl Db {
                     format!("2025-{:02}-{:02}", 1 + i % 12, 1 + i % 28)
                 };
                 tx.execute(
-                    "INSERT INTO users (id, name, email, status, last_login, created_by)
+                    "INSERT OR IGNORE INTO users (id, name, email, status, last_login, created_by)
                      VALUES (?1, ?2, ?3, ?4, ?5, 'seed')",
                     params![
                         i,

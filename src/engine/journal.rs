@@ -20,8 +20,9 @@ pub(crate) trait Journal: Send + Sync {
     /// Item `index`'s outcome is final (in the plan's order, as the reply takes it).
     fn finished(&self, index: usize, outcome: &Outcome);
 
-    /// The run has ended (it was not dropped): every outcome it has is final.
-    fn ended(&self);
+    /// The run has ended (it was not dropped): every outcome it has is final. The run
+    /// returns once this has, so that a retry after the reply finds the record finished.
+    fn ended(&self) -> BoxFuture<'static, ()>;
 }
 
 /// What an earlier run of the same batch left of an item.

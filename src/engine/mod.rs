@@ -198,7 +198,7 @@ where
     let run = Run::new(plan, opts, outer, traced, priors);
     let summary = drive(svc, outer, run, opts, emit, hold, journal).await;
     if let Some(journal) = journal {
-        journal.ended();
+        journal.ended().await;
     }
     summary
 }

@@ -10,7 +10,8 @@
 //! its lookup when it has one (resource bulk deletes by filter), whose outcomes decide the
 //! plan that follows.
 
-use super::record;
+use super::{record, within};
+use crate::batch::outcome::reply_limit_reached;
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
 use crate::engine::{Journal, Keyed, Prior};
@@ -18,8 +19,8 @@ use crate::store::{IdempotencyStore, State};
 use crate::BoxError;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -40,6 +41,12 @@ struct Shared {
     state: tokio::sync::Mutex<State>,
     /// Another run took the record over: nothing more is sent.
     lost: AtomicBool,
+    /// A write failed: the record is not marked finished (once the lease passes, a retry
+    /// resumes it, and runs what was not recorded).
+    failed: AtomicBool,
+    /// Items whose mark could not be written (they were not sent): their outcomes, the
+    /// layer's own `503`, are not recorded, so that a retry runs them.
+    unsent: Mutex<HashSet<String>>,
 }
 
 impl Writer {
@@ -58,6 +65,8 @@ impl Writer {
             pending: Mutex::default(),
             state: tokio::sync::Mutex::new(state),
             lost: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            unsent: Mutex::default(),
         });
         tokio::spawn(renew(Arc::downgrade(&shared), lease));
         Self { shared }
@@ -69,6 +78,8 @@ async fn renew(shared: Weak<Shared>, lease: Duration) {
     let mut tick = tokio::time::interval(lease / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    // A renewal whose answer was lost may have been made: the state it would have set.
+    let mut unsure = None;
     loop {
         tick.tick().await;
         let Some(shared) = shared.upgrade() else {
@@ -78,12 +89,20 @@ async fn renew(shared: Weak<Shared>, lease: Duration) {
         let State::Running { owner, .. } = *state else {
             return;
         };
-        let lease_until = super::now_ms() + lease.as_millis() as u64;
+        let lease_until = super::now_ms().saturating_add(lease.as_millis() as u64);
         let renewed = State::Running { owner, lease_until };
-        match shared.store.replace(&shared.key, *state, renewed).await {
+        let store = &shared.store;
+        let mut done = within(store.replace(&shared.key, *state, renewed)).await;
+        if let (Ok(false), Some(made)) = (&done, unsure.take()) {
+            done = within(store.replace(&shared.key, made, renewed)).await;
+        }
+        match done {
             Ok(true) => *state = renewed,
             Ok(false) => return shared.lost.store(true, Ordering::Release),
-            Err(e) => tracing::warn!(error = %e, "could not renew a keyed batch's lease"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not renew a keyed batch's lease");
+                unsure = Some(renewed);
+            }
         }
     }
 }
@@ -95,32 +114,45 @@ impl Shared {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn unsent(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.unsent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Writes `entries`: an error when the store failed or another run holds the record.
     async fn append(&self, entries: &[(String, Bytes)]) -> Result<(), BoxError> {
         if self.lost.load(Ordering::Acquire) {
             return Err(TAKEN_OVER.into());
         }
-        match self.store.append(&self.key, self.owner, entries).await {
+        let written = within(self.store.append(&self.key, self.owner, entries)).await;
+        let written = match written {
             Ok(true) => Ok(()),
             Ok(false) => {
                 self.lost.store(true, Ordering::Release);
                 Err(TAKEN_OVER.into())
             }
             Err(e) => Err(e),
+        };
+        if written.is_err() {
+            self.failed.store(true, Ordering::Release);
         }
+        written
     }
 
-    /// The run has ended: what is pending is written, then the record is finished.
+    /// The run has ended: what is pending is written, then the record is finished, unless
+    /// a write failed: then it is left running, and once its lease has passed a retry
+    /// resumes it.
     async fn finish(&self) {
         let mut state = self.state.lock().await;
         let entries = std::mem::take(&mut *self.pending());
         if !entries.is_empty() {
             if let Err(e) = self.append(&entries).await {
-                // Left running: once its lease has passed, a retry resumes it.
                 return tracing::error!(error = %e, "could not record a keyed batch's last items");
             }
         }
-        match self.store.replace(&self.key, *state, State::Finished).await {
+        if self.failed.load(Ordering::Acquire) {
+            return tracing::warn!("a keyed batch is left to resume: some of it was not recorded");
+        }
+        match within(self.store.replace(&self.key, *state, State::Finished)).await {
             Ok(true) => *state = State::Finished,
             Ok(false) => tracing::warn!("a keyed batch's record was taken over before it finished"),
             Err(e) => tracing::error!(error = %e, "could not mark a keyed batch finished"),
@@ -134,6 +166,10 @@ struct StoreJournal {
     phase: usize,
     /// The run's last phase: once it ends, the batch is finished.
     last: bool,
+    /// The body bytes recorded, and the most that may be (the reply's own bound: a body
+    /// past it would be left out of the reply, and of its replay, anyway).
+    recorded: AtomicUsize,
+    max_bytes: usize,
 }
 
 impl Journal for StoreJournal {
@@ -141,25 +177,50 @@ impl Journal for StoreJournal {
         let mut entries = std::mem::take(&mut *self.shared.pending());
         entries.push((name(self.phase, 's', index), Bytes::new()));
         let shared = self.shared.clone();
+        let unsent = name(self.phase, 'o', index);
         Box::pin(async move {
             let written = shared.append(&entries).await;
             if let Err(e) = &written {
                 tracing::error!(error = %e, "could not record a keyed batch's item");
+                // The outcomes taken for this write go with the next one.
+                entries.pop();
+                let mut pending = shared.pending();
+                entries.append(&mut pending);
+                *pending = entries;
+                drop(pending);
+                shared.unsent().insert(unsent);
             }
             written
         })
     }
 
     fn finished(&self, index: usize, outcome: &Outcome) {
-        let entry = (name(self.phase, 'o', index), record::encode(outcome));
-        self.shared.pending().push(entry);
+        let name = name(self.phase, 'o', index);
+        if self.shared.unsent().remove(&name) {
+            return;
+        }
+        let size = outcome.body.len();
+        let recorded = self.recorded.fetch_add(size, Ordering::Relaxed) + size;
+        let entry = match recorded > self.max_bytes {
+            false => record::encode(outcome),
+            true => {
+                let mut omitted = outcome.clone();
+                omitted.body = Bytes::new();
+                omitted.body_omitted = Some(reply_limit_reached(self.max_bytes));
+                record::encode(&omitted)
+            }
+        };
+        self.shared.pending().push((name, entry));
     }
 
-    fn ended(&self) {
-        if self.last {
-            let shared = self.shared.clone();
-            tokio::spawn(async move { shared.finish().await });
-        }
+    fn ended(&self) -> BoxFuture<'static, ()> {
+        let shared = self.shared.clone();
+        let last = self.last;
+        Box::pin(async move {
+            if last {
+                shared.finish().await;
+            }
+        })
     }
 }
 
@@ -181,21 +242,24 @@ pub(crate) fn keyed_for(
     entries: &[(String, Bytes)],
     writer: Option<&Writer>,
     last: bool,
+    max_bytes: usize,
 ) -> Keyed {
     let mut outcomes = HashMap::new();
-    let mut sent = std::collections::HashSet::new();
+    let mut sent = HashSet::new();
     let prefix = format!("{phase}.");
     for (name, value) in entries {
         let Some(rest) = name.strip_prefix(&prefix) else {
             continue;
         };
-        let (kind, index) = rest.split_at(rest.len().min(2));
+        let Some((kind, index)) = rest.split_once('.') else {
+            continue;
+        };
         let Ok(index) = index.parse::<usize>() else {
             continue;
         };
         match kind {
-            "o." => drop(outcomes.insert(index, value.clone())),
-            "s." => drop(sent.insert(index)),
+            "o" => drop(outcomes.insert(index, value.clone())),
+            "s" => drop(sent.insert(index)),
             _ => {}
         }
     }
@@ -214,6 +278,8 @@ pub(crate) fn keyed_for(
                 shared: w.shared.clone(),
                 phase,
                 last,
+                recorded: AtomicUsize::new(0),
+                max_bytes,
             };
             Arc::new(journal) as Arc<dyn Journal>
         }),

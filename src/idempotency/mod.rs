@@ -15,6 +15,7 @@ pub(crate) mod record;
 pub(crate) use journal::{keyed_for, Writer};
 
 use crate::error::Problem;
+pub(crate) use crate::store::now_ms;
 use crate::store::{IdempotencyStore, Record, State};
 use crate::subrequest::HeaderPolicy;
 use bytes::Bytes;
@@ -135,15 +136,15 @@ impl Idempotency {
         let owner = new_owner();
         let running = State::Running {
             owner,
-            lease_until: now_ms() + self.lease.as_millis() as u64,
+            lease_until: now_ms().saturating_add(self.lease.as_millis() as u64),
         };
         let record = Record {
             fingerprint: keyed.fingerprint.clone(),
             state: running,
-            entries: Vec::new(),
         };
         let key = &keyed.store_key;
-        let existing = self.store.create(key, &record, self.retention).await;
+        let store = &self.store;
+        let existing = within(store.create(key, &record, self.retention)).await;
         let existing = match existing.map_err(store_problem)? {
             None => return Ok(Claim::Run(self.writer(key, owner, running), Vec::new())),
             Some(existing) => existing,
@@ -152,23 +153,40 @@ impl Idempotency {
             return Err(reused_problem());
         }
         match existing.state {
-            State::Finished => Ok(Claim::Replay(existing.entries)),
+            State::Finished => {
+                let entries = within(store.entries(key)).await.map_err(store_problem)?;
+                Ok(Claim::Replay(entries))
+            }
             State::Running { lease_until, .. } if lease_until > now_ms() => Err(busy_problem()),
             stopped => {
-                let taken = self.store.replace(key, stopped, running).await;
-                match taken.map_err(store_problem)? {
-                    true => Ok(Claim::Run(
-                        self.writer(key, owner, running),
-                        existing.entries,
-                    )),
-                    false => Err(busy_problem()),
+                let taken = within(store.replace(key, stopped, running)).await;
+                if !taken.map_err(store_problem)? {
+                    return Err(busy_problem());
                 }
+                // Read once the record is this run's: the stopped run can add nothing more.
+                let writer = self.writer(key, owner, running);
+                let entries = within(store.entries(key)).await.map_err(store_problem)?;
+                Ok(Claim::Run(writer, entries))
             }
         }
     }
 
     fn writer(&self, key: &str, owner: u64, state: State) -> Writer {
         Writer::start(self.store.clone(), key.to_owned(), owner, state, self.lease)
+    }
+}
+
+/// How long any one call of a store may take: past it, the call failed (a keyed batch
+/// then gets `503`, or its item is not sent).
+pub(crate) const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `call` within [`STORE_TIMEOUT`].
+pub(crate) async fn within<T>(
+    call: impl std::future::Future<Output = Result<T, crate::BoxError>>,
+) -> Result<T, crate::BoxError> {
+    match tokio::time::timeout(STORE_TIMEOUT, call).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {STORE_TIMEOUT:?}").into()),
     }
 }
 
@@ -221,14 +239,6 @@ fn digest(parts: &[&[u8]]) -> [u8; 32] {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Milliseconds since the Unix epoch (leases are compared across instances).
-pub(crate) fn now_ms() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    since.as_millis() as u64
 }
 
 /// A number no other run picks (in practice): the clock and a per-process hash seed.

@@ -42,12 +42,13 @@ fn put(out: &mut BytesMut, bytes: &[u8]) {
 pub(crate) fn decode(mut stored: Bytes) -> Option<Outcome> {
     let status = StatusCode::from_u16(u16_le(&mut stored)?).ok()?;
     let count = u32_le(&mut stored)? as usize;
-    // Each header takes at least 8 bytes: a count past that is a lie, not an allocation.
-    let mut headers = HeaderMap::with_capacity(count.min(stored.len() / 8));
+    // A count is a claim, not an allocation: the map grows as headers really come (and
+    // refuses, rather than panics, past what a `HeaderMap` holds).
+    let mut headers = HeaderMap::with_capacity(count.min(64));
     for _ in 0..count {
         let name = HeaderName::from_bytes(&take(&mut stored)?).ok()?;
         let value = HeaderValue::from_maybe_shared(take(&mut stored)?).ok()?;
-        headers.append(name, value);
+        headers.try_append(name, value).ok()?;
     }
     let body = take(&mut stored)?;
     let body_omitted = match stored.try_get_u8().ok()? {

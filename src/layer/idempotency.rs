@@ -51,6 +51,13 @@ impl BatchLayer {
     ///   its record with a 10-second lease it renews, so this happens at most 10 seconds
     ///   after the process ended.
     ///
+    /// What is recorded: each item, before it is sent, in the store call that sends it on
+    /// its way (one round trip per item for SQLite and Redis; none for memory); final
+    /// outcomes with the next such call, and when the run ends (the reply is sent once
+    /// they are written). A store that fails mid-batch: the items it cannot record are not
+    /// sent (`503` "Not recorded"), and the record is left to resume rather than
+    /// finished, so the retry runs them.
+    ///
     /// A key belongs to its caller: the batch path and the values of the identity
     /// headers (`authorization`, `cookie`, … and [`identity_header`](Self::identity_header)s;
     /// see [`idempotency_scope`](Self::idempotency_scope)). A key is 1 to 255 printable
@@ -69,9 +76,10 @@ impl BatchLayer {
     }
 
     /// How long a keyed batch's record is kept, from when it was first sent
-    /// ([`DEFAULT_IDEMPOTENCY_RETENTION`]: 24 hours). A key sent again later runs again.
+    /// ([`DEFAULT_IDEMPOTENCY_RETENTION`]: 24 hours; at least a minute). A key sent again
+    /// later runs again. A record a run still holds is kept until it ends.
     pub fn idempotency_retention(mut self, retention: Duration) -> Self {
-        self.idempotency_mut().retention = retention;
+        self.idempotency_mut().retention = retention.max(Duration::from_secs(60));
         self
     }
 
@@ -79,7 +87,8 @@ impl BatchLayer {
     /// third of the way): a retry of a batch whose process stopped mid-run takes it over
     /// once this has passed. Instances sharing a store compare it with their clocks.
     pub fn idempotency_lease(mut self, lease: Duration) -> Self {
-        self.idempotency_mut().lease = lease.max(Duration::from_millis(3));
+        self.idempotency_mut().lease =
+            lease.clamp(Duration::from_millis(3), Duration::from_secs(3600));
         self
     }
 

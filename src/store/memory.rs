@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: records in this process, bounded in number and bytes.
 
-use super::{held_by, IdempotencyStore, Record, State};
+use super::{held_by, leased, IdempotencyStore, Record, State};
 use crate::BoxError;
 use bytes::Bytes;
 use futures_util::future::{ready, BoxFuture};
@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 /// `SqliteStore` or `RedisStore` for those).
 ///
 /// At most `max_records` records holding `max_bytes` in all (10,000 and 64 MiB by
-/// default). When a new one would pass either, the oldest finished records go first;
-/// one still running is never dropped, so when only those are left the new batch is
-/// refused (`503`) rather than left unrecorded.
+/// default). When a new one would pass either, the oldest finished records go first
+/// (whose retries then run again); one still running is never dropped, so when only
+/// those are left the new batch is refused (`503`) rather than left unrecorded.
 #[derive(Debug)]
 pub struct MemoryStore {
     kept: Mutex<Kept>,
@@ -25,9 +25,17 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Kept {
-    records: HashMap<String, (Record, Instant)>,
+    records: HashMap<String, Entry>,
     /// Keys in the order created (with when each expires): the oldest go first.
     order: VecDeque<(Instant, String)>,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    record: Record,
+    entries: Vec<(String, Bytes)>,
+    expires: Instant,
     bytes: usize,
 }
 
@@ -59,11 +67,6 @@ const FULL: &str = "the in-memory idempotency store is full of running batches";
 /// them, and their allocations): so that the bound is about the heap the records hold.
 const ENTRY_OVERHEAD: usize = 64;
 
-/// The bytes a record takes, counted against the bound.
-fn size(key: &str, record: &Record) -> usize {
-    key.len() + record.fingerprint.len() + entries_size(&record.entries) + 128
-}
-
 fn entries_size(entries: &[(String, Bytes)]) -> usize {
     entries
         .iter()
@@ -89,7 +92,7 @@ impl Kept {
         let mut i = 0;
         while full(self) && i < self.order.len() {
             let finished = match self.records.get(&self.order[i].1) {
-                Some((r, _)) => r.state == State::Finished,
+                Some(e) => e.record.state == State::Finished,
                 None => true,
             };
             if !finished {
@@ -101,15 +104,22 @@ impl Kept {
         !full(self)
     }
 
+    /// Drops `key` if it has expired, unless a run holds it (its lease not passed).
     fn remove_if_expired(&mut self, key: &str, now: Instant) {
-        if self.records.get(key).is_some_and(|(_, e)| *e <= now) {
+        let expired = self.records.get(key).is_some_and(|e| e.expires <= now);
+        if expired
+            && !self
+                .records
+                .get(key)
+                .is_some_and(|e| leased(&e.record.state))
+        {
             self.remove(key);
         }
     }
 
     fn remove(&mut self, key: &str) {
-        if let Some((record, _)) = self.records.remove(key) {
-            self.bytes -= size(key, &record);
+        if let Some(entry) = self.records.remove(key) {
+            self.bytes -= entry.bytes;
         }
     }
 }
@@ -124,10 +134,10 @@ impl IdempotencyStore for MemoryStore {
         let mut kept = self.kept();
         let now = Instant::now();
         kept.remove_if_expired(key, now);
-        if let Some((existing, _)) = kept.records.get(key) {
-            return Box::pin(ready(Ok(Some(existing.clone()))));
+        if let Some(existing) = kept.records.get(key) {
+            return Box::pin(ready(Ok(Some(existing.record.clone()))));
         }
-        let bytes = size(key, record);
+        let bytes = key.len() + record.fingerprint.len() + 128;
         if !kept.make_room(1, bytes, (self.max_records, self.max_bytes)) {
             return Box::pin(ready(Err(FULL.into())));
         }
@@ -135,8 +145,13 @@ impl IdempotencyStore for MemoryStore {
             .checked_add(ttl)
             .unwrap_or(now + Duration::from_secs(1 << 32));
         kept.bytes += bytes;
-        kept.records
-            .insert(key.to_owned(), (record.clone(), expires));
+        let entry = Entry {
+            record: record.clone(),
+            entries: Vec::new(),
+            expires,
+            bytes,
+        };
+        kept.records.insert(key.to_owned(), entry);
         kept.order.push_back((expires, key.to_owned()));
         Box::pin(ready(Ok(None)))
     }
@@ -148,10 +163,9 @@ impl IdempotencyStore for MemoryStore {
         new: State,
     ) -> BoxFuture<'a, Result<bool, BoxError>> {
         let mut kept = self.kept();
-        let record = kept.records.get_mut(key).map(|(r, _)| r);
-        let replaced = match record {
-            Some(record) if record.state == expected => {
-                record.state = new;
+        let replaced = match kept.records.get_mut(key) {
+            Some(entry) if entry.record.state == expected => {
+                entry.record.state = new;
                 true
             }
             _ => false,
@@ -169,7 +183,7 @@ impl IdempotencyStore for MemoryStore {
         let held = kept
             .records
             .get(key)
-            .is_some_and(|(r, _)| held_by(&r.state, owner));
+            .is_some_and(|e| held_by(&e.record.state, owner));
         if !held {
             return Box::pin(ready(Ok(false)));
         }
@@ -178,10 +192,20 @@ impl IdempotencyStore for MemoryStore {
             return Box::pin(ready(Err(FULL.into())));
         }
         // Still there: a running record is never dropped to make room.
-        if let Some((record, _)) = kept.records.get_mut(key) {
-            record.entries.extend_from_slice(entries);
+        if let Some(entry) = kept.records.get_mut(key) {
+            entry.entries.extend_from_slice(entries);
+            entry.bytes += added;
             kept.bytes += added;
         }
         Box::pin(ready(Ok(true)))
+    }
+
+    fn entries<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, Bytes)>, BoxError>> {
+        let kept = self.kept();
+        let entries = kept.records.get(key).map(|e| e.entries.clone());
+        Box::pin(ready(Ok(entries.unwrap_or_default())))
     }
 }

@@ -2,14 +2,15 @@
 //! (see [`BatchLayer::idempotency`](crate::BatchLayer::idempotency)).
 //!
 //! A store keeps bytes and states by key and knows nothing of batches: a [`Record`] is a
-//! fingerprint, a [`State`] and a list of named entries. Three come with the crate, each
+//! fingerprint and a [`State`], with a list of named entries beside it. Three come with the crate, each
 //! run against the same tests:
 //!
 //! - [`MemoryStore`] (the default): in this process, bounded in records and bytes;
 //! - `SqliteStore` (feature `sqlite`): a file, so that records survive a restart;
 //! - `RedisStore` (feature `redis`): shared by every instance behind a load balancer.
 //!
-//! Any other store implements [`IdempotencyStore`]: three atomic operations.
+//! Any other store implements [`IdempotencyStore`]: four atomic operations. A record must
+//! not expire while a run holds it: keep the retention far above a batch's longest run.
 
 mod memory;
 #[cfg(feature = "redis")]
@@ -28,15 +29,13 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use std::time::Duration;
 
-/// A batch as a store keeps it.
+/// A batch as a store keeps it, besides its entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// What identifies the request the key was first sent with.
     pub fingerprint: Bytes,
     /// Whether it is running, and who runs it.
     pub state: State,
-    /// Entries in the order they were appended.
-    pub entries: Vec<(String, Bytes)>,
 }
 
 /// Whether a batch is running or finished.
@@ -57,8 +56,8 @@ pub enum State {
 
 /// A store of batches sent with an `Idempotency-Key`. Each operation is atomic.
 pub trait IdempotencyStore: Send + Sync + 'static {
-    /// Creates `key` holding `record`, to expire `ttl` from now, unless it exists: then
-    /// returns what it holds (and creates nothing).
+    /// Creates `key` holding `record` and no entries, to expire `ttl` from now, unless it
+    /// exists: then returns what it holds (and creates nothing).
     fn create<'a>(
         &'a self,
         key: &'a str,
@@ -82,6 +81,10 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         owner: u64,
         entries: &'a [(String, Bytes)],
     ) -> BoxFuture<'a, Result<bool, BoxError>>;
+
+    /// `key`'s entries, in the order they were appended (none when it does not exist).
+    fn entries<'a>(&'a self, key: &'a str)
+        -> BoxFuture<'a, Result<Vec<(String, Bytes)>, BoxError>>;
 }
 
 impl<T: IdempotencyStore + ?Sized> IdempotencyStore for std::sync::Arc<T> {
@@ -110,6 +113,13 @@ impl<T: IdempotencyStore + ?Sized> IdempotencyStore for std::sync::Arc<T> {
         entries: &'a [(String, Bytes)],
     ) -> BoxFuture<'a, Result<bool, BoxError>> {
         (**self).append(key, owner, entries)
+    }
+
+    fn entries<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, Bytes)>, BoxError>> {
+        (**self).entries(key)
     }
 }
 
@@ -142,6 +152,21 @@ pub async fn open(spec: &str) -> Result<std::sync::Arc<dyn IdempotencyStore>, Bo
         return Err("a Redis store needs the `redis` feature".into());
     }
     Err(format!("unknown store {spec:?}: use memory, sqlite:FILE or redis://HOST:PORT").into())
+}
+
+/// Milliseconds since the Unix epoch (leases are compared across instances, by their
+/// clocks: keep them in step).
+pub(crate) fn now_ms() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Whether a run holds `state` now (its lease has not passed): such a record never expires.
+fn leased(state: &State) -> bool {
+    matches!(state, State::Running { lease_until, .. } if *lease_until > now_ms())
 }
 
 /// Whether `state` is held by `owner`.

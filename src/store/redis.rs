@@ -12,9 +12,11 @@ use std::time::Duration;
 /// Keyed batches in Redis: every instance behind a load balancer that uses the same
 /// Redis finds every batch, so a retry that lands on another instance replays (or
 /// resumes) it. Each record is a hash and a list of entries (`{key}` and `{key}:e`, one
-/// cluster slot), both expiring with the retention; each operation is one Lua script,
-/// so it is atomic. Calls time out after two seconds (then the batch gets `503`), and
-/// the connection is made again after a failure.
+/// cluster slot), both expiring with the retention (a record a run holds lives at least
+/// a minute past its lease); each operation is one Lua script, so it is atomic. Calls
+/// time out after two seconds (then the batch gets `503`), and the connection is made
+/// again after a failure. Run Redis with `maxmemory-policy noeviction` (its default):
+/// a record evicted early lets its batch run again.
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
@@ -26,15 +28,15 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-/// Creates the record unless it exists; else returns it: `{fingerprint, owner, lease,
-/// finished, entries}`.
+/// Creates the record (with no entries: a list left by an expired one goes) unless it
+/// exists; else returns it: `{fingerprint, owner, lease, finished}`.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
         if redis.call('EXISTS', KEYS[1]) == 1 then
-            local r = redis.call('HMGET', KEYS[1], 'f', 'o', 'l', 'd')
-            return {r[1], r[2], r[3], r[4], redis.call('LRANGE', KEYS[2], 0, -1)}
+            return redis.call('HMGET', KEYS[1], 'f', 'o', 'l', 'd')
         end
+        redis.call('DEL', KEYS[2])
         redis.call('HSET', KEYS[1], 'f', ARGV[1], 'o', ARGV[2], 'l', ARGV[3], 'd', ARGV[4])
         redis.call('PEXPIRE', KEYS[1], ARGV[5])
         return 0
@@ -42,13 +44,19 @@ static CREATE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// Sets the state if it is the one expected: 1 if it was.
+/// Sets the state if it is the one expected: 1 if it was. A record a run holds lives at
+/// least `ARGV[7]` ms more (its lease, and a minute), its entries as long.
 static REPLACE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
         local r = redis.call('HMGET', KEYS[1], 'o', 'l', 'd')
         if r[1] == ARGV[1] and r[2] == ARGV[2] and r[3] == ARGV[3] then
             redis.call('HSET', KEYS[1], 'o', ARGV[4], 'l', ARGV[5], 'd', ARGV[6])
+            local floor = tonumber(ARGV[7])
+            if floor > 0 and redis.call('PTTL', KEYS[1]) < floor then
+                redis.call('PEXPIRE', KEYS[1], floor)
+                redis.call('PEXPIRE', KEYS[2], floor)
+            end
             return 1
         end
         return 0
@@ -104,6 +112,21 @@ fn fields(state: State) -> [String; 3] {
     }
 }
 
+/// The longest expiry set, in ms (ten years): Redis refuses one past its clock's range.
+const MAX_TTL_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
+
+/// How long, in ms, a record in `state` must live at least: a minute past its lease
+/// while a run holds it.
+fn held_for(state: State) -> u64 {
+    let now = super::now_ms();
+    match state {
+        State::Running { lease_until, .. } if lease_until > now => {
+            (lease_until - now).saturating_add(60_000)
+        }
+        _ => 0,
+    }
+}
+
 /// An entry as a list element: its name, a NUL, its value (names hold no NUL).
 fn element(name: &str, value: &[u8]) -> Vec<u8> {
     [name.as_bytes(), b"\0", value].concat()
@@ -127,7 +150,7 @@ fn record(value: Value) -> Result<Option<Record>, BoxError> {
         return Ok(None);
     };
     let bad = || BoxError::from("Redis returned a malformed batch record");
-    let [fingerprint, owner, lease, finished, entries] = &parts[..] else {
+    let [fingerprint, owner, lease, finished] = &parts[..] else {
         return Err(bad());
     };
     let state = match bytes(finished).as_deref() {
@@ -137,20 +160,18 @@ fn record(value: Value) -> Result<Option<Record>, BoxError> {
             lease_until: number(lease).ok_or_else(bad)?,
         },
     };
-    let Value::Array(entries) = entries else {
-        return Err(bad());
-    };
-    let entries = entries.iter().map(|e| {
-        let e = bytes(e).ok_or_else(bad)?;
-        let nul = e.iter().position(|b| *b == 0).ok_or_else(bad)?;
-        let name = String::from_utf8(e[..nul].to_vec()).map_err(|_| bad())?;
-        Ok((name, Bytes::copy_from_slice(&e[nul + 1..])))
-    });
     Ok(Some(Record {
         fingerprint: bytes(fingerprint).ok_or_else(bad)?.into(),
         state,
-        entries: entries.collect::<Result<_, BoxError>>()?,
     }))
+}
+
+/// An entry as `element` wrote it.
+fn entry(element: Vec<u8>) -> Result<(String, Bytes), BoxError> {
+    let bad = || BoxError::from("Redis returned a malformed batch entry");
+    let nul = element.iter().position(|b| *b == 0).ok_or_else(bad)?;
+    let name = String::from_utf8(element[..nul].to_vec()).map_err(|_| bad())?;
+    Ok((name, Bytes::copy_from_slice(&element[nul + 1..])))
 }
 
 impl IdempotencyStore for RedisStore {
@@ -167,7 +188,10 @@ impl IdempotencyStore for RedisStore {
             let mut call = CREATE.key(hash);
             call.key(list).arg(&record.fingerprint[..]);
             call.arg(owner).arg(lease).arg(finished);
-            call.arg(ttl.as_millis().clamp(1, i64::MAX as u128) as i64);
+            // A record a run holds outlives its lease by a minute, whatever the retention.
+            let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+            let ttl = ttl.max(held_for(record.state));
+            call.arg(ttl.clamp(1, MAX_TTL_MS));
             let value: Value = call.invoke_async(&mut conn).await?;
             self::record(value)
         })
@@ -181,9 +205,12 @@ impl IdempotencyStore for RedisStore {
     ) -> BoxFuture<'a, Result<bool, BoxError>> {
         let mut conn = self.conn.clone();
         Box::pin(async move {
-            let (hash, _) = keys(key);
+            let (hash, list) = keys(key);
             let mut call = REPLACE.key(hash);
-            call.arg(&fields(expected)[..]).arg(&fields(new)[..]);
+            call.key(list)
+                .arg(&fields(expected)[..])
+                .arg(&fields(new)[..]);
+            call.arg(held_for(new).min(MAX_TTL_MS));
             let replaced: i64 = call.invoke_async(&mut conn).await?;
             Ok(replaced == 1)
         })
@@ -205,6 +232,23 @@ impl IdempotencyStore for RedisStore {
             }
             let appended: i64 = call.invoke_async(&mut conn).await?;
             Ok(appended == 1)
+        })
+    }
+
+    fn entries<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, Bytes)>, BoxError>> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            let (_, list) = keys(key);
+            let elements: Vec<Vec<u8>> = redis::cmd("LRANGE")
+                .arg(list)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await?;
+            elements.into_iter().map(entry).collect()
         })
     }
 }

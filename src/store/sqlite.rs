@@ -12,8 +12,8 @@ use std::time::Duration;
 /// Keyed batches in a SQLite file: they survive a restart of the process, and processes
 /// on one machine may share the file. Writes use SQLite's write-ahead log with
 /// `synchronous = NORMAL`: a record survives the process's crash, not the machine's
-/// power failing. Calls run on tokio's blocking threads. Expired records are deleted as
-/// new ones are created.
+/// power failing. Calls run on tokio's blocking threads. Expired records (none a run still
+/// holds) are deleted as new ones are created, at most 1,000 at a time.
 #[derive(Clone)]
 pub struct SqliteStore {
     db: Arc<Mutex<Connection>>,
@@ -43,7 +43,13 @@ const SCHEMA: &str = "
         value BLOB NOT NULL
     );
     CREATE INDEX IF NOT EXISTS batch_entries_by_key ON batch_entries (key, seq);
+    CREATE INDEX IF NOT EXISTS batch_records_by_expiry ON batch_records (expires_at);
 ";
+
+/// The records `purge` deletes at `?1`: expired, and held by no run (finished, or their
+/// lease passed), at most 1,000 per call.
+const EXPIRED: &str = "SELECT key FROM batch_records
+    WHERE expires_at <= ?1 AND (finished = 1 OR lease_until <= ?1) LIMIT 1000";
 
 impl SqliteStore {
     /// Opens (or creates) the store in the SQLite file at `path`; its tables are
@@ -74,12 +80,17 @@ impl SqliteStore {
     }
 }
 
-/// The state stored as (owner, lease_until, finished).
+/// The state stored as (owner, lease_until, finished). An owner is stored as the `i64`
+/// with its bits, and read back as the same `u64`.
 fn columns(state: State) -> (i64, i64, bool) {
     match state {
-        State::Running { owner, lease_until } => (owner as i64, lease_until as i64, false),
+        State::Running { owner, lease_until } => (owner as i64, clamp(lease_until), false),
         State::Finished => (0, 0, true),
     }
+}
+
+fn clamp(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
 fn state_of(owner: i64, lease_until: i64, finished: bool) -> State {
@@ -87,52 +98,47 @@ fn state_of(owner: i64, lease_until: i64, finished: bool) -> State {
         true => State::Finished,
         false => State::Running {
             owner: owner as u64,
-            lease_until: lease_until as u64,
+            lease_until: lease_until.max(0) as u64,
         },
     }
 }
 
-fn now_ms() -> i64 {
-    crate::idempotency::now_ms() as i64
-}
-
-/// The record at `key`, if it has not expired.
+/// The record at `key`.
 fn load(tx: &Transaction<'_>, key: &str) -> Result<Option<Record>, BoxError> {
     let row = tx
         .query_row(
-            "SELECT fingerprint, owner, lease_until, finished FROM batch_records
-             WHERE key = ?1 AND expires_at > ?2",
-            params![key, now_ms()],
+            "SELECT fingerprint, owner, lease_until, finished FROM batch_records WHERE key = ?1",
+            params![key],
             |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    let Some((fingerprint, owner, lease_until, finished)) = row else {
-        return Ok(None);
-    };
-    let mut query =
-        tx.prepare("SELECT name, value FROM batch_entries WHERE key = ?1 ORDER BY seq")?;
-    let entries = query
-        .query_map(params![key], |r| {
-            Ok((r.get::<_, String>(0)?, Bytes::from(r.get::<_, Vec<u8>>(1)?)))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(Record {
-        fingerprint: fingerprint.into(),
-        state: state_of(owner, lease_until, finished),
-        entries,
-    }))
+    Ok(
+        row.map(|(fingerprint, owner, lease_until, finished)| Record {
+            fingerprint: fingerprint.into(),
+            state: state_of(owner, lease_until, finished),
+        }),
+    )
 }
 
-/// Deletes expired records and their entries.
-fn purge(tx: &Transaction<'_>) -> Result<(), BoxError> {
-    tx.execute(
-        "DELETE FROM batch_entries WHERE key IN (SELECT key FROM batch_records WHERE expires_at <= ?1)",
-        params![now_ms()],
-    )?;
-    tx.execute(
-        "DELETE FROM batch_records WHERE expires_at <= ?1",
-        params![now_ms()],
-    )?;
+/// Deletes expired records no run holds, and their entries.
+fn purge(tx: &Transaction<'_>, now: i64) -> Result<(), BoxError> {
+    let entries = format!("DELETE FROM batch_entries WHERE key IN ({EXPIRED})");
+    tx.execute(&entries, params![now])?;
+    let records = format!("DELETE FROM batch_records WHERE key IN ({EXPIRED})");
+    tx.execute(&records, params![now])?;
+    Ok(())
+}
+
+fn insert_entries(
+    tx: &Transaction<'_>,
+    key: &str,
+    entries: &[(String, Bytes)],
+) -> Result<(), BoxError> {
+    let mut insert =
+        tx.prepare_cached("INSERT INTO batch_entries (key, name, value) VALUES (?1, ?2, ?3)")?;
+    for (name, value) in entries {
+        insert.execute(params![key, name, &value[..]])?;
+    }
     Ok(())
 }
 
@@ -146,18 +152,24 @@ impl IdempotencyStore for SqliteStore {
         let (key, record) = (key.to_owned(), record.clone());
         self.with(move |db| {
             let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            purge(&tx)?;
+            let now = clamp(super::now_ms());
+            purge(&tx, now)?;
+            // This key's own record, if expired, whatever the purge reached.
+            let mine = "SELECT 1 FROM batch_records WHERE key = ?2 AND expires_at <= ?1 AND (finished = 1 OR lease_until <= ?1)";
+            let gone = format!("DELETE FROM batch_entries WHERE key = ?2 AND EXISTS ({mine})");
+            tx.execute(&gone, params![now, key])?;
+            let gone = format!("DELETE FROM batch_records WHERE key = ?2 AND EXISTS ({mine})");
+            tx.execute(&gone, params![now, key])?;
             if let Some(existing) = load(&tx, &key)? {
                 return Ok(Some(existing));
             }
             let (owner, lease_until, finished) = columns(record.state);
-            let expires_at = now_ms().saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64);
+            let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
             tx.execute(
                 "INSERT INTO batch_records (key, fingerprint, owner, lease_until, finished, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![key, &record.fingerprint[..], owner, lease_until, finished, expires_at],
+                params![key, &record.fingerprint[..], owner, lease_until, finished, now.saturating_add(ttl)],
             )?;
-            insert_entries(&tx, &key, &record.entries)?;
             tx.commit()?;
             Ok(None)
         })
@@ -191,14 +203,8 @@ impl IdempotencyStore for SqliteStore {
         let (key, entries) = (key.to_owned(), entries.to_vec());
         self.with(move |db| {
             let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let state = tx
-                .query_row(
-                    "SELECT owner, lease_until, finished FROM batch_records WHERE key = ?1",
-                    params![key],
-                    |r| Ok(state_of(r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            if !state.is_some_and(|s| held_by(&s, owner)) {
+            let held = load(&tx, &key)?.is_some_and(|r| held_by(&r.state, owner));
+            if !held {
                 return Ok(false);
             }
             insert_entries(&tx, &key, &entries)?;
@@ -206,17 +212,20 @@ impl IdempotencyStore for SqliteStore {
             Ok(true)
         })
     }
-}
 
-fn insert_entries(
-    tx: &Transaction<'_>,
-    key: &str,
-    entries: &[(String, Bytes)],
-) -> Result<(), BoxError> {
-    let mut insert =
-        tx.prepare_cached("INSERT INTO batch_entries (key, name, value) VALUES (?1, ?2, ?3)")?;
-    for (name, value) in entries {
-        insert.execute(params![key, name, &value[..]])?;
+    fn entries<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, Bytes)>, BoxError>> {
+        let key = key.to_owned();
+        self.with(move |db| {
+            let mut query = db.prepare_cached(
+                "SELECT name, value FROM batch_entries WHERE key = ?1 ORDER BY seq",
+            )?;
+            let rows = query.query_map(params![key], |r| {
+                Ok((r.get::<_, String>(0)?, Bytes::from(r.get::<_, Vec<u8>>(1)?)))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
     }
-    Ok(())
 }
