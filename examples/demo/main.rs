@@ -31,8 +31,7 @@ struct Args {
     #[arg(long, default_value_t = 256)]
     max_connections: usize,
     /// Where batches sent with an `Idempotency-Key` are recorded: `memory`, `sqlite:FILE`
-    /// (run with `--features sqlite`) or `redis://HOST:PORT` (`--features redis`), so that
-    /// several demos share them.
+    /// (kept across restarts) or `redis://HOST:PORT` (shared by several demos).
     #[arg(long, default_value = "memory")]
     store: String,
     /// Seconds a keyed batch's record is kept.
