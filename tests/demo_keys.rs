@@ -8,7 +8,7 @@ mod app;
 mod common;
 
 use common::process::Redis;
-use common::{within, Http, Reply};
+use common::{Http, Reply};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tower_http_batch::store::{self, IdempotencyStore};
@@ -33,16 +33,9 @@ fn batch() -> Value {
 }
 
 async fn keyed(http: &Http, key: &str, who: (&str, &str)) -> Reply {
-    within("the batch to be free", async {
-        loop {
-            let reply = http.batch(&batch(), &[("idempotency-key", key), who]).await;
-            if reply.status != 409 {
-                return reply;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
+    let batch = batch();
+    let headers = [("idempotency-key", key), who];
+    common::once_free(|| http.batch(&batch, &headers)).await
 }
 
 fn temp(name: &str) -> String {
@@ -124,16 +117,7 @@ async fn a_multipart_batch_replays() {
     let first = http.send("POST", "/batch", &headers, body).await;
     assert_eq!(first.status, 200);
     assert!(String::from_utf8_lossy(&first.body).contains("201"));
-    let again = within("the first run to finish", async {
-        loop {
-            let reply = http.send("POST", "/batch", &headers, body).await;
-            if reply.status != 409 {
-                return reply;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    let again = common::once_free(|| http.send("POST", "/batch", &headers, body)).await;
     assert_eq!(again.headers["idempotent-replayed"], "true");
     assert!(String::from_utf8_lossy(&again.body).contains("201"));
     assert_eq!(users(&http).await, before + 1);

@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt as _;
 use tokio::sync::{Notify, Semaphore};
 use tower_http_batch::store::{IdempotencyStore, MemoryStore, Record, State as RecordState};
 use tower_http_batch::{BatchLayer, BoxError, Resource};
@@ -117,16 +116,7 @@ async fn keyed(http: &Http, batch: &Value, key: &str, user: Option<&str>) -> Rep
 /// `batch` with `key`, sent until its first run has finished (until the answer is not
 /// the `409` of a batch still running).
 async fn finished(http: &Http, batch: &Value, key: &str, user: Option<&str>) -> Reply {
-    within("the first run to finish", async {
-        loop {
-            let reply = keyed(http, batch, key, user).await;
-            if reply.status != 409 {
-                return reply;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
+    common::once_free(|| keyed(http, batch, key, user)).await
 }
 
 fn statuses(reply: &Reply) -> Vec<u64> {
@@ -238,13 +228,7 @@ async fn a_keyed_batch_runs_to_its_end_when_its_client_leaves() {
     let http = start(BatchLayer::new("/batch"), data.clone(), gate.clone()).await;
     let batch = json!({ "requests": [create("a"), wait_item(), create("c")] });
     let body = batch.to_string();
-    let mut client = tokio::net::TcpStream::connect(http.addr).await.unwrap();
-    let head = format!(
-        "POST /batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nidempotency-key: k5\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    client.write_all(head.as_bytes()).await.unwrap();
-    client.write_all(body.as_bytes()).await.unwrap();
+    let client = common::post_keyed(http.addr, "/batch", "k5", &body).await;
     within("the run to reach /wait", gate.entered.notified()).await;
     drop(client);
     // The server has seen the client leave: it dropped the reply.
@@ -264,13 +248,7 @@ async fn a_keyed_batch_answered_whole_runs_to_its_end_when_its_client_leaves() {
     let layer = BatchLayer::new("/batch").resource(Resource::new("/wait"));
     let http = start(layer, data.clone(), gate.clone()).await;
     let body = json!([{ "name": "a" }, { "name": "b" }]).to_string();
-    let mut client = tokio::net::TcpStream::connect(http.addr).await.unwrap();
-    let head = format!(
-        "POST /wait/batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nidempotency-key: k9\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    client.write_all(head.as_bytes()).await.unwrap();
-    client.write_all(body.as_bytes()).await.unwrap();
+    let client = common::post_keyed(http.addr, "/wait/batch", "k9", &body).await;
     within("the run to reach /wait", gate.entered.notified()).await;
     drop(client);
     within("the server to drop the request", gate.dropped.notified()).await;
@@ -279,18 +257,8 @@ async fn a_keyed_batch_answered_whole_runs_to_its_end_when_its_client_leaves() {
         ("content-type", "application/json"),
         ("idempotency-key", "k9"),
     ];
-    let replay = within("the first run to finish", async {
-        loop {
-            let reply = http
-                .send("POST", "/wait/batch", &headers, body.clone())
-                .await;
-            if reply.status != 409 {
-                return reply;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    let replay =
+        common::once_free(|| http.send("POST", "/wait/batch", &headers, body.clone())).await;
     assert_eq!(replay.headers["idempotent-replayed"], "true");
     assert_eq!(replay.json()["success_count"], 2, "{}", replay.json());
     assert_eq!(gate.count.load(Ordering::SeqCst), 2);
@@ -310,18 +278,8 @@ async fn a_bulk_delete_by_filter_replays_what_it_deleted() {
         .send("DELETE", "/items/batch", &headers, body.clone())
         .await;
     assert_eq!(first.json()["deleted"], json!([1, 3, 5]));
-    let replay = within("the first run to finish", async {
-        loop {
-            let reply = http
-                .send("DELETE", "/items/batch", &headers, body.clone())
-                .await;
-            if reply.status != 409 {
-                return reply;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    let replay =
+        common::once_free(|| http.send("DELETE", "/items/batch", &headers, body.clone())).await;
     assert_eq!(replay.headers["idempotent-replayed"], "true");
     assert_eq!(
         replay.json(),

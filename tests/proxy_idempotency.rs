@@ -7,11 +7,10 @@
 mod common;
 
 use common::process::{proxy, start_reading, Running};
-use common::{within, Http, Reply};
+use common::{Http, Reply};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{ChildStdout, Command};
-use tokio::io::AsyncWriteExt as _;
 
 fn legacy() -> (Running, String, BufReader<ChildStdout>) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/legacy/app.py");
@@ -37,27 +36,15 @@ fn batch() -> Value {
 /// Sends the batch with `key` on a connection of its own, and returns the connection
 /// unread.
 async fn send_raw(http: &Http, key: &str) -> tokio::net::TcpStream {
-    let body = batch().to_string();
-    let mut client = tokio::net::TcpStream::connect(http.addr).await.unwrap();
-    let head = format!(
-        "POST /batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nidempotency-key: {key}\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    client.write_all(head.as_bytes()).await.unwrap();
-    client.write_all(body.as_bytes()).await.unwrap();
-    client
+    common::post_keyed(http.addr, "/batch", key, &batch().to_string()).await
 }
 
 /// The batch with `key`, sent until no run holds it (`409`).
 async fn retried(http: &Http, key: &str) -> Reply {
-    within("the batch to be free", async {
-        loop {
-            let reply = http.batch(&batch(), &[("idempotency-key", key)]).await;
-            if reply.status != 409 {
-                return reply;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+    // A real process on the other side: a pause between tries, as a client's would be.
+    common::once_free(|| async {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        http.batch(&batch(), &[("idempotency-key", key)]).await
     })
     .await
 }

@@ -48,10 +48,24 @@ pub(crate) struct Setting {
 }
 
 impl Setting {
-    /// Whether the run goes on when its reader leaves or is cut off (a keyed batch that
-    /// is run, not replayed): its reply is then let go as it is written.
-    fn detached(&self) -> bool {
-        self.keyed.as_ref().is_some_and(|k| k.journal.is_some())
+    /// Its parts, with what its run is given, and whether the run goes on when its
+    /// reader leaves or is cut off (a keyed batch that is run, not replayed): its reply is
+    /// then let go as it is written.
+    fn split(self) -> (Outer, Arc<Config>, BatchTrace, Place, PerRun, bool) {
+        let detached = self.keyed.as_ref().is_some_and(|k| k.journal.is_some());
+        let per_run = PerRun {
+            traced: self.trace.is_enabled(),
+            hold: self.place.clone(),
+            keyed: self.keyed,
+        };
+        (
+            self.outer,
+            self.config,
+            self.trace,
+            self.place,
+            per_run,
+            detached,
+        )
     }
 }
 
@@ -67,22 +81,10 @@ where
     B: Send + 'static,
     ResBody: WrappedBody,
 {
-    let detached = batch.detached();
-    let Setting {
-        outer,
-        config,
-        trace,
-        place,
-        keyed,
-    } = batch;
+    let (outer, config, trace, place, per_run, detached) = batch.split();
     let mut w = ReplyWriter::new(config.run.max_response_bytes);
     reply.begin(&mut w);
     let emit = |i: usize, id: &str, outcome: &Outcome| reply.item(i, id, outcome, &mut w);
-    let per_run = PerRun {
-        traced: trace.is_enabled(),
-        hold: place.clone(),
-        keyed,
-    };
     let summary = engine::run(svc, &outer, plan, &config.run, emit, per_run).await;
     trace.finished(&summary);
     let content_type = reply.content_type();
@@ -112,14 +114,7 @@ where
     B: Send + 'static,
     ResBody: WrappedBody,
 {
-    let detached = batch.detached();
-    let Setting {
-        outer,
-        config,
-        trace,
-        place,
-        keyed,
-    } = batch;
+    let (outer, config, trace, place, per_run, detached) = batch.split();
     let content_type = reply.content_type();
     let mut w = ReplyWriter::new(config.run.max_response_bytes);
     reply.begin(&mut w);
@@ -127,11 +122,6 @@ where
     let mut sink = Sink::new(feed, reply);
     let (yielded, cut) = (sink.yielded.clone(), sink.feed.cut());
     let span = trace.span().clone();
-    let per_run = PerRun {
-        traced: trace.is_enabled(),
-        hold: place.clone(),
-        keyed,
-    };
     let run = async move {
         let summary = engine::run(svc, &outer, plan, &config.run, &mut sink, per_run).await;
         trace.finished(&summary);

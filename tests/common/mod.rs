@@ -308,6 +308,25 @@ pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T
         .unwrap_or_else(|_| panic!("{what} never happened"))
 }
 
+/// `send()`'s reply once it is not the `409` of a keyed batch still running (or whose
+/// stopped run's lease has not passed yet): a client's retries, without a clock.
+pub async fn once_free<F, Fut>(mut send: F) -> Reply
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    within("the keyed batch to be free", async {
+        loop {
+            let reply = send().await;
+            if reply.status != 409 {
+                return reply;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+}
+
 /// On paused time: returns once every task waits (the paused clock moves only then, here
 /// by 1 s), so what the server could do meanwhile, it has done.
 pub async fn settle() {
@@ -324,6 +343,25 @@ pub async fn post_slowly(addr: SocketAddr, body: &str) -> tokio::net::TcpStream 
     let mut stream = socket.connect(addr).await.unwrap();
     let head = format!(
         "POST /batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Posts the JSON `body` to `path` at `addr` with an `Idempotency-Key` of `key`, on a
+/// connection of its own, and returns the connection unread: a client that may leave.
+pub async fn post_keyed(
+    addr: SocketAddr,
+    path: &str,
+    key: &str,
+    body: &str,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nidempotency-key: {key}\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
