@@ -280,7 +280,6 @@ where
             &r.entries,
             r.writer.as_ref(),
             last,
-            config.run.max_response_bytes,
         ))
     };
     let mut phase = 0;
@@ -317,7 +316,13 @@ where
                 engine::run(svc.clone(), &outer, plan, &config.run, keep, per_run).await;
                 decoded = match resume.resume(outcomes, &cx) {
                     Ok(decoded) => decoded,
-                    Err(problem) => return problem.into_response(),
+                    Err(problem) => {
+                        // Nothing but reads ran: a retry may run it again at once.
+                        if let Some(writer) = resuming.as_ref().and_then(|r| r.writer.as_ref()) {
+                            writer.give_up().await;
+                        }
+                        return problem.into_response();
+                    }
                 };
                 phase += 1;
             }

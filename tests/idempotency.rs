@@ -453,19 +453,25 @@ async fn a_store_that_fails_mid_batch_leaves_it_to_resume() {
     let (flaky, data) = (Arc::new(Flaky::default()), Store::default());
     let http = start_flaky(flaky.clone(), data.clone()).await;
     let down = json!({ "id": "down", "method": "POST", "url": "/down" });
-    let batch = json!({ "requests": [create("a"), down, create("c")] });
+    let read_c = json!({ "id": "d", "url": "/items/{{c#/body/id}}", "dependsOn": ["c"] });
+    let batch = json!({ "requests": [create("a"), down, create("c"), read_c] });
     let first = keyed(&http, &batch, "k11", None).await;
-    assert_eq!(statuses(&first), [201, 200, 503], "c was not sent");
+    assert_eq!(
+        statuses(&first),
+        [201, 200, 503, 424],
+        "c was not sent, so neither was d"
+    );
     assert_eq!(first.items()[2]["body"]["title"], "Not recorded");
     assert_eq!(data.ids().len(), 1);
     // The store is back: the record was not finished, so once its lease has passed the
     // retry resumes it. a replays; down was sent but its outcome could not be written
     // (the store went down under it), so it is unknown, not sent again; c, never sent,
-    // runs now.
+    // runs now, and so does d, whose 424 followed from c's 503 and was not recorded.
     flaky.down.store(false, Ordering::SeqCst);
     let resumed = finished(&http, &batch, "k11", None).await;
     assert!(resumed.headers.get("idempotent-replayed").is_none());
-    assert_eq!(statuses(&resumed), [201, 409, 201]);
+    assert_eq!(statuses(&resumed), [201, 409, 201, 200]);
+    assert_eq!(resumed.items()[3]["body"]["name"], "c");
     assert_eq!(resumed.items()[0], first.items()[0]);
     assert_eq!(data.ids().len(), 2);
     let replayed = finished(&http, &batch, "k11", None).await;

@@ -44,15 +44,34 @@ pub(crate) struct Keyed {
     pub(crate) journal: Option<Arc<dyn Journal>>,
 }
 
-/// An [`Emit`] that records each final outcome before handing it on.
+/// An [`Emit`] that records each final outcome before handing it on, but those replayed
+/// from an earlier run (their record has them).
 pub(super) struct Journaled<'j, E> {
-    pub(super) emit: E,
-    pub(super) journal: Option<&'j dyn Journal>,
+    emit: E,
+    journal: Option<&'j dyn Journal>,
+    replayed: Vec<bool>,
+}
+
+impl<'j, E> Journaled<'j, E> {
+    pub(super) fn new(
+        emit: E,
+        journal: Option<&'j dyn Journal>,
+        priors: Option<&[Option<Prior>]>,
+    ) -> Self {
+        let finished = |p: &Option<Prior>| matches!(p, Some(Prior::Finished(_)));
+        let replayed = priors.map(|p| p.iter().map(finished).collect());
+        Self {
+            emit,
+            journal,
+            replayed: replayed.unwrap_or_default(),
+        }
+    }
 }
 
 impl<E: Emit> Emit for Journaled<'_, E> {
     fn emit(&mut self, index: usize, id: &str, outcome: &Outcome) {
-        if let Some(journal) = self.journal {
+        let replayed = self.replayed.get(index).copied().unwrap_or(false);
+        if let Some(journal) = self.journal.filter(|_| !replayed) {
             journal.finished(index, outcome);
         }
         self.emit.emit(index, id, outcome);

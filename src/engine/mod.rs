@@ -194,7 +194,7 @@ where
     let (priors, journal) = keyed.map(|k| (k.priors, k.journal)).unzip();
     let journal = journal.flatten();
     let journal = journal.as_deref();
-    let emit = journal::Journaled { emit, journal };
+    let emit = journal::Journaled::new(emit, journal, priors.as_deref());
     let run = Run::new(plan, opts, outer, traced, priors);
     let summary = drive(svc, outer, run, opts, emit, hold, journal).await;
     if let Some(journal) = journal {

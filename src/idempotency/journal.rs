@@ -1,4 +1,4 @@
-//! A keyed batch's record as its run writes it, and what a retry reads back from it.
+//! A keyed batch's record as its run writes it.
 //!
 //! An item is recorded as about to be sent (`{phase}.s.{index}`) in the same store call
 //! that sends it on its way: the call is the item's first step, and the item goes out
@@ -9,18 +9,22 @@
 //! stops when it is dropped, so that the lease runs out). Phase 0 is the batch's run, or
 //! its lookup when it has one (resource bulk deletes by filter), whose outcomes decide the
 //! plan that follows.
+//!
+//! When a write fails, the record is not marked finished (once the lease has passed, a
+//! retry resumes it), the item it was for is not sent and its mark is withdrawn
+//! (`{phase}.u.{index}`: the write may have landed), and from then on only the outcomes
+//! of items this run sent are recorded: the rest (the layer's `503`, a `424` that follows
+//! from it) are worked out again by the retry.
 
 use super::{record, within};
-use crate::batch::outcome::reply_limit_reached;
 use crate::batch::outcome::Outcome;
-use crate::batch::plan::Plan;
-use crate::engine::{Journal, Keyed, Prior};
+use crate::engine::Journal;
 use crate::store::{IdempotencyStore, State};
 use crate::BoxError;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -36,17 +40,22 @@ struct Shared {
     owner: u64,
     /// Final outcomes not yet written: they go with the next write.
     pending: Mutex<Vec<(String, Bytes)>>,
-    /// The record's state as this run holds it; held across a renewal or the finish, so
-    /// that the two never race.
-    state: tokio::sync::Mutex<State>,
+    /// The record's state as this run holds it, held across a renewal or the finish.
+    held: tokio::sync::Mutex<Held>,
     /// Another run took the record over: nothing more is sent.
     lost: AtomicBool,
-    /// A write failed: the record is not marked finished (once the lease passes, a retry
-    /// resumes it, and runs what was not recorded).
+    /// A write failed: the record is left to resume.
     failed: AtomicBool,
-    /// Items whose mark could not be written (they were not sent): their outcomes, the
-    /// layer's own `503`, are not recorded, so that a retry runs them.
-    unsent: Mutex<HashSet<String>>,
+    /// The items whose marks were written: after a failure, only their outcomes are
+    /// recorded.
+    sent: Mutex<HashSet<String>>,
+}
+
+/// The state this run holds the record in, and the states a change whose answer was lost
+/// may have set.
+struct Held {
+    state: State,
+    unsure: Vec<State>,
 }
 
 impl Writer {
@@ -63,13 +72,29 @@ impl Writer {
             key,
             owner,
             pending: Mutex::default(),
-            state: tokio::sync::Mutex::new(state),
+            held: tokio::sync::Mutex::new(Held {
+                state,
+                unsure: Vec::new(),
+            }),
             lost: AtomicBool::new(false),
             failed: AtomicBool::new(false),
-            unsent: Mutex::default(),
+            sent: Mutex::default(),
         });
         tokio::spawn(renew(Arc::downgrade(&shared), lease));
         Self { shared }
+    }
+
+    /// The run ended without finishing (its lookup led to a refusal), and wrote nothing
+    /// but reads: its lease is given up, so that a retry runs it again at once.
+    pub(crate) async fn give_up(&self) {
+        let State::Running { owner, .. } = self.shared.held.lock().await.state else {
+            return;
+        };
+        let expired = State::Running {
+            owner,
+            lease_until: 0,
+        };
+        let _ = self.shared.change(expired).await;
     }
 }
 
@@ -78,44 +103,57 @@ async fn renew(shared: Weak<Shared>, lease: Duration) {
     let mut tick = tokio::time::interval(lease / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
-    // A renewal whose answer was lost may have been made: the state it would have set.
-    let mut unsure = None;
     loop {
         tick.tick().await;
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let mut state = shared.state.lock().await;
-        let State::Running { owner, .. } = *state else {
+        if shared.lost.load(Ordering::Acquire) {
             return;
-        };
-        let lease_until = super::now_ms().saturating_add(lease.as_millis() as u64);
-        let renewed = State::Running { owner, lease_until };
-        let store = &shared.store;
-        let mut done = within(store.replace(&shared.key, *state, renewed)).await;
-        if let (Ok(false), Some(made)) = (&done, unsure.take()) {
-            done = within(store.replace(&shared.key, made, renewed)).await;
         }
-        match done {
-            Ok(true) => *state = renewed,
-            Ok(false) => return shared.lost.store(true, Ordering::Release),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not renew a keyed batch's lease");
-                unsure = Some(renewed);
-            }
+        let owner = shared.owner;
+        let lease_until = super::now_ms().saturating_add(lease.as_millis() as u64);
+        match shared.change(State::Running { owner, lease_until }).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => tracing::warn!(error = %e, "could not renew a keyed batch's lease"),
         }
     }
 }
 
 const TAKEN_OVER: &str = "another run of this batch took its record over";
 
-impl Shared {
-    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<(String, Bytes)>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
-    fn unsent(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.unsent.lock().unwrap_or_else(|e| e.into_inner())
+impl Shared {
+    /// Moves the record to `new` from the state this run holds it in, or from one a change
+    /// whose answer was lost may have set: `false` when another run holds it now.
+    async fn change(&self, new: State) -> Result<bool, BoxError> {
+        let mut held = self.held.lock().await;
+        let store = &self.store;
+        let mut from = vec![held.state];
+        from.extend(held.unsure.iter().rev());
+        for expected in from {
+            match within(store.replace(&self.key, expected, new)).await {
+                Ok(true) => {
+                    *held = Held {
+                        state: new,
+                        unsure: Vec::new(),
+                    };
+                    return Ok(true);
+                }
+                Ok(false) => continue,
+                Err(e) => {
+                    // It may have landed: the next change tries from there too.
+                    held.unsure.push(new);
+                    return Err(e);
+                }
+            }
+        }
+        self.lost.store(true, Ordering::Release);
+        Ok(false)
     }
 
     /// Writes `entries`: an error when the store failed or another run holds the record.
@@ -138,12 +176,18 @@ impl Shared {
         written
     }
 
+    /// `entries` did not go: they go with the next write, before what came since.
+    fn put_back(&self, mut entries: Vec<(String, Bytes)>) {
+        let mut pending = lock(&self.pending);
+        entries.append(&mut pending);
+        *pending = entries;
+    }
+
     /// The run has ended: what is pending is written, then the record is finished, unless
     /// a write failed: then it is left running, and once its lease has passed a retry
     /// resumes it.
     async fn finish(&self) {
-        let mut state = self.state.lock().await;
-        let entries = std::mem::take(&mut *self.pending());
+        let entries = std::mem::take(&mut *lock(&self.pending));
         if !entries.is_empty() {
             if let Err(e) = self.append(&entries).await {
                 return tracing::error!(error = %e, "could not record a keyed batch's last items");
@@ -152,65 +196,88 @@ impl Shared {
         if self.failed.load(Ordering::Acquire) {
             return tracing::warn!("a keyed batch is left to resume: some of it was not recorded");
         }
-        match within(self.store.replace(&self.key, *state, State::Finished)).await {
-            Ok(true) => *state = State::Finished,
+        match self.change(State::Finished).await {
+            Ok(true) => {}
             Ok(false) => tracing::warn!("a keyed batch's record was taken over before it finished"),
             Err(e) => tracing::error!(error = %e, "could not mark a keyed batch finished"),
         }
     }
 }
 
+/// What one sending call took from the pending outcomes, until the store has them: if
+/// the call is dropped first (the batch's deadline), they go with the next write.
+struct Sending {
+    shared: Arc<Shared>,
+    entries: Option<Vec<(String, Bytes)>>,
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        if let Some(mut entries) = self.entries.take() {
+            // Its mark, last, goes: the item was not sent.
+            entries.pop();
+            self.shared.put_back(entries);
+        }
+    }
+}
+
 /// One phase of a keyed run, as the engine records it.
-struct StoreJournal {
+pub(super) struct StoreJournal {
     shared: Arc<Shared>,
     phase: usize,
     /// The run's last phase: once it ends, the batch is finished.
     last: bool,
-    /// The body bytes recorded, and the most that may be (the reply's own bound: a body
-    /// past it would be left out of the reply, and of its replay, anyway).
-    recorded: AtomicUsize,
-    max_bytes: usize,
+}
+
+impl StoreJournal {
+    pub(super) fn new(writer: &Writer, phase: usize, last: bool) -> Self {
+        Self {
+            shared: writer.shared.clone(),
+            phase,
+            last,
+        }
+    }
 }
 
 impl Journal for StoreJournal {
     fn sending(&self, index: usize) -> BoxFuture<'static, Result<(), BoxError>> {
-        let mut entries = std::mem::take(&mut *self.shared.pending());
-        entries.push((name(self.phase, 's', index), Bytes::new()));
-        let shared = self.shared.clone();
-        let unsent = name(self.phase, 'o', index);
+        let mut entries = std::mem::take(&mut *lock(&self.shared.pending));
+        let mark = name(self.phase, 's', index);
+        entries.push((mark.clone(), Bytes::new()));
+        let withdrawn = (name(self.phase, 'u', index), Bytes::new());
+        let mut sending = Sending {
+            shared: self.shared.clone(),
+            entries: Some(entries),
+        };
         Box::pin(async move {
-            let written = shared.append(&entries).await;
-            if let Err(e) = &written {
-                tracing::error!(error = %e, "could not record a keyed batch's item");
-                // The outcomes taken for this write go with the next one.
-                entries.pop();
-                let mut pending = shared.pending();
-                entries.append(&mut pending);
-                *pending = entries;
-                drop(pending);
-                shared.unsent().insert(unsent);
+            let shared = sending.shared.clone();
+            let entries = sending.entries.as_deref().unwrap_or_default();
+            let written = shared.append(entries).await;
+            match &written {
+                Ok(()) => {
+                    sending.entries.take();
+                    lock(&shared.sent).insert(mark);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not record a keyed batch's item");
+                    // Dropped: the outcomes it took go back, and the mark is withdrawn
+                    // (it may have landed, though the item is not sent).
+                    drop(sending);
+                    lock(&shared.pending).push(withdrawn);
+                }
             }
             written
         })
     }
 
     fn finished(&self, index: usize, outcome: &Outcome) {
-        let name = name(self.phase, 'o', index);
-        if self.shared.unsent().remove(&name) {
+        let shared = &self.shared;
+        let was_sent = || lock(&shared.sent).contains(&name(self.phase, 's', index));
+        if shared.failed.load(Ordering::Acquire) && !was_sent() {
             return;
         }
-        let size = outcome.body.len();
-        let recorded = self.recorded.fetch_add(size, Ordering::Relaxed) + size;
-        let entry = match recorded > self.max_bytes {
-            false => record::encode(outcome),
-            true => {
-                let mut omitted = outcome.clone();
-                omitted.body = Bytes::new();
-                omitted.body_omitted = Some(reply_limit_reached(self.max_bytes));
-                record::encode(&omitted)
-            }
-        };
-        self.shared.pending().push((name, entry));
+        let entry = (name(self.phase, 'o', index), record::encode(outcome));
+        lock(&shared.pending).push(entry);
     }
 
     fn ended(&self) -> BoxFuture<'static, ()> {
@@ -226,62 +293,4 @@ impl Journal for StoreJournal {
 
 fn name(phase: usize, kind: char, index: usize) -> String {
     format!("{phase}.{kind}.{index}")
-}
-
-/// What `plan` (phase `phase` of a keyed batch, its `last`) resumes from in `entries`,
-/// and, unless the batch is replayed (no `writer`), where its run records itself.
-///
-/// An item with a final outcome replays it. One sent without a recorded outcome is sent
-/// again when its method is idempotent (RFC 9110 §9.2.2), and else reports that its
-/// outcome is unknown. In a replay nothing is sent: an item without an outcome reports
-/// that it is unknown (an item the run left out, after a failure with `stop_on_error`,
-/// is left out again, since the replayed failure stops the schedule as it did).
-pub(crate) fn keyed_for(
-    plan: &Plan,
-    phase: usize,
-    entries: &[(String, Bytes)],
-    writer: Option<&Writer>,
-    last: bool,
-    max_bytes: usize,
-) -> Keyed {
-    let mut outcomes = HashMap::new();
-    let mut sent = HashSet::new();
-    let prefix = format!("{phase}.");
-    for (name, value) in entries {
-        let Some(rest) = name.strip_prefix(&prefix) else {
-            continue;
-        };
-        let Some((kind, index)) = rest.split_once('.') else {
-            continue;
-        };
-        let Ok(index) = index.parse::<usize>() else {
-            continue;
-        };
-        match kind {
-            "o" => drop(outcomes.insert(index, value.clone())),
-            "s" => drop(sent.insert(index)),
-            _ => {}
-        }
-    }
-    let replay = writer.is_none();
-    let priors = plan.items.iter().enumerate().map(|(i, item)| {
-        if let Some(stored) = outcomes.remove(&i) {
-            return Some(record::decode(stored).map_or(Prior::Unknown, Prior::Finished));
-        }
-        let unsafe_again = sent.contains(&i) && !item.method.is_idempotent();
-        (replay || unsafe_again).then_some(Prior::Unknown)
-    });
-    Keyed {
-        priors: priors.collect(),
-        journal: writer.map(|w| {
-            let journal = StoreJournal {
-                shared: w.shared.clone(),
-                phase,
-                last,
-                recorded: AtomicUsize::new(0),
-                max_bytes,
-            };
-            Arc::new(journal) as Arc<dyn Journal>
-        }),
-    }
 }

@@ -11,8 +11,10 @@
 
 mod journal;
 pub(crate) mod record;
+mod resume;
 
-pub(crate) use journal::{keyed_for, Writer};
+pub(crate) use journal::Writer;
+pub(crate) use resume::keyed_for;
 
 use crate::error::Problem;
 pub(crate) use crate::store::now_ms;

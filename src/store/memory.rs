@@ -79,15 +79,20 @@ impl Kept {
     /// records and `bytes` more would pass the bounds: whether there is room then.
     fn make_room(&mut self, records: usize, bytes: usize, max: (usize, usize)) -> bool {
         let now = Instant::now();
+        let mut held = Vec::new();
         while self
             .order
             .front()
             .is_some_and(|(expires, _)| *expires <= now)
         {
             if let Some((_, key)) = self.order.pop_front() {
-                self.remove_if_expired(&key, now);
+                if let Some(until) = self.remove_if_expired(&key, now) {
+                    held.push((until, key));
+                }
             }
         }
+        // Records a run still holds come round again when their lease ends.
+        self.order.extend(held);
         let full = |k: &Kept| k.records.len() + records > max.0 || k.bytes + bytes > max.1;
         let mut i = 0;
         while full(self) && i < self.order.len() {
@@ -104,17 +109,21 @@ impl Kept {
         !full(self)
     }
 
-    /// Drops `key` if it has expired, unless a run holds it (its lease not passed).
-    fn remove_if_expired(&mut self, key: &str, now: Instant) {
-        let expired = self.records.get(key).is_some_and(|e| e.expires <= now);
-        if expired
-            && !self
-                .records
-                .get(key)
-                .is_some_and(|e| leased(&e.record.state))
-        {
-            self.remove(key);
+    /// Drops `key` if it has expired, unless a run holds it (its lease not passed): then
+    /// returns when the lease ends.
+    fn remove_if_expired(&mut self, key: &str, now: Instant) -> Option<Instant> {
+        let entry = self.records.get(key)?;
+        if entry.expires > now {
+            return None;
         }
+        if let (true, State::Running { lease_until, .. }) =
+            (leased(&entry.record.state), entry.record.state)
+        {
+            let left = lease_until.saturating_sub(super::now_ms());
+            return Some(now + Duration::from_millis(left.min(3_600_000)));
+        }
+        self.remove(key);
+        None
     }
 
     fn remove(&mut self, key: &str) {
@@ -166,6 +175,12 @@ impl IdempotencyStore for MemoryStore {
         let replaced = match kept.records.get_mut(key) {
             Some(entry) if entry.record.state == expected => {
                 entry.record.state = new;
+                // A run that outlived the retention: its reply is kept a minute more.
+                let grace = Instant::now() + Duration::from_secs(60);
+                if new == State::Finished && entry.expires < grace {
+                    entry.expires = grace;
+                    kept.order.push_back((grace, key.to_owned()));
+                }
                 true
             }
             _ => false,

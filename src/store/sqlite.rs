@@ -163,6 +163,8 @@ impl IdempotencyStore for SqliteStore {
             if let Some(existing) = load(&tx, &key)? {
                 return Ok(Some(existing));
             }
+            // Entries no record owns (left by an older build's purge) are not this one's.
+            tx.execute("DELETE FROM batch_entries WHERE key = ?1", params![key])?;
             let (owner, lease_until, finished) = columns(record.state);
             let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
             tx.execute(
@@ -185,10 +187,13 @@ impl IdempotencyStore for SqliteStore {
         self.with(move |db| {
             let (o, l, f) = columns(expected);
             let (new_o, new_l, new_f) = columns(new);
+            // A run that outlived the retention: its reply is kept a minute more.
+            let grace = clamp(super::now_ms()).saturating_add(60_000);
             let changed = db.execute(
-                "UPDATE batch_records SET owner = ?1, lease_until = ?2, finished = ?3
+                "UPDATE batch_records SET owner = ?1, lease_until = ?2, finished = ?3,
+                    expires_at = CASE WHEN ?3 THEN MAX(expires_at, ?8) ELSE expires_at END
                  WHERE key = ?4 AND owner = ?5 AND lease_until = ?6 AND finished = ?7",
-                params![new_o, new_l, new_f, key, o, l, f],
+                params![new_o, new_l, new_f, key, o, l, f, grace],
             )?;
             Ok(changed == 1)
         })
