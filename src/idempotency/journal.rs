@@ -244,7 +244,7 @@ impl Journal for StoreJournal {
         let mut entries = std::mem::take(&mut *lock(&self.shared.pending));
         let mark = name(self.phase, 's', index);
         entries.push((mark.clone(), Bytes::new()));
-        let withdrawn = (name(self.phase, 'u', index), Bytes::new());
+        let phase = self.phase;
         let mut sending = Sending {
             shared: self.shared.clone(),
             entries: Some(entries),
@@ -263,6 +263,7 @@ impl Journal for StoreJournal {
                     // Dropped: the outcomes it took go back, and the mark is withdrawn
                     // (it may have landed, though the item is not sent).
                     drop(sending);
+                    let withdrawn = (name(phase, 'u', index), Bytes::new());
                     lock(&shared.pending).push(withdrawn);
                 }
             }
