@@ -211,15 +211,14 @@ async fn malformed_groups_and_missing_hooks_are_refused_before_anything_runs() {
     assert_eq!(calls.get(), 0);
     assert!(store.log().is_empty());
 
-    // A layer without a hook refuses atomic batches, whatever their format.
+    // A layer without a hook refuses atomic batches of two requests or more, whatever
+    // their format.
     let bare = seeded(0);
     let (http, calls) =
         store::start(BatchLayer::new("/batch").resource("/items"), bare.clone()).await;
+    let two = [create("a", Some("x")), create("b", Some("y"))];
     let p = http
-        .batch(
-            &json!({"atomic": true, "requests": [create("a", Some("x"))]}),
-            &[],
-        )
+        .batch(&json!({"atomic": true, "requests": two}), &[])
         .await
         .problem(400);
     assert_eq!(
@@ -228,12 +227,16 @@ async fn malformed_groups_and_missing_hooks_are_refused_before_anything_runs() {
     );
     let p = http
         .batch(
-            &json!({"requests": [{"url": "/items", "atomicityGroup": "g"}]}),
+            &json!({"requests": [
+                {"url": "/items", "atomicityGroup": "g"},
+                {"url": "/items", "atomicityGroup": "g"},
+            ]}),
             &[],
         )
         .await
         .problem(400);
     assert_eq!(p["errors"][0]["field"], "atomicityGroup");
+    assert_eq!(p["errors"][1]["index"], 1);
     let p = http
         .send(
             "POST",
@@ -246,6 +249,33 @@ async fn malformed_groups_and_missing_hooks_are_refused_before_anything_runs() {
     assert_eq!(p["errors"][0]["field"], "atomic");
     assert_eq!(calls.get(), 0);
     assert!(bare.ids().is_empty());
+}
+
+#[tokio::test]
+async fn a_group_of_one_request_needs_no_hook() {
+    let bare = seeded(0);
+    let (http, _) = store::start(BatchLayer::new("/batch"), bare.clone()).await;
+    // The whole batch atomic, of one request; an atomicity group of one beside a plain
+    // request: one request is atomic on its own.
+    let one = json!({"atomic": true, "requests": [create("a", Some("x"))]});
+    let items = http.batch(&one, &[]).await.items();
+    assert_eq!(items[0]["status"], 201);
+    let grouped = json!({"requests": [
+        {"id": "g1", "method": "POST", "url": "/items", "body": {"name": "y"}, "atomicityGroup": "g"},
+        {"id": "free", "url": "/items"},
+    ]});
+    let items = http.batch(&grouped, &[]).await.items();
+    assert_eq!(
+        (items[0]["status"].clone(), items[1]["status"].clone()),
+        (json!(201), json!(200))
+    );
+    assert_eq!(bare.ids().len(), 2);
+    // A member that fails is that group's failure, as with a hook: nothing to roll back.
+    let failing = json!({"requests": [
+        {"id": "bad", "method": "POST", "url": "/items", "body": {}, "atomicityGroup": "g"},
+    ]});
+    assert_eq!(http.batch(&failing, &[]).await.items()[0]["status"], 422);
+    assert_eq!(bare.ids().len(), 2);
 }
 
 #[tokio::test]

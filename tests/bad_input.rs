@@ -186,14 +186,15 @@ async fn invalid_header_names_and_values() {
 
 #[tokio::test]
 async fn features_this_server_does_not_offer_are_refused_up_front() {
+    // Groups of two requests or more need a transaction hook (one request needs none).
     rejects(
-        r#"{"atomic": true, "requests": [{"url": "/a"}]}"#,
+        r#"{"atomic": true, "requests": [{"url": "/a"}, {"url": "/b"}]}"#,
         &[(None, "atomic")],
     )
     .await;
     rejects(
-        r#"{"requests": [{"url": "/a", "atomicityGroup": "g"}]}"#,
-        &[(Some(0), "atomicityGroup")],
+        r#"{"requests": [{"url": "/a", "atomicityGroup": "g"}, {"url": "/b", "atomicityGroup": "g"}]}"#,
+        &[(Some(0), "atomicityGroup"), (Some(1), "atomicityGroup")],
     )
     .await;
 }

@@ -46,11 +46,13 @@ async fn a_mixed_batch_through_the_proxy() {
     assert_eq!(items[2]["body"], json!({"error": "not found"}));
     assert_eq!(items[3]["body"], "legacy says hi");
 
-    // The proxy has no transaction hook: an atomic batch is refused before anything runs.
+    // The proxy has no transaction hook: an atomic batch of two requests is refused
+    // before anything runs.
     let p = http
         .batch(
             &json!({"atomic": true, "requests": [
                 {"method": "POST", "url": "/items", "body": {"name": "Bo"}},
+                {"method": "POST", "url": "/items", "body": {"name": "Cy"}},
             ]}),
             &[],
         )
@@ -60,6 +62,27 @@ async fn a_mixed_batch_through_the_proxy() {
     let next = items[0]["body"]["id"].as_i64().unwrap() + 1;
     let reply = http.send("GET", &format!("/items/{next}"), &[], "").await;
     assert_eq!(reply.status, 404, "nothing was created");
+}
+
+#[tokio::test]
+async fn a_changeset_of_one_request_needs_no_hook() {
+    // What @odata/client sends for every write: a changeset of one request.
+    let (_legacy, port) = legacy();
+    let (_proxy, http) = proxy(&format!("http://127.0.0.1:{port}"), &[]);
+    let body = "--batch_1\r\ncontent-type: multipart/mixed; boundary=changeset_1\r\n\r\n\
+        --changeset_1\r\ncontent-type: application/http\r\ncontent-transfer-encoding: binary\r\ncontent-id: 1\r\n\r\n\
+        POST /items HTTP/1.1\r\ncontent-type: application/json\r\n\r\n{\"name\": \"Ada\"}\r\n\
+        --changeset_1--\r\n--batch_1--\r\n";
+    let headers = [("content-type", "multipart/mixed; boundary=batch_1")];
+    let reply = http.send("POST", "/batch", &headers, body).await;
+    assert_eq!(reply.status, 200);
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    assert!(text.contains("HTTP/1.1 201"), "{text}");
+    assert!(
+        text.contains("multipart/mixed; boundary=changesetresponse"),
+        "a changeset reply: {text}"
+    );
+    assert!(text.contains("\"name\": \"Ada\""), "{text}");
 }
 
 #[tokio::test]

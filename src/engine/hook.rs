@@ -10,15 +10,32 @@ use std::future::Future;
 use std::time::Duration;
 use tracing::Instrument as _;
 
-/// A group's transaction begins, or cannot.
-pub(super) async fn begin(g: usize, outer: &Parts, opts: &RunOptions) -> Done {
-    let began = match &opts.transactions {
-        Some(hook) => bounded(opts.timeout, hook.begin(outer)).await,
-        None => Err(TxError::Failed(
+/// A group's transaction begins, or cannot. A group of one request (`single`) needs no
+/// transaction hook: one request is atomic on its own.
+pub(super) async fn begin(g: usize, single: bool, outer: &Parts, opts: &RunOptions) -> Done {
+    let began = match (&opts.transactions, single) {
+        (Some(hook), _) => bounded(opts.timeout, hook.begin(outer)).await,
+        (None, true) => Ok(Box::new(Alone) as Box<dyn OpenTx>),
+        (None, false) => Err(TxError::Failed(
             "this server has no transaction hook".into(),
         )),
     };
     Done::Begun(g, began)
+}
+
+/// The "transaction" of a group of one request on a server without a hook: nothing to
+/// hand the request, nothing to commit or roll back.
+struct Alone;
+
+impl OpenTx for Alone {
+    fn insert_into(&self, _: &mut http::Extensions) {}
+
+    fn finish(
+        self: Box<Self>,
+        _: bool,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), BoxError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// A group's commit or rollback, on a task of its own: it finishes even when the batch is

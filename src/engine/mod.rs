@@ -323,7 +323,7 @@ where
                 }
             })
         }
-        Call::Begin(g) => Box::pin(begin(g, outer.parts(), opts)),
+        Call::Begin(g, single) => Box::pin(begin(g, single, outer.parts(), opts)),
     }
 }
 

@@ -34,8 +34,8 @@ pub(super) enum Launch<B> {
 pub(super) enum Call<B> {
     /// Send item `i`, in its span if items have spans.
     Send(usize, Request<BatchRequestBody<B>>, Option<tracing::Span>),
-    /// Begin group `g`'s transaction.
-    Begin(usize),
+    /// Begin group `g`'s transaction (`true`: the group is one request).
+    Begin(usize, bool),
 }
 
 /// One batch being run.
@@ -124,7 +124,8 @@ impl<'a> Run<'a> {
                 Start::Group(g) => match self.schedule.failed_dependency_of_group(g) {
                     None => {
                         self.groups[g].begin();
-                        return Some(Launch::Call(Call::Begin(g)));
+                        let single = self.groups[g].members().len() == 1;
+                        return Some(Launch::Call(Call::Begin(g, single)));
                     }
                     Some(d) => {
                         self.groups[g].not_started();

@@ -16,14 +16,8 @@ pub(super) struct Checked {
     pub(super) depends_on: Vec<Vec<usize>>,
 }
 
-/// Checks the items as a whole. `atomic`: the batch is one group; `hook`: the layer can
-/// run atomic groups at all.
-pub(super) fn check(
-    items: &[Meta],
-    atomic: bool,
-    hook: bool,
-    errors: &mut Vec<FieldError>,
-) -> Checked {
+/// Checks the items as a whole. `atomic`: the batch is one group.
+pub(super) fn check(items: &[Meta], atomic: bool, errors: &mut Vec<FieldError>) -> Checked {
     // The ids, borrowed from the items: an index of them is needed only here.
     let with_ids = items.iter().enumerate();
     let with_ids = with_ids.filter_map(|(index, item)| Some((index, item.id.as_deref()?)));
@@ -42,7 +36,7 @@ pub(super) fn check(
             members: 0..items.len(),
         }]
     } else {
-        atomicity_groups(items, &ids, hook, errors)
+        atomicity_groups(items, &ids, errors)
     };
     if atomic {
         for (index, _) in items.iter().enumerate().filter(|(_, i)| i.group.is_some()) {
@@ -61,20 +55,25 @@ pub(super) fn check(
     Checked { groups, depends_on }
 }
 
+/// Without a hook, a group of two or more requests cannot run: each member says so. (A
+/// group of one needs none: one request is atomic on its own.)
+pub(super) fn need_hook(groups: &[Group], errors: &mut Vec<FieldError>) {
+    for group in groups.iter().filter(|g| g.members.len() > 1) {
+        errors.extend(
+            group
+                .members
+                .clone()
+                .map(|m| FieldError::item(m, "atomicityGroup", NO_HOOK)),
+        );
+    }
+}
+
 /// OData's atomicity groups: the members of each are adjacent, and its name is no
 /// request's id.
-fn atomicity_groups(
-    items: &[Meta],
-    ids: &IdIndex<'_>,
-    hook: bool,
-    errors: &mut Vec<FieldError>,
-) -> Vec<Group> {
+fn atomicity_groups(items: &[Meta], ids: &IdIndex<'_>, errors: &mut Vec<FieldError>) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let Some(name) = &item.group else { continue };
-        if !hook {
-            errors.push(FieldError::item(index, "atomicityGroup", NO_HOOK));
-        }
         if let Some(last) = groups.last_mut() {
             if same_id(&last.name, name) && last.members.end == index {
                 last.members.end = index + 1;

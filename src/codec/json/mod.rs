@@ -99,14 +99,22 @@ struct Options {
 /// a plan only when there is none.
 fn decode(bytes: &Bytes, cx: &DecodeContext<'_>) -> Result<Plan, Vec<FieldError>> {
     let (raw, items) = envelope(bytes, cx)?;
-    let (options, mut errors) = options(&raw, cx);
+    let (options, mut errors) = options(&raw);
     let mut plan = Vec::with_capacity(items.len());
     let metas: Vec<Meta> = items
         .into_iter()
         .enumerate()
         .map(|(index, raw)| item::decode(index, raw, bytes, cx, &mut plan, &mut errors))
         .collect();
-    let checked = graph::check(&metas, options.atomic, cx.limits.atomic, &mut errors);
+    let checked = graph::check(&metas, options.atomic, &mut errors);
+    if !cx.limits.atomic {
+        match options.atomic {
+            // The whole batch one group: of one request, it needs no hook.
+            true if metas.len() > 1 => errors.push(FieldError::batch("atomic", NO_HOOK)),
+            true => {}
+            false => graph::need_hook(&checked.groups, &mut errors),
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -146,7 +154,7 @@ fn envelope<'a>(
         Ok(items) => Ok((raw, items.into_iter().map(item::parse).collect())),
         Err(e) => {
             // Report the list's problem along with the batch-level fields' own.
-            let mut errors = options(&raw, cx).1;
+            let mut errors = options(&raw).1;
             errors.push(e);
             Err(errors)
         }
@@ -154,7 +162,7 @@ fn envelope<'a>(
 }
 
 /// `stop_on_error` and `atomic`, and their problems.
-fn options(raw: &RawBatch<'_>, cx: &DecodeContext<'_>) -> (Options, Vec<FieldError>) {
+fn options(raw: &RawBatch<'_>) -> (Options, Vec<FieldError>) {
     let mut errors = Vec::new();
     let mut flag = |name: &str, value: Option<&RawValue>| {
         value.is_some_and(|v| {
@@ -168,9 +176,6 @@ fn options(raw: &RawBatch<'_>, cx: &DecodeContext<'_>) -> (Options, Vec<FieldErr
         stop_on_error: flag("stop_on_error", raw.stop_on_error),
         atomic: flag("atomic", raw.atomic),
     };
-    if options.atomic && !cx.limits.atomic {
-        errors.push(FieldError::batch("atomic", NO_HOOK));
-    }
     (options, errors)
 }
 

@@ -170,9 +170,6 @@ impl Batch<'_> {
                 return Ok(());
             }
         };
-        if !self.cx.limits.atomic {
-            self.err(index, "changeset", NO_HOOK);
-        }
         let mut ids = HashMap::new();
         for bytes in inner {
             let index = self.next();
@@ -187,9 +184,14 @@ impl Batch<'_> {
                 Err(e) => self.refuse(index, "part", e),
             }
         }
+        let members = index..self.next();
+        // A changeset of one request needs no hook: one request is atomic on its own.
+        if !self.cx.limits.atomic && members.len() > 1 {
+            self.err(index, "changeset", NO_HOOK);
+        }
         self.groups.push(Group {
             name: boundary.to_string(),
-            members: index..self.next(),
+            members,
         });
         Ok(())
     }
