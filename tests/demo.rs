@@ -506,3 +506,33 @@ async fn a_misspelled_filter_deletes_nobody_from_the_demo() {
         .await;
     assert_eq!(reply.json()["deleted_count"], 12);
 }
+
+#[tokio::test]
+async fn annotations_in_bodies_are_ignored_as_an_odata_service_ignores_them() {
+    let http = demo().await;
+    // As Graph's typed models write a user.
+    let body = json!({
+        "@odata.type": "#microsoft.graph.user",
+        "name": "Typed",
+        "name@odata.type": "String",
+        "email": "typed@example.com",
+    });
+    let created = http.send_json("POST", "/users", body.to_string()).await;
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    assert_eq!(created.json()["name"], "Typed");
+    let batch = json!({"requests": [{"method": "POST", "url": "/users", "body": body}]});
+    assert_eq!(http.batch(&batch, &[]).await.items()[0]["status"], 201);
+    // Any other unknown field is still refused.
+    let typo = json!({"name": "T", "emial": "t@example.com"});
+    assert_eq!(
+        http.send_json("POST", "/users", typo.to_string())
+            .await
+            .status,
+        422
+    );
+}

@@ -431,6 +431,11 @@ fn fields(body: &Value, all_required: bool) -> Result<Fields, String> {
     };
     let mut f = Fields::default();
     for (key, value) in obj {
+        // Annotations (`@odata.type`, `name@odata.type`, …) are about the payload, not
+        // fields of it: an OData service ignores them, and Graph's typed models write them.
+        if key.contains('@') {
+            continue;
+        }
         match key.as_str() {
             "name" => match value.as_str().map(str::trim) {
                 Some(s) if !s.is_empty() => f.name = Some(s.to_string()),
