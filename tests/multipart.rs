@@ -279,3 +279,32 @@ async fn urls_are_read_as_in_the_json_batch() {
     // `$metadata` names no Content-ID: it is a path.
     assert_eq!(reply[3].status, 404);
 }
+
+#[tokio::test]
+async fn google_style_parts_without_a_version_and_with_lf_line_ends() {
+    // As Google's batch clients (batchelor and others) frame them: LF line ends, and
+    // request lines without an HTTP version.
+    let store = seeded(2);
+    let (http, calls) = store::start(BatchLayer::new("/batch"), store.clone()).await;
+    let part = |id: &str, head: &str, body: &str| {
+        format!(
+            "--batch_1\nContent-Type: application/http\nContent-ID: <{id}>\n\n{head}\n\n{body}\n"
+        )
+    };
+    let body = [
+        part("a", "GET /items/1", ""),
+        part(
+            "b",
+            "POST /items\nContent-Type: application/json",
+            r#"{"name": "lf"}"#,
+        ),
+    ]
+    .concat()
+        + "--batch_1--\n";
+    let reply = parts(&send(&http, &body).await);
+    let statuses: Vec<u16> = reply.iter().map(|p| p.status).collect();
+    assert_eq!(statuses, [200, 201], "{reply:#?}");
+    assert_eq!(reply[1].json()["name"], "lf");
+    assert_eq!(calls.get(), 2);
+    assert_eq!(store.ids().len(), 3);
+}

@@ -1,6 +1,8 @@
 //! One `application/http` part: an HTTP/1.1 request (`METHOD url HTTP/1.1`, headers, an
 //! empty line, the body), read by `httparse`, into the method, URL, headers and body of a
-//! sub-request. The body runs to the part's end, or `Content-Length` bytes of it.
+//! sub-request. The body runs to the part's end, or `Content-Length` bytes of it. Lines
+//! may end in LF alone, and the request line may leave the version out (`GET /path`), as
+//! Google's batch clients write them: it is read as HTTP/1.1.
 
 use super::super::HeaderCaps;
 use crate::batch::plan::parse_method;
@@ -27,7 +29,11 @@ pub(super) fn read<'a>(
     let room = caps.count.saturating_add(1).min(content.len() / 3 + 1);
     let mut slots = vec![httparse::EMPTY_HEADER; room];
     let mut request = httparse::Request::new(&mut slots);
-    let head = match request.parse(content) {
+    // A request line without a version is read with ` HTTP/1.1` added after its target.
+    let versioned = with_version(content);
+    let parsed = versioned.as_deref().unwrap_or(content);
+    let added = parsed.len() - content.len();
+    let head = match request.parse(parsed) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
             return Err((
@@ -46,15 +52,31 @@ pub(super) fn read<'a>(
         }
     };
     let method = parse_method(request.method.unwrap_or_default()).map_err(|e| ("method", e))?;
-    let url = request.path.unwrap_or_default();
+    // The target sits at the same place in `content` (what was added comes after it).
+    let path = request.path.unwrap_or_default();
+    let at = path.as_ptr() as usize - parsed.as_ptr() as usize;
+    let url = std::str::from_utf8(&content[at..at + path.len()]).unwrap_or_default();
     let headers = header_map(request.headers, caps)?;
-    let body = body(&content[head..], &headers)?;
+    let body = body(&content[head - added..], &headers)?;
     Ok(InnerRequest {
         method,
         url,
         headers,
         body: outer.slice_ref(body),
     })
+}
+
+/// `content` with ` HTTP/1.1` after the target of a request line that has none
+/// (`METHOD target`, its line ending as it was); `None` when the line has a version, or
+/// is not two words.
+fn with_version(content: &[u8]) -> Option<Vec<u8>> {
+    let end = memchr::memchr(b'\n', content)?;
+    let line = content[..end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&content[..end]);
+    let mut words = line.split(|&b| b == b' ');
+    let two = matches!((words.next(), words.next(), words.next()), (Some(m), Some(t), None) if !m.is_empty() && !t.is_empty());
+    two.then(|| [line, b" HTTP/1.1", &content[line.len()..]].concat())
 }
 
 fn too_many(max: usize) -> String {
@@ -154,13 +176,22 @@ mod tests {
         assert_eq!((r.method, r.url, r.body.len()), (Method::GET, "/x?a=1", 0));
         let r = read_str("PUT /x HTTP/1.1\r\nContent-Length: 2\r\n\r\nab\r\n").unwrap();
         assert_eq!(&r.body[..], b"ab");
+        // As Google's batch clients write them: no version, LF line ends.
+        let r = read_str("GET /x\r\n\r\n").unwrap();
+        assert_eq!((r.method, r.url, r.body.len()), (Method::GET, "/x", 0));
+        let r = read_str("POST /v1/items?a=1\nContent-Type: text/plain\n\nhello").unwrap();
+        assert_eq!((r.method, r.url), (Method::POST, "/v1/items?a=1"));
+        assert_eq!(r.headers["content-type"], "text/plain");
+        assert_eq!(&r.body[..], b"hello");
+        let r = read_str("PUT /x\nContent-Length: 2\n\nab\n").unwrap();
+        assert_eq!(&r.body[..], b"ab");
     }
 
     #[test]
     fn refusals_name_their_field() {
         for (text, field) in [
             ("GET /x HTTP/1.1\r\nA: 1\r\n", "request"),
-            ("GET /x\r\n\r\n", "request"),
+            ("GET /x y\r\n\r\n", "request"),
             ("CONNECT /x HTTP/1.1\r\n\r\n", "method"),
             (
                 "GET /x HTTP/1.1\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\n\r\n",
