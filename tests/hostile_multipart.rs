@@ -92,7 +92,9 @@ async fn parts_must_be_http_requests() {
     .await;
     let untyped = "\r\nGET /echo HTTP/1.1\r\n\r\n".to_string();
     refused(&multipart(&[untyped]), Some(0), "part").await;
-    refused(&multipart(&[part("GET /echo", "")]), Some(0), "request").await;
+    // A request line of one word is no request (one of two, `GET /echo`, is read as
+    // HTTP/1.1, as Google's batch clients write it).
+    refused(&multipart(&[part("GET", "")]), Some(0), "request").await;
     refused(
         &multipart(&[part("CONNECT /echo HTTP/1.1", "")]),
         Some(0),
