@@ -256,7 +256,7 @@ fn context<'a>(
 async fn run<S, B, ResBody>(
     svc: S,
     mut decoded: Decoded,
-    batch: Setting,
+    mut batch: Setting,
     resuming: Option<Resuming>,
 ) -> Response<BatchResponseBody<ResBody>>
 where
@@ -264,13 +264,7 @@ where
     B: Send + 'static,
     ResBody: WrappedBody,
 {
-    let Setting {
-        outer,
-        config,
-        trace,
-        place,
-        ..
-    } = batch;
+    let config = batch.config.clone();
     let keeps_header = |name: &HeaderName| config.headers.keeps(name);
     let keyed_for = |plan: &Plan, phase: usize, last: bool| {
         let r = resuming.as_ref()?;
@@ -284,23 +278,14 @@ where
     };
     let mut phase = 0;
     loop {
-        let cx = context(&outer, &config, &keeps_header);
+        let cx = context(&batch.outer, &config, &keeps_header);
         let (Decoded::Run(plan, _) | Decoded::Lookup(plan, _)) = &mut decoded;
         plan.under_root = cx.root.is_some();
         match decoded {
             Decoded::Run(plan, reply) => {
-                trace.size(plan.items.len());
-                let keyed = keyed_for(&plan, phase, true);
-                let config = config.clone();
-                let streams = reply.streams();
-                let batch = Setting {
-                    outer,
-                    config,
-                    trace,
-                    place,
-                    keyed,
-                };
-                return match streams {
+                batch.trace.size(plan.items.len());
+                batch.keyed = keyed_for(&plan, phase, true);
+                return match reply.streams() {
                     true => reply::streamed(svc, plan, reply, batch).await,
                     false => reply::whole(svc, plan, reply, batch).await,
                 };
@@ -309,11 +294,11 @@ where
                 let mut outcomes = Vec::with_capacity(plan.items.len());
                 let keep = |_: usize, _: &str, outcome: &Outcome| outcomes.push(outcome.clone());
                 let per_run = PerRun {
-                    traced: trace.is_enabled(),
-                    hold: place.clone(),
+                    traced: batch.trace.is_enabled(),
+                    hold: batch.place.clone(),
                     keyed: keyed_for(&plan, phase, false),
                 };
-                engine::run(svc.clone(), &outer, plan, &config.run, keep, per_run).await;
+                engine::run(svc.clone(), &batch.outer, plan, &config.run, keep, per_run).await;
                 decoded = match resume.resume(outcomes, &cx) {
                     Ok(decoded) => decoded,
                     Err(problem) => {

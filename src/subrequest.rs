@@ -25,12 +25,10 @@ use http::{HeaderMap, HeaderValue, Method, Request, Version};
 use std::borrow::Cow;
 use std::sync::Arc;
 
-/// Headers whose outer values every sub-request carries, and that no sub-request sets:
-/// identity (who the request acts as) and client address (where it comes from), with the
-/// names front proxies and CDNs use. Compared with `_` as `-`; `x-forwarded` and
-/// `x-forwarded-*` too.
-const OUTER_ONLY: [&str; 17] = [
-    // Identity: the first IDENTITY_HEADERS names.
+/// Headers whose outer values every sub-request carries, and that no sub-request sets
+/// (with [`CLIENT_ADDRESS`]): identity, who the request acts as, with the names
+/// authenticating proxies use. Compared with `_` as `-`.
+const IDENTITY: [&str; 8] = [
     "authorization",
     "x-goog-iap-jwt-assertion",
     "x-client-cert",
@@ -39,7 +37,25 @@ const OUTER_ONLY: [&str; 17] = [
     "x-remote-user",
     "x-authenticated-user",
     "remote-user",
-    // Client addresses.
+];
+
+/// Name prefixes of [`IDENTITY`] headers: the user and certificate headers that
+/// authenticating proxies set (AWS ALB, Google IAP, Azure App Service, Cloudflare Access,
+/// oauth2-proxy, Grafana's auth proxy, TLS terminators).
+const IDENTITY_PREFIXES: [&str; 8] = [
+    "x-amzn-oidc-",
+    "x-goog-authenticated-user-",
+    "x-ms-client-principal",
+    "cf-access-",
+    "x-auth-request-",
+    "x-webauth-",
+    "ssl-client-",
+    "x-ssl-client-",
+];
+
+/// The other headers sub-requests take from the outer request alone: where it comes from,
+/// with the names front proxies and CDNs use; and [`CLIENT_ADDRESS_PREFIX`]`*`.
+const CLIENT_ADDRESS: [&str; 9] = [
     "forwarded",
     "x-real-ip",
     "x-client-ip",
@@ -51,25 +67,9 @@ const OUTER_ONLY: [&str; 17] = [
     "x-original-forwarded-for",
 ];
 
-/// How many of [`OUTER_ONLY`]'s names, from the first, say who the request acts as (the
-/// rest say where it comes from).
-const IDENTITY_HEADERS: usize = 8;
-
-/// Name prefixes of [`OUTER_ONLY`] headers: client addresses, and the user and certificate
-/// headers that authenticating proxies set (AWS ALB, Google IAP, Azure App Service,
-/// Cloudflare Access, oauth2-proxy, Grafana's auth proxy, TLS terminators).
-const OUTER_ONLY_PREFIXES: [&str; 9] = [
-    // A client address (the others are identity, see `identity_of`); `x-forwarded` alone too: some servers read it as `forwarded`'s lookalike.
-    "x-forwarded",
-    "x-amzn-oidc-",
-    "x-goog-authenticated-user-",
-    "x-ms-client-principal",
-    "cf-access-",
-    "x-auth-request-",
-    "x-webauth-",
-    "ssl-client-",
-    "x-ssl-client-",
-];
+/// `x-forwarded-*`, and `x-forwarded` alone: some servers read it as `forwarded`'s
+/// lookalike.
+const CLIENT_ADDRESS_PREFIX: &str = "x-forwarded";
 
 /// Headers no sub-request sets, and that are not inherited either, besides the
 /// [`HOP_BY_HOP`] ones: framing (RFC 9110 §7.6.1; `content-length` is computed), and the
@@ -160,8 +160,15 @@ impl HeaderPolicy {
     }
 
     fn is_outer_only_folded(&self, name: &str) -> bool {
-        OUTER_ONLY.contains(&name)
-            || OUTER_ONLY_PREFIXES.iter().any(|p| name.starts_with(p))
+        self.is_identity_folded(name)
+            || CLIENT_ADDRESS.contains(&name)
+            || name.starts_with(CLIENT_ADDRESS_PREFIX)
+    }
+
+    /// Whether a header (folded) says who the request acts as.
+    fn is_identity_folded(&self, name: &str) -> bool {
+        IDENTITY.contains(&name)
+            || IDENTITY_PREFIXES.iter().any(|p| name.starts_with(p))
             || self.identity.iter().any(|h| h == name)
     }
 
@@ -172,12 +179,7 @@ impl HeaderPolicy {
         let mut identity = Vec::new();
         for (name, value) in headers {
             let folded = folded(name.as_str());
-            let is_identity = OUTER_ONLY[..IDENTITY_HEADERS].contains(&&*folded)
-                || OUTER_ONLY_PREFIXES[1..]
-                    .iter()
-                    .any(|p| folded.starts_with(p))
-                || self.identity.iter().any(|h| *h == *folded);
-            if is_identity {
+            if self.is_identity_folded(&folded) {
                 // Names and values hold no line feed: one header per line is unambiguous.
                 identity.extend_from_slice(folded.as_bytes());
                 identity.extend_from_slice(b": ");

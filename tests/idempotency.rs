@@ -119,14 +119,6 @@ async fn finished(http: &Http, batch: &Value, key: &str, user: Option<&str>) -> 
     common::once_free(|| keyed(http, batch, key, user)).await
 }
 
-fn statuses(reply: &Reply) -> Vec<u64> {
-    reply
-        .items()
-        .iter()
-        .map(|i| i["status"].as_u64().unwrap())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_retry_replays_the_reply_and_runs_nothing() {
     let data = Store::default();
@@ -134,7 +126,7 @@ async fn a_retry_replays_the_reply_and_runs_nothing() {
     let batch =
         json!({ "requests": [create("a"), create("b"), { "id": "list", "url": "/items" }] });
     let first = keyed(&http, &batch, "k1", None).await;
-    assert_eq!(statuses(&first), [201, 201, 200]);
+    assert_eq!(first.statuses(), [201, 201, 200]);
     assert!(first.headers.get("idempotent-replayed").is_none());
     assert_eq!(data.ids().len(), 2);
 
@@ -168,7 +160,7 @@ async fn the_same_key_with_another_request_is_refused() {
     let data = Store::default();
     let http = start(BatchLayer::new("/batch"), data.clone(), Gate::default()).await;
     let first = json!({ "requests": [create("a")] });
-    assert_eq!(statuses(&keyed(&http, &first, "k2", None).await), [201]);
+    assert_eq!(keyed(&http, &first, "k2", None).await.statuses(), [201]);
     let other = json!({ "requests": [create("b")] });
     let refused = finished(&http, &other, "k2", None).await;
     let problem = refused.problem(422);
@@ -186,7 +178,7 @@ async fn keys_belong_to_their_caller() {
     let batch = json!({ "requests": [create("a")] });
     let alice = keyed(&http, &batch, "shared", Some("alice")).await;
     let bob = keyed(&http, &batch, "shared", Some("bob")).await;
-    assert_eq!((statuses(&alice), statuses(&bob)), (vec![201], vec![201]));
+    assert_eq!((alice.statuses(), bob.statuses()), (vec![201], vec![201]));
     assert_ne!(alice.json(), bob.json(), "two batches, two items");
     assert_eq!(data.ids().len(), 2);
     let alice_again = finished(&http, &batch, "shared", Some("alice")).await;
@@ -215,7 +207,7 @@ async fn a_duplicate_while_the_first_runs_is_told_to_come_back() {
     assert_eq!(duplicate.headers["retry-after"], "1");
     gate.open();
     let first = first.await.unwrap();
-    assert_eq!(statuses(&first), [201, 200]);
+    assert_eq!(first.statuses(), [201, 200]);
     let replay = finished(&http, &batch, "k4", None).await;
     assert_eq!(replay.json(), first.json());
     assert_eq!(gate.count.load(Ordering::SeqCst), 1);
@@ -236,7 +228,7 @@ async fn a_keyed_batch_runs_to_its_end_when_its_client_leaves() {
     gate.open();
     let replay = finished(&http, &batch, "k5", None).await;
     assert_eq!(replay.headers["idempotent-replayed"], "true");
-    assert_eq!(statuses(&replay), [201, 200, 201], "it ran to its end");
+    assert_eq!(replay.statuses(), [201, 200, 201], "it ran to its end");
     assert_eq!(data.ids().len(), 2);
     assert_eq!(gate.count.load(Ordering::SeqCst), 1);
 }
@@ -318,7 +310,7 @@ fn a_run_stopped_part_way_resumes_without_sending_an_unsafe_item_twice() {
         // Once the stopped run's lease has passed, the retry takes it over.
         let resumed = finished(&http, &batch, "k6", None).await;
         assert!(resumed.headers.get("idempotent-replayed").is_none());
-        assert_eq!(statuses(&resumed), [201, 409, 201, 200, 200]);
+        assert_eq!(resumed.statuses(), [201, 409, 201, 200, 200]);
         let items = resumed.items();
         assert_eq!(items[1]["body"]["title"], "Outcome unknown");
         assert_eq!(
@@ -457,7 +449,7 @@ async fn a_store_that_fails_mid_batch_leaves_it_to_resume() {
     let batch = json!({ "requests": [create("a"), down, create("c"), read_c] });
     let first = keyed(&http, &batch, "k11", None).await;
     assert_eq!(
-        statuses(&first),
+        first.statuses(),
         [201, 200, 503, 424],
         "c was not sent, so neither was d"
     );
@@ -470,7 +462,7 @@ async fn a_store_that_fails_mid_batch_leaves_it_to_resume() {
     flaky.down.store(false, Ordering::SeqCst);
     let resumed = finished(&http, &batch, "k11", None).await;
     assert!(resumed.headers.get("idempotent-replayed").is_none());
-    assert_eq!(statuses(&resumed), [201, 409, 201, 200]);
+    assert_eq!(resumed.statuses(), [201, 409, 201, 200]);
     assert_eq!(resumed.items()[3]["body"]["name"], "c");
     assert_eq!(resumed.items()[0], first.items()[0]);
     assert_eq!(data.ids().len(), 2);
@@ -499,7 +491,7 @@ async fn a_keyed_batch_its_store_cannot_record_does_not_run() {
     assert_eq!(refused.headers["retry-after"], "1");
     assert!(data.ids().is_empty());
     // A batch without a key does not need the store.
-    assert_eq!(statuses(&http.batch(&batch, &[]).await), [201]);
+    assert_eq!(http.batch(&batch, &[]).await.statuses(), [201]);
 }
 
 #[tokio::test]
@@ -536,6 +528,6 @@ async fn keys_are_checked_and_may_be_required() {
         .batch_raw("{\"requests\": 5}", &[("idempotency-key", "k8")])
         .await;
     malformed.problem(400);
-    assert_eq!(statuses(&keyed(&http, &batch, "k8", None).await), [201]);
+    assert_eq!(keyed(&http, &batch, "k8", None).await.statuses(), [201]);
     assert_eq!(data.ids().len(), 1);
 }

@@ -49,14 +49,6 @@ async fn retried(http: &Http, key: &str) -> Reply {
     .await
 }
 
-fn statuses(reply: &Reply) -> Vec<u64> {
-    reply
-        .items()
-        .iter()
-        .map(|i| i["status"].as_u64().unwrap())
-        .collect()
-}
-
 fn store_flag(name: &str) -> (String, std::path::PathBuf) {
     let path = std::env::temp_dir().join(format!("thb-{name}-{}.db", std::process::id()));
     let _ = std::fs::remove_file(&path);
@@ -75,7 +67,7 @@ async fn a_keyed_batch_outlives_its_client_and_a_restart() {
     legacy_http.send("GET", "/release", &[], "").await;
     let replay = retried(&http, "k1").await;
     assert_eq!(replay.headers["idempotent-replayed"], "true");
-    assert_eq!(statuses(&replay), [201, 200, 201], "it ran to its end");
+    assert_eq!(replay.statuses(), [201, 200, 201], "it ran to its end");
     // Restarted on the same store: the same reply, and still nothing runs again.
     drop(first);
     let (_second, http) = proxy(&upstream, &["--store", &store]);
@@ -103,7 +95,7 @@ async fn a_proxy_killed_mid_batch_is_resumed_by_the_next() {
     // Once the killed proxy's lease (10 s) has passed, the retry takes the batch over.
     let resumed = retried(&http, "k2").await;
     assert!(resumed.headers.get("idempotent-replayed").is_none());
-    assert_eq!(statuses(&resumed), [201, 409, 201]);
+    assert_eq!(resumed.statuses(), [201, 409, 201]);
     assert_eq!(resumed.items()[1]["body"]["title"], "Outcome unknown");
     assert_eq!(
         resumed.items()[2]["body"]["id"],

@@ -26,7 +26,7 @@ pub(crate) trait Journal: Send + Sync {
 }
 
 /// What an earlier run of the same batch left of an item.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) enum Prior {
     /// Its final outcome: replayed, not sent again.
     Finished(Outcome),
@@ -36,7 +36,6 @@ pub(crate) enum Prior {
 }
 
 /// A keyed batch's run: what it resumes from, and where it records itself.
-#[derive(Clone)]
 pub(crate) struct Keyed {
     /// Per item (`None`: it runs as in a first run).
     pub(crate) priors: Vec<Option<Prior>>,

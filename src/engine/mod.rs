@@ -85,7 +85,6 @@ impl<T> WrappedBody for T where T: Body<Data = Bytes, Error: Into<BoxError>> + S
 pub(crate) type Hold = Arc<dyn Send + Sync>;
 
 /// What one run is given besides its plan and the layer's configuration.
-#[derive(Clone)]
 pub(crate) struct PerRun {
     /// Whether items have spans (children of the span current when the run starts).
     pub(crate) traced: bool,

@@ -28,6 +28,9 @@ pub(super) struct Slots {
     /// The request-id header, when sub-requests carry one: every outcome of an item that
     /// was sent gives back the id it was sent with (unless the service set its own).
     id_header: Option<http::HeaderName>,
+    /// What an earlier run of a keyed batch left of each item, until it is replayed
+    /// (empty when the batch has no key).
+    priors: Vec<Option<Prior>>,
 }
 
 /// One item.
@@ -46,8 +49,6 @@ struct Slot {
     request_id: Option<http::HeaderValue>,
     /// Its span, once it has started (when items have spans).
     trace: Option<Box<ItemTrace>>,
-    /// What an earlier run of its keyed batch left of it, until it is replayed.
-    prior: Option<Prior>,
 }
 
 impl Slots {
@@ -70,7 +71,6 @@ impl Slots {
                 written: false,
                 request_id: None,
                 trace: None,
-                prior: None,
             })
             .collect();
         Self {
@@ -83,22 +83,21 @@ impl Slots {
             summary,
             traced,
             id_header,
+            priors: Vec::new(),
         }
     }
 
     /// What earlier runs of this keyed batch left, per item.
     pub(super) fn set_priors(&mut self, priors: Vec<Option<Prior>>) {
-        for (slot, prior) in self.slots.iter_mut().zip(priors) {
-            slot.prior = prior;
-        }
+        self.priors = priors;
     }
 
     pub(super) fn has_prior(&self, i: usize) -> bool {
-        self.slots[i].prior.is_some()
+        self.priors.get(i).is_some_and(Option::is_some)
     }
 
     pub(super) fn take_prior(&mut self, i: usize) -> Option<Prior> {
-        self.slots[i].prior.take()
+        self.priors.get_mut(i)?.take()
     }
 
     pub(super) fn len(&self) -> usize {

@@ -46,9 +46,9 @@ struct Shared {
     lost: AtomicBool,
     /// A write failed: the record is left to resume.
     failed: AtomicBool,
-    /// The items whose marks were written: after a failure, only their outcomes are
-    /// recorded.
-    sent: Mutex<HashSet<String>>,
+    /// The items (phase, index) whose marks were written: after a failure, only their
+    /// outcomes are recorded.
+    sent: Mutex<HashSet<(usize, usize)>>,
 }
 
 /// The state this run holds the record in, and the states a change whose answer was lost
@@ -242,9 +242,8 @@ impl StoreJournal {
 impl Journal for StoreJournal {
     fn sending(&self, index: usize) -> BoxFuture<'static, Result<(), BoxError>> {
         let mut entries = std::mem::take(&mut *lock(&self.shared.pending));
-        let mark = name(self.phase, 's', index);
-        entries.push((mark.clone(), Bytes::new()));
         let phase = self.phase;
+        entries.push((name(phase, 's', index), Bytes::new()));
         let mut sending = Sending {
             shared: self.shared.clone(),
             entries: Some(entries),
@@ -256,7 +255,7 @@ impl Journal for StoreJournal {
             match &written {
                 Ok(()) => {
                     sending.entries.take();
-                    lock(&shared.sent).insert(mark);
+                    lock(&shared.sent).insert((phase, index));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "could not record a keyed batch's item");
@@ -273,7 +272,7 @@ impl Journal for StoreJournal {
 
     fn finished(&self, index: usize, outcome: &Outcome) {
         let shared = &self.shared;
-        let was_sent = || lock(&shared.sent).contains(&name(self.phase, 's', index));
+        let was_sent = || lock(&shared.sent).contains(&(self.phase, index));
         if shared.failed.load(Ordering::Acquire) && !was_sent() {
             return;
         }

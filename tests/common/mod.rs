@@ -77,6 +77,15 @@ impl Reply {
             .clone()
     }
 
+    /// The status of each item of a batch reply, in order.
+    pub fn statuses(&self) -> Vec<u64> {
+        let items = self.items();
+        items
+            .iter()
+            .map(|i| i["status"].as_u64().unwrap())
+            .collect()
+    }
+
     /// Asserts a problem+json reply with this status and returns it.
     pub fn problem(&self, status: u16) -> Value {
         assert_eq!(
