@@ -101,6 +101,16 @@ impl Config {
 }
 
 impl Endpoint {
+    /// Where it is.
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The codecs that serve it, the default first.
+    pub(crate) fn codecs(&self) -> &[Arc<dyn Codec>] {
+        &self.codecs
+    }
+
     /// Method, media type and declared length, checked before any byte of the body is
     /// read: the codec that reads the body, or the problem with the request.
     pub(crate) fn accept(
@@ -227,6 +237,12 @@ mod tests {
         }
         fn methods(&self) -> &'static [Method] {
             &[Method::POST, Method::PUT]
+        }
+        fn describe(
+            &self,
+            _: &crate::codec::DecodeLimits,
+        ) -> Vec<crate::codec::describe::Operation> {
+            Vec::new()
         }
         fn decode(&self, _: &Parts, _: &Bytes, _: &DecodeContext<'_>) -> Result<Decoded, Problem> {
             Err(Problem::invalid(Vec::new()))

@@ -76,7 +76,12 @@ fn decode_as(codec: &dyn Codec, method: Method, path: &str, ct: Option<&str>, bo
                     let ct = item.headers.get(header::CONTENT_TYPE);
                     let ct = ct.and_then(|v| v.to_str().ok()).unwrap_or("text/plain");
                     let id = item.uri.to_string();
-                    reply.item(i, &id, &answer(ct, item.body.clone()), &mut w);
+                    let mut answer = answer(ct, item.body.clone());
+                    // Some fail, so that failed changesets are written too.
+                    if item.body.len() % 3 == 1 {
+                        answer.status = StatusCode::CONFLICT;
+                    }
+                    reply.item(i, &id, &answer, &mut w);
                 }
                 let content_type = reply.content_type();
                 let _status = reply.finish(&mut w, &Summary::new(plan.items.len()));
@@ -158,7 +163,13 @@ fn framed(reply: &[u8], boundary: &str, plan: &Plan) {
 /// The multipart codec, the boundary `b`.
 pub fn multipart(data: &[u8]) {
     let ct = Some("multipart/mixed; boundary=b");
-    decode_as(&MultipartCodec, Method::POST, "/v1.0/$batch", ct, data);
+    decode_as(
+        &MultipartCodec::ODATA_4,
+        Method::POST,
+        "/v1.0/$batch",
+        ct,
+        data,
+    );
 }
 
 /// The JSON batch codec.

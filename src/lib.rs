@@ -384,6 +384,7 @@ mod future;
 pub mod fuzzing;
 mod idempotency;
 mod layer;
+mod openapi;
 mod reply;
 mod service;
 pub mod store;

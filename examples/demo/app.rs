@@ -244,18 +244,22 @@ pub fn app_with_keys(
         .with_state(db.clone());
     // The same routes under `/v1.0`, as Microsoft Graph serves them: a Graph SDK pointed
     // at the demo with version `v1.0` finds `/v1.0/users` and `/v1.0/$batch`.
+    // And under `/v2`, where an OData V2 client (pyodata, SAP UI5) sends its batches to
+    // `/v2/$batch` (answered `202 Accepted`, as V2 services answer).
     let api = routes
         .clone()
-        .nest("/v1.0", routes)
+        .nest("/v1.0", routes.clone())
+        .nest("/v2", routes)
         // A route's request body that stalls is cut off (`408`); the batch layer bounds
         // its own batch bodies (`body_timeout`).
         .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(30)));
     // JSON (Graph, OData 4.01) and multipart (OData 4.0) batches at `/batch` and `/$batch`,
     // and Graph's `/v1.0/$batch`, where `/users/1` means `/v1.0/users/1`.
-    let batch = BatchLayer::new("/batch")
+    let layer = BatchLayer::new("/batch")
         .path("/$batch")
         .path("/v1.0/$batch")
         .service_root("/v1.0")
+        .odata_v2("/v2/$batch")
         .bulk("/rest/v10/bulk", "/rest")
         // Delete by filters sends only these to the listing (any other is a `400`).
         .resource(Resource::new("/users").filters(["status", "last_login_before"]))
@@ -272,10 +276,14 @@ pub fn app_with_keys(
         // Reachable by a plain request, never from a batch (`403` per item).
         .refuse_path("/admin")
         .refuse_path("/v1.0/admin")
+        .refuse_path("/v2/admin")
         // A batch sent with an `Idempotency-Key` runs once: a retry replays its reply.
         .idempotency(keys.store)
-        .idempotency_retention(keys.retention)
-        .layer_router(api);
+        .idempotency_retention(keys.retention);
+    // The batch endpoints described as configured (OpenAPI 3.1), at `/openapi.json`.
+    let described = Json(layer.openapi());
+    let api = api.route("/openapi.json", get(move || async move { described }));
+    let batch = layer.layer_router(api);
     // Outside the batch layer: one request id and one `TraceLayer` span per outer request
     // (a batch's span and its sub-requests' spans nest under it), the id sent back, and
     // authentication. Sub-requests get ids derived from the outer one (`<id>.<item id>`).

@@ -3,7 +3,7 @@
 //! ([`outcome::Outcome`]), URL canonicalisation ([`url`]) and how servers behind may read
 //! a path ([`readings`]), what an item reports when the layer answers for it
 //! ([`failures`]), how a run ended ([`summary`]), absolute URLs of the outer request's origin ([`origin`]), what sub-requests may reach ([`reach`]), result references
-//! ([`reference`](mod@reference)) and what they read ([`results`]), and media types ([`media`]).
+//! ([`reference`](mod@reference)) and what they read ([`results`]), media types ([`media`]), and the preferences of a `Prefer` header ([`prefer`]).
 
 pub(crate) mod failures;
 pub(crate) mod id;
@@ -11,6 +11,7 @@ pub(crate) mod media;
 pub(crate) mod origin;
 pub(crate) mod outcome;
 pub(crate) mod plan;
+pub(crate) mod prefer;
 pub(crate) mod reach;
 pub(crate) mod readings;
 pub(crate) mod reference;

@@ -17,7 +17,7 @@ use super::fields::{
 use super::headers::{decode_headers, HeaderSink};
 use super::list::ListReply;
 use super::writer::Fit;
-use super::{Codec, DecodeContext, Decoded, ReplyWriter};
+use super::{describe, Codec, DecodeContext, DecodeLimits, Decoded, ReplyWriter};
 use crate::batch::id::index_id;
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::{Plan, PlanItem};
@@ -57,6 +57,10 @@ impl Codec for BulkCodec {
 
     fn methods(&self) -> &'static [Method] {
         &[Method::POST]
+    }
+
+    fn describe(&self, limits: &DecodeLimits) -> Vec<describe::Operation> {
+        describe::bulk(limits)
     }
 
     fn decode(

@@ -5,6 +5,7 @@
 //! and the service know no codec.
 
 pub(crate) mod bulk;
+pub(crate) mod describe;
 mod fields;
 mod header_case;
 mod headers;
@@ -27,7 +28,7 @@ use crate::batch::url::{BatchPaths, UrlContext};
 use crate::error::Problem;
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 /// A wire format.
 pub(crate) trait Codec: Send + Sync + std::fmt::Debug + 'static {
@@ -41,6 +42,9 @@ pub(crate) trait Codec: Send + Sync + std::fmt::Debug + 'static {
 
     /// The methods its endpoint takes.
     fn methods(&self) -> &'static [Method];
+
+    /// Its requests and replies in an OpenAPI document, with `limits` (see [`describe`]).
+    fn describe(&self, limits: &DecodeLimits) -> Vec<describe::Operation>;
 
     /// Decodes and validates the outer request; nothing runs unless it returns a plan.
     fn decode(
@@ -77,10 +81,22 @@ pub(crate) trait Reply: Send {
     /// The reply's `content-type`.
     fn content_type(&self) -> HeaderValue;
 
-    /// Whether it goes out while the batch runs, with status `200 OK`; otherwise it is
-    /// sent whole, with the status `finish` gives.
+    /// Whether it goes out while the batch runs, with the status [`status`](Self::status)
+    /// gives; otherwise it is sent whole, with the status `finish` gives.
     fn streams(&self) -> bool {
         true
+    }
+
+    /// The status of a reply that streams, sent before any outcome: `200 OK` unless the
+    /// format's clients expect another (OData V2's `202 Accepted`).
+    fn status(&self) -> StatusCode {
+        StatusCode::OK
+    }
+
+    /// Headers the reply carries besides its content type (OData V2's
+    /// `DataServiceVersion`, a `Preference-Applied`).
+    fn headers(&self) -> HeaderMap {
+        HeaderMap::new()
     }
 
     /// Writes what comes before the first outcome.

@@ -1,10 +1,6 @@
 //! [`BatchLayer`]: the builder of the batch endpoints and their limits.
 
 use crate::admission::Admission;
-use crate::codec::bulk::BulkCodec;
-use crate::codec::json::JsonCodec;
-use crate::codec::multipart::MultipartCodec;
-use crate::codec::resource::Resource;
 use crate::codec::DecodeLimits;
 use crate::config::{Config, MinRate};
 use crate::engine::RunOptions;
@@ -15,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower_layer::Layer;
 
+mod endpoints;
 mod idempotency;
 mod subrequests;
 
@@ -144,64 +141,8 @@ impl BatchLayer {
     }
 
     /// What the builder built.
-    #[cfg(test)]
     pub(crate) fn config(&self) -> &Config {
         &self.config
-    }
-
-    /// Adds a batch endpoint at `path` that takes the JSON batch format (OData 4.01 /
-    /// Microsoft Graph, `application/json`) and OData 4.0's multipart batch
-    /// (`multipart/mixed`: changesets are atomicity groups), chosen by `content-type`; a
-    /// request without one is read as JSON. Paths match exactly.
-    ///
-    /// # Panics
-    ///
-    /// As [`BatchLayer::new`], and when `path` already serves JSON.
-    pub fn path(mut self, path: impl Into<String>) -> Self {
-        let path = path.into();
-        self.config_mut().add(path.clone(), Arc::new(JsonCodec));
-        self.config_mut().add(path, Arc::new(MultipartCodec));
-        self
-    }
-
-    /// Adds a bulk endpoint in SugarCRM's format (`POST /rest/v10/bulk`): `{"requests":
-    /// [{"url", "method", "data", "headers"}]}` in, a bare array of `{"contents",
-    /// "headers", "status"}` out. Sub-URLs start with the API version (`/v10/Accounts`) and
-    /// resolve under `base` (`/rest`). Items run in order; a failure does not stop the rest.
-    /// Every limit, validation and identity rule of the layer applies. The crate docs have
-    /// a runnable example.
-    ///
-    /// # Panics
-    ///
-    /// As [`BatchLayer::path`].
-    pub fn bulk(mut self, path: impl Into<String>, base: impl Into<String>) -> Self {
-        let codec = BulkCodec::new(base);
-        self.config_mut().add(path.into(), Arc::new(codec));
-        self
-    }
-
-    /// Gives a collection bulk endpoints at `{path}/batch`, with no handler to
-    /// write: `POST /users/batch` with `{"users": [...]}` creates each item with `POST
-    /// /users`; `PATCH /users/batch` with `{"updates": [{"id": 42, ...}]}` sends `PATCH
-    /// /users/42` with the rest of each item; `DELETE /users/batch` with `{"ids": [...]}`,
-    /// or with `{"filters": {...}}` (read with `GET /users?filters` first), sends `DELETE
-    /// /users/{id}` for each. A bare array works in place of the object.
-    ///
-    /// Replies carry per-item results: `success_count`, `error_count`, `created` or
-    /// `succeeded`, `deleted_count`, `not_found_count` and `failed` (each with the
-    /// handler's own message). The status is `201` (create) or `200` when every item
-    /// succeeded, `207` when any failed. `"atomic": true` (or `?atomic=true`) runs all
-    /// items in one transaction of the [`transactions`](Self::transactions) hook. See
-    /// the README for every rule, and the crate docs for a runnable example.
-    ///
-    /// # Panics
-    ///
-    /// As [`Resource::new`].
-    pub fn resource(mut self, resource: impl Into<Resource>) -> Self {
-        let resource = resource.into();
-        let path = format!("{}/batch", resource.path);
-        self.config_mut().add(path, Arc::new(resource));
-        self
     }
 
     /// Makes atomic batches possible: `"atomic": true` and OData's `atomicityGroup` in

@@ -29,7 +29,7 @@ use crate::subrequest::Outer;
 use crate::trace::BatchTrace;
 use channel::{Feed, Receiving};
 use futures_util::future::select;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,14 +87,10 @@ where
     let emit = |i: usize, id: &str, outcome: &Outcome| reply.item(i, id, outcome, &mut w);
     let summary = engine::run(svc, &outer, plan, &config.run, emit, per_run).await;
     trace.finished(&summary);
-    let content_type = reply.content_type();
+    let head = (reply.content_type(), reply.headers());
     let status = reply.finish(&mut w, &summary);
     let (feed, receiving) = channel::open(w, config.reply_min_rate, detached);
-    response(
-        status,
-        content_type,
-        hand_over(feed, receiving, place, detached),
-    )
+    response(status, head, hand_over(feed, receiving, place, detached))
 }
 
 /// Answers `200 OK` with a body that takes the reply as `plan` runs. The run starts here:
@@ -115,7 +111,7 @@ where
     ResBody: WrappedBody,
 {
     let (outer, config, trace, place, per_run, detached) = batch.split();
-    let content_type = reply.content_type();
+    let (status, head) = (reply.status(), (reply.content_type(), reply.headers()));
     let mut w = ReplyWriter::new(config.run.max_response_bytes);
     reply.begin(&mut w);
     let (feed, receiving) = channel::open(w, config.reply_min_rate, detached);
@@ -151,7 +147,7 @@ where
             fed_by(receiving, task, detached)
         }
     };
-    response(StatusCode::OK, content_type, body)
+    response(status, head, body)
 }
 
 /// A reply whose run is over. When what is left fits the channel it goes whole, and its
@@ -191,9 +187,12 @@ fn fed_by<ResBody>(
     BatchResponseBody::streamed(Box::pin(receiving.into_body(tasks)))
 }
 
-fn response<B>(status: StatusCode, content_type: HeaderValue, body: B) -> Response<B> {
+/// A reply's response: its status, its content type and the headers its format adds.
+fn response<B>(status: StatusCode, head: (HeaderValue, HeaderMap), body: B) -> Response<B> {
+    let (content_type, headers) = head;
     let mut response = Response::new(body);
     *response.status_mut() = status;
+    *response.headers_mut() = headers;
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, content_type);
@@ -223,12 +222,9 @@ impl Sink {
 
     /// The run is over: the reply's end is written.
     fn finish(mut self, summary: &crate::batch::summary::Summary) -> Feed {
+        let sent = self.reply.status();
         let status = self.reply.finish(&mut self.feed.w, summary);
-        debug_assert_eq!(
-            status,
-            StatusCode::OK,
-            "a streamed reply's status is sent first"
-        );
+        debug_assert_eq!(status, sent, "a streamed reply's status is sent first");
         self.feed
     }
 }

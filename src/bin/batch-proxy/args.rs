@@ -29,6 +29,11 @@ pub(crate) struct Args {
     /// as Graph SDKs expect.
     #[arg(long, value_name = "PATH", value_parser = service_root)]
     pub(crate) service_root: Option<String>,
+    /// Path of an OData V2 batch endpoint, e.g. `/sap/opu/odata/sap/DEMO_SRV/$batch`:
+    /// multipart/mixed answered `202 Accepted` with `DataServiceVersion: 2.0`, as SAP
+    /// Gateway answers (V2 clients such as pyodata take nothing else). Repeatable.
+    #[arg(long = "odata-v2-path", value_name = "PATH", value_parser = batch_path)]
+    pub(crate) odata_v2_paths: Vec<String>,
     /// Path of a SugarCRM-style bulk endpoint, e.g. `/rest/v10/bulk` (off by default).
     #[arg(long)]
     pub(crate) bulk_path: Option<String>,
@@ -147,6 +152,17 @@ fn service_root(root: &str) -> Result<String, String> {
     }
 }
 
+/// `--odata-v2-path` takes a batch path: the layer would panic on anything else.
+fn batch_path(path: &str) -> Result<String, String> {
+    let valid = path.starts_with('/')
+        && path.parse::<http::uri::PathAndQuery>().is_ok()
+        && !path.contains('?');
+    match valid {
+        true => Ok(path.to_string()),
+        false => Err(format!("{path:?} is not a path starting with `/`")),
+    }
+}
+
 /// `--refuse-path` takes paths: the layer would panic on anything else.
 fn refused_path(prefix: &str) -> Result<String, String> {
     match prefix.starts_with('/') {
@@ -159,11 +175,12 @@ fn refused_path(prefix: &str) -> Result<String, String> {
 pub(crate) fn layer(args: &Args) -> Result<BatchLayer, String> {
     let mut layer = match (args.json_path.as_str(), &args.bulk_path) {
         ("none", Some(bulk)) => BatchLayer::default().bulk(bulk.clone(), args.bulk_base.clone()),
-        ("none", None) => {
+        ("none", None) if args.odata_v2_paths.is_empty() => {
             return Err(
-                "--json-path none needs a --bulk-path: there would be no batch endpoint".into(),
+                "--json-path none needs a --bulk-path or an --odata-v2-path: there would be no batch endpoint".into(),
             )
         }
+        ("none", None) => BatchLayer::default(),
         (json, bulk) => {
             let layer = BatchLayer::new(json);
             match bulk {
@@ -172,6 +189,19 @@ pub(crate) fn layer(args: &Args) -> Result<BatchLayer, String> {
             }
         }
     };
+    for path in &args.odata_v2_paths {
+        if *path == args.json_path
+            || args
+                .service_root
+                .as_ref()
+                .is_some_and(|r| *path == format!("{r}/$batch"))
+        {
+            return Err(format!(
+                "--odata-v2-path {path} is already the OData 4 batch endpoint"
+            ));
+        }
+        layer = layer.odata_v2(path.clone());
+    }
     if let Some(root) = &args.service_root {
         let graph = format!("{root}/$batch");
         if graph != args.json_path {

@@ -20,7 +20,7 @@ mod ndjson;
 use super::fields::{boolean, parse_envelope, request_list};
 use super::list::ListReply;
 use super::writer::Fit;
-use super::{Codec, DecodeContext, Decoded, ReplyWriter, NO_HOOK};
+use super::{describe, Codec, DecodeContext, DecodeLimits, Decoded, ReplyWriter, NO_HOOK};
 use crate::batch::outcome::BodyView;
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::{Order, Plan};
@@ -47,6 +47,10 @@ impl Codec for JsonCodec {
 
     fn methods(&self) -> &'static [Method] {
         &[Method::POST]
+    }
+
+    fn describe(&self, limits: &DecodeLimits) -> Vec<describe::Operation> {
+        describe::json_batch(limits)
     }
 
     fn decode(

@@ -34,18 +34,20 @@
 //! Reply: `multipart/mixed`, one `application/http` part per response in request order
 //! (see [`reply`]).
 
+mod dialect;
 mod reply;
 mod request;
 mod split;
 
 use super::url_refs::{decode_url, UrlSyntax};
-use super::{Codec, DecodeContext, Decoded, NO_HOOK};
+use super::{describe, Codec, DecodeContext, DecodeLimits, Decoded, NO_HOOK};
 use crate::batch::id::{index_id, IdIndex};
 use crate::batch::media::MediaType;
 use crate::batch::plan::{Group, Plan, PlanItem};
 use crate::batch::reference::Refs;
 use crate::error::{FieldError, Problem};
 use bytes::Bytes;
+use dialect::Dialect;
 use http::request::Parts;
 use http::{header, Method};
 use reply::MultipartReply;
@@ -54,7 +56,18 @@ use std::collections::HashMap;
 
 /// The multipart batch codec.
 #[derive(Debug)]
-pub(crate) struct MultipartCodec;
+pub(crate) struct MultipartCodec {
+    /// Whether its endpoint answers as an OData V2 service, whatever the request names
+    /// (see [`dialect`]).
+    v2: bool,
+}
+
+impl MultipartCodec {
+    /// OData 4.0 (and Google's style); V2 when the request names V2.
+    pub(crate) const ODATA_4: Self = Self { v2: false };
+    /// OData V2 always: `202 Accepted` and `DataServiceVersion`.
+    pub(crate) const ODATA_V2: Self = Self { v2: true };
+}
 
 impl Codec for MultipartCodec {
     fn name(&self) -> &'static str {
@@ -67,6 +80,10 @@ impl Codec for MultipartCodec {
 
     fn methods(&self) -> &'static [Method] {
         &[Method::POST]
+    }
+
+    fn describe(&self, limits: &DecodeLimits) -> Vec<describe::Operation> {
+        describe::multipart(limits, self.v2)
     }
 
     fn decode(
@@ -88,6 +105,7 @@ impl Codec for MultipartCodec {
         };
         let mut batch = Batch {
             cx,
+            dialect: Dialect::of(&outer.headers, self.v2),
             outer: body,
             items: Vec::with_capacity(parts.len()),
             content_ids: Vec::with_capacity(parts.len()),
@@ -104,6 +122,8 @@ impl Codec for MultipartCodec {
 /// A batch being read.
 struct Batch<'a> {
     cx: &'a DecodeContext<'a>,
+    /// What the outer request asks of the run and the reply.
+    dialect: Dialect,
     /// The batch body: request bodies are slices of it.
     outer: &'a Bytes,
     items: Vec<PlanItem>,
@@ -292,8 +312,8 @@ impl Batch<'_> {
             return Err(self.errors);
         }
         let changesets = self.groups.iter().map(|g| g.members.clone()).collect();
-        let reply = MultipartReply::new(self.content_ids, changesets);
-        let mut plan = Plan::new(self.items, false);
+        let mut plan = Plan::new(self.items, self.dialect.stop_on_error);
+        let reply = MultipartReply::new(self.content_ids, changesets, self.dialect);
         plan.groups = self.groups;
         Ok(Decoded::Run(plan, Box::new(reply)))
     }

@@ -2,13 +2,20 @@
 //! request order, a changeset's responses in a nested `multipart/mixed`, each part's
 //! `Content-ID` echoed. Written as the outcomes arrive; bodies go in as they are.
 //!
+//! A changeset that failed is answered with one response, its failure, in place of the
+//! nested part (OData 4.0 Part 1 §11.7.4; V2 clients such as pyodata read nothing else): the
+//! first member that failed on its own, not one of those its failure rolled back (`424`).
+//! So a changeset's responses are held until its last one arrives, or until the next item
+//! or the end shows that the rest were left out.
+//!
 //! The boundaries are random (128 bits each): a sub-response cannot hold the delimiter of
 //! the reply it is in, since nobody knows it before the reply is written.
 
 use super::super::{Reply, ReplyWriter};
+use super::dialect::Dialect;
 use crate::batch::outcome::Outcome;
 use crate::batch::summary::Summary;
-use http::{HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use std::hash::BuildHasher;
 use std::ops::Range;
 
@@ -23,6 +30,10 @@ pub(super) struct MultipartReply {
     changesets: Vec<Range<usize>>,
     /// How many changesets end before the item being written.
     passed: usize,
+    /// The responses of the changeset being answered, held until it is complete.
+    held: Vec<(usize, Outcome)>,
+    /// What the outer request asked for (V2's status, `Preference-Applied`).
+    dialect: Dialect,
 }
 
 /// 32 hex digits no client can guess: SipHash under the process's random keys.
@@ -33,13 +44,19 @@ fn random_hex() -> String {
 }
 
 impl MultipartReply {
-    pub(super) fn new(content_ids: Vec<Option<String>>, changesets: Vec<Range<usize>>) -> Self {
+    pub(super) fn new(
+        content_ids: Vec<Option<String>>,
+        changesets: Vec<Range<usize>>,
+        dialect: Dialect,
+    ) -> Self {
         Self {
             boundary: format!("batchresponse_{}", random_hex()),
             changeset: format!("changesetresponse_{}", random_hex()),
             content_ids,
             changesets,
             passed: 0,
+            held: Vec::new(),
+            dialect,
         }
     }
 
@@ -56,6 +73,44 @@ impl MultipartReply {
         let current = self.changesets.get(self.passed);
         current.filter(|c| c.contains(&index)).cloned()
     }
+
+    /// One response in its own part, delimited by `delimiter`.
+    fn part(&self, delimiter: &str, index: usize, outcome: &Outcome, w: &mut ReplyWriter) {
+        line(w, &["--", delimiter]);
+        w.put(b"Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n");
+        if let Some(Some(id)) = self.content_ids.get(index) {
+            line(w, &["Content-ID: ", id]);
+        }
+        w.put(b"\r\n");
+        response(outcome, w);
+        w.put(b"\r\n");
+    }
+
+    /// Writes the changeset held: its failure alone when it failed, else its responses in
+    /// a nested `multipart/mixed`.
+    fn release(&mut self, w: &mut ReplyWriter) {
+        let held = std::mem::take(&mut self.held);
+        if held.is_empty() {
+            return;
+        }
+        let own = held
+            .iter()
+            .find(|(_, o)| o.failed() && o.status != StatusCode::FAILED_DEPENDENCY);
+        let failure = own.or_else(|| held.iter().find(|(_, o)| o.failed()));
+        if let Some((index, outcome)) = failure {
+            return self.part(&self.boundary, *index, outcome, w);
+        }
+        line(w, &["--", &self.boundary]);
+        line(
+            w,
+            &["Content-Type: multipart/mixed; boundary=", &self.changeset],
+        );
+        w.put(b"\r\n");
+        for (index, outcome) in &held {
+            self.part(&self.changeset, *index, outcome, w);
+        }
+        line(w, &["--", &self.changeset, "--"]);
+    }
 }
 
 impl Reply for MultipartReply {
@@ -66,41 +121,51 @@ impl Reply for MultipartReply {
             .unwrap_or(HeaderValue::from_static("multipart/mixed"))
     }
 
+    fn status(&self) -> StatusCode {
+        match self.dialect.v2 {
+            Some(_) => StatusCode::ACCEPTED,
+            None => StatusCode::OK,
+        }
+    }
+
+    fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(version) = &self.dialect.v2 {
+            headers.insert("dataserviceversion", version.clone());
+        }
+        if let Some(applied) = &self.dialect.applied {
+            headers.insert("preference-applied", applied.clone());
+        }
+        headers
+    }
+
     fn begin(&mut self, w: &mut ReplyWriter) {
         w.reserve((self.content_ids.len() * 160).min(64 << 10));
     }
 
     fn item(&mut self, index: usize, _id: &str, outcome: &Outcome, w: &mut ReplyWriter) {
         let changeset = self.changeset_of(index);
-        let delimiter = match &changeset {
-            Some(c) if c.start == index => {
-                line(w, &["--", &self.boundary]);
-                line(
-                    w,
-                    &["Content-Type: multipart/mixed; boundary=", &self.changeset],
-                );
-                w.put(b"\r\n");
-                &self.changeset
-            }
-            Some(_) => &self.changeset,
-            None => &self.boundary,
-        };
-        line(w, &["--", delimiter]);
-        w.put(b"Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n");
-        if let Some(Some(id)) = self.content_ids.get(index) {
-            line(w, &["Content-ID: ", id]);
+        // An item past the changeset held: the rest of it was left out.
+        if self
+            .held
+            .first()
+            .is_some_and(|(first, _)| changeset.as_ref().is_none_or(|c| !c.contains(first)))
+        {
+            self.release(w);
         }
-        w.put(b"\r\n");
-        response(outcome, w);
-        w.put(b"\r\n");
-        if changeset.is_some_and(|c| c.end == index + 1) {
-            line(w, &["--", &self.changeset, "--"]);
+        let Some(changeset) = changeset else {
+            return self.part(&self.boundary, index, outcome, w);
+        };
+        self.held.push((index, outcome.clone()));
+        if changeset.end == index + 1 {
+            self.release(w);
         }
     }
 
-    fn finish(self: Box<Self>, w: &mut ReplyWriter, _end: &Summary) -> StatusCode {
+    fn finish(mut self: Box<Self>, w: &mut ReplyWriter, _end: &Summary) -> StatusCode {
+        self.release(w);
         line(w, &["--", &self.boundary, "--"]);
-        StatusCode::OK
+        self.status()
     }
 }
 

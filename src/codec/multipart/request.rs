@@ -1,8 +1,9 @@
 //! One `application/http` part: an HTTP/1.1 request (`METHOD url HTTP/1.1`, headers, an
 //! empty line, the body), read by `httparse`, into the method, URL, headers and body of a
 //! sub-request. The body runs to the part's end, or `Content-Length` bytes of it. Lines
-//! may end in LF alone, and the request line may leave the version out (`GET /path`), as
-//! Google's batch clients write them: it is read as HTTP/1.1.
+//! may end in LF alone, the request line may leave the version out (`GET /path`), and a
+//! part may end after its head with no empty line (`GET /path` and nothing else), as
+//! Google's batch clients write them: it is read as HTTP/1.1, with no body.
 
 use super::super::HeaderCaps;
 use crate::batch::plan::parse_method;
@@ -29,9 +30,11 @@ pub(super) fn read<'a>(
     let room = caps.count.saturating_add(1).min(content.len() / 3 + 1);
     let mut slots = vec![httparse::EMPTY_HEADER; room];
     let mut request = httparse::Request::new(&mut slots);
-    // A request line without a version is read with ` HTTP/1.1` added after its target.
-    let versioned = with_version(content);
-    let parsed = versioned.as_deref().unwrap_or(content);
+    // A request line without a version is read with ` HTTP/1.1` added after its target,
+    // and a part that is all head (no empty line: batchelor's `GET /path\n`) with the
+    // empty line that ends it.
+    let completed = completed(content);
+    let parsed = completed.as_deref().unwrap_or(content);
     let added = parsed.len() - content.len();
     let head = match request.parse(parsed) {
         Ok(httparse::Status::Complete(len)) => len,
@@ -57,13 +60,31 @@ pub(super) fn read<'a>(
     let at = path.as_ptr() as usize - parsed.as_ptr() as usize;
     let url = std::str::from_utf8(&content[at..at + path.len()]).unwrap_or_default();
     let headers = header_map(request.headers, caps)?;
-    let body = body(&content[head - added..], &headers)?;
+    // A head completed here has no body (`head - added` is then the content's end).
+    let body = body(&content[(head - added).min(content.len())..], &headers)?;
     Ok(InnerRequest {
         method,
         url,
         headers,
         body: outer.slice_ref(body),
     })
+}
+
+/// `content` as httparse reads it, when it is not already: with a version in its request
+/// line ([`with_version`]), and ended by an empty line when it has none (a part with no
+/// empty line is a head and no body). `None` when `content` is read as it is.
+fn completed(content: &[u8]) -> Option<Vec<u8>> {
+    let has_empty_line = memchr::memmem::find(content, b"\n\n").is_some()
+        || memchr::memmem::find(content, b"\n\r\n").is_some();
+    let ended = (!has_empty_line && !content.is_empty()).then(|| {
+        let ending: &[u8] = match (content.ends_with(b"\r\n"), content.ends_with(b"\n")) {
+            (true, _) => b"\r\n",
+            (false, true) => b"\n",
+            (false, false) => b"\r\n\r\n",
+        };
+        [content, ending].concat()
+    });
+    with_version(ended.as_deref().unwrap_or(content)).or(ended)
 }
 
 /// `content` with ` HTTP/1.1` after the target of a request line that has none
@@ -185,12 +206,24 @@ mod tests {
         assert_eq!(&r.body[..], b"hello");
         let r = read_str("PUT /x\nContent-Length: 2\n\nab\n").unwrap();
         assert_eq!(&r.body[..], b"ab");
+        // All head and no empty line (batchelor's GETs; the line end before the next
+        // delimiter is the delimiter's): a request without a body.
+        for text in [
+            "GET /x\n",
+            "GET /x",
+            "GET /x HTTP/1.1\r\nA: 1\r\n",
+            "DELETE /x\nA: 1",
+        ] {
+            let r = read_str(text).unwrap_or_else(|e| panic!("{text:?}: {e:?}"));
+            assert_eq!((r.url, r.body.len()), ("/x", 0), "{text:?}");
+        }
+        let r = read_str("GET /x\nAuthorization: Bearer b\n").unwrap();
+        assert_eq!(r.headers["authorization"], "Bearer b");
     }
 
     #[test]
     fn refusals_name_their_field() {
         for (text, field) in [
-            ("GET /x HTTP/1.1\r\nA: 1\r\n", "request"),
             ("GET /x y\r\n\r\n", "request"),
             ("CONNECT /x HTTP/1.1\r\n\r\n", "method"),
             (

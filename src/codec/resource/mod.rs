@@ -28,7 +28,7 @@ mod reply;
 
 use super::fields::{boolean, parse_envelope, type_name};
 use super::object::{self, ObjectError};
-use super::{Codec, DecodeContext, Decoded, NO_HOOK};
+use super::{describe, Codec, DecodeContext, DecodeLimits, Decoded, NO_HOOK};
 use crate::error::{FieldError, Problem};
 use bytes::Bytes;
 use http::request::Parts;
@@ -199,6 +199,10 @@ impl Codec for Resource {
 
     fn methods(&self) -> &'static [Method] {
         &[Method::POST, Method::PATCH, Method::DELETE]
+    }
+
+    fn describe(&self, _limits: &DecodeLimits) -> Vec<describe::Operation> {
+        describe::resource(&self.name, &self.id_field, self.max_items)
     }
 
     fn decode(

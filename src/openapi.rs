@@ -1,0 +1,161 @@
+//! An OpenAPI 3.1 description of the configured batch endpoints: each path, its methods,
+//! the request and reply schemas of each format (inline, so that merging adds no
+//! component names), the error document, the `Idempotency-Key` header, and the limits
+//! (`maxItems`, and every limit in the `x-batch-limits` extension of each operation).
+
+use crate::codec::describe::{self, Operation};
+use crate::config::Config;
+use crate::BatchLayer;
+use serde_json::{json, Map, Value};
+
+impl BatchLayer {
+    /// An OpenAPI 3.1 document of the batch endpoints this layer serves, as configured:
+    /// paths, formats, limits, error replies. Serve it, or merge its `paths` into your
+    /// application's document (with the `utoipa` feature, [`BatchLayer::utoipa`] gives
+    /// it as utoipa's type, to `merge`).
+    ///
+    /// ```
+    /// use tower_http_batch::BatchLayer;
+    ///
+    /// let doc = BatchLayer::new("/batch").max_requests(20).openapi();
+    /// assert_eq!(doc["openapi"], "3.1.0");
+    /// let post = &doc["paths"]["/batch"]["post"];
+    /// let json = &post["requestBody"]["content"]["application/json"]["schema"];
+    /// assert_eq!(json["properties"]["requests"]["maxItems"], 20);
+    /// assert!(post["requestBody"]["content"]["multipart/mixed"].is_object());
+    /// ```
+    pub fn openapi(&self) -> Value {
+        document(self.config())
+    }
+
+    /// [`openapi`](Self::openapi) as utoipa's document, to merge into yours:
+    /// `ApiDoc::openapi().merge_from(layer.utoipa())`.
+    ///
+    /// ```
+    /// use tower_http_batch::BatchLayer;
+    ///
+    /// let mut doc = utoipa::openapi::OpenApiBuilder::new().build();
+    /// doc.merge(BatchLayer::new("/batch").utoipa());
+    /// assert!(doc.paths.paths.contains_key("/batch"));
+    /// ```
+    #[cfg(feature = "utoipa")]
+    pub fn utoipa(&self) -> utoipa::openapi::OpenApi {
+        // The document is built from types utoipa reads; a failure would be this crate's bug.
+        serde_json::from_value(self.openapi()).expect("utoipa reads the batch document")
+    }
+}
+
+/// The document of `config`'s endpoints.
+fn document(config: &Config) -> Value {
+    let mut paths = Map::new();
+    for endpoint in &config.endpoints {
+        let mut item = Map::new();
+        for codec in endpoint.codecs() {
+            for op in codec.describe(&config.decode) {
+                let method = op.method.as_str().to_ascii_lowercase();
+                let entry = item
+                    .entry(method.clone())
+                    .or_insert_with(|| operation(config, endpoint.path(), &method));
+                add(entry, op);
+            }
+        }
+        paths.insert(endpoint.path().to_string(), Value::Object(item));
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Batch endpoints",
+            "description": "Batch endpoints served by tower-http-batch: many sub-requests in one request, each sent to the service with the sender's identity.",
+            "version": env!("CARGO_PKG_VERSION")
+        },
+        "paths": paths
+    })
+}
+
+/// An operation with what every batch endpoint shares: the error replies, the key
+/// header, the limits.
+fn operation(config: &Config, path: &str, method: &str) -> Value {
+    let mut responses = Map::new();
+    for (status, why) in errors(config) {
+        let content = json!({"application/problem+json": {"schema": describe::problem()}});
+        responses.insert(
+            status.to_string(),
+            json!({"description": why, "content": content}),
+        );
+    }
+    let mut parameters = Vec::new();
+    if let Some(keys) = &config.idempotency {
+        parameters.push(json!({
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": keys.required,
+            "description": "Runs the batch once: a retry with the same key and body replays the first reply (Idempotent-Replayed: true).",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255}
+        }));
+    }
+    let id: String = path
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    json!({
+        "operationId": format!("batch_{method}{id}"),
+        "tags": ["batch"],
+        "summary": "",
+        "parameters": parameters,
+        "requestBody": {"required": true, "content": {}},
+        "responses": responses,
+        "x-batch-limits": limits(config)
+    })
+}
+
+/// Adds one format's request and replies to `entry`.
+fn add(entry: &mut Value, op: Operation) {
+    let summary = match entry["summary"].as_str() {
+        Some("") | None => op.summary.to_string(),
+        Some(before) => format!("{before}; {}", op.summary),
+    };
+    entry["summary"] = Value::String(summary);
+    let (media, schema) = op.request;
+    entry["requestBody"]["content"][media] = json!({ "schema": schema });
+    for reply in op.replies {
+        let response = &mut entry["responses"][reply.status.to_string()];
+        if response.is_null() {
+            *response = json!({"description": reply.description, "content": {}});
+        }
+        response["content"][reply.media_type] = json!({ "schema": reply.schema });
+    }
+}
+
+/// The replies the layer gives in the service's place, before anything runs.
+fn errors(config: &Config) -> Vec<(u16, &'static str)> {
+    let mut errors = vec![
+        (400, "The batch is malformed or breaks a limit; `errors` lists every bad item and field. Nothing ran."),
+        (408, "The batch body did not arrive in time."),
+        (413, "The batch body is larger than the limit."),
+        (415, "The content type is not one this endpoint takes."),
+        (503, "Too many batches in flight and waiting (Retry-After)."),
+    ];
+    if config.idempotency.is_some() {
+        errors.push((409, "A batch with this Idempotency-Key is still running (Retry-After), or an item's outcome is unknown."));
+        errors.push((422, "This Idempotency-Key was used for another request."));
+    }
+    errors.sort_unstable();
+    errors
+}
+
+/// Every limit, for clients that split their batches.
+fn limits(config: &Config) -> Value {
+    let seconds = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64());
+    json!({
+        "maxRequests": config.decode.max_requests,
+        "maxBodyBytes": config.max_body_bytes,
+        "maxItemHeaders": config.decode.max_item_headers,
+        "maxItemHeaderBytes": config.decode.max_item_header_bytes,
+        "maxItemResponseBytes": config.run.max_item_response_bytes,
+        "maxResponseBytes": config.run.max_response_bytes,
+        "concurrency": config.run.concurrency,
+        "timeoutSeconds": seconds(config.run.timeout),
+        "batchTimeoutSeconds": seconds(config.run.batch_timeout),
+        "atomic": config.decode.atomic
+    })
+}
