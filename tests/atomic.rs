@@ -242,7 +242,18 @@ async fn malformed_groups_and_missing_hooks_are_refused_before_anything_runs() {
             "POST",
             "/items/batch?atomic=true",
             &[("content-type", "application/json")],
-            r#"[{"name": "x"}]"#,
+            r#"[{"name": "x"}, {"name": "y"}]"#,
+        )
+        .await
+        .problem(400);
+    assert_eq!(p["errors"][0]["field"], "atomic");
+    // How many a filter matches is known only once listed: refused up front.
+    let p = http
+        .send(
+            "DELETE",
+            "/items/batch",
+            &[("content-type", "application/json")],
+            r#"{"filters": {"name": "x"}, "atomic": true}"#,
         )
         .await
         .problem(400);
@@ -276,6 +287,29 @@ async fn a_group_of_one_request_needs_no_hook() {
     ]});
     assert_eq!(http.batch(&failing, &[]).await.items()[0]["status"], 422);
     assert_eq!(bare.ids().len(), 2);
+    // A resource bulk request of one item, atomic.
+    let (http, _) = store::start(BatchLayer::new("/batch").resource("/items"), bare.clone()).await;
+    let json = [("content-type", "application/json")];
+    let one = r#"{"items": [{"name": "z"}], "atomic": true}"#;
+    let reply = http.send("POST", "/items/batch", &json, one).await;
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let reply = reply.json();
+    assert_eq!(
+        (&reply["success_count"], &reply["atomic"]),
+        (&json!(1), &json!(true))
+    );
+    assert_eq!(reply["rolled_back"], false);
+    assert_eq!(bare.ids().len(), 3);
+    let bad = r#"{"items": [{}], "atomic": true}"#;
+    let reply = http.send("POST", "/items/batch", &json, bad).await;
+    assert_eq!(reply.status, 207);
+    assert_eq!(reply.json()["failed"][0]["status"], 422);
+    assert_eq!(bare.ids().len(), 3);
 }
 
 #[tokio::test]

@@ -149,9 +149,10 @@ impl BatchLayer {
     /// JSON batches, and `"atomic": true` in resource bulk requests. Each atomic group runs
     /// its members in order inside one transaction of `hook` (see [`TransactionHook`]):
     /// when one fails, the transaction is rolled back, the failing member keeps its own
-    /// status and body, and the others report `424`. Without a hook, a JSON or multipart
-    /// group of two requests or more is refused with `400` before anything runs; a group
-    /// of one runs as it is (one request is atomic on its own).
+    /// status and body, and the others report `424`. Without a hook, a group of two
+    /// requests or more (JSON, a multipart changeset, a resource bulk request of two items,
+    /// an atomic delete by filters) is refused with `400` before anything runs; a group of
+    /// one runs as it is (one request is atomic on its own).
     pub fn transactions<H: TransactionHook>(mut self, hook: H) -> Self {
         self.config_mut().set_transactions(Hook::new(hook));
         self

@@ -4,7 +4,7 @@
 
 use super::super::fields::{type_name, value_type};
 use super::super::object::{raw_members, Members, ObjectError};
-use super::super::{DecodeContext, Decoded};
+use super::super::{DecodeContext, Decoded, NO_HOOK};
 use super::reply::{Entry, ResourceReply};
 use super::{Op, Resource};
 use crate::batch::id::index_id;
@@ -186,6 +186,11 @@ impl<'a> Builder<'a> {
     pub(super) fn finish(self) -> Result<Decoded, Problem> {
         if self.atomic && !self.errors.is_empty() {
             return Err(Problem::invalid(self.errors));
+        }
+        // One item is atomic on its own; more need the transaction hook.
+        if self.atomic && !self.cx.limits.atomic && self.items.len() > 1 {
+            let refused = FieldError::batch("atomic", NO_HOOK);
+            return Err(Problem::invalid(vec![refused]));
         }
         let mut plan = Plan::new(self.items, false);
         if self.atomic {

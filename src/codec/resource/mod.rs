@@ -225,7 +225,10 @@ impl Codec for Resource {
             }
             (query, body) => query.or(body).unwrap_or(false),
         };
-        if atomic && !cx.limits.atomic {
+        // How many items a filter matches is known only once listed: without a hook, an
+        // atomic delete by filters is refused up front. A list is checked once read (one
+        // item is atomic on its own).
+        if atomic && !cx.limits.atomic && fields.filters.is_some() {
             return Err(invalid(FieldError::batch("atomic", NO_HOOK)));
         }
         let list_key = self.list_field(op);
