@@ -374,6 +374,8 @@ mod admission;
 mod axum;
 mod batch;
 mod body;
+#[cfg(feature = "client")]
+pub mod client;
 mod codec;
 mod config;
 mod engine;

@@ -72,6 +72,15 @@ pub(crate) fn same_id(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
+/// 32 hex digits no client can guess: SipHash under the process's random keys (a fresh
+/// pair for each call). Multipart boundaries and the client's idempotency keys.
+pub(crate) fn random_hex() -> String {
+    use std::hash::BuildHasher;
+    let state = std::collections::hash_map::RandomState::new();
+    let (a, b) = (state.hash_one(1u8), state.hash_one(2u8));
+    format!("{a:016x}{b:016x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

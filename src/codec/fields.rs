@@ -2,10 +2,10 @@
 //! item, a method, a string; every failure as a message that names what was expected.
 
 use super::object::ObjectError;
+pub(crate) use crate::batch::outcome::decode_base64;
 use crate::batch::plan::parse_method;
 use crate::batch::strict::NEEDS_ESCAPE;
 use crate::error::FieldError;
-use base64::Engine as _;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -150,16 +150,6 @@ pub(crate) fn value_type(v: &serde_json::Value) -> &'static str {
         serde_json::Value::String(_) => "a string",
         serde_json::Value::Number(_) => "a number",
     }
-}
-
-/// Decodes a base64 body in any common alphabet, padded or not.
-pub(crate) fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-    let trimmed = s.trim_end_matches('=');
-    URL_SAFE_NO_PAD
-        .decode(trimmed)
-        .or_else(|_| STANDARD_NO_PAD.decode(trimmed))
-        .ok()
 }
 
 /// A field that should be a string, read in serde's one pass over the batch: the string

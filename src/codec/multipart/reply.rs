@@ -13,10 +13,10 @@
 
 use super::super::{Reply, ReplyWriter};
 use super::dialect::Dialect;
+use crate::batch::id::random_hex;
 use crate::batch::outcome::Outcome;
 use crate::batch::summary::Summary;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use std::hash::BuildHasher;
 use std::ops::Range;
 
 /// A reply being written.
@@ -34,13 +34,6 @@ pub(super) struct MultipartReply {
     held: Vec<(usize, Outcome)>,
     /// What the outer request asked for (V2's status, `Preference-Applied`).
     dialect: Dialect,
-}
-
-/// 32 hex digits no client can guess: SipHash under the process's random keys.
-fn random_hex() -> String {
-    let state = std::collections::hash_map::RandomState::new();
-    let (a, b) = (state.hash_one(1u8), state.hash_one(2u8));
-    format!("{a:016x}{b:016x}")
 }
 
 impl MultipartReply {

@@ -1,0 +1,197 @@
+//! The client side (feature `client`): [`BatchClient`], a `tower::Service` that sends
+//! [`Batch`]es of `http::Request`s as JSON batches (OData 4.01 / Microsoft Graph, what this
+//! crate's layer speaks) through any HTTP client service, and hands back one response per
+//! request, in order.
+//!
+//! - **Splitting**: at most [`max_requests`](BatchClient::max_requests) per batch request
+//!   (Graph's 20 by default), every `dependsOn` chain in one, as few batch requests as
+//!   first-fit packing makes; a server that answers `400`/`413` naming a smaller limit is
+//!   heard, and the batch split again (nothing ran). A chain longer than the limit is
+//!   [`ClientError::ChainTooLong`], before anything is sent.
+//! - **Throttled items only**: items answered `429` or `503` (and `504` for methods that
+//!   may be repeated) are sent again, in a new batch request, after the longest
+//!   `Retry-After` among them, up to [`item_retries`](BatchClient::item_retries) times
+//!   and within the [`deadline`](BatchClient::deadline); items that were not sent (`424`)
+//!   because they wait for one go with it. Nothing else is sent twice.
+//! - **Whole batch requests**: a reset connection, a cut body, or a busy server (`429`,
+//!   `503`, `502`, `504`, or `409` while the same batch runs) is retried with the same
+//!   `Idempotency-Key`, so a server that honours keys (this crate's layer does) runs it
+//!   once. A batch request that still fails gives each of its items a response saying so
+//!   (its status, or `502`), so the caller always learns what ran.
+//! - Spans: `batch_client` per batch, `batch_request` per batch request (with its key and
+//!   attempts), `batch_item` per item answered (id, status).
+//!
+//! It is a `Service<Batch>`: timeouts, rate limits and tracing layers compose around it.
+//! The inner service is cloned for every batch request (and driven to readiness by
+//! `oneshot`), so this one is always ready: hyper-util's legacy `Client` and tower-http
+//! stacks over it are cheap to clone.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use tower::ServiceExt;
+//! use tower_http_batch::client::{Batch, BatchClient, Item};
+//!
+//! let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+//! let client = BatchClient::new(http, "http://127.0.0.1:3000/batch".parse()?).max_requests(100);
+//! let read = |id: u32| http::Request::get(format!("/users/{id}")).body(Bytes::new()).unwrap();
+//! let batch = (1..=250).fold(Batch::new(), |b, id| b.push(read(id)));
+//! let responses = client.oneshot(batch).await?;
+//! assert_eq!(responses.len(), 250);
+//! for (index, failed) in responses.failed() {
+//!     println!("request {index}: {}", failed.status());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod coalesce;
+mod item;
+mod responses;
+mod run;
+mod send;
+mod split;
+mod wire;
+
+pub use coalesce::{Coalesce, CoalesceFuture};
+pub use item::{Batch, Item};
+pub use responses::{ClientError, Report, Responses};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{Request, Response, Uri};
+use http_body::Body;
+use http_body_util::Full;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tower::Service;
+use tracing::Instrument;
+
+/// Microsoft Graph's limit, the smallest in common use: the default split.
+pub const DEFAULT_CLIENT_MAX_REQUESTS: usize = 20;
+
+/// Sends [`Batch`]es as JSON batches through `S` (see the [module docs](self)).
+#[derive(Debug, Clone)]
+pub struct BatchClient<S> {
+    inner: S,
+    settings: Arc<Settings>,
+}
+
+/// What a client is configured with.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) endpoint: Uri,
+    pub(crate) max_requests: usize,
+    pub(crate) item_retries: u32,
+    pub(crate) batch_attempts: u32,
+    pub(crate) default_wait: Duration,
+    pub(crate) max_wait: Duration,
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) keys: bool,
+    pub(crate) max_reply_bytes: usize,
+}
+
+impl<S> BatchClient<S> {
+    /// A client sending batches to `endpoint` (an absolute URL, as the inner client
+    /// needs) through `inner`.
+    pub fn new(inner: S, endpoint: Uri) -> Self {
+        let settings = Settings {
+            endpoint,
+            max_requests: DEFAULT_CLIENT_MAX_REQUESTS,
+            item_retries: 3,
+            batch_attempts: 4,
+            default_wait: Duration::from_secs(1),
+            max_wait: Duration::from_secs(60),
+            deadline: None,
+            keys: true,
+            max_reply_bytes: 64 << 20,
+        };
+        Self {
+            inner,
+            settings: Arc::new(settings),
+        }
+    }
+
+    fn settings_mut(&mut self) -> &mut Settings {
+        Arc::make_mut(&mut self.settings)
+    }
+
+    /// The most requests one batch request holds (default
+    /// [`DEFAULT_CLIENT_MAX_REQUESTS`], 20; this crate's layer takes 100 by default).
+    pub fn max_requests(mut self, max: usize) -> Self {
+        self.settings_mut().max_requests = max.max(1);
+        self
+    }
+
+    /// How many times throttled items are sent again (default 3; 0: never).
+    pub fn item_retries(mut self, retries: u32) -> Self {
+        self.settings_mut().item_retries = retries;
+        self
+    }
+
+    /// How many times one batch request is sent in all, retries with the same key
+    /// included (default 4).
+    pub fn batch_attempts(mut self, attempts: u32) -> Self {
+        self.settings_mut().batch_attempts = attempts.max(1);
+        self
+    }
+
+    /// The wait before resending throttled items that named no `Retry-After` (default
+    /// 1 s), and the longest wait any `Retry-After` may ask (default 60 s).
+    pub fn waits(mut self, default: Duration, max: Duration) -> Self {
+        let settings = self.settings_mut();
+        settings.default_wait = default;
+        settings.max_wait = max.max(default);
+        self
+    }
+
+    /// No retry starts past this time after the batch was given (default: none; a
+    /// `tower::timeout` layer around the client bounds the whole call).
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.settings_mut().deadline = Some(deadline);
+        self
+    }
+
+    /// Sends no `Idempotency-Key` (for servers that refuse one). Whole batch requests
+    /// are then retried only when nothing was answered… and might run twice: prefer keys.
+    pub fn no_idempotency_keys(mut self) -> Self {
+        self.settings_mut().keys = false;
+        self
+    }
+}
+
+impl<S, B> Service<Batch> for BatchClient<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Into<crate::BoxError> + Send,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<crate::BoxError> + Send,
+{
+    type Response = Responses;
+    type Error = ClientError;
+    type Future = BoxFuture<'static, Result<Responses, ClientError>>;
+
+    /// Always ready: each batch request drives a clone of the inner service to readiness.
+    #[inline]
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, batch: Batch) -> Self::Future {
+        let (inner, settings) = (self.inner.clone(), self.settings.clone());
+        let span =
+            tracing::info_span!("batch_client", items = batch.len(), endpoint = %settings.endpoint);
+        Box::pin(async move { run::run(inner, &settings, batch).await }.instrument(span))
+    }
+}
+
+/// A fresh `Idempotency-Key`: 32 hex digits no other client picks.
+pub(crate) fn new_key() -> String {
+    crate::batch::id::random_hex()
+}
