@@ -93,9 +93,13 @@ fn operation(config: &Config, path: &str, method: &str) -> Value {
             "schema": {"type": "string", "minLength": 1, "maxLength": 255}
         }));
     }
+    // Each byte that is not a letter or digit as `_` and its hex: no two paths alike.
     let id: String = path
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .bytes()
+        .map(|b| match b.is_ascii_alphanumeric() {
+            true => char::from(b).to_string(),
+            false => format!("_{b:02x}"),
+        })
         .collect();
     json!({
         "operationId": format!("batch_{method}{id}"),
@@ -130,14 +134,18 @@ fn add(entry: &mut Value, op: Operation) {
 fn errors(config: &Config) -> Vec<(u16, &'static str)> {
     let mut errors = vec![
         (400, "The batch is malformed or breaks a limit; `errors` lists every bad item and field. Nothing ran."),
+        (405, "The method is not one this endpoint takes (Allow)."),
         (408, "The batch body did not arrive in time."),
         (413, "The batch body is larger than the limit."),
         (415, "The content type is not one this endpoint takes."),
-        (503, "Too many batches in flight and waiting (Retry-After)."),
+        (503, "Too many batches in flight and waiting, or the idempotency store failed (Retry-After). Nothing ran."),
     ];
     if config.idempotency.is_some() {
-        errors.push((409, "A batch with this Idempotency-Key is still running (Retry-After), or an item's outcome is unknown."));
-        errors.push((422, "This Idempotency-Key was used for another request."));
+        errors.push((
+            409,
+            "A batch with this Idempotency-Key is still running (Retry-After).",
+        ));
+        errors.push((422, "This Idempotency-Key was used for another request (another body, target or OData version)."));
     }
     errors.sort_unstable();
     errors
@@ -158,4 +166,42 @@ fn limits(config: &Config) -> Value {
         "batchTimeoutSeconds": seconds(config.run.batch_timeout),
         "atomic": config.decode.atomic
     })
+}
+
+#[cfg(all(test, feature = "utoipa"))]
+mod tests {
+    use crate::{BatchLayer, Resource};
+
+    /// utoipa reads every schema: nothing of the document is lost on the way.
+    #[test]
+    fn utoipa_reads_the_whole_document() {
+        let layer = BatchLayer::new("/batch")
+            .path("/v1.0/$batch")
+            .odata_v2("/v2/$batch")
+            .bulk("/rest/v10/bulk", "/rest")
+            .resource(Resource::new("/users"))
+            .max_requests(7);
+        let ours = layer.openapi();
+        let theirs = serde_json::to_value(layer.utoipa()).unwrap();
+        let count = |v: &serde_json::Value, key: &str| v.to_string().matches(key).count();
+        for key in [
+            "\"maxItems\"",
+            "\"items\"",
+            "\"properties\"",
+            "\"type\"",
+            "\"required\"",
+            "x-batch-limits",
+        ] {
+            assert_eq!(
+                count(&theirs["paths"], key),
+                count(&ours["paths"], key),
+                "{key}"
+            );
+        }
+        let batch = &theirs["paths"]["/batch"]["post"]["requestBody"]["content"];
+        assert_eq!(
+            batch["application/json"]["schema"]["properties"]["requests"]["maxItems"],
+            7
+        );
+    }
 }

@@ -173,3 +173,55 @@ async fn a_replayed_v2_batch_is_answered_as_the_first() {
     assert_eq!(header(&again, "idempotent-replayed"), Some("true"));
     assert_eq!(calls.get(), 3, "the retry ran nothing");
 }
+
+#[tokio::test]
+async fn a_retry_naming_another_version_is_another_request() {
+    let store = seeded(1);
+    let (http, calls) = store::start(layer(&store), store.clone()).await;
+    let keyed = [("idempotency-key", "\"versions\"")];
+    let first = send(&http, "/batch", &keyed, &reads()).await;
+    assert_eq!(statuses(&first, 200), [200, 404, 200]);
+    // The same body under the same key, now asking to stop at the first failure: a
+    // replay would show what the first run did, not what this one asks.
+    let v4 = [
+        ("idempotency-key", "\"versions\""),
+        ("odata-version", "4.0"),
+    ];
+    let again = send(&http, "/batch", &v4, &reads()).await;
+    assert_eq!(
+        again.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&again.body)
+    );
+    assert_eq!(calls.get(), 3, "nothing ran again");
+}
+
+#[tokio::test]
+async fn an_odata_4_changeset_stops_inside_at_its_failure() {
+    let store = seeded(1);
+    let (http, calls) = store::start(layer(&store), store.clone()).await;
+    let create = |id: &str, body: &str| {
+        let head = "POST /items HTTP/1.1\r\nContent-Type: application/json";
+        request(Some(id), head, body)
+    };
+    let three = [
+        create("a", r#"{"name":"x"}"#),
+        create("b", "{}"),
+        create("c", r#"{"name":"z"}"#),
+    ];
+    let body = multipart("batch_1", &[changeset("cs", &three)]);
+    let reply = send(&http, "/batch", &[("odata-version", "4.0")], &body).await;
+    let reply = parts(&reply);
+    let seen: Vec<_> = reply
+        .iter()
+        .map(|p| (p.status, p.content_id.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [(422, Some("b".to_string()))],
+        "the member after it never ran"
+    );
+    assert_eq!(calls.get(), 2);
+    assert_eq!(store.log(), ["begin by alice", "rollback"]);
+}

@@ -352,6 +352,8 @@ async fn the_demos_openapi_document_validates_and_names_every_batch_path() {
     let users = doc["paths"]["/users/batch"].as_object().unwrap();
     assert_eq!(users.len(), 3, "create, update, delete");
 
+    schemas_take_what_the_demo_takes_and_sends(&http, &doc).await;
+
     let file = std::env::temp_dir().join(format!("openapi-{}.json", std::process::id()));
     std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
     let validator = clients().join("openapi_py/.venv/bin/openapi-spec-validator");
@@ -363,6 +365,90 @@ async fn the_demos_openapi_document_validates_and_names_every_batch_path() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && said.trim_end().ends_with(": OK"),
+        "{said}"
+    );
+}
+
+/// The document's schemas against real requests and the demo's real replies, checked by
+/// `jsonschema` (draft 2020-12, as OpenAPI 3.1): each must be valid, and a wrong one not.
+async fn schemas_take_what_the_demo_takes_and_sends(http: &Http, doc: &Value) {
+    let schema = |path: &str, method: &str, at: &str| {
+        let op = &doc["paths"][path][method];
+        match at {
+            "request" => op["requestBody"]["content"]["application/json"]["schema"].clone(),
+            status => op["responses"][status]["content"]["application/json"]["schema"].clone(),
+        }
+    };
+    let alice = [
+        ("authorization", "Bearer alice-token"),
+        ("content-type", "application/json"),
+    ];
+    let batch = json!({"requests": [
+        {"id": "first", "url": "/users/1"},
+        {"id": 2, "method": "POST", "url": "/users", "headers": {"content-type": "application/json", "x-n": 5},
+         "body": {"name": "Schema", "email": "schema@example.com"}, "dependsOn": ["first"]}
+    ]});
+    let reply = http
+        .send("POST", "/batch", &alice, batch.to_string())
+        .await
+        .json();
+    let bulk = json!({"requests": [
+        {"url": "/v10/Accounts", "method": "POST", "data": "{\"name\": \"A\"}", "headers": ["Content-Type: application/json"]},
+        {"url": "/v10/Accounts", "method": "POST", "data": {"name": "B"}, "headers": {"content-type": "application/json"}},
+        {"url": "/v10/Accounts"}
+    ]});
+    let bulk_reply = http
+        .send("POST", "/rest/v10/bulk", &alice, bulk.to_string())
+        .await
+        .json();
+    let create = json!({"users": [{"name": "R", "email": "r@example.com"}, {"name": ""}]});
+    let created = http
+        .send("POST", "/users/batch", &alice, create.to_string())
+        .await
+        .json();
+    let cases = json!([
+        {"schema": schema("/batch", "post", "request"), "instance": batch, "valid": true},
+        {"schema": schema("/batch", "post", "200"), "instance": reply, "valid": true},
+        {"schema": schema("/rest/v10/bulk", "post", "request"), "instance": bulk, "valid": true},
+        {"schema": schema("/rest/v10/bulk", "post", "200"), "instance": bulk_reply, "valid": true},
+        {"schema": schema("/users/batch", "post", "request"), "instance": create, "valid": true},
+        {"schema": schema("/users/batch", "post", "207"), "instance": created, "valid": true},
+        {"schema": schema("/batch", "post", "request"), "instance": {"requests": [{"method": "GET"}]}, "valid": false},
+        {"schema": schema("/batch", "post", "request"), "instance": {"requests": "all"}, "valid": false},
+    ]);
+    let file = std::env::temp_dir().join(format!("schema-cases-{}.json", std::process::id()));
+    std::fs::write(&file, cases.to_string()).unwrap();
+    let check = "import json, sys, jsonschema\n\
+        for i, c in enumerate(json.load(open(sys.argv[1]))):\n\
+        \x20   errors = list(jsonschema.Draft202012Validator(c['schema']).iter_errors(c['instance']))\n\
+        \x20   print(i, not errors, [e.message for e in errors][:2])";
+    let python = clients().join("openapi_py/.venv/bin/python");
+    let out = Command::new(python)
+        .args(["-c", check])
+        .arg(&file)
+        .output()
+        .expect("python runs");
+    let _ = std::fs::remove_file(&file);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = cases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["valid"].as_bool().unwrap());
+    for (line, valid) in said.lines().zip(expected) {
+        let mut words = line.splitn(3, ' ');
+        let (_, verdict) = (words.next(), words.next());
+        let wanted = if valid { "True" } else { "False" };
+        assert_eq!(verdict, Some(wanted), "{line}");
+    }
+    assert_eq!(
+        said.lines().count(),
+        cases.as_array().unwrap().len(),
         "{said}"
     );
 }

@@ -33,11 +33,10 @@ pub(crate) fn preferences(headers: &HeaderMap) -> impl Iterator<Item = Preferenc
         })
 }
 
-/// The preference named `name` (ignoring case), the last one stated winning.
+/// The preference named `name` (ignoring case): its first statement, as RFC 7240 §2
+/// says (later ones are ignored).
 pub(crate) fn find<'a>(headers: &'a HeaderMap, name: &str) -> Option<Preference<'a>> {
-    preferences(headers)
-        .filter(|p| p.name.eq_ignore_ascii_case(name))
-        .last()
+    preferences(headers).find(|p| p.name.eq_ignore_ascii_case(name))
 }
 
 fn unquote(value: &str) -> &str {
@@ -81,13 +80,13 @@ mod tests {
     }
 
     #[test]
-    fn the_last_statement_wins_and_junk_is_skipped() {
+    fn the_first_statement_wins_and_junk_is_skipped() {
         let h = headers(&[
             "continue-on-error=true",
             ",,  ; =x",
             "continue-on-error=false",
         ]);
-        assert_eq!(find(&h, "continue-on-error").unwrap().value, Some("false"));
+        assert_eq!(find(&h, "continue-on-error").unwrap().value, Some("true"));
         let mut bytes = HeaderMap::new();
         bytes.insert(
             "prefer",

@@ -69,21 +69,30 @@ pub(crate) fn problem() -> Value {
     })
 }
 
-fn string_map() -> Value {
-    json!({"type": "object", "additionalProperties": {"type": "string"}})
+/// Any JSON value. Every schema names its type: utoipa reads no schema without one.
+fn any() -> Value {
+    json!({"type": ["object", "array", "string", "number", "integer", "boolean", "null"]})
+}
+
+/// Header values by name: a string (or a number), or an array for a repeated header.
+fn header_map() -> Value {
+    json!({"type": "object", "additionalProperties": {
+        "type": ["string", "number", "array"],
+        "items": {"type": "string"}
+    }})
 }
 
 /// The JSON batch (OData 4.01 / Microsoft Graph), and its NDJSON reply.
 pub(crate) fn json_batch(limits: &DecodeLimits) -> Vec<Operation> {
     let item = json!({
         "type": "object",
-        "required": ["id", "method", "url"],
+        "required": ["url"],
         "properties": {
-            "id": {"type": "string", "description": "Unique in the batch, ignoring letter case."},
-            "method": {"type": "string", "examples": ["GET", "POST", "PATCH", "DELETE"]},
+            "id": {"type": ["string", "integer"], "description": "Unique in the batch, ignoring letter case (default: the item's position)."},
+            "method": {"type": "string", "default": "GET", "examples": ["GET", "POST", "PATCH", "DELETE"]},
             "url": {"type": "string", "description": "Relative to the batch endpoint, an absolute path, or an absolute URL of this server. May hold {{id#/json/pointer}} references to items it depends on."},
-            "headers": string_map(),
-            "body": {"description": "A JSON value for JSON content types, else a string (base64 for binary types)."},
+            "headers": header_map(),
+            "body": {"description": "A JSON value for JSON content types, else a string (base64 for binary types).", "type": ["object", "array", "string", "number", "integer", "boolean", "null"]},
             "dependsOn": {"type": "array", "items": {"type": "string"}},
             "atomicityGroup": {"type": "string"}
         }
@@ -103,8 +112,8 @@ pub(crate) fn json_batch(limits: &DecodeLimits) -> Vec<Operation> {
         "properties": {
             "id": {"type": "string"},
             "status": {"type": "integer"},
-            "headers": string_map(),
-            "body": {}
+            "headers": header_map(),
+            "body": any()
         }
     });
     let reply = json!({
@@ -113,8 +122,8 @@ pub(crate) fn json_batch(limits: &DecodeLimits) -> Vec<Operation> {
         "properties": {"responses": {"type": "array", "items": response}}
     });
     let line = json!({
-        "description": "One line per item in completion order, then a closing line with the counts.",
-        "type": "object"
+        "description": "One JSON object per line: one per item in completion order, then a closing line with the counts.",
+        "type": "string"
     });
     vec![Operation {
         method: Method::POST,
@@ -149,16 +158,21 @@ pub(crate) fn multipart(limits: &DecodeLimits, v2: bool) -> Vec<Operation> {
         true => (202, "Run an OData V2 multipart batch", "The responses (OData V2: 202 Accepted, DataServiceVersion)."),
         false => (200, "Run an OData 4.0 multipart batch", "The responses, in request order (streamed). OData 4.0 requests stop at the first failure unless `Prefer: odata.continue-on-error`."),
     };
+    let mut replies = vec![Described::new(
+        status,
+        description,
+        "multipart/mixed",
+        reply.clone(),
+    )];
+    if !v2 {
+        let named = "The responses, to a request that names OData V2 (DataServiceVersion, MaxDataServiceVersion).";
+        replies.push(Described::new(202, named, "multipart/mixed", reply));
+    }
     vec![Operation {
         method: Method::POST,
         summary,
         request: ("multipart/mixed", body),
-        replies: vec![Described::new(
-            status,
-            description,
-            "multipart/mixed",
-            reply,
-        )],
+        replies,
     }]
 }
 
@@ -170,8 +184,8 @@ pub(crate) fn bulk(limits: &DecodeLimits) -> Vec<Operation> {
         "properties": {
             "url": {"type": "string", "examples": ["/v10/Accounts"]},
             "method": {"type": "string", "default": "GET"},
-            "data": {"type": "string", "description": "The body, JSON-encoded."},
-            "headers": string_map()
+            "data": {"type": ["string", "object", "array"], "description": "The body: JSON-encoded in a string, or the JSON itself."},
+            "headers": {"type": ["object", "array"], "description": "By name, or as `Name: value` strings.", "items": {"type": "string"}}
         }
     });
     let request = json!({
@@ -182,7 +196,7 @@ pub(crate) fn bulk(limits: &DecodeLimits) -> Vec<Operation> {
     let entry = json!({
         "type": "object",
         "required": ["contents", "headers", "status"],
-        "properties": {"contents": {}, "headers": string_map(), "status": {"type": "integer"}}
+        "properties": {"contents": any(), "headers": {"type": ["object", "array"]}, "status": {"type": "integer"}}
     });
     vec![Operation {
         method: Method::POST,
@@ -207,7 +221,7 @@ pub(crate) fn resource(name: &str, id_field: &str, max_items: usize) -> Vec<Oper
         ]})
     };
     let failed = json!({"type": "array", "items": {"type": "object", "required": ["index", "status", "error"], "properties": {
-        "index": {"type": "integer"}, "id": {}, "status": {"type": "integer"}, "error": {"type": "string"}, "item": {}
+        "index": {"type": "integer"}, "id": any(), "status": {"type": "integer"}, "error": {"type": "string"}, "item": any()
     }}});
     let summary = |done: &str| {
         json!({"type": "object", "required": ["success_count", "error_count", "failed"], "properties": {
@@ -221,9 +235,9 @@ pub(crate) fn resource(name: &str, id_field: &str, max_items: usize) -> Vec<Oper
     }});
     let update = json!({"type": "object", "required": [id_field]});
     let delete = json!({"oneOf": [
-        {"type": "object", "required": ["ids"], "properties": {"ids": list(json!({})), "atomic": {"type": "boolean"}}},
+        {"type": "object", "required": ["ids"], "properties": {"ids": list(any()), "atomic": {"type": "boolean"}}},
         {"type": "object", "required": ["filters"], "properties": {"filters": {"type": "object"}, "atomic": {"type": "boolean"}}},
-        list(json!({}))
+        list(any())
     ]});
     let partly = "Some items failed: `failed` says which and why.";
     let op = |method, summary, request: Value, ok: (u16, Value)| Operation {

@@ -123,6 +123,7 @@ impl Idempotency {
             parts.method.as_str().as_bytes(),
             target.as_bytes(),
             content_type,
+            &shaping(&parts.headers),
             body,
         ]);
         Ok(Some(Keyed {
@@ -230,6 +231,29 @@ fn parse_key(value: &HeaderValue) -> Result<String, &'static str> {
 }
 
 /// SHA-256 of `parts`, each length-prefixed (so that no two lists read alike).
+/// The values of the headers that change what a batch runs (a multipart batch's OData
+/// version decides whether it stops at a failure; `Prefer` may ask it to go on): a retry
+/// that differs in them is another request (`422`), not a replay.
+fn shaping(headers: &http::HeaderMap) -> Vec<u8> {
+    const SHAPING: [&str; 5] = [
+        "odata-version",
+        "odata-maxversion",
+        "dataserviceversion",
+        "maxdataserviceversion",
+        "prefer",
+    ];
+    let mut out = Vec::new();
+    for name in SHAPING {
+        for value in headers.get_all(name) {
+            out.extend_from_slice(name.as_bytes());
+            out.push(b':');
+            out.extend_from_slice(value.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
 fn digest(parts: &[&[u8]]) -> [u8; 32] {
     let mut hash = Sha256::new();
     for part in parts {

@@ -189,7 +189,10 @@ pub(crate) fn layer(args: &Args) -> Result<BatchLayer, String> {
             }
         }
     };
-    for path in &args.odata_v2_paths {
+    let mut v2_paths = args.odata_v2_paths.clone();
+    v2_paths.sort_unstable();
+    v2_paths.dedup();
+    for path in &v2_paths {
         if *path == args.json_path
             || args
                 .service_root

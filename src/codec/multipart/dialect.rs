@@ -37,7 +37,8 @@ impl Dialect {
     pub(super) fn of(headers: &HeaderMap, v2: bool) -> Self {
         let odata4 = ["odata-version", "odata-maxversion"]
             .iter()
-            .any(|name| headers.contains_key(*name));
+            .filter_map(|name| major(headers.get(*name)?))
+            .any(|major| major >= 4);
         let names_v2 = ["dataserviceversion", "maxdataserviceversion"]
             .iter()
             .filter_map(|name| major(headers.get(*name)?))
@@ -111,6 +112,9 @@ mod tests {
         );
         assert!(both.v2.is_none() && both.stop_on_error);
         assert!(of(&[("dataserviceversion", "x")], false).v2.is_none());
+        // Only a version of 4 or more is OData 4.
+        let two = of(&[("odata-version", "2.0")], false);
+        assert!(two.v2.is_none() && !two.stop_on_error);
     }
 
     #[test]

@@ -31,8 +31,11 @@
 //! --batch_1--
 //! ```
 //!
-//! Reply: `multipart/mixed`, one `application/http` part per response in request order
-//! (see [`reply`]).
+//! Reply: `multipart/mixed`, one `application/http` part per response in request order,
+//! a changeset's in a nested part, a failed changeset's as one response (see [`reply`]).
+//! Its status, and whether the batch stops at a failure, follow the OData version the
+//! request names (see [`dialect`]): an OData 4 batch runs one request at a time, since
+//! it stops at the first failure.
 
 mod dialect;
 mod reply;

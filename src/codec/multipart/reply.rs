@@ -4,7 +4,8 @@
 //!
 //! A changeset that failed is answered with one response, its failure, in place of the
 //! nested part (OData 4.0 Part 1 §11.7.4; V2 clients such as pyodata read nothing else): the
-//! first member that failed on its own, not one of those its failure rolled back (`424`).
+//! first member the service itself failed, not one the layer answered for (rolled back,
+//! `424`, a failed rollback).
 //! So a changeset's responses are held until its last one arrives, or until the next item
 //! or the end shows that the rest were left out.
 //!
@@ -86,10 +87,17 @@ impl MultipartReply {
         if held.is_empty() {
             return;
         }
-        let own = held
-            .iter()
-            .find(|(_, o)| o.failed() && o.status != StatusCode::FAILED_DEPENDENCY);
-        let failure = own.or_else(|| held.iter().find(|(_, o)| o.failed()));
+        // The service's own answer first (the layer writes the rolled-back members'),
+        // then any but a `424` (a replay keeps no mark of who wrote what), then any.
+        let failed = |o: &Outcome| o.failed();
+        let by_service = held.iter().find(|(_, o)| failed(o) && o.answered.is_none());
+        let own = || {
+            held.iter()
+                .find(|(_, o)| failed(o) && o.status != StatusCode::FAILED_DEPENDENCY)
+        };
+        let failure = by_service
+            .or_else(own)
+            .or_else(|| held.iter().find(|(_, o)| failed(o)));
         if let Some((index, outcome)) = failure {
             return self.part(&self.boundary, *index, outcome, w);
         }

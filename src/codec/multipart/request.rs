@@ -33,7 +33,7 @@ pub(super) fn read<'a>(
     // A request line without a version is read with ` HTTP/1.1` added after its target,
     // and a part that is all head (no empty line: batchelor's `GET /path\n`) with the
     // empty line that ends it.
-    let completed = completed(content);
+    let (completed, all_head) = completed(content);
     let parsed = completed.as_deref().unwrap_or(content);
     let added = parsed.len() - content.len();
     let head = match request.parse(parsed) {
@@ -55,13 +55,21 @@ pub(super) fn read<'a>(
         }
     };
     let method = parse_method(request.method.unwrap_or_default()).map_err(|e| ("method", e))?;
+    // A write's head must end: lines after it could be its body read as headers.
+    if all_head && matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+        return Err((
+            "request",
+            format!("has no empty line after its head: a {method} must end its head with one, then its body"),
+        ));
+    }
     // The target sits at the same place in `content` (what was added comes after it).
     let path = request.path.unwrap_or_default();
     let at = path.as_ptr() as usize - parsed.as_ptr() as usize;
     let url = std::str::from_utf8(&content[at..at + path.len()]).unwrap_or_default();
     let headers = header_map(request.headers, caps)?;
-    // A head completed here has no body (`head - added` is then the content's end).
-    let body = body(&content[(head - added).min(content.len())..], &headers)?;
+    // What was added lies in the request line or past the content's end, so `head -
+    // added` is where the body starts (the content's end for a completed head).
+    let body = body(&content[head - added..], &headers)?;
     Ok(InnerRequest {
         method,
         url,
@@ -72,11 +80,13 @@ pub(super) fn read<'a>(
 
 /// `content` as httparse reads it, when it is not already: with a version in its request
 /// line ([`with_version`]), and ended by an empty line when it has none (a part with no
-/// empty line is a head and no body). `None` when `content` is read as it is.
-fn completed(content: &[u8]) -> Option<Vec<u8>> {
+/// empty line is a head and no body). `None` when `content` is read as it is; and whether
+/// it is all head.
+fn completed(content: &[u8]) -> (Option<Vec<u8>>, bool) {
     let has_empty_line = memchr::memmem::find(content, b"\n\n").is_some()
         || memchr::memmem::find(content, b"\n\r\n").is_some();
-    let ended = (!has_empty_line && !content.is_empty()).then(|| {
+    let all_head = !has_empty_line && !content.is_empty();
+    let ended = all_head.then(|| {
         let ending: &[u8] = match (content.ends_with(b"\r\n"), content.ends_with(b"\n")) {
             (true, _) => b"\r\n",
             (false, true) => b"\n",
@@ -84,7 +94,8 @@ fn completed(content: &[u8]) -> Option<Vec<u8>> {
         };
         [content, ending].concat()
     });
-    with_version(ended.as_deref().unwrap_or(content)).or(ended)
+    let versioned = with_version(ended.as_deref().unwrap_or(content));
+    (versioned.or(ended), all_head)
 }
 
 /// `content` with ` HTTP/1.1` after the target of a request line that has none
@@ -219,6 +230,17 @@ mod tests {
         }
         let r = read_str("GET /x\nAuthorization: Bearer b\n").unwrap();
         assert_eq!(r.headers["authorization"], "Bearer b");
+        // A write must end its head: what follows could be its body.
+        for text in [
+            "POST /x\nContent-Type: text/plain\n",
+            "PATCH /x HTTP/1.1\r\nA: b\r\n",
+        ] {
+            assert_eq!(
+                read_str(text).err().map(|e| e.0),
+                Some("request"),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

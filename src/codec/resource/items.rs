@@ -184,13 +184,14 @@ impl<'a> Builder<'a> {
     /// The plan (one atomic group, or chunks) and its reply; or, when atomic, the refusal
     /// of the whole request if any item was refused.
     pub(super) fn finish(self) -> Result<Decoded, Problem> {
-        if self.atomic && !self.errors.is_empty() {
-            return Err(Problem::invalid(self.errors));
+        // One item is atomic on its own; more need the transaction hook. Said beside any
+        // refused item, so that one answer names every problem.
+        let mut errors = self.errors;
+        if self.atomic && !self.cx.limits.atomic && self.entries.len() > 1 {
+            errors.insert(0, FieldError::batch("atomic", NO_HOOK));
         }
-        // One item is atomic on its own; more need the transaction hook.
-        if self.atomic && !self.cx.limits.atomic && self.items.len() > 1 {
-            let refused = FieldError::batch("atomic", NO_HOOK);
-            return Err(Problem::invalid(vec![refused]));
+        if self.atomic && !errors.is_empty() {
+            return Err(Problem::invalid(errors));
         }
         let mut plan = Plan::new(self.items, false);
         if self.atomic {
