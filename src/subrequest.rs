@@ -53,6 +53,13 @@ const IDENTITY_PREFIXES: [&str; 8] = [
     "x-ssl-client-",
 ];
 
+/// Whether a header name says who a request acts as, by the layer's built-in list (its
+/// configured `identity_header`s aside): the client's `Coalesce` groups by these.
+pub(crate) fn is_builtin_identity(name: &str) -> bool {
+    let name = folded(name);
+    IDENTITY.contains(&&*name) || IDENTITY_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 /// The other headers sub-requests take from the outer request alone: where it comes from,
 /// with the names front proxies and CDNs use; and [`CLIENT_ADDRESS_PREFIX`]`*`.
 const CLIENT_ADDRESS: [&str; 9] = [
@@ -167,9 +174,7 @@ impl HeaderPolicy {
 
     /// Whether a header (folded) says who the request acts as.
     fn is_identity_folded(&self, name: &str) -> bool {
-        IDENTITY.contains(&name)
-            || IDENTITY_PREFIXES.iter().any(|p| name.starts_with(p))
-            || self.identity.iter().any(|h| h == name)
+        is_builtin_identity(name) || self.identity.iter().any(|h| h == name)
     }
 
     /// Who the outer request acts as, from the values of its identity headers (not those

@@ -1,16 +1,20 @@
 //! Single requests coalesced into batches, as DataLoader and Apollo's `BatchHttpLink` do:
 //! requests sent through [`Coalesce`] within a short window (and up to a size) go out as
-//! one batch per identity (`Authorization` and `Cookie`, which become the batch request's
-//! own), and each caller gets its own response. Off unless used.
+//! one batch per identity, and each caller gets its own response. Off unless used.
+//!
+//! The identity is what the batch layer takes from the outer request alone: its built-in
+//! identity headers (`Authorization`, `Cookie`, `Proxy-Authorization`, the authenticating
+//! proxies' user headers) and any given to [`Coalesce::with_identity_headers`]. They
+//! leave each request and become its batch request's own. A caller that drops its future
+//! does not unsend its request: once handed over, it goes with its batch.
 
-use super::{Batch, BatchClient, Item};
+use super::{Batch, ClientError, Item, Responses};
 use bytes::Bytes;
-use http::{header, HeaderMap, Request, Response};
-use http_body::Body;
-use http_body_util::Full;
+use http::{HeaderMap, HeaderName, Request, Response};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -69,75 +73,103 @@ impl std::fmt::Debug for Waiting {
 }
 
 impl Coalesce {
-    /// Gathers requests for `client`: a batch leaves `window` after its first request, or
-    /// once it holds `max` (then split at the client's limit as any batch). Spawns the
-    /// task that gathers them: call it within a tokio runtime.
-    pub fn new<S, B>(client: BatchClient<S>, window: Duration, max: usize) -> Self
+    /// Gathers requests for `client` (a [`BatchClient`](super::BatchClient), or one with
+    /// layers around it): a batch leaves `window` after its first request, or once it
+    /// holds `max` (then split at the client's limit as any batch). Spawns the task that
+    /// gathers them, which ends when every clone of this is dropped: call it within a
+    /// tokio runtime.
+    pub fn new<C>(client: C, window: Duration, max: usize) -> Self
     where
-        BatchClient<S>: Service<Batch, Response = super::Responses, Error = super::ClientError>,
-        <BatchClient<S> as Service<Batch>>::Future: Send,
-        S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
-        B: Body,
+        C: Service<Batch, Response = Responses, Error = ClientError> + Clone + Send + 'static,
+        C::Future: Send,
+    {
+        Self::with_identity_headers(client, window, max, Vec::new())
+    }
+
+    /// [`new`](Self::new), with more identity headers (those given to the server's
+    /// `BatchLayer::identity_header`).
+    pub fn with_identity_headers<C>(
+        client: C,
+        window: Duration,
+        max: usize,
+        identity: Vec<HeaderName>,
+    ) -> Self
+    where
+        C: Service<Batch, Response = Responses, Error = ClientError> + Clone + Send + 'static,
+        C::Future: Send,
     {
         let max = max.max(1);
         let (tx, rx) = mpsc::channel(max.saturating_mul(4));
-        tokio::spawn(gather(client, rx, window, max));
+        let gathering = Gathering {
+            window,
+            max,
+            identity: Arc::new(identity),
+        };
+        tokio::spawn(gathering.run(client, rx));
         Self {
             sender: PollSender::new(tx),
         }
     }
 }
 
-/// Takes requests as they come; sends each window's, one batch per identity.
-async fn gather<S>(
-    client: BatchClient<S>,
-    mut rx: mpsc::Receiver<Waiting>,
+/// The task that gathers requests.
+struct Gathering {
     window: Duration,
     max: usize,
-) where
-    BatchClient<S>: Service<Batch, Response = super::Responses, Error = super::ClientError>,
-    <BatchClient<S> as Service<Batch>>::Future: Send,
-    S: Clone + Send + Sync + 'static,
-{
-    while let Some(first) = rx.recv().await {
-        let until = tokio::time::Instant::now() + window;
-        let mut taken = vec![first];
-        while taken.len() < max {
-            match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(next)) => taken.push(next),
-                Ok(None) | Err(_) => break,
+    identity: Arc<Vec<HeaderName>>,
+}
+
+impl Gathering {
+    /// Takes requests as they come; sends each window's, one batch per identity.
+    async fn run<C>(self, client: C, mut rx: mpsc::Receiver<Waiting>)
+    where
+        C: Service<Batch, Response = Responses, Error = ClientError> + Clone + Send + 'static,
+        C::Future: Send,
+    {
+        while let Some(first) = rx.recv().await {
+            let until = tokio::time::Instant::now() + self.window;
+            let mut taken = vec![first];
+            while taken.len() < self.max {
+                match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(next)) => taken.push(next),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let mut by_identity: HashMap<Vec<(HeaderName, Bytes)>, Vec<Waiting>> = HashMap::new();
+            for mut waiting in taken {
+                let identity = self.take_identity(waiting.request.headers_mut());
+                by_identity.entry(identity).or_default().push(waiting);
+            }
+            for (identity, group) in by_identity {
+                tokio::spawn(send(client.clone(), identity, group));
             }
         }
-        let mut by_identity: HashMap<Vec<(header::HeaderName, Bytes)>, Vec<Waiting>> =
-            HashMap::new();
-        for mut waiting in taken {
-            let identity = take_identity(waiting.request.headers_mut());
-            by_identity.entry(identity).or_default().push(waiting);
+    }
+
+    /// The identity headers of a request, taken out of it (they become the batch's).
+    fn take_identity(&self, headers: &mut HeaderMap) -> Vec<(HeaderName, Bytes)> {
+        let names: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| {
+                crate::subrequest::is_builtin_identity(n.as_str()) || self.identity.contains(n)
+            })
+            .cloned()
+            .collect();
+        let mut identity = Vec::new();
+        for name in names {
+            for value in headers.get_all(&name) {
+                identity.push((name.clone(), Bytes::copy_from_slice(value.as_bytes())));
+            }
+            headers.remove(&name);
         }
-        for (identity, group) in by_identity {
-            tokio::spawn(send(client.clone(), identity, group));
-        }
+        identity.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
+        identity
     }
 }
 
-/// The identity headers of a request, taken out of it (they become the batch's).
-fn take_identity(headers: &mut HeaderMap) -> Vec<(header::HeaderName, Bytes)> {
-    let mut identity = Vec::new();
-    for name in [header::AUTHORIZATION, header::COOKIE] {
-        for value in headers.get_all(&name) {
-            identity.push((name.clone(), Bytes::copy_from_slice(value.as_bytes())));
-        }
-        headers.remove(&name);
-    }
-    identity
-}
-
-async fn send<S>(
-    client: BatchClient<S>,
-    identity: Vec<(header::HeaderName, Bytes)>,
-    group: Vec<Waiting>,
-) where
-    BatchClient<S>: Service<Batch, Response = super::Responses, Error = super::ClientError>,
+async fn send<C>(client: C, identity: Vec<(HeaderName, Bytes)>, group: Vec<Waiting>)
+where
+    C: Service<Batch, Response = Responses, Error = ClientError>,
 {
     let mut batch = Batch::new();
     for (name, value) in identity {
@@ -157,11 +189,28 @@ async fn send<S>(
             }
         }
         Err(e) => {
-            let why = e.to_string();
+            // Every caller gets the error, still downcastable to `ClientError`.
+            let shared = Arc::new(e);
             for answer in answers {
-                let _ = answer.send(Err(why.clone().into()));
+                let _ = answer.send(Err(Box::new(SharedError(shared.clone()))));
             }
         }
+    }
+}
+
+/// A [`ClientError`] shared by the callers of one batch.
+#[derive(Debug)]
+pub struct SharedError(pub Arc<ClientError>);
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
     }
 }
 

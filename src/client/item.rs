@@ -107,19 +107,26 @@ impl Batch {
         self.items.is_empty()
     }
 
-    /// Each item's dependencies as indices; `Err` names a repeated id or an unknown
-    /// dependency (the server would refuse the batch whole).
+    /// Each item's dependencies as indices; `Err` names a repeated id, or a dependency that
+    /// is no earlier item (the server would refuse the batch whole).
     pub(crate) fn dependencies(&self) -> Result<Vec<Vec<usize>>, String> {
         let mut index = HashMap::with_capacity(self.items.len());
         for (i, item) in self.items.iter().enumerate() {
             if index.insert(item.id.to_ascii_lowercase(), i).is_some() {
-                return Err(format!("the id {:?} is given twice", item.id));
+                return Err(format!(
+                    "the id {:?} is given twice (ignoring case; an item without an id is numbered by its position from 1)",
+                    item.id
+                ));
             }
         }
-        let deps = self.items.iter().map(|item| {
-            let of = |d: &String| {
-                let found = index.get(&d.to_ascii_lowercase()).copied();
-                found.ok_or_else(|| format!("{:?} depends on {d:?}, which is no item", item.id))
+        let deps = self.items.iter().enumerate().map(|(i, item)| {
+            let of = |d: &String| match index.get(&d.to_ascii_lowercase()) {
+                Some(&at) if at < i => Ok(at),
+                Some(_) => Err(format!(
+                    "{:?} depends on {d:?}, which does not come before it",
+                    item.id
+                )),
+                None => Err(format!("{:?} depends on {d:?}, which is no item", item.id)),
             };
             item.depends_on.iter().map(of).collect()
         });

@@ -13,13 +13,16 @@
 //!   `Retry-After` among them, up to [`item_retries`](BatchClient::item_retries) times
 //!   and within the [`deadline`](BatchClient::deadline); items that were not sent (`424`)
 //!   because they wait for one go with it. Nothing else is sent twice.
-//! - **Whole batch requests**: a reset connection, a cut body, or a busy server (`429`,
-//!   `503`, `502`, `504`, or `409` while the same batch runs) is retried with the same
-//!   `Idempotency-Key`, so a server that honours keys (this crate's layer does) runs it
-//!   once. A batch request that still fails gives each of its items a response saying so
-//!   (its status, or `502`), so the caller always learns what ran.
+//! - **Whole batch requests**: a busy server (`429`, `503`: nothing ran) is asked again;
+//!   a reset connection, a cut body, a gateway's `502`/`504` or a `409` while the same
+//!   batch runs are retried with the same `Idempotency-Key`, so a server that honours
+//!   keys (this crate's layer does) runs it once (see
+//!   [`no_idempotency_keys`](BatchClient::no_idempotency_keys) for one that does not). A
+//!   batch request that still fails gives each of its items a response saying so, marked
+//!   [`NotAnswered`] (never resent), so the caller learns what ran; when no batch request
+//!   was answered at all, the call is an `Err`.
 //! - Spans: `batch_client` per batch, `batch_request` per batch request (with its key and
-//!   attempts), `batch_item` per item answered (id, status).
+//!   attempts), `batch_item` per item, from its batch request to its answer (id, status).
 //!
 //! It is a `Service<Batch>`: timeouts, rate limits and tracing layers compose around it.
 //! The inner service is cloned for every batch request (and driven to readiness by
@@ -56,15 +59,16 @@ mod send;
 mod split;
 mod wire;
 
-pub use coalesce::{Coalesce, CoalesceFuture};
+pub use coalesce::{Coalesce, CoalesceFuture, SharedError};
 pub use item::{Batch, Item};
-pub use responses::{ClientError, Report, Responses};
+pub use responses::{ClientError, NotAnswered, Report, Responses};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{Request, Response, Uri};
 use http_body::Body;
 use http_body_util::Full;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -79,6 +83,9 @@ pub const DEFAULT_CLIENT_MAX_REQUESTS: usize = 20;
 pub struct BatchClient<S> {
     inner: S,
     settings: Arc<Settings>,
+    /// The server's limit, as configured or learned: shared by the clones, so one
+    /// refusal teaches them all.
+    limit: Arc<AtomicUsize>,
 }
 
 /// What a client is configured with.
@@ -113,7 +120,23 @@ impl<S> BatchClient<S> {
         Self {
             inner,
             settings: Arc::new(settings),
+            limit: Arc::new(AtomicUsize::new(DEFAULT_CLIENT_MAX_REQUESTS)),
         }
+    }
+
+    /// The inner HTTP client service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner HTTP client service, to change.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner HTTP client service, taken back.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 
     fn settings_mut(&mut self) -> &mut Settings {
@@ -124,6 +147,14 @@ impl<S> BatchClient<S> {
     /// [`DEFAULT_CLIENT_MAX_REQUESTS`], 20; this crate's layer takes 100 by default).
     pub fn max_requests(mut self, max: usize) -> Self {
         self.settings_mut().max_requests = max.max(1);
+        self.limit = Arc::new(AtomicUsize::new(max.max(1)));
+        self
+    }
+
+    /// The most bytes of one batch reply it reads (default 64 MiB); a longer reply is an
+    /// error for its items (they ran: it is not sent again).
+    pub fn max_reply_bytes(mut self, max: usize) -> Self {
+        self.settings_mut().max_reply_bytes = max;
         self
     }
 
@@ -141,7 +172,8 @@ impl<S> BatchClient<S> {
     }
 
     /// The wait before resending throttled items that named no `Retry-After` (default
-    /// 1 s), and the longest wait any `Retry-After` may ask (default 60 s).
+    /// 1 s), and the longest the client waits (default 60 s): a `Retry-After` asking
+    /// for more ends the retries (the items keep the server's answer).
     pub fn waits(mut self, default: Duration, max: Duration) -> Self {
         let settings = self.settings_mut();
         settings.default_wait = default;
@@ -156,8 +188,10 @@ impl<S> BatchClient<S> {
         self
     }
 
-    /// Sends no `Idempotency-Key` (for servers that refuse one). Whole batch requests
-    /// are then retried only when nothing was answered… and might run twice: prefer keys.
+    /// Sends no `Idempotency-Key`: for servers that refuse one, or ignore it (Microsoft
+    /// Graph). A batch request whose answer was lost (a reset, `502`, `504`) is then sent
+    /// again only when every item in it may be repeated (`GET`, `HEAD`, `PUT`, `DELETE`,
+    /// `OPTIONS`); busy answers (`429`, `503`: nothing ran) are still retried.
     pub fn no_idempotency_keys(mut self) -> Self {
         self.settings_mut().keys = false;
         self
@@ -166,7 +200,7 @@ impl<S> BatchClient<S> {
 
 impl<S, B> Service<Batch> for BatchClient<S>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Into<crate::BoxError> + Send,
     B: Body + Send + 'static,
@@ -184,10 +218,14 @@ where
     }
 
     fn call(&mut self, batch: Batch) -> Self::Future {
-        let (inner, settings) = (self.inner.clone(), self.settings.clone());
+        let (inner, settings, limit) = (
+            self.inner.clone(),
+            self.settings.clone(),
+            self.limit.clone(),
+        );
         let span =
             tracing::info_span!("batch_client", items = batch.len(), endpoint = %settings.endpoint);
-        Box::pin(async move { run::run(inner, &settings, batch).await }.instrument(span))
+        Box::pin(async move { run::run(inner, &settings, &limit, batch).await }.instrument(span))
     }
 }
 

@@ -23,6 +23,21 @@ pub struct Report {
     pub items_resent: usize,
     /// The time spent waiting before retries, as `Retry-After` asked.
     pub waited: Duration,
+    /// The `Idempotency-Key` of each batch request (its retries share it): sent again
+    /// with the same body, a batch request that was left unanswered is replayed.
+    pub idempotency_keys: Vec<String>,
+}
+
+/// In the extensions of a response the client wrote itself, because the server's reply
+/// held none for the item: why, and whether the request may have run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NotAnswered {
+    /// Why no answer came.
+    pub reason: String,
+    /// Whether the request may have run: its batch request was sent and no reply said
+    /// what became of it (retry it only with the same key).
+    pub maybe_ran: bool,
 }
 
 impl Responses {
@@ -57,6 +72,12 @@ impl Responses {
         self.failed().next().is_none()
     }
 
+    /// The requests the server's replies said nothing of (see [`NotAnswered`]).
+    pub fn not_answered(&self) -> impl Iterator<Item = (usize, &NotAnswered)> {
+        let all = self.responses.iter().enumerate();
+        all.filter_map(|(i, r)| Some((i, r.extensions().get::<NotAnswered>()?)))
+    }
+
     /// What sending took.
     pub fn report(&self) -> &Report {
         &self.report
@@ -77,19 +98,28 @@ impl IntoIterator for Responses {
     }
 }
 
-/// A response the server's reply did not hold (it left the item out): `424`.
-pub(crate) fn not_answered(id: &str) -> Response<Bytes> {
+/// A response for an item the server said nothing of: `status` (`502` when no answer came
+/// at all), a problem body, and [`NotAnswered`] in its extensions.
+pub(crate) fn not_answered(
+    id: &str,
+    status: StatusCode,
+    reason: String,
+    maybe_ran: bool,
+) -> Response<Bytes> {
     let body = serde_json::json!({
         "title": "Not answered",
-        "status": 424,
-        "detail": format!("the batch reply held no response for {id:?}"),
+        "status": status.as_u16(),
+        "detail": format!("{id:?}: {reason}"),
     });
     let mut response = Response::new(Bytes::from(body.to_string()));
-    *response.status_mut() = StatusCode::FAILED_DEPENDENCY;
+    *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/problem+json"),
     );
+    response
+        .extensions_mut()
+        .insert(NotAnswered { reason, maybe_ran });
     response
 }
 
@@ -107,17 +137,18 @@ pub enum ClientError {
         /// The limit.
         limit: usize,
     },
-    /// The server refused a batch request as a whole (after retries, when its status
-    /// allowed them).
+    /// The server refused every batch request as a whole (after retries, when its status
+    /// allowed them): nothing was answered.
     Rejected {
         /// Its status.
         status: StatusCode,
         /// Its body.
         body: Bytes,
     },
-    /// The HTTP client failed (after retries with the same `Idempotency-Key`).
+    /// The HTTP client failed (after retries with the same `Idempotency-Key`), and
+    /// nothing was answered.
     Transport(crate::BoxError),
-    /// The reply was not a JSON batch reply.
+    /// No reply was a JSON batch reply.
     Reply(String),
 }
 

@@ -1,16 +1,19 @@
-//! One batch request, sent until it is answered: a reset connection, a body cut short, or
-//! a server that is busy (`429`, `503`, `502`, `504`) or still running the same batch
-//! (`409`) is retried with the same `Idempotency-Key`, so nothing runs twice; the wait is
-//! the server's `Retry-After`, else a doubling backoff. A `400`/`413` that names a limit
-//! smaller than the batch is handed back, for the caller to split again (nothing ran).
+//! One batch request, sent until it is answered. A server that is busy (`429`, `503`:
+//! nothing ran) is asked again after its `Retry-After`; a reset connection, a body cut
+//! short, a gateway's `502`/`504` or a `409` while the same batch still runs are retried
+//! with the same `Idempotency-Key`, so that a server honouring keys (this crate's layer)
+//! runs the batch once. Without keys those are retried only when every item may be
+//! repeated (`GET`, `HEAD`, `PUT`, `DELETE`, `OPTIONS`). Waits are the server's
+//! `Retry-After` (one longer than the client's longest wait ends the retries), else a
+//! doubling backoff. A `400`/`413` that names a limit smaller than the batch is handed
+//! back, for the caller to split again (nothing ran).
 
-use super::item::Item;
 use super::responses::{ClientError, Report};
-use super::{wire, Settings};
+use super::Settings;
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -21,16 +24,28 @@ use tracing::Instrument;
 pub(super) enum Unsent {
     /// The server's limit is this, smaller than the batch: split again.
     Limit(usize),
-    /// Given up.
-    Failed(ClientError),
+    /// Given up; whether the items may have run.
+    Failed(ClientError, bool),
 }
 
 /// The inner HTTP client and what every batch request is sent with.
 pub(super) struct Sender<'a, S> {
-    pub(super) inner: &'a S,
+    pub(super) inner: S,
     pub(super) settings: &'a Settings,
     pub(super) headers: &'a HeaderMap,
     pub(super) deadline: Option<Instant>,
+}
+
+/// Why an attempt brought no reply, and what may follow.
+enum Answer {
+    /// Retry after the wait (the server's, else the backoff), if the items may be.
+    Retry {
+        failure: ClientError,
+        wait: Option<Duration>,
+        /// Whether the server may have run the items.
+        maybe_ran: bool,
+    },
+    Final(Unsent),
 }
 
 impl<S, B> Sender<'_, S>
@@ -40,44 +55,58 @@ where
     B: Body,
     B::Error: Into<crate::BoxError>,
 {
-    /// Sends `items` as one batch request; their responses by id (lower case).
+    /// Sends `body` (the items, whose `methods` are these) as one batch request; their
+    /// responses by id (lower case).
     pub(super) async fn send(
-        &self,
-        items: &[&Item],
+        &mut self,
+        body: Bytes,
+        methods: &[&Method],
         report: &mut Report,
     ) -> Result<HashMap<String, Response<Bytes>>, Unsent> {
         let key = super::new_key();
-        let body = wire::encode(items);
-        let span = tracing::info_span!("batch_request", size = items.len(), idempotency_key = %key, attempts = tracing::field::Empty);
+        report.idempotency_keys.push(key.clone());
+        let repeatable = methods.iter().all(|m| repeatable(m));
+        let span = tracing::info_span!("batch_request", size = methods.len(), idempotency_key = %key, attempts = tracing::field::Empty);
         let mut attempt = 0;
-        let last = loop {
+        loop {
             attempt += 1;
+            span.record("attempts", attempt);
             report.batch_requests += 1;
             let request = self.request(&key, body.clone());
-            let sent = self.inner.clone().oneshot(request).instrument(span.clone());
-            let (failure, wait) = match self.answer(sent.await, items.len()).await {
-                Ok(reply) => {
-                    span.record("attempts", attempt);
-                    return wire::decode(&reply).map_err(|e| Unsent::Failed(ClientError::Reply(e)));
-                }
-                Err(Answer::Final(unsent)) => return Err(unsent),
-                Err(Answer::Retry(failure, wait)) => (failure, wait),
-            };
+            let sent = self
+                .inner
+                .clone()
+                .oneshot(request)
+                .instrument(span.clone())
+                .await;
+            let (failure, wait, maybe_ran) =
+                match answer(sent, methods.len(), self.settings.max_reply_bytes).await {
+                    Ok(reply) => {
+                        let decoded = super::wire::decode(&reply);
+                        return decoded.map_err(|e| Unsent::Failed(ClientError::Reply(e), true));
+                    }
+                    Err(Answer::Final(unsent)) => return Err(unsent),
+                    Err(Answer::Retry {
+                        failure,
+                        wait,
+                        maybe_ran,
+                    }) => (failure, wait, maybe_ran),
+                };
+            let may_retry = !maybe_ran || self.settings.keys || repeatable;
             let wait = wait.unwrap_or_else(|| backoff(attempt));
-            if attempt >= self.settings.batch_attempts || !self.in_time(wait) {
-                break failure;
+            let too_long = wait > self.settings.max_wait || !self.in_time(wait);
+            if !may_retry || too_long || attempt >= self.settings.batch_attempts {
+                return Err(Unsent::Failed(failure, maybe_ran));
             }
-            tracing::debug!(parent: &span, ?wait, "retrying the batch request with the same key");
+            tracing::debug!(parent: &span, ?wait, "sending the batch request again with the same key");
             tokio::time::sleep(wait).await;
             report.waited += wait;
-        };
-        span.record("attempts", attempt);
-        Err(Unsent::Failed(last))
+        }
     }
 
     fn request(&self, key: &str, body: Bytes) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(body));
-        *request.method_mut() = http::Method::POST;
+        *request.method_mut() = Method::POST;
         *request.uri_mut() = self.settings.endpoint.clone();
         let headers = request.headers_mut();
         headers.clone_from(self.headers);
@@ -95,41 +124,63 @@ where
 
     /// Whether a wait of `wait` still ends before the deadline.
     pub(super) fn in_time(&self, wait: Duration) -> bool {
-        self.deadline.is_none_or(|d| Instant::now() + wait < d)
-    }
-
-    /// The reply's body, or what to do about its absence.
-    async fn answer(
-        &self,
-        sent: Result<Response<B>, S::Error>,
-        size: usize,
-    ) -> Result<Bytes, Answer> {
-        let response = sent.map_err(|e| Answer::Retry(ClientError::Transport(e.into()), None))?;
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let limited = Limited::new(response.into_body(), self.settings.max_reply_bytes);
-        let body = match limited.collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(e) => return Err(Answer::Retry(ClientError::Transport(e), None)),
-        };
-        if status.is_success() {
-            return Ok(body);
-        }
-        if let Some(limit) = named_limit(status, &body).filter(|&n| n < size) {
-            return Err(Answer::Final(Unsent::Limit(limit)));
-        }
-        let refused = ClientError::Rejected { status, body };
-        match status.as_u16() {
-            409 | 429 | 502 | 503 | 504 => Err(Answer::Retry(refused, retry_after)),
-            _ => Err(Answer::Final(Unsent::Failed(refused))),
-        }
+        let ends = Instant::now().checked_add(wait);
+        self.deadline
+            .is_none_or(|d| ends.is_some_and(|ends| ends < d))
     }
 }
 
-/// Why a batch request brought no reply.
-enum Answer {
-    Retry(ClientError, Option<Duration>),
-    Final(Unsent),
+/// The reply's body, or what to do about its absence.
+async fn answer<B, E>(
+    sent: Result<Response<B>, E>,
+    size: usize,
+    max_reply_bytes: usize,
+) -> Result<Bytes, Answer>
+where
+    B: Body,
+    B::Error: Into<crate::BoxError>,
+    E: Into<crate::BoxError>,
+{
+    let retry = |failure, wait, maybe_ran| Answer::Retry {
+        failure,
+        wait,
+        maybe_ran,
+    };
+    let response = sent.map_err(|e| retry(ClientError::Transport(e.into()), None, true))?;
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let limited = Limited::new(response.into_body(), max_reply_bytes);
+    let body = match limited.collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => {
+            let max = max_reply_bytes;
+            let why =
+                format!("the reply is larger than {max} bytes (BatchClient::max_reply_bytes)");
+            return Err(Answer::Final(Unsent::Failed(ClientError::Reply(why), true)));
+        }
+        Err(e) => return Err(retry(ClientError::Transport(e), None, true)),
+    };
+    if status.is_success() {
+        return Ok(body);
+    }
+    if let Some(limit) = named_limit(status, &body).filter(|&n| n < size) {
+        return Err(Answer::Final(Unsent::Limit(limit)));
+    }
+    let refused = ClientError::Rejected { status, body };
+    match status.as_u16() {
+        // Busy: nothing ran.
+        429 | 503 => Err(retry(refused, retry_after, false)),
+        409 | 502 | 504 => Err(retry(refused, retry_after, true)),
+        _ => Err(Answer::Final(Unsent::Failed(refused, false))),
+    }
+}
+
+/// Whether a request with this method may be sent twice.
+pub(super) fn repeatable(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    )
 }
 
 /// 0.5 s, then twice as long each time, at most 8 s.
@@ -137,7 +188,7 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500u64 << attempt.saturating_sub(1).min(4))
 }
 
-/// `Retry-After` in seconds (an HTTP date is not read: the caller's backoff applies).
+/// `Retry-After` in seconds (an HTTP date is not read: the caller's wait applies).
 pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?;
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
@@ -195,6 +246,11 @@ mod tests {
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&h), None);
+        h.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static("18446744073709551615"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(u64::MAX)));
         assert_eq!(backoff(1), Duration::from_millis(500));
         assert_eq!(backoff(3), Duration::from_secs(2));
         assert_eq!(backoff(40), Duration::from_secs(8));

@@ -1,6 +1,7 @@
 //! Shared by the integration tests: servers on 127.0.0.1:0, an HTTP client, a test app.
 #![allow(dead_code)]
 
+pub mod client;
 pub mod multipart;
 pub mod process;
 pub mod store;
