@@ -252,13 +252,17 @@ async fn coalesced_single_requests_share_a_batch_per_identity() {
 
 #[tokio::test]
 async fn a_reply_in_microsoft_graphs_shape_is_read_in_request_order() {
-    // The shape of Graph's documented $batch reply: out of order, lower-case header
-    // names, a redirect without body, an error object, a null body.
+    // As Graph answers (its documentation's example, and the replies its SDKs' tests keep):
+    // out of order, header names in either case, OData's JSON content type with its
+    // parameters, a redirect without body, an error object, a null body, and a photo
+    // (`/me/photo/$value`) in standard base64 with `+`, `/` and padding.
+    let odata_json = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
     let reply = json!({"responses": [
         {"id": "1", "status": 302, "headers": {"location": "https://b0mpua-by3301.files.1drv.com/y23vmagahszhxzlcvhasdhasghasodfi"}},
-        {"id": "3", "status": 401, "body": {"error": {"code": "Forbidden", "message": "..."}}},
+        {"id": "3", "status": 401, "body": {"error": {"code": "Forbidden", "message": "...", "innerError": {"request-id": "r", "date": "2019-03-22T23:17:50"}}}},
         {"id": "5", "status": 204, "body": null},
-        {"id": "2", "status": 200, "headers": {"content-type": "application/json"}, "body": {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(microsoft.graph.plannerTask)", "value": []}},
+        {"id": "6", "status": 200, "headers": {"Cache-Control": "private", "Content-Type": "image/jpeg", "ETag": "BEB9D79C"}, "body": "++++////AQ=="},
+        {"id": "2", "status": 200, "headers": {"Cache-Control": "no-cache", "OData-Version": "4.0", "Content-Type": odata_json}, "body": {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(microsoft.graph.plannerTask)", "value": []}},
         {"id": "4", "status": 200, "headers": {"content-type": "application/json"}, "body": {"value": [{"id": "x"}]}}
     ]});
     let graph = Router::new().route(
@@ -272,6 +276,7 @@ async fn a_reply_in_microsoft_graphs_shape_is_read_in_request_order() {
         "/groups/{id}/events",
         "/me/onenote/notebooks",
         "/me/calendar",
+        "/me/photo/$value",
     ];
     let batch = paths
         .iter()
@@ -282,7 +287,12 @@ async fn a_reply_in_microsoft_graphs_shape_is_read_in_request_order() {
         .await
         .unwrap();
     let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
-    assert_eq!(statuses, [302, 200, 401, 200, 204]);
+    assert_eq!(statuses, [302, 200, 401, 200, 204, 200]);
+    let photo = responses.get(5).unwrap();
+    assert_eq!(&photo.body()[..], b"\xfb\xef\xbe\xff\xff\xff\x01");
+    assert_eq!(photo.headers()["etag"], "BEB9D79C");
+    let planner = json_of(responses.get(1).unwrap());
+    assert_eq!(planner["value"], json!([]));
     assert!(responses.get(0).unwrap().headers()["location"]
         .to_str()
         .unwrap()
@@ -295,5 +305,5 @@ async fn a_reply_in_microsoft_graphs_shape_is_read_in_request_order() {
     assert!(responses.get(4).unwrap().body().is_empty());
     let failed: Vec<usize> = responses.failed().map(|(i, _)| i).collect();
     assert_eq!(failed, [2]);
-    assert_eq!(rec.seen()[0].ids, ["1", "2", "3", "4", "5"]);
+    assert_eq!(rec.seen()[0].ids, ["1", "2", "3", "4", "5", "6"]);
 }

@@ -41,6 +41,18 @@ fn install() {
 
 /// Runs a client script against `base` and returns the JSON lines it printed.
 async fn run(dir: &str, program: &str, script: &str, base: String, scenario: &str) -> Vec<Value> {
+    run_with(dir, program, script, base, scenario, &[]).await
+}
+
+/// [`run`] with more environment variables.
+async fn run_with(
+    dir: &str,
+    program: &str,
+    script: &str,
+    base: String,
+    scenario: &str,
+    env: &[(&str, &str)],
+) -> Vec<Value> {
     install();
     let dir = clients().join(dir);
     let program = if program == "python" {
@@ -49,12 +61,17 @@ async fn run(dir: &str, program: &str, script: &str, base: String, scenario: &st
         program.into()
     };
     let (script, scenario) = (script.to_string(), scenario.to_string());
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(program)
             .arg(script)
             .current_dir(dir)
             .env("BASE", base)
             .env("SCENARIO", scenario)
+            .envs(env)
             .output()
             .expect("the client runs")
     })
@@ -240,6 +257,27 @@ async fn batchelor_google_style_against_the_demo() {
     .await;
     let users: Vec<&Value> = items.iter().map(|i| &i["body"]["user"]).collect();
     assert_eq!(users[..2], ["alice", "alice"]);
+}
+
+#[tokio::test]
+async fn batchelor_google_style_through_the_proxy() {
+    let (_upstream, _proxy, base) = proxy();
+    let prefix = [("PREFIX", "/v1.0")];
+    let items = run_with("google_js", "node", "batch.js", base, "mixed", &prefix).await;
+    let seen: Vec<Value> = items
+        .iter()
+        .map(|i| json!([i["id"], i["status"], i["body"]["name"]]))
+        .collect();
+    assert_eq!(
+        seen[..4],
+        [
+            json!(["read-1", "200", "First"]),
+            json!(["create", "201", "Gus"]),
+            json!(["missing", "404", null]),
+            json!(["read-again", "200", "First"]),
+        ],
+        "{items:#?}"
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 // batchelor 2.0.2 (Google-style batch: multipart/mixed of application/http parts), as its
 // README batches: new Batchelor({uri, method, headers}), .add(...), .run(callback).
 //
-//   BASE=http://127.0.0.1:3000 SCENARIO=mixed|callbacks|auth node batch.js
+//   BASE=http://127.0.0.1:3000 SCENARIO=mixed|callbacks|auth [PREFIX=/v1.0] node batch.js
 //
 // mixed:     a read of user 1, a create, a read of a user that does not exist (404) and
 //            another read, each with a requestId (its Content-ID); the replies come back
@@ -24,6 +24,8 @@ const Batchelor = require("batchelor");
 
 const BASE = (process.env.BASE || "http://127.0.0.1:3000").replace(/\/+$/, "");
 const SCENARIO = process.env.SCENARIO || "mixed";
+// A prefix for the sub-request paths: `/v1.0` through batch-proxy in front of upstream.py.
+const PREFIX = (process.env.PREFIX || "").replace(/\/+$/, "");
 
 function fail(e) {
   console.log(JSON.stringify({ error: `${(e && e.name) || "Error"}: ${(e && e.message) || e}` }));
@@ -43,7 +45,7 @@ const print = (part, tag) =>
 
 const create = {
   method: "POST",
-  path: "/users",
+  path: `${PREFIX}/users`,
   parameters: {
     "Content-Type": "application/json;",
     body: { name: "Gus", email: "gus@example.com" },
@@ -51,16 +53,16 @@ const create = {
 };
 const requests = {
   mixed: [
-    { method: "GET", path: "/users/1", requestId: "read-1", extend: "read-1" },
+    { method: "GET", path: `${PREFIX}/users/1`, requestId: "read-1", extend: "read-1" },
     { ...create, requestId: "create", extend: "create" },
-    { method: "GET", path: "/users/999999", requestId: "missing", extend: "missing" },
-    { method: "GET", path: "/users/1", requestId: "read-again", extend: "read-again" },
+    { method: "GET", path: `${PREFIX}/users/999999`, requestId: "missing", extend: "missing" },
+    { method: "GET", path: `${PREFIX}/users/1`, requestId: "read-again", extend: "read-again" },
   ],
   callbacks: [
-    { method: "GET", path: "/users/1", extend: "read-1" },
+    { method: "GET", path: `${PREFIX}/users/1`, extend: "read-1" },
     { ...create, extend: "create" },
-    { method: "GET", path: "/users/999999", extend: "missing" },
-    { method: "GET", path: "/users/1", extend: "read-again" },
+    { method: "GET", path: `${PREFIX}/users/999999`, extend: "missing" },
+    { method: "GET", path: `${PREFIX}/users/1`, extend: "read-again" },
   ],
   auth: [
     { method: "GET", path: "/whoami", requestId: "outer", extend: "outer" },
