@@ -307,3 +307,19 @@ async fn a_reply_in_microsoft_graphs_shape_is_read_in_request_order() {
     assert_eq!(failed, [2]);
     assert_eq!(rec.seen()[0].ids, ["1", "2", "3", "4", "5", "6"]);
 }
+
+#[tokio::test]
+async fn the_client_is_a_layer_in_a_service_builder_stack() {
+    use tower_http_batch::client::BatchClientLayer;
+    let (addr, rec) = demo().await;
+    let endpoint = format!("http://{addr}/batch").parse().unwrap();
+    let stack = tower::ServiceBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .layer(BatchClientLayer::new(endpoint).configure(|c| c.max_requests(2)))
+        .service(http());
+    let batch = (1..=3).fold(alice(), |b, i| b.push(read(&format!("/users/{i}"))));
+    let responses = stack.oneshot(batch).await.unwrap();
+    assert_eq!(responses.len(), 3);
+    let sizes: Vec<usize> = rec.seen().iter().map(|s| s.ids.len()).collect();
+    assert_eq!(sizes, [2, 1]);
+}

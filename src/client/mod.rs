@@ -229,6 +229,56 @@ where
     }
 }
 
+/// A [`tower::Layer`] that makes a [`BatchClient`] of an HTTP client service, for
+/// `ServiceBuilder` stacks: `ServiceBuilder::new().layer(BatchClientLayer::new(endpoint))
+/// .service(http)`. Configure it as the client (`max_requests`, …) through
+/// [`BatchClientLayer::configure`].
+#[derive(Clone)]
+pub struct BatchClientLayer {
+    endpoint: Uri,
+    configure: Arc<dyn Fn(BatchClient<()>) -> BatchClient<()> + Send + Sync>,
+}
+
+impl std::fmt::Debug for BatchClientLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchClientLayer")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BatchClientLayer {
+    /// Clients sending batches to `endpoint`, with the defaults.
+    pub fn new(endpoint: Uri) -> Self {
+        Self {
+            endpoint,
+            configure: Arc::new(|client| client),
+        }
+    }
+
+    /// Clients configured by `configure` (`|c| c.max_requests(100).item_retries(5)`).
+    pub fn configure<F>(mut self, configure: F) -> Self
+    where
+        F: Fn(BatchClient<()>) -> BatchClient<()> + Send + Sync + 'static,
+    {
+        self.configure = Arc::new(configure);
+        self
+    }
+}
+
+impl<S> tower::Layer<S> for BatchClientLayer {
+    type Service = BatchClient<S>;
+
+    fn layer(&self, inner: S) -> BatchClient<S> {
+        let configured = (self.configure)(BatchClient::new((), self.endpoint.clone()));
+        BatchClient {
+            inner,
+            settings: configured.settings,
+            limit: configured.limit,
+        }
+    }
+}
+
 /// A fresh `Idempotency-Key`: 32 hex digits no other client picks.
 pub(crate) fn new_key() -> String {
     crate::batch::id::random_hex()
