@@ -13,7 +13,6 @@ use axum::Router;
 use bytes::Bytes;
 use common::client::*;
 use http::header;
-use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -154,47 +153,10 @@ async fn only_throttled_items_are_sent_again_after_the_longest_retry_after() {
     );
 }
 
-/// A client whose first exchange is lost after the server answered it, as when the
-/// connection is reset before the reply arrives.
-#[derive(Clone)]
-struct ResetOnce {
-    inner: HttpClient,
-    reset: Arc<Mutex<bool>>,
-}
-
-impl tower::Service<http::Request<Full<Bytes>>> for ResetOnce {
-    type Response = http::Response<hyper::body::Incoming>;
-    type Error = tower_http_batch::BoxError;
-    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: http::Request<Full<Bytes>>) -> Self::Future {
-        let first = !std::mem::replace(&mut *self.reset.lock().unwrap(), true);
-        let sent = self.inner.call(request);
-        Box::pin(async move {
-            let response = sent.await?;
-            if first {
-                let _ = response.into_body().collect().await;
-                return Err("connection reset by peer".into());
-            }
-            Ok(response)
-        })
-    }
-}
-
 #[tokio::test]
 async fn a_reset_connection_is_retried_with_the_same_key_and_nothing_runs_twice() {
     let (addr, rec) = demo().await;
-    let inner = ResetOnce {
-        inner: http(),
-        reset: Arc::default(),
-    };
+    let inner = LoseAnswers::new(|n| n == 0);
     let batch = alice().push(post(
         "/users",
         json!({"name": "Once", "email": "once@example.com"}),

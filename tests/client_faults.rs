@@ -10,7 +10,6 @@ use axum::Router;
 use bytes::Bytes;
 use common::client::*;
 use http::{header, StatusCode};
-use http_body_util::{BodyExt, Full};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -63,36 +62,11 @@ fn post_json(path: &str) -> Item {
     post(path, serde_json::json!({"n": 1}))
 }
 
-/// An HTTP client whose answers are all lost after the server ran the request.
-#[derive(Clone)]
-struct LoseAnswers(HttpClient);
-
-impl tower::Service<http::Request<Full<Bytes>>> for LoseAnswers {
-    type Response = http::Response<hyper::body::Incoming>;
-    type Error = tower_http_batch::BoxError;
-    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: http::Request<Full<Bytes>>) -> Self::Future {
-        let sent = self.0.call(request);
-        Box::pin(async move {
-            let _ = sent.await?.into_body().collect().await;
-            Err("connection reset by peer".into())
-        })
-    }
-}
-
 #[tokio::test]
 async fn without_keys_a_lost_answer_is_not_sent_again_unless_every_item_may_be() {
     let (addr, rec, calls) = throttled().await;
     let writes = Batch::new().push(post_json("/ok/w"));
-    let client = client(LoseAnswers(http()), addr, "/batch").no_idempotency_keys();
+    let client = client(LoseAnswers::new(|_| true), addr, "/batch").no_idempotency_keys();
     let err = client.clone().oneshot(writes).await.unwrap_err();
     assert!(matches!(err, ClientError::Transport(_)), "{err}");
     assert_eq!(
@@ -182,44 +156,11 @@ async fn bodies_and_repeated_headers_go_through_the_layer_byte_for_byte() {
     assert!(matches!(err, ClientError::Invalid(_)), "{err}");
 }
 
-/// An HTTP client that loses the answer to its `n`th request (from 0), after the server
-/// ran it.
-#[derive(Clone)]
-struct LoseNth(HttpClient, usize, Arc<Mutex<usize>>);
-
-impl tower::Service<http::Request<Full<Bytes>>> for LoseNth {
-    type Response = http::Response<hyper::body::Incoming>;
-    type Error = tower_http_batch::BoxError;
-    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: http::Request<Full<Bytes>>) -> Self::Future {
-        let count = std::mem::replace(&mut *self.2.lock().unwrap(), usize::MAX);
-        *self.2.lock().unwrap() = count.wrapping_add(1);
-        let lose = count == self.1;
-        let sent = self.0.call(request);
-        Box::pin(async move {
-            let response = sent.await?;
-            if lose {
-                let _ = response.into_body().collect().await;
-                return Err("connection reset by peer".into());
-            }
-            Ok(response)
-        })
-    }
-}
-
 #[tokio::test]
 async fn a_batch_request_that_fails_marks_its_items_and_never_resends_them() {
     let (addr, rec, calls) = throttled().await;
     let batch = (0..3).fold(Batch::new(), |b, i| b.push(post_json(&format!("/ok/p{i}"))));
-    let inner = LoseNth(http(), 1, Arc::default());
+    let inner = LoseAnswers::new(|n| n == 1);
     let client = client(inner, addr, "/batch")
         .max_requests(2)
         .batch_attempts(1);

@@ -173,3 +173,53 @@ pub fn throttling(calls: Arc<Mutex<HashMap<String, usize>>>) -> Router {
         .route("/gateway/{name}", any(gateway))
         .route("/ok/{name}", any(ok))
 }
+
+/// An HTTP client that loses the answers to the requests `lose` picks (counted from 0)
+/// after the server ran them, as when a connection is reset before the reply arrives.
+#[derive(Clone)]
+pub struct LoseAnswers {
+    inner: HttpClient,
+    lose: Arc<dyn Fn(usize) -> bool + Send + Sync>,
+    sent: Arc<Mutex<usize>>,
+}
+
+impl LoseAnswers {
+    pub fn new(lose: impl Fn(usize) -> bool + Send + Sync + 'static) -> Self {
+        Self {
+            inner: http(),
+            lose: Arc::new(lose),
+            sent: Arc::default(),
+        }
+    }
+}
+
+impl tower::Service<http::Request<Full<Bytes>>> for LoseAnswers {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = tower_http_batch::BoxError;
+    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<Full<Bytes>>) -> Self::Future {
+        let n = {
+            let mut sent = self.sent.lock().unwrap();
+            *sent += 1;
+            *sent - 1
+        };
+        let lose = (self.lose)(n);
+        let sent = self.inner.call(request);
+        Box::pin(async move {
+            let response = sent.await?;
+            if lose {
+                let _ = response.into_body().collect().await;
+                return Err("connection reset by peer".into());
+            }
+            Ok(response)
+        })
+    }
+}
