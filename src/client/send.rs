@@ -188,10 +188,17 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500u64 << attempt.saturating_sub(1).min(4))
 }
 
-/// `Retry-After` in seconds (an HTTP date is not read: the caller's wait applies).
+/// `Retry-After`: seconds, or an HTTP date (a date already past asks for no wait).
 pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(
+        date.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 /// The limit on sub-requests a `400`/`413` names: "sub-requests; the limit is N" (this
@@ -245,6 +252,13 @@ mod tests {
             header::RETRY_AFTER,
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a date past");
+        let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+        let date = HeaderValue::try_from(httpdate::fmt_http_date(later)).unwrap();
+        h.insert(header::RETRY_AFTER, date);
+        let wait = retry_after(&h).unwrap();
+        assert!(wait > Duration::from_secs(3500) && wait <= Duration::from_secs(3600));
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
         h.insert(
             header::RETRY_AFTER,
