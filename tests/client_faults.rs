@@ -210,3 +210,35 @@ async fn a_coalescing_window_closes_and_later_requests_go_in_the_next_batch() {
     let sizes: Vec<usize> = rec.seen().iter().map(|s| s.ids.len()).collect();
     assert_eq!(sizes, [3, 1], "the window closed before the fourth came");
 }
+
+#[tokio::test]
+async fn a_spent_retry_budget_stops_every_retry() {
+    use tower::retry::budget::TpsBudget;
+    let (addr, rec, calls) = throttled().await;
+    // No reserve and nothing earned by calls: no retry may start.
+    let none = Arc::new(TpsBudget::new(Duration::from_secs(1), 0, 0.0));
+    let frugal = client(http(), addr, "/batch").retry_budget(none);
+    let batch = Batch::new().push(read("/throttle/q/1")).push(read("/ok/q"));
+    let responses = frugal.oneshot(batch).await.unwrap();
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses, [429, 200], "the throttled item keeps its answer");
+    assert_eq!(responses.report().items_resent, 0);
+    assert_eq!(rec.seen().len(), 1);
+    assert_eq!(calls.lock().unwrap()["throttle/q"], 1);
+    // The same for a batch request sent again: a busy server is asked once.
+    let busy = axum::Router::new().route(
+        "/batch",
+        axum::routing::post(|| async {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "0")],
+            )
+                .into_response()
+        }),
+    );
+    let (busy_addr, busy_rec) = serve_recorded(busy).await;
+    let none = Arc::new(TpsBudget::new(Duration::from_secs(1), 0, 0.0));
+    let client = client(http(), busy_addr, "/batch").retry_budget(none);
+    assert!(client.oneshot(Batch::new().push(read("/x"))).await.is_err());
+    assert_eq!(busy_rec.seen().len(), 1);
+}

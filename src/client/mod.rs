@@ -72,6 +72,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tower::retry::budget::{Budget, TpsBudget};
 use tower::Service;
 use tracing::Instrument;
 
@@ -100,6 +101,18 @@ pub(crate) struct Settings {
     pub(crate) deadline: Option<Duration>,
     pub(crate) keys: bool,
     pub(crate) max_reply_bytes: usize,
+    /// Retries across calls: each call deposits, each retry withdraws.
+    pub(crate) budget: RetryBudget,
+}
+
+/// A [`Budget`] shared by the clones of a client (and by any client given it).
+#[derive(Clone)]
+pub(crate) struct RetryBudget(pub(crate) Arc<dyn Budget + Send + Sync>);
+
+impl std::fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryBudget")
+    }
 }
 
 impl<S> BatchClient<S> {
@@ -116,6 +129,7 @@ impl<S> BatchClient<S> {
             deadline: None,
             keys: true,
             max_reply_bytes: 64 << 20,
+            budget: RetryBudget(Arc::new(TpsBudget::default())),
         };
         Self {
             inner,
@@ -178,6 +192,17 @@ impl<S> BatchClient<S> {
         let settings = self.settings_mut();
         settings.default_wait = default;
         settings.max_wait = max.max(default);
+        self
+    }
+
+    /// The budget every retry draws on, across calls (tower's [`Budget`]): each call
+    /// deposits, each retry (a round of throttled items, a batch request sent again)
+    /// withdraws, and none starts when it is spent, so that a server in trouble sees
+    /// retries stay a fraction of the traffic instead of multiplying it. Default: a
+    /// [`TpsBudget`] of its own, shared by the client's clones (10 s window, 10 retries a
+    /// second, plus 20% of calls); give one `Arc` to several clients to share it.
+    pub fn retry_budget(mut self, budget: Arc<dyn Budget + Send + Sync>) -> Self {
+        self.settings_mut().budget = RetryBudget(budget);
         self
     }
 

@@ -38,6 +38,7 @@ where
 {
     let deps = batch.dependencies().map_err(ClientError::Invalid)?;
     let bodies = wire::bodies(&batch.items).map_err(ClientError::Invalid)?;
+    settings.budget.0.deposit();
     let mut sender = Sender {
         inner,
         settings,
@@ -64,7 +65,9 @@ where
         let wait = waits.max().unwrap_or(settings.default_wait);
         // A server that asks for longer than the client waits is not asked early.
         let in_time = wait <= settings.max_wait && sender.in_time(wait);
-        if resend.is_empty() || round >= settings.item_retries || !in_time {
+        // The budget last: it is drawn on only for a retry that would start.
+        let within_budget = || settings.budget.0.withdraw();
+        if resend.is_empty() || round >= settings.item_retries || !in_time || !within_budget() {
             break;
         }
         tracing::debug!(items = resend.len(), ?wait, "sending throttled items again");

@@ -95,7 +95,9 @@ where
             let may_retry = !maybe_ran || self.settings.keys || repeatable;
             let wait = wait.unwrap_or_else(|| backoff(attempt));
             let too_long = wait > self.settings.max_wait || !self.in_time(wait);
-            if !may_retry || too_long || attempt >= self.settings.batch_attempts {
+            let spent = attempt >= self.settings.batch_attempts;
+            // The budget last: it is drawn on only for a retry that would start.
+            if !may_retry || too_long || spent || !self.settings.budget.0.withdraw() {
                 return Err(Unsent::Failed(failure, maybe_ran));
             }
             tracing::debug!(parent: &span, ?wait, "sending the batch request again with the same key");
