@@ -93,7 +93,6 @@ pub struct BatchClient<S> {
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) endpoint: Uri,
-    pub(crate) max_requests: usize,
     pub(crate) item_retries: u32,
     pub(crate) batch_attempts: u32,
     pub(crate) default_wait: Duration,
@@ -121,7 +120,6 @@ impl<S> BatchClient<S> {
     pub fn new(inner: S, endpoint: Uri) -> Self {
         let settings = Settings {
             endpoint,
-            max_requests: DEFAULT_CLIENT_MAX_REQUESTS,
             item_retries: 3,
             batch_attempts: 4,
             default_wait: Duration::from_secs(1),
@@ -160,7 +158,6 @@ impl<S> BatchClient<S> {
     /// The most requests one batch request holds (default
     /// [`DEFAULT_CLIENT_MAX_REQUESTS`], 20; this crate's layer takes 100 by default).
     pub fn max_requests(mut self, max: usize) -> Self {
-        self.settings_mut().max_requests = max.max(1);
         self.limit = Arc::new(AtomicUsize::new(max.max(1)));
         self
     }

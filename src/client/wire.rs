@@ -26,28 +26,26 @@ pub(super) enum WireBody {
 
 /// Each item's body, checked: `Err` names the item whose body no server could take.
 pub(super) fn bodies(items: &[Item]) -> Result<Vec<Option<WireBody>>, String> {
-    let body =
-        |item: &Item| -> Result<Option<WireBody>, String> {
-            let (headers, bytes) = (item.request.headers(), item.request.body());
-            if bytes.is_empty() {
-                return Ok(None);
-            }
-            let json = || serde_json::from_slice::<Box<RawValue>>(bytes).ok();
-            let body =
-                match kind(headers) {
-                    Some(MediaKind::Json) | None => json().map(WireBody::Json).ok_or_else(|| {
-                        match kind(headers) {
-                None => "has a body and no content-type (only a JSON body may go without one)",
-                Some(_) => "has a JSON content-type and a body that is not JSON",
-            }
-                    }),
-                    Some(MediaKind::Text) => std::str::from_utf8(bytes)
-                        .map(|t| WireBody::Text(t.to_string()))
-                        .map_err(|_| "has a text content-type and a body that is not UTF-8"),
-                    Some(MediaKind::Binary) => Ok(WireBody::Text(encode_base64(bytes))),
-                };
-            body.map(Some).map_err(|why| format!("{:?} {why}", item.id))
+    let body = |item: &Item| -> Result<Option<WireBody>, String> {
+        let (headers, bytes) = (item.request.headers(), item.request.body());
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        let json = || serde_json::from_slice::<Box<RawValue>>(bytes).ok();
+        let body = match kind(headers) {
+            None => json()
+                .map(WireBody::Json)
+                .ok_or("has a body and no content-type (only a JSON body may go without one)"),
+            Some(MediaKind::Json) => json()
+                .map(WireBody::Json)
+                .ok_or("has a JSON content-type and a body that is not JSON"),
+            Some(MediaKind::Text) => std::str::from_utf8(bytes)
+                .map(|t| WireBody::Text(t.to_string()))
+                .map_err(|_| "has a text content-type and a body that is not UTF-8"),
+            Some(MediaKind::Binary) => Ok(WireBody::Text(encode_base64(bytes))),
         };
+        body.map(Some).map_err(|why| format!("{:?} {why}", item.id))
+    };
     items.iter().map(body).collect()
 }
 

@@ -290,7 +290,7 @@ fn key_problem(why: &str) -> Problem {
 }
 
 fn reused_problem() -> Problem {
-    let why = "this Idempotency-Key was first sent with another request (method, URL, content type or body); a key names one request: send a new key for a new batch";
+    let why = "this Idempotency-Key was first sent with another request (method, URL, content type, OData version or Prefer headers, or body); a key names one request: send a new key for a new batch";
     Problem::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "urn:tower-http-batch:idempotency-key-reused",

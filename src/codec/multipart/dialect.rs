@@ -44,10 +44,7 @@ impl Dialect {
             .filter_map(|name| major(headers.get(*name)?))
             .any(|major| major < 4);
         let v2 = v2 || (names_v2 && !odata4);
-        let preference = headers
-            .contains_key("prefer")
-            .then(|| CONTINUE.iter().find_map(|n| prefer::find(headers, n)))
-            .flatten();
+        let preference = CONTINUE.iter().find_map(|n| prefer::find(headers, n));
         let stated = preference.and_then(|p| match p.value {
             None => Some(true),
             Some(v) if v.eq_ignore_ascii_case("true") => Some(true),

@@ -25,25 +25,81 @@ pub(super) fn read<'a>(
     outer: &Bytes,
     caps: HeaderCaps,
 ) -> Result<InnerRequest<'a>, (&'static str, String)> {
+    // A request line without a version is read with ` HTTP/1.1` added after its target.
+    let versioned = with_version(content);
+    let as_sent = versioned.as_deref().unwrap_or(content);
+    // Read as it is first: a head that ends, as most do, is parsed once and scanned no
+    // further. One that does not (batchelor's `GET /path\n`) is all head: read again with
+    // the empty line that ends it.
+    let (head, added, all_head) = match parse_head(as_sent, content.len(), caps)? {
+        Some(head) => (head, as_sent.len() - content.len(), false),
+        None if content.is_empty() => return Err(("request", NOT_WHOLE.into())),
+        None => {
+            let ended = ended(content);
+            let ended = with_version(&ended).unwrap_or(ended);
+            let head = parse_head(&ended, content.len(), caps)?;
+            let head = head.ok_or(("request", NOT_WHOLE.to_string()))?;
+            (head, ended.len() - content.len(), true)
+        }
+    };
+    // A write's head must end: lines after it could be its body read as headers.
+    if all_head && matches!(head.method, Method::POST | Method::PUT | Method::PATCH) {
+        let method = &head.method;
+        return Err((
+            "request",
+            format!("has no empty line after its head: a {method} must end its head with one, then its body"),
+        ));
+    }
+    finish(content, outer, head, added)
+}
+
+/// The request of a head read from `content` with `added` bytes added in its request line
+/// or past its end.
+fn finish<'a>(
+    content: &'a [u8],
+    outer: &Bytes,
+    head: Head,
+    added: usize,
+) -> Result<InnerRequest<'a>, (&'static str, String)> {
+    // The target sits at the same place in `content` (what was added comes after it).
+    let url = std::str::from_utf8(&content[head.target]).unwrap_or_default();
+    // What was added lies in the request line or past the content's end, so `len -
+    // added` is where the body starts (the content's end for a completed head).
+    let body = body(&content[head.len - added..], &head.headers)?;
+    Ok(InnerRequest {
+        method: head.method,
+        url,
+        headers: head.headers,
+        body: outer.slice_ref(body),
+    })
+}
+
+const NOT_WHOLE: &str = "is not a whole HTTP request: its head (`METHOD url HTTP/1.1`, headers) must end with an empty line";
+
+/// What httparse read of a head.
+struct Head {
+    /// Its length, the empty line that ends it included.
+    len: usize,
+    method: Method,
+    /// Where its target is.
+    target: std::ops::Range<usize>,
+    headers: HeaderMap,
+}
+
+/// The head of `buf` (a part of `size` bytes, as read); `None` when no empty line ends it.
+fn parse_head(
+    buf: &[u8],
+    size: usize,
+    caps: HeaderCaps,
+) -> Result<Option<Head>, (&'static str, String)> {
     // Each header line takes at least three bytes (`a:` and a line end): no more room is
-    // needed than the content could fill, nor more than one past the cap.
-    let room = caps.count.saturating_add(1).min(content.len() / 3 + 1);
+    // needed than the part could fill, nor more than one past the cap.
+    let room = caps.count.saturating_add(1).min(size / 3 + 1);
     let mut slots = vec![httparse::EMPTY_HEADER; room];
     let mut request = httparse::Request::new(&mut slots);
-    // A request line without a version is read with ` HTTP/1.1` added after its target,
-    // and a part that is all head (no empty line: batchelor's `GET /path\n`) with the
-    // empty line that ends it.
-    let (completed, all_head) = completed(content);
-    let parsed = completed.as_deref().unwrap_or(content);
-    let added = parsed.len() - content.len();
-    let head = match request.parse(parsed) {
+    let len = match request.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => {
-            return Err((
-                "request",
-                "is not a whole HTTP request: its head (`METHOD url HTTP/1.1`, headers) must end with an empty line".into(),
-            ))
-        }
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(("headers", too_many(caps.count)));
         }
@@ -55,47 +111,24 @@ pub(super) fn read<'a>(
         }
     };
     let method = parse_method(request.method.unwrap_or_default()).map_err(|e| ("method", e))?;
-    // A write's head must end: lines after it could be its body read as headers.
-    if all_head && matches!(method, Method::POST | Method::PUT | Method::PATCH) {
-        return Err((
-            "request",
-            format!("has no empty line after its head: a {method} must end its head with one, then its body"),
-        ));
-    }
-    // The target sits at the same place in `content` (what was added comes after it).
     let path = request.path.unwrap_or_default();
-    let at = path.as_ptr() as usize - parsed.as_ptr() as usize;
-    let url = std::str::from_utf8(&content[at..at + path.len()]).unwrap_or_default();
-    let headers = header_map(request.headers, caps)?;
-    // What was added lies in the request line or past the content's end, so `head -
-    // added` is where the body starts (the content's end for a completed head).
-    let body = body(&content[head - added..], &headers)?;
-    Ok(InnerRequest {
+    let at = path.as_ptr() as usize - buf.as_ptr() as usize;
+    Ok(Some(Head {
+        len,
         method,
-        url,
-        headers,
-        body: outer.slice_ref(body),
-    })
+        target: at..at + path.len(),
+        headers: header_map(request.headers, caps)?,
+    }))
 }
 
-/// `content` as httparse reads it, when it is not already: with a version in its request
-/// line ([`with_version`]), and ended by an empty line when it has none (a part with no
-/// empty line is a head and no body). `None` when `content` is read as it is; and whether
-/// it is all head.
-fn completed(content: &[u8]) -> (Option<Vec<u8>>, bool) {
-    let has_empty_line = memchr::memmem::find(content, b"\n\n").is_some()
-        || memchr::memmem::find(content, b"\n\r\n").is_some();
-    let all_head = !has_empty_line && !content.is_empty();
-    let ended = all_head.then(|| {
-        let ending: &[u8] = match (content.ends_with(b"\r\n"), content.ends_with(b"\n")) {
-            (true, _) => b"\r\n",
-            (false, true) => b"\n",
-            (false, false) => b"\r\n\r\n",
-        };
-        [content, ending].concat()
-    });
-    let versioned = with_version(ended.as_deref().unwrap_or(content));
-    (versioned.or(ended), all_head)
+/// `content`, all head, with the empty line that ends it (in its own line ends).
+fn ended(content: &[u8]) -> Vec<u8> {
+    let ending: &[u8] = match (content.ends_with(b"\r\n"), content.ends_with(b"\n")) {
+        (true, _) => b"\r\n",
+        (false, true) => b"\n",
+        (false, false) => b"\r\n\r\n",
+    };
+    [content, ending].concat()
 }
 
 /// `content` with ` HTTP/1.1` after the target of a request line that has none
