@@ -8,6 +8,7 @@ use crate::codec::{Codec, DecodeLimits};
 use crate::engine::RunOptions;
 use crate::error::Problem;
 use crate::idempotency::Idempotency;
+use crate::jobs::{self, Jobs};
 use crate::subrequest::HeaderPolicy;
 use crate::transaction::Hook;
 use http::request::Parts;
@@ -32,6 +33,9 @@ pub(crate) struct Config {
     pub(crate) headers: Arc<HeaderPolicy>,
     /// Batches sent with an `Idempotency-Key` (`None`: the key is ignored).
     pub(crate) idempotency: Option<Idempotency>,
+    /// Batch jobs (`Prefer: respond-async`; `None`, or no idempotency store: the
+    /// preference is ignored, and the batch is answered when it has run).
+    pub(crate) jobs: Option<Jobs>,
 }
 
 /// The slowest a reader may take a reply (`BatchLayer::reply_min_rate`; `reply::pace`
@@ -55,6 +59,19 @@ impl Config {
     #[inline]
     pub(crate) fn endpoint(&self, path: &str) -> Option<usize> {
         self.endpoints.iter().position(|e| e.path == path)
+    }
+
+    /// The batch endpoint and job id when `path` is a job's status monitor
+    /// (`{endpoint}/jobs/{id}`) and the layer serves jobs.
+    #[inline]
+    pub(crate) fn monitor<'a>(&self, path: &'a str) -> Option<(usize, &'a str)> {
+        if self.jobs.is_none() || self.idempotency.is_none() {
+            return None;
+        }
+        self.endpoints
+            .iter()
+            .enumerate()
+            .find_map(|(i, e)| Some((i, jobs::monitor_id(&e.path, path)?)))
     }
 
     /// Serves `path` with `codec` too.

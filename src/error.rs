@@ -99,6 +99,11 @@ impl Problem {
         self
     }
 
+    /// Its status.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// The JSON body.
     pub(crate) fn to_bytes(&self) -> Bytes {
         // Serializing plain strings and numbers cannot fail.

@@ -385,6 +385,7 @@ mod future;
 #[doc(hidden)]
 pub mod fuzzing;
 mod idempotency;
+mod jobs;
 mod layer;
 mod openapi;
 mod reply;
@@ -399,6 +400,7 @@ pub use crate::axum::{BatchRouter, BatchRouterFuture};
 pub use crate::body::{BatchRequestBody, BatchResponseBody};
 pub use crate::codec::resource::{Resource, DEFAULT_CHUNK_SIZE, DEFAULT_MAX_ITEMS};
 pub use crate::future::ResponseFuture;
+pub use crate::jobs::{DEFAULT_MAX_JOBS, DEFAULT_MAX_JOBS_PER_CALLER};
 pub use crate::layer::{
     BatchLayer, DEFAULT_ADMISSION_TIMEOUT, DEFAULT_BODY_TIMEOUT, DEFAULT_IDEMPOTENCY_RETENTION,
     DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT_BATCHES, DEFAULT_MAX_ITEM_HEADERS,

@@ -48,6 +48,7 @@ impl BatchTrace {
             batch.status_4xx = Empty,
             batch.status_5xx = Empty,
             batch.cut_short = Empty,
+            batch.job = Empty,
             duration_ms = Empty,
         );
         let started = (!span.is_disabled()).then(Instant::now);
@@ -66,6 +67,11 @@ impl BatchTrace {
     /// The codec that reads it is chosen.
     pub(crate) fn format(&self, name: &'static str) {
         self.span.record("batch.format", name);
+    }
+
+    /// It runs, or is read, as the batch job `id`.
+    pub(crate) fn job(&self, id: &str) {
+        self.span.record("batch.job", id);
     }
 
     /// It decoded into `items` sub-requests.

@@ -365,6 +365,9 @@ impl IdempotencyStore for Down {
     fn entries<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<(String, Bytes)>, BoxError>> {
         Box::pin(async { Err("connection refused".into()) })
     }
+    fn get<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<Record>, BoxError>> {
+        Box::pin(async { Err("connection refused".into()) })
+    }
 }
 
 /// A memory store whose writes fail while `down` is set, as a store's server that goes
@@ -417,6 +420,9 @@ impl IdempotencyStore for Flaky {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Vec<(String, Bytes)>, BoxError>> {
         self.inner.entries(key)
+    }
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Record>, BoxError>> {
+        self.inner.get(key)
     }
 }
 

@@ -68,6 +68,8 @@ async fn suite(store: &dyn IdempotencyStore, prefix: &str) {
     );
     let found = store.create(&key, &first, DAY).await.unwrap().unwrap();
     assert_eq!(found.state, State::Finished);
+    let read = store.get(&key).await.unwrap();
+    assert_eq!(read, Some(found.clone()), "get reads what create finds");
     assert_eq!(found.fingerprint, first.fingerprint);
     let entries = store.entries(&key).await.unwrap();
     let names: Vec<_> = entries.iter().map(|(n, _)| n.as_str()).collect();
@@ -82,6 +84,7 @@ async fn suite(store: &dyn IdempotencyStore, prefix: &str) {
         .unwrap());
     assert!(!store.append(&missing, 1, &[entry("x", b"")]).await.unwrap());
     assert!(store.entries(&missing).await.unwrap().is_empty());
+    assert_eq!(store.get(&missing).await.unwrap(), None);
 
     // A record expires with its retention once no run holds it (here its lease passed
     // long ago); its key is then free, with no old entries.
@@ -91,6 +94,13 @@ async fn suite(store: &dyn IdempotencyStore, prefix: &str) {
         .await
         .unwrap();
     assert!(store.append(&brief, 1, &[entry("old", b"")]).await.unwrap());
+    assert!(store.get(&brief).await.unwrap().is_some());
+    common::within("get to find the record expired", async {
+        while store.get(&brief).await.unwrap().is_some() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
     let expired = common::within("the record to expire", async {
         loop {
             if store
@@ -136,7 +146,8 @@ async fn suite(store: &dyn IdempotencyStore, prefix: &str) {
     })
     .await;
     let still = store.create(&held, &first, DAY).await.unwrap();
-    assert_eq!(still, Some(holding));
+    assert_eq!(still, Some(holding.clone()));
+    assert_eq!(store.get(&held).await.unwrap(), Some(holding), "get: held");
 }
 
 #[tokio::test]

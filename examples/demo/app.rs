@@ -262,7 +262,13 @@ pub fn app_with_keys(
         .odata_v2("/v2/$batch")
         .bulk("/rest/v10/bulk", "/rest")
         // Delete by filters sends only these to the listing (any other is a `400`).
-        .resource(Resource::new("/users").filters(["status", "last_login_before"]))
+        // Up to 10,000 users in one bulk request: run it as a job (`Prefer:
+        // respond-async`) and follow it on its monitor (see the README).
+        .resource(
+            Resource::new("/users")
+                .filters(["status", "last_login_before"])
+                .max_items(10_000),
+        )
         .transactions(db.clone())
         .max_requests(100)
         .timeout(Duration::from_secs(10))
@@ -277,7 +283,8 @@ pub fn app_with_keys(
         .refuse_path("/admin")
         .refuse_path("/v1.0/admin")
         .refuse_path("/v2/admin")
-        // A batch sent with an `Idempotency-Key` runs once: a retry replays its reply.
+        // A batch sent with an `Idempotency-Key` runs once: a retry replays its reply. Batch
+        // jobs (`Prefer: respond-async`) are kept there too.
         .idempotency(keys.store)
         .idempotency_retention(keys.retention);
     // The batch endpoints described as configured (OpenAPI 3.1), at `/openapi.json`.

@@ -30,8 +30,9 @@ struct Args {
     /// Connections open at once; more wait to be accepted.
     #[arg(long, default_value_t = 256)]
     max_connections: usize,
-    /// Where batches sent with an `Idempotency-Key` are recorded: `memory`, `sqlite:FILE`
-    /// (kept across restarts) or `redis://HOST:PORT` (shared by several demos).
+    /// Where batches sent with an `Idempotency-Key`, and batch jobs (`Prefer:
+    /// respond-async`), are recorded: `memory`, `sqlite:FILE` (kept across restarts) or
+    /// `redis://HOST:PORT` (shared by several demos: any answers a job's monitor).
     #[arg(long, default_value = "memory")]
     store: String,
     /// Seconds a keyed batch's record is kept.
@@ -62,7 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("tower-http-batch demo listening on http://{addr}");
     println!("database: {}", args.db.as_deref().unwrap_or("in memory"));
     println!(
-        "keyed batches (Idempotency-Key) recorded in: {}",
+        "keyed batches (Idempotency-Key) and batch jobs (Prefer: respond-async) recorded in: {}",
         args.store
     );
     println!("demo tokens (Authorization: Bearer <token>):");
@@ -81,6 +82,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         r#"  curl -s -X POST 'http://{addr}/users/batch?atomic=true' -H 'content-type: application/json' -d '{{"users": [{{"name": "Ann", "email": "ann@example.com"}}, {{"name": "", "email": "x@example.com"}}]}}'"#
+    );
+
+    println!(
+        r#"  curl -si http://{addr}/batch -H 'prefer: respond-async' -H 'content-type: application/json' -d '{{"requests": [{{"id": "list", "url": "/users"}}]}}'   # 202, then GET its Location"#
     );
 
     // `ConnectInfo` goes into the outer request's extensions; sub-requests inherit it.

@@ -62,6 +62,12 @@ pub(crate) fn not_recorded(e: &dyn Display) -> Outcome {
     Outcome::problem(StatusCode::SERVICE_UNAVAILABLE, "Not recorded", why)
 }
 
+/// The item's batch job was cancelled (`DELETE` on its status monitor) before it started.
+pub(crate) fn job_cancelled() -> Outcome {
+    let why = "not sent: the batch job was cancelled (DELETE on its status monitor) before this item started".to_string();
+    Outcome::problem(StatusCode::FAILED_DEPENDENCY, "Job cancelled", why)
+}
+
 /// An earlier run of this keyed batch sent the item and did not record its outcome, and
 /// sending it again is not safe (its method is not idempotent): whether it took effect
 /// is unknown.

@@ -99,6 +99,13 @@ pub(crate) trait Reply: Send {
         HeaderMap::new()
     }
 
+    /// Whether the items finished so far, written without the rest or the end, read as a
+    /// reply of their own (NDJSON: a line each): a batch job's status monitor then gives
+    /// them while the job runs.
+    fn reads_in_part(&self) -> bool {
+        false
+    }
+
     /// Writes what comes before the first outcome.
     fn begin(&mut self, _w: &mut ReplyWriter) {}
 

@@ -6,7 +6,6 @@
 
 use super::Emit;
 use crate::batch::outcome::Outcome;
-use crate::BoxError;
 use futures_util::future::BoxFuture;
 use std::future::Future;
 use std::sync::Arc;
@@ -14,8 +13,9 @@ use std::sync::Arc;
 /// Where a keyed batch's run records itself.
 pub(crate) trait Journal: Send + Sync {
     /// Item `index` is about to be sent: resolves once that is recorded. An error, and
-    /// the item is not sent.
-    fn sending(&self, index: usize) -> BoxFuture<'static, Result<(), BoxError>>;
+    /// the item is not sent: it reports the outcome the error holds (the store failed,
+    /// or the batch job was cancelled).
+    fn sending(&self, index: usize) -> BoxFuture<'static, Result<(), Outcome>>;
 
     /// Item `index`'s outcome is final (in the plan's order, as the reply takes it).
     fn finished(&self, index: usize, outcome: &Outcome);

@@ -291,7 +291,7 @@ where
 /// axum `Router`), and a box is moved as a pointer (measured with `examples/driver.rs`:
 /// 550 fewer instructions per item than an `Either` of the three, moved whole). When the
 /// batch is keyed, a sub-request is sent once its `journal` has recorded that it is
-/// (one that cannot be recorded is not sent: `503`).
+/// (one that cannot be recorded is not sent: `503`; nor one of a cancelled job: `424`).
 fn launched<'a, S, B, ResBody>(
     call: Call<B>,
     svc: &S,
@@ -318,7 +318,7 @@ where
             Box::pin(async move {
                 match sending.await {
                     Ok(()) => call.await,
-                    Err(e) => Done::Sent(i, crate::batch::failures::not_recorded(&e)),
+                    Err(outcome) => Done::Sent(i, outcome),
                 }
             })
         }

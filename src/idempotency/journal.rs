@@ -10,6 +10,10 @@
 //! its lookup when it has one (resource bulk deletes by filter), whose outcomes decide the
 //! plan that follows.
 //!
+//! A batch job's run also has a [`Cancel`]: once it is cancelled (`DELETE` on its status
+//! monitor, here at once or, from another instance, in a flag the renewal reads), no
+//! item is sent: each reports `424` "Job cancelled", and that is recorded as its outcome.
+//!
 //! When a write fails, the record is not marked finished (once the lease has passed, a
 //! retry resumes it), the item it was for is not sent and its mark is withdrawn
 //! (`{phase}.u.{index}`: the write may have landed), and from then on only the outcomes
@@ -17,6 +21,7 @@
 //! from it) are worked out again by the retry.
 
 use super::{record, within};
+use crate::batch::failures;
 use crate::batch::outcome::Outcome;
 use crate::engine::Journal;
 use crate::store::{IdempotencyStore, State};
@@ -27,6 +32,16 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How a batch job's run learns it was cancelled: `token` at once (the instance that
+/// runs it was asked), or `flag`, a record another instance created, which the run
+/// looks for each time it renews its lease.
+#[derive(Clone, Debug)]
+pub(crate) struct Cancel {
+    pub(crate) token: CancellationToken,
+    pub(crate) flag: String,
+}
 
 /// One keyed run's hold on its record.
 pub(crate) struct Writer {
@@ -49,6 +64,8 @@ struct Shared {
     /// The items (phase, index) whose marks were written: after a failure, only their
     /// outcomes are recorded.
     sent: Mutex<HashSet<(usize, usize)>>,
+    /// A batch job's: once cancelled, nothing more is sent.
+    cancel: Option<Cancel>,
 }
 
 /// The state this run holds the record in, and the states a change whose answer was lost
@@ -66,6 +83,7 @@ impl Writer {
         owner: u64,
         state: State,
         lease: Duration,
+        cancel: Option<Cancel>,
     ) -> Self {
         let shared = Arc::new(Shared {
             store,
@@ -79,9 +97,28 @@ impl Writer {
             lost: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             sent: Mutex::default(),
+            cancel,
         });
         tokio::spawn(renew(Arc::downgrade(&shared), lease));
         Self { shared }
+    }
+
+    /// Writes `entries` now (a batch job's request, before its run starts).
+    pub(crate) async fn record(&self, entries: &[(String, Bytes)]) -> Result<(), BoxError> {
+        self.shared.append(entries).await
+    }
+
+    /// Phase `phase` of the run holds `items` items: recorded with the next write, so
+    /// that a batch job's status monitor can tell how far it has gone.
+    pub(crate) fn phase_size(&self, phase: usize, items: usize) {
+        let entry = (format!("{phase}.n"), Bytes::from(items.to_string()));
+        lock(&self.shared.pending).push(entry);
+    }
+
+    /// The run has ended: what is pending is written and the record finished (see
+    /// `Shared::finish`).
+    pub(crate) async fn finish(&self) {
+        self.shared.finish().await
     }
 
     /// The run ended without finishing (its lookup led to a refusal), and wrote nothing
@@ -117,6 +154,11 @@ async fn renew(shared: Weak<Shared>, lease: Duration) {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => tracing::warn!(error = %e, "could not renew a keyed batch's lease"),
+        }
+        if let Some(cancel) = shared.cancel.as_ref().filter(|c| !c.token.is_cancelled()) {
+            if let Ok(Some(_)) = within(shared.store.get(&cancel.flag)).await {
+                cancel.token.cancel();
+            }
         }
     }
 }
@@ -240,7 +282,11 @@ impl StoreJournal {
 }
 
 impl Journal for StoreJournal {
-    fn sending(&self, index: usize) -> BoxFuture<'static, Result<(), BoxError>> {
+    fn sending(&self, index: usize) -> BoxFuture<'static, Result<(), Outcome>> {
+        let cancelled = self.shared.cancel.as_ref();
+        if cancelled.is_some_and(|c| c.token.is_cancelled()) {
+            return Box::pin(std::future::ready(Err(failures::job_cancelled())));
+        }
         let mut entries = std::mem::take(&mut *lock(&self.shared.pending));
         let phase = self.phase;
         entries.push((name(phase, 's', index), Bytes::new()));
@@ -266,7 +312,7 @@ impl Journal for StoreJournal {
                     lock(&shared.pending).push(withdrawn);
                 }
             }
-            written
+            written.map_err(|e| failures::not_recorded(&e))
         })
     }
 

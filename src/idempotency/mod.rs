@@ -13,7 +13,7 @@ mod journal;
 pub(crate) mod record;
 mod resume;
 
-pub(crate) use journal::Writer;
+pub(crate) use journal::{Cancel, Writer};
 pub(crate) use resume::keyed_for;
 
 use crate::error::Problem;
@@ -68,7 +68,7 @@ impl fmt::Debug for Idempotency {
 pub(crate) struct Keyed {
     /// Where the store keeps it.
     pub(crate) store_key: String,
-    fingerprint: Bytes,
+    pub(crate) fingerprint: Bytes,
 }
 
 /// What the record under a key allows.
@@ -102,11 +102,7 @@ impl Idempotency {
             ));
         }
         let key = parse_key(value).map_err(key_problem)?;
-        // Who the key belongs to: the user's scope, else the identity headers' values.
-        let scope = match self.scope.as_ref().and_then(|scope| scope(parts)) {
-            Some(scope) => [b"scope\n", scope.as_bytes()].concat(),
-            None => [&b"headers\n"[..], &policy.identity_of(&parts.headers)].concat(),
-        };
+        let scope = self.scope_of(parts, policy);
         let path = parts.uri.path();
         let store_key = digest(&[
             b"tower-http-batch key 1",
@@ -130,6 +126,15 @@ impl Idempotency {
             store_key: format!("tower-http-batch:{}", hex(&store_key)),
             fingerprint: Bytes::copy_from_slice(&fingerprint),
         }))
+    }
+
+    /// Who the outer request's caller is, as keys and jobs are scoped: the user's scope
+    /// ([`crate::BatchLayer::idempotency_scope`]), else the identity headers' values.
+    pub(crate) fn scope_of(&self, parts: &Parts, policy: &HeaderPolicy) -> Vec<u8> {
+        match self.scope.as_ref().and_then(|scope| scope(parts)) {
+            Some(scope) => [b"scope\n", scope.as_bytes()].concat(),
+            None => [&b"headers\n"[..], &policy.identity_of(&parts.headers)].concat(),
+        }
     }
 
     /// Claims the record of `keyed`: a first run, a run that takes over one whose process
@@ -175,7 +180,33 @@ impl Idempotency {
     }
 
     fn writer(&self, key: &str, owner: u64, state: State) -> Writer {
-        Writer::start(self.store.clone(), key.to_owned(), owner, state, self.lease)
+        Writer::start(
+            self.store.clone(),
+            key.to_owned(),
+            owner,
+            state,
+            self.lease,
+            None,
+        )
+    }
+
+    /// The writer of a batch job's run, whose record was created in `state`.
+    pub(crate) fn job_writer(&self, key: &str, state: State, cancel: Cancel) -> Writer {
+        // A job's record is created running (`new_running`).
+        let owner = match state {
+            State::Running { owner, .. } => owner,
+            State::Finished => 0,
+        };
+        let (store, lease) = (self.store.clone(), self.lease);
+        Writer::start(store, key.to_owned(), owner, state, lease, Some(cancel))
+    }
+
+    /// A new run's state: held by a new owner for one lease.
+    pub(crate) fn new_running(&self) -> State {
+        State::Running {
+            owner: new_owner(),
+            lease_until: now_ms().saturating_add(self.lease.as_millis() as u64),
+        }
     }
 }
 
@@ -230,7 +261,6 @@ fn parse_key(value: &HeaderValue) -> Result<String, &'static str> {
     Ok(key)
 }
 
-/// SHA-256 of `parts`, each length-prefixed (so that no two lists read alike).
 /// The values of the headers that change what a batch runs (a multipart batch's OData
 /// version decides whether it stops at a failure; `Prefer` may ask it to go on): a retry
 /// that differs in them is another request (`422`), not a replay.
@@ -254,7 +284,8 @@ fn shaping(headers: &http::HeaderMap) -> Vec<u8> {
     out
 }
 
-fn digest(parts: &[&[u8]]) -> [u8; 32] {
+/// SHA-256 of `parts`, each length-prefixed (so that no two lists read alike).
+pub(crate) fn digest(parts: &[&[u8]]) -> [u8; 32] {
     let mut hash = Sha256::new();
     for part in parts {
         hash.update((part.len() as u64).to_le_bytes());
@@ -263,7 +294,7 @@ fn digest(parts: &[&[u8]]) -> [u8; 32] {
     hash.finalize().into()
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -289,7 +320,7 @@ fn key_problem(why: &str) -> Problem {
     )
 }
 
-fn reused_problem() -> Problem {
+pub(crate) fn reused_problem() -> Problem {
     let why = "this Idempotency-Key was first sent with another request (method, URL, content type, OData version or Prefer headers, or body); a key names one request: send a new key for a new batch";
     Problem::new(
         StatusCode::UNPROCESSABLE_ENTITY,

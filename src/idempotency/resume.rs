@@ -46,6 +46,9 @@ pub(crate) fn keyed_for(
         }
     }
     let replay = writer.is_none();
+    if let Some(writer) = writer {
+        writer.phase_size(phase, plan.items.len());
+    }
     let priors = plan.items.iter().enumerate().map(|(i, item)| {
         if let Some(stored) = outcomes.remove(&i) {
             return Some(record::decode(stored).map_or(Prior::Unknown, Prior::Finished));

@@ -4,6 +4,7 @@ use crate::admission::Admission;
 use crate::codec::DecodeLimits;
 use crate::config::{Config, MinRate};
 use crate::engine::RunOptions;
+use crate::jobs::{Jobs, DEFAULT_MAX_JOBS, DEFAULT_MAX_JOBS_PER_CALLER};
 use crate::service::Batch;
 use crate::subrequest::HeaderPolicy;
 use crate::transaction::{Hook, TransactionHook};
@@ -13,6 +14,7 @@ use tower_layer::Layer;
 
 mod endpoints;
 mod idempotency;
+mod jobs;
 mod subrequests;
 
 pub use idempotency::DEFAULT_IDEMPOTENCY_RETENTION;
@@ -110,6 +112,7 @@ impl Default for BatchLayer {
             },
             headers: Arc::default(),
             idempotency: Some(idempotency::default()),
+            jobs: Some(Jobs::new(DEFAULT_MAX_JOBS, DEFAULT_MAX_JOBS_PER_CALLER)),
             reply_min_rate: Some(MinRate {
                 bytes_per_second: DEFAULT_REPLY_MIN_RATE,
                 grace: DEFAULT_REPLY_GRACE,
@@ -177,9 +180,9 @@ impl BatchLayer {
     /// bounds the layer's memory: a batch holds at most its body, the reply and the bodies
     /// waiting for it (`2 × max_response_bytes`), the responses being read (`concurrency ×
     /// max_item_response_bytes`) and what references parse (as trees: see the README);
-    /// at the defaults about 40 MiB, 100 MiB with references, 64 × that in all. The
-    /// services one
-    /// [`Layer::layer`] call makes share the count (axum and hyper clone them per
+    /// at the defaults about 40 MiB, 100 MiB with references, 64 × that in all. Batch
+    /// jobs, once accepted, are counted apart ([`max_jobs`](Self::max_jobs)). The services
+    /// one [`Layer::layer`] call makes share the count (axum and hyper clone them per
     /// connection); another call counts apart.
     pub fn max_concurrent_batches(mut self, max: usize) -> Self {
         self.config_mut().admission.max_batches = max;
@@ -375,6 +378,7 @@ impl<S> Layer<S> for BatchLayer {
     fn layer(&self, inner: S) -> Self::Service {
         let mut config = Config::clone(&self.config);
         config.admission = config.admission.fresh();
+        config.jobs = config.jobs.as_ref().map(Jobs::fresh);
         Batch::new(inner, Arc::new(config))
     }
 }

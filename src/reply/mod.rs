@@ -18,13 +18,12 @@
 mod channel;
 mod pace;
 
-use crate::admission::Place;
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
 use crate::body::BatchResponseBody;
 use crate::codec::{Reply, ReplyWriter};
 use crate::config::Config;
-use crate::engine::{self, Emit, Keyed, PerRun, Wrapped, WrappedBody};
+use crate::engine::{self, Emit, Hold, Keyed, PerRun, Wrapped, WrappedBody};
 use crate::subrequest::Outer;
 use crate::trace::BatchTrace;
 use channel::{Feed, Receiving};
@@ -43,7 +42,8 @@ pub(crate) struct Setting {
     pub(crate) outer: Outer,
     pub(crate) config: Arc<Config>,
     pub(crate) trace: BatchTrace,
-    pub(crate) place: Place,
+    /// Its place among the batches in flight (a job's: among the jobs running).
+    pub(crate) place: Hold,
     pub(crate) keyed: Option<Keyed>,
 }
 
@@ -51,7 +51,7 @@ impl Setting {
     /// Its parts, with what its run is given, and whether the run goes on when its
     /// reader leaves or is cut off (a keyed batch that is run, not replayed): its reply is
     /// then let go as it is written.
-    fn split(self) -> (Outer, Arc<Config>, BatchTrace, Place, PerRun, bool) {
+    fn split(self) -> (Outer, Arc<Config>, BatchTrace, Hold, PerRun, bool) {
         let detached = self.keyed.as_ref().is_some_and(|k| k.journal.is_some());
         let per_run = PerRun {
             traced: self.trace.is_enabled(),
@@ -157,7 +157,7 @@ where
 fn hand_over<ResBody>(
     mut feed: Feed,
     mut receiving: Receiving,
-    place: Place,
+    place: Hold,
     detached: bool,
 ) -> BatchResponseBody<ResBody> {
     feed.send_some();

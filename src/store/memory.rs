@@ -223,4 +223,11 @@ impl IdempotencyStore for MemoryStore {
         let entries = kept.records.get(key).map(|e| e.entries.clone());
         Box::pin(ready(Ok(entries.unwrap_or_default())))
     }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Record>, BoxError>> {
+        let mut kept = self.kept();
+        kept.remove_if_expired(key, Instant::now());
+        let record = kept.records.get(key).map(|e| e.record.clone());
+        Box::pin(ready(Ok(record)))
+    }
 }

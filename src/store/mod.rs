@@ -9,7 +9,7 @@
 //! - `SqliteStore` (feature `sqlite`): a file, so that records survive a restart;
 //! - `RedisStore` (feature `redis`): shared by every instance behind a load balancer.
 //!
-//! Any other store implements [`IdempotencyStore`]: four atomic operations. A record must
+//! Any other store implements [`IdempotencyStore`]: five atomic operations. A record must
 //! not expire while a run holds it: keep the retention far above a batch's longest run.
 
 mod memory;
@@ -85,6 +85,10 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// `key`'s entries, in the order they were appended (none when it does not exist).
     fn entries<'a>(&'a self, key: &'a str)
         -> BoxFuture<'a, Result<Vec<(String, Bytes)>, BoxError>>;
+
+    /// The record at `key`, without claiming it (`None` when it does not exist or has
+    /// expired). A batch job's status monitor reads its job with this.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Record>, BoxError>>;
 }
 
 impl<T: IdempotencyStore + ?Sized> IdempotencyStore for std::sync::Arc<T> {
@@ -120,6 +124,10 @@ impl<T: IdempotencyStore + ?Sized> IdempotencyStore for std::sync::Arc<T> {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Vec<(String, Bytes)>, BoxError>> {
         (**self).entries(key)
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Record>, BoxError>> {
+        (**self).get(key)
     }
 }
 

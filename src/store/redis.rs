@@ -251,4 +251,21 @@ impl IdempotencyStore for RedisStore {
             elements.into_iter().map(entry).collect()
         })
     }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Record>, BoxError>> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            let (hash, _) = keys(key);
+            let value: Value = redis::cmd("HMGET")
+                .arg(hash)
+                .arg(&["f", "o", "l", "d"][..])
+                .query_async(&mut conn)
+                .await?;
+            // A hash that does not exist answers four nils.
+            match &value {
+                Value::Array(parts) if parts.iter().all(|p| matches!(p, Value::Nil)) => Ok(None),
+                _ => self::record(value),
+            }
+        })
+    }
 }

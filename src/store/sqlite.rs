@@ -233,4 +233,24 @@ impl IdempotencyStore for SqliteStore {
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Record>, BoxError>> {
+        let key = key.to_owned();
+        self.with(move |db| {
+            let tx = db.transaction()?;
+            let now = clamp(super::now_ms());
+            let expired: bool = tx
+                .query_row(
+                    "SELECT expires_at <= ?2 AND (finished = 1 OR lease_until <= ?2) FROM batch_records WHERE key = ?1",
+                    params![key, now],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(false);
+            match expired {
+                true => Ok(None),
+                false => load(&tx, &key),
+            }
+        })
+    }
 }

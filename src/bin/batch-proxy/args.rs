@@ -130,6 +130,16 @@ pub(crate) struct Args {
     /// Refuse batches without an Idempotency-Key (400).
     #[arg(long)]
     pub(crate) require_idempotency_key: bool,
+    /// Batch jobs (Prefer: respond-async, kept in --store) running at once; one more
+    /// gets 503 with Retry-After.
+    #[arg(long, default_value_t = tower_http_batch::DEFAULT_MAX_JOBS)]
+    pub(crate) max_jobs: usize,
+    /// Batch jobs one caller (its identity headers) runs at once; one more gets 429.
+    #[arg(long, default_value_t = tower_http_batch::DEFAULT_MAX_JOBS_PER_CALLER)]
+    pub(crate) max_jobs_per_caller: usize,
+    /// Ignore Prefer: respond-async: every batch is answered when it has run.
+    #[arg(long)]
+    pub(crate) no_jobs: bool,
 }
 
 /// `--service-root` takes a plain path: the layer would panic on anything else.
@@ -244,6 +254,12 @@ pub(crate) fn layer(args: &Args) -> Result<BatchLayer, String> {
     layer = layer.idempotency_retention(Duration::from_secs(args.idempotency_retention_secs));
     if args.require_idempotency_key {
         layer = layer.require_idempotency_key();
+    }
+    layer = layer
+        .max_jobs(args.max_jobs)
+        .max_jobs_per_caller(args.max_jobs_per_caller);
+    if args.no_jobs {
+        layer = layer.no_jobs();
     }
     Ok(layer)
 }

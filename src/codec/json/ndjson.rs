@@ -37,6 +37,10 @@ impl Reply for NdjsonReply {
         HeaderValue::from_static(NDJSON)
     }
 
+    fn reads_in_part(&self) -> bool {
+        true
+    }
+
     fn begin(&mut self, w: &mut ReplyWriter) {
         w.set_one_line();
     }

@@ -3,15 +3,16 @@
 //! A batch is a straight line: the endpoint's checks (method, media type, length) choose
 //! a codec; the body is read within its limit; the codec decodes it into a plan; the
 //! engine runs it while the codec's reply writes the outcomes (`reply`). Nothing here
-//! knows a format.
+//! knows a format. A batch sent with `Prefer: respond-async` runs as a job instead
+//! ([`jobs`]), and its status monitor answers from the store ([`monitor`]).
 
 use crate::batch::origin::Origin;
 use crate::batch::outcome::Outcome;
 use crate::batch::plan::Plan;
 use crate::body::{read_limited, BatchRequestBody, BatchResponseBody, ReadError};
-use crate::codec::{DecodeContext, Decoded};
+use crate::codec::{DecodeContext, Decoded, Reply};
 use crate::config::{too_large, Config};
-use crate::engine::{self, PerRun, Wrapped, WrappedBody};
+use crate::engine::{self, Hold, PerRun, Wrapped, WrappedBody};
 use crate::error::Problem;
 use crate::future::ResponseFuture;
 use crate::idempotency::{self, Claim, Idempotency, Keyed, Writer, IDEMPOTENT_REPLAYED};
@@ -26,6 +27,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_service::Service;
 use tracing::Instrument as _;
+
+mod jobs;
+mod monitor;
 
 /// A service that gives `S` batch endpoints; made by [`BatchLayer`](crate::BatchLayer).
 ///
@@ -96,8 +100,16 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let Some(endpoint) = self.config.endpoint(req.uri().path()) else {
-            return ResponseFuture::pass_through(self.inner.call(req.map(BatchRequestBody::outer)));
+        let path = req.uri().path();
+        let (endpoint, job) = match self.config.endpoint(path) {
+            Some(endpoint) => (endpoint, None),
+            None => match self.config.monitor(path) {
+                Some((endpoint, id)) => (endpoint, Some(id.to_owned())),
+                None => {
+                    let req = req.map(BatchRequestBody::outer);
+                    return ResponseFuture::pass_through(self.inner.call(req));
+                }
+            },
         };
         // Give back the readiness granted for this call (also when the batch is turned
         // away): the batch makes each sub-request's clone ready itself.
@@ -105,8 +117,13 @@ where
         drop(std::mem::replace(&mut self.inner, svc.clone()));
         let trace = BatchTrace::open(req.uri().path());
         let span = trace.span().clone();
-        let batch = handle(svc, self.config.clone(), endpoint, req, trace);
-        ResponseFuture::batch(Box::pin(batch.instrument(span)))
+        let config = self.config.clone();
+        let Some(id) = job else {
+            let batch = handle(svc, config, endpoint, req, trace);
+            return ResponseFuture::batch(Box::pin(batch.instrument(span)));
+        };
+        let monitor = monitor::answer(svc, config, endpoint, id, req, trace);
+        ResponseFuture::batch(Box::pin(monitor.instrument(span)))
     }
 }
 
@@ -125,6 +142,7 @@ where
     ResBody: WrappedBody,
 {
     let (parts, body) = req.into_parts();
+    let job = jobs::asked(&config, &parts);
     // `call` found it; the configuration does not change.
     let codec = match config.endpoints[endpoint].accept(&parts, config.max_body_bytes) {
         Ok(codec) => codec,
@@ -160,12 +178,15 @@ where
         &bytes,
         &context(&outer, &config, &keeps_header),
     );
+    // A job keeps its request, for its monitor to decode again.
+    let request = job.map(|_| bytes.clone());
     drop(bytes);
     // A malformed batch is refused first, key or not: nothing of it is recorded.
     let (decoded, keyed) = match (decoded, keyed) {
         (Err(problem), _) | (_, Err(problem)) => return problem.into_response(),
         (Ok(decoded), Ok(keyed)) => (decoded, keyed),
     };
+    let place: Hold = place;
     let batch = Setting {
         outer,
         config: config.clone(),
@@ -173,6 +194,9 @@ where
         place,
         keyed: None,
     };
+    if let (Some(job), Some(request)) = (job, request) {
+        return jobs::submit(svc, decoded, batch, job, keyed, request).await;
+    }
     let (Some(keyed), Some(idempotency)) = (keyed, &config.idempotency) else {
         return run(svc, decoded, batch, None).await;
     };
@@ -217,13 +241,7 @@ where
             let task = tokio::spawn(run(svc, decoded, batch, Some(resuming)).in_current_span());
             task.await.unwrap_or_else(|e| {
                 tracing::error!(error = %e, "a keyed batch's run failed");
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "urn:tower-http-batch:internal",
-                    "Batch failed",
-                    "the batch's run failed",
-                )
-                .into_response()
+                run_failed().into_response()
             })
         }
     }
@@ -234,6 +252,16 @@ where
 struct Resuming {
     entries: Vec<(String, Bytes)>,
     writer: Option<Writer>,
+}
+
+/// `500`: a keyed batch's task failed (it panicked).
+fn run_failed() -> Problem {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "urn:tower-http-batch:internal",
+        "Batch failed",
+        "the batch's run failed",
+    )
 }
 
 /// What the codecs read of the outer request and the configuration.
@@ -254,8 +282,8 @@ fn context<'a>(
 
 /// Runs a decoded batch: its lookup first when it has one, then its plan, into the reply.
 async fn run<S, B, ResBody>(
-    svc: S,
-    mut decoded: Decoded,
+    mut svc: S,
+    decoded: Decoded,
     mut batch: Setting,
     resuming: Option<Resuming>,
 ) -> Response<BatchResponseBody<ResBody>>
@@ -264,16 +292,43 @@ where
     B: Send + 'static,
     ResBody: WrappedBody,
 {
+    let (plan, reply) = match resolved(&mut svc, decoded, &mut batch, resuming.as_ref()).await {
+        Ok(resolved) => resolved,
+        Err(problem) => {
+            // Nothing but reads ran: a retry may run it again at once.
+            if let Some(writer) = resuming.as_ref().and_then(|r| r.writer.as_ref()) {
+                writer.give_up().await;
+            }
+            return problem.into_response();
+        }
+    };
+    match reply.streams() {
+        true => reply::streamed(svc, plan, reply, batch).await,
+        false => reply::whole(svc, plan, reply, batch).await,
+    }
+}
+
+/// The plan a decoded batch runs and its reply, once its lookup, if it has one, has run
+/// (`batch.keyed` is then set for the plan); or the problem its lookup led to.
+async fn resolved<S, B, ResBody>(
+    // `&mut`, which is `Send` with `S` alone (`&S` would ask `S: Sync`).
+    svc: &mut S,
+    mut decoded: Decoded,
+    batch: &mut Setting,
+    resuming: Option<&Resuming>,
+) -> Result<(Plan, Box<dyn Reply>), Problem>
+where
+    S: Wrapped<B, ResBody>,
+    B: Send + 'static,
+    ResBody: WrappedBody,
+{
     let config = batch.config.clone();
     let keeps_header = |name: &HeaderName| config.headers.keeps(name);
     let keyed_for = |plan: &Plan, phase: usize, last: bool| {
-        let r = resuming.as_ref()?;
+        let r = resuming?;
+        let writer = r.writer.as_ref();
         Some(idempotency::keyed_for(
-            plan,
-            phase,
-            &r.entries,
-            r.writer.as_ref(),
-            last,
+            plan, phase, &r.entries, writer, last,
         ))
     };
     let mut phase = 0;
@@ -285,10 +340,7 @@ where
             Decoded::Run(plan, reply) => {
                 batch.trace.size(plan.items.len());
                 batch.keyed = keyed_for(&plan, phase, true);
-                return match reply.streams() {
-                    true => reply::streamed(svc, plan, reply, batch).await,
-                    false => reply::whole(svc, plan, reply, batch).await,
-                };
+                return Ok((plan, reply));
             }
             Decoded::Lookup(plan, resume) => {
                 let mut outcomes = Vec::with_capacity(plan.items.len());
@@ -299,16 +351,7 @@ where
                     keyed: keyed_for(&plan, phase, false),
                 };
                 engine::run(svc.clone(), &batch.outer, plan, &config.run, keep, per_run).await;
-                decoded = match resume.resume(outcomes, &cx) {
-                    Ok(decoded) => decoded,
-                    Err(problem) => {
-                        // Nothing but reads ran: a retry may run it again at once.
-                        if let Some(writer) = resuming.as_ref().and_then(|r| r.writer.as_ref()) {
-                            writer.give_up().await;
-                        }
-                        return problem.into_response();
-                    }
-                };
+                decoded = resume.resume(outcomes, &cx)?;
                 phase += 1;
             }
         }

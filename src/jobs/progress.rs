@@ -1,0 +1,124 @@
+//! How far a job has gone, as its status monitor answers while it runs: read from its
+//! record's entries (what any instance sharing the store sees), without decoding its
+//! request or its outcomes' bodies.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+/// A job's progress document (`application/json`).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Progress {
+    /// The job's id.
+    pub(crate) id: String,
+    /// `running`, `cancelling` (a `DELETE` came; nothing new starts), or, once it ran to
+    /// its end, `finished` / `cancelled`; `failed` when the instance that ran it stopped.
+    pub(crate) state: &'static str,
+    /// The sub-requests of its current phase (`null` until the first is sent).
+    pub(crate) requests: Option<usize>,
+    /// Those of them that have a final outcome.
+    pub(crate) responses: usize,
+    /// Their statuses by class.
+    pub(crate) status_classes: Classes,
+}
+
+/// Counts by status class, as the NDJSON reply's last line gives them.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub(crate) struct Classes {
+    #[serde(rename = "1xx")]
+    informational: usize,
+    #[serde(rename = "2xx")]
+    success: usize,
+    #[serde(rename = "3xx")]
+    redirection: usize,
+    #[serde(rename = "4xx")]
+    client_error: usize,
+    #[serde(rename = "5xx")]
+    server_error: usize,
+}
+
+impl Progress {
+    /// Job `id`'s progress from its record's `entries` (a run writes `{phase}.n`, the size
+    /// of each phase, and `{phase}.o.{index}`, each final outcome; the last phase counts).
+    pub(crate) fn of(id: &str, state: &'static str, entries: &[(String, Bytes)]) -> Self {
+        let phase_of = |name: &str| name.split('.').next()?.parse::<usize>().ok();
+        let last = entries
+            .iter()
+            .filter_map(|(n, _)| phase_of(n))
+            .max()
+            .unwrap_or(0);
+        let mut progress = Progress {
+            id: id.to_owned(),
+            state,
+            requests: None,
+            responses: 0,
+            status_classes: Classes::default(),
+        };
+        let prefix = format!("{last}.");
+        for (name, value) in entries {
+            let Some(rest) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            if rest == "n" {
+                progress.requests = std::str::from_utf8(value).ok().and_then(|n| n.parse().ok());
+            } else if rest.starts_with("o.") {
+                progress.responses += 1;
+                // A stored outcome starts with its status (`idempotency::record`).
+                let status = value
+                    .get(..2)
+                    .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]));
+                let classes = &mut progress.status_classes;
+                match status / 100 {
+                    1 => classes.informational += 1,
+                    2 => classes.success += 1,
+                    3 => classes.redirection += 1,
+                    4 => classes.client_error += 1,
+                    _ => classes.server_error += 1,
+                }
+            }
+        }
+        progress
+    }
+
+    /// As JSON.
+    pub(crate) fn to_bytes(&self) -> Bytes {
+        serde_json::to_vec(self).map_or_else(|_| Bytes::new(), Bytes::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::outcome::Outcome;
+    use crate::idempotency::record;
+    use http::StatusCode;
+
+    #[test]
+    fn progress_counts_the_last_phase_by_status_class() {
+        let outcome = |s: u16| {
+            record::encode(&Outcome::problem(
+                StatusCode::from_u16(s).unwrap(),
+                "t",
+                "d".into(),
+            ))
+        };
+        let entries = vec![
+            ("job.request".to_owned(), Bytes::from_static(b"x")),
+            ("0.n".to_owned(), Bytes::from_static(b"1")),
+            ("0.s.0".to_owned(), Bytes::new()),
+            ("0.o.0".to_owned(), outcome(200)),
+            ("1.n".to_owned(), Bytes::from_static(b"3")),
+            ("1.s.0".to_owned(), Bytes::new()),
+            ("1.o.0".to_owned(), outcome(204)),
+            ("1.o.1".to_owned(), outcome(404)),
+        ];
+        let p = Progress::of("abc", "running", &entries);
+        assert_eq!((p.requests, p.responses), (Some(3), 2));
+        let json: serde_json::Value = serde_json::from_slice(&p.to_bytes()).unwrap();
+        assert_eq!(json["statusClasses"]["2xx"], 1);
+        assert_eq!(json["statusClasses"]["4xx"], 1);
+        assert_eq!(json["state"], "running");
+        let empty = Progress::of("abc", "running", &[]);
+        assert_eq!((empty.requests, empty.responses), (None, 0));
+    }
+}

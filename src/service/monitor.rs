@@ -1,0 +1,278 @@
+//! A batch job's status monitor (`{batch path}/jobs/{id}`): `GET` answers with the job's
+//! progress while it runs and with its reply once it has finished; `DELETE` cancels it.
+//! Everything is read from the store, so any instance sharing it answers; only the caller
+//! that sent the job finds it (its scope is part of the record's key).
+
+use super::jobs::{accepted, PROBLEM_ENTRY};
+use super::{context, run, Resuming};
+use crate::body::BatchResponseBody;
+use crate::codec::{Decoded, ReplyWriter};
+use crate::config::Config;
+use crate::engine::{Hold, Wrapped, WrappedBody};
+use crate::error::Problem;
+use crate::idempotency::{now_ms, record, store_problem, within, Idempotency};
+use crate::jobs::{self, progress::Progress, stored, JobKey};
+use crate::reply::Setting;
+use crate::store::{Record, State};
+use crate::subrequest::Outer;
+use crate::trace::BatchTrace;
+use bytes::Bytes;
+use http::request::Parts;
+use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use std::sync::Arc;
+
+/// Answers a request to the monitor of job `id` of the endpoint at `endpoint`.
+pub(super) async fn answer<S, B, ResBody>(
+    svc: S,
+    config: Arc<Config>,
+    endpoint: usize,
+    id: String,
+    req: Request<B>,
+    trace: BatchTrace,
+) -> Response<BatchResponseBody<ResBody>>
+where
+    S: Wrapped<B, ResBody>,
+    B: Send + 'static,
+    ResBody: WrappedBody,
+{
+    let (parts, _body) = req.into_parts();
+    let Some(idempotency) = &config.idempotency else {
+        return jobs::not_found().into_response();
+    };
+    let scope = idempotency.scope_of(&parts, &config.headers);
+    let key = JobKey::new(config.endpoints[endpoint].path(), &scope, &id);
+    trace.job(&id);
+    let store = &idempotency.store;
+    let record = match within(store.get(&key.store_key)).await {
+        Err(e) => return store_problem(e).into_response(),
+        Ok(None) => return jobs::not_found().into_response(),
+        Ok(Some(record)) => record,
+    };
+    let local = config.jobs.as_ref().and_then(|jobs| jobs.local(&key));
+    let cancelling = local.is_some_and(|job| job.cancel.is_cancelled());
+    let state = match state_of(idempotency, &key, &record, cancelling).await {
+        Ok(state) => state,
+        Err(problem) => return problem.into_response(),
+    };
+    let running = matches!(state, "running" | "cancelling");
+    match (&parts.method, running) {
+        (&Method::GET, true) => progress(&config, &key, &parts, state).await,
+        (&Method::GET, false) => {
+            let place = match config.admission.enter().await {
+                Ok(place) => place,
+                Err(busy) => return busy.into_response(),
+            };
+            replay(svc, config.clone(), &key, place, trace, Some(&parts)).await
+        }
+        (&Method::DELETE, true) => cancel(&config, &key).await,
+        (&Method::DELETE, false) => jobs::not_running(state).into_response(),
+        _ => jobs::method_not_allowed().into_response(),
+    }
+}
+
+/// `running`, `cancelling` (here, or a flag from another instance), `finished`
+/// (cancelled or not: its reply says), or `failed` (the instance that ran it stopped, and
+/// its lease has passed).
+async fn state_of(
+    idempotency: &Idempotency,
+    key: &JobKey,
+    record: &Record,
+    cancelling: bool,
+) -> Result<&'static str, Problem> {
+    match record.state {
+        State::Finished => Ok("finished"),
+        State::Running { lease_until, .. } if lease_until <= now_ms() => Ok("failed"),
+        State::Running { .. } if cancelling => Ok("cancelling"),
+        State::Running { .. } => match within(idempotency.store.get(&key.cancel_flag)).await {
+            Ok(Some(_)) => Ok("cancelling"),
+            Ok(None) => Ok("running"),
+            Err(e) => Err(store_problem(e)),
+        },
+    }
+}
+
+/// `202` while the job runs: its progress, or, when the client asks for NDJSON and the
+/// job's format has it, the items finished so far.
+async fn progress<ResBody>(
+    config: &Config,
+    key: &JobKey,
+    parts: &Parts,
+    state: &'static str,
+) -> Response<BatchResponseBody<ResBody>> {
+    let Some(idempotency) = &config.idempotency else {
+        return jobs::not_found().into_response();
+    };
+    let entries = match within(idempotency.store.entries(&key.store_key)).await {
+        Ok(entries) => entries,
+        Err(e) => return store_problem(e).into_response(),
+    };
+    let so_far = finished_so_far(config, &entries, Some(parts));
+    let mut response = accepted(&Progress::of(&key.id, state, &entries));
+    if let Some((content_type, body)) = so_far {
+        *response.body_mut() = BatchResponseBody::full(body);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+    }
+    response
+}
+
+/// The items of a running job that have finished, in a reply format that reads in part
+/// (NDJSON), when `monitor` asks for it.
+fn finished_so_far(
+    config: &Config,
+    entries: &[(String, Bytes)],
+    monitor: Option<&Parts>,
+) -> Option<(HeaderValue, Bytes)> {
+    let (outer, body, endpoint) = request(config, entries, monitor)?;
+    let keeps_header = |name: &HeaderName| config.headers.keeps(name);
+    let cx = context(&outer, config, &keeps_header);
+    let codec = config.endpoints[endpoint]
+        .accept(outer.parts(), usize::MAX)
+        .ok()?;
+    let Ok(Decoded::Run(plan, mut reply)) = codec.decode(outer.parts(), &body, &cx) else {
+        return None;
+    };
+    if !reply.reads_in_part() {
+        return None;
+    }
+    let mut w = ReplyWriter::new(config.run.max_response_bytes);
+    reply.begin(&mut w);
+    for (name, value) in entries {
+        let Some(index) = name
+            .strip_prefix("0.o.")
+            .and_then(|i| i.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let (Some(item), Some(outcome)) = (plan.items.get(index), record::decode(value.clone()))
+        else {
+            continue;
+        };
+        reply.item(index, &item.id, &outcome, &mut w);
+    }
+    let body: Vec<u8> = w.finish().concat();
+    Some((reply.content_type(), Bytes::from(body)))
+}
+
+/// The job's request as it was sent (with the monitor's `Accept` when it asks for NDJSON),
+/// its body, and the endpoint that serves it.
+fn request(
+    config: &Config,
+    entries: &[(String, Bytes)],
+    monitor: Option<&Parts>,
+) -> Option<(Outer, Bytes, usize)> {
+    let stored = entries.iter().find(|(n, _)| n == stored::ENTRY)?.1.clone();
+    let (mut parts, body) = stored::decode(stored)?;
+    let accept = monitor.and_then(|m| m.headers.get(header::ACCEPT));
+    if let Some(accept) = accept.filter(|a| asks_ndjson(a)) {
+        parts.headers.insert(header::ACCEPT, accept.clone());
+    }
+    let endpoint = config.endpoint(parts.uri.path())?;
+    Some((Outer::new(parts, config.headers.clone()), body, endpoint))
+}
+
+fn asks_ndjson(accept: &HeaderValue) -> bool {
+    accept
+        .to_str()
+        .is_ok_and(|a| a.to_ascii_lowercase().contains("application/x-ndjson"))
+}
+
+/// The reply of a job that has ended (finished, cancelled, or failed), replayed from its
+/// record as the synchronous batch would have had it: nothing is sent.
+pub(super) async fn replay<S, B, ResBody>(
+    svc: S,
+    config: Arc<Config>,
+    key: &JobKey,
+    place: Hold,
+    trace: BatchTrace,
+    monitor: Option<&Parts>,
+) -> Response<BatchResponseBody<ResBody>>
+where
+    S: Wrapped<B, ResBody>,
+    B: Send + 'static,
+    ResBody: WrappedBody,
+{
+    let Some(idempotency) = &config.idempotency else {
+        return jobs::not_found().into_response();
+    };
+    let entries = match within(idempotency.store.entries(&key.store_key)).await {
+        Ok(entries) => entries,
+        Err(e) => return store_problem(e).into_response(),
+    };
+    if let Some((_, problem)) = entries.iter().find(|(n, _)| n == PROBLEM_ENTRY) {
+        return stored_problem(problem);
+    }
+    let Some((outer, body, endpoint)) = request(&config, &entries, monitor) else {
+        return unreadable().into_response();
+    };
+    let keeps_header = |name: &HeaderName| config.headers.keeps(name);
+    let cx = context(&outer, &config, &keeps_header);
+    let decoded = config.endpoints[endpoint]
+        .accept(outer.parts(), usize::MAX)
+        .and_then(|codec| codec.decode(outer.parts(), &body, &cx));
+    let Ok(decoded) = decoded else {
+        return unreadable().into_response();
+    };
+    drop(body);
+    let batch = Setting {
+        outer,
+        config: config.clone(),
+        trace,
+        place,
+        keyed: None,
+    };
+    let resuming = Resuming {
+        entries,
+        writer: None,
+    };
+    run(svc, decoded, batch, Some(resuming)).await
+}
+
+/// `DELETE` on a running job: its run, here at once, or on another instance when it next
+/// renews its lease, starts nothing more. `202` with its progress.
+async fn cancel<ResBody>(config: &Config, key: &JobKey) -> Response<BatchResponseBody<ResBody>> {
+    let Some(idempotency) = &config.idempotency else {
+        return jobs::not_found().into_response();
+    };
+    if let Some(job) = config.jobs.as_ref().and_then(|jobs| jobs.local(key)) {
+        job.cancel.cancel();
+    }
+    let flag = Record {
+        fingerprint: Bytes::new(),
+        state: State::Finished,
+    };
+    let store = &idempotency.store;
+    if let Err(e) = within(store.create(&key.cancel_flag, &flag, idempotency.retention)).await {
+        return store_problem(e).into_response();
+    }
+    let entries = within(store.entries(&key.store_key))
+        .await
+        .unwrap_or_default();
+    accepted(&Progress::of(&key.id, "cancelling", &entries))
+}
+
+/// The problem a job's lookup led to, as its record keeps it.
+fn stored_problem<ResBody>(value: &Bytes) -> Response<BatchResponseBody<ResBody>> {
+    let status = value
+        .get(..2)
+        .and_then(|s| StatusCode::from_u16(u16::from_le_bytes([s[0], s[1]])).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = Response::new(BatchResponseBody::full(value.slice(2.min(value.len())..)));
+    *response.status_mut() = status;
+    let problem = HeaderValue::from_static("application/problem+json");
+    response.headers_mut().insert(header::CONTENT_TYPE, problem);
+    response
+}
+
+/// `500`: the job's record holds no request this layer can read (another version wrote
+/// it, or the store corrupted it).
+fn unreadable() -> Problem {
+    let why = "the batch job's record holds no request this server can read again, so its reply cannot be given";
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "urn:tower-http-batch:job-unreadable",
+        "Batch job unreadable",
+        why,
+    )
+}
