@@ -1,7 +1,8 @@
 //! The demo's keyed batches over real HTTP: two demos sharing one Redis (and one data
 //! file, as `--db` gives them) replay each other's batches, and refuse keyed batches once
 //! Redis is gone; a demo restarted on the same SQLite store replays; another identity with
-//! the same key gets its own batch; a multipart batch replays too.
+//! the same key gets its own batch; a multipart batch replays too; a 10,000-user import runs
+//! as a job on one demo and the other answers its monitor.
 
 #[path = "../examples/demo/app.rs"]
 mod app;
@@ -122,4 +123,55 @@ async fn a_multipart_batch_replays() {
     assert!(String::from_utf8_lossy(&again.body).contains("201"));
     assert_eq!(users(&http).await, before + 1);
     let _ = std::fs::remove_file(&data);
+}
+
+/// The README's import: 10,000 users in one resource bulk request, run as a job on one
+/// demo, its client gone at once; the other demo on the same Redis answers its monitor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_thousand_user_import_runs_as_a_job_and_either_demo_answers_its_monitor() {
+    let redis = Redis::start();
+    let on_own_data = || async {
+        let keys = app::Keys {
+            store: store::open(&redis.url).await.unwrap(),
+            retention: Duration::from_secs(3600),
+        };
+        let db = app::Db::open(None).unwrap();
+        Http::new(common::serve(app::app_with_keys(db, keys)).await)
+    };
+    let (a, b) = (on_own_data().await, on_own_data().await);
+    let users: Vec<Value> = (0..10_000)
+        .map(|i| json!({ "name": format!("User {i}"), "email": format!("user{i}@example.com") }))
+        .collect();
+    let body = json!({ "users": users }).to_string();
+    let headers = [
+        ("content-type", "application/json"),
+        ("prefer", "respond-async"),
+        ALICE,
+    ];
+    let accepted = a.send("POST", "/users/batch", &headers, body).await;
+    assert_eq!(accepted.status, 202, "{:?}", accepted.body);
+    let monitor = accepted.headers["location"].to_str().unwrap().to_owned();
+    assert!(monitor.starts_with("/users/batch/jobs/"), "{monitor}");
+    let done = common::within("the job to finish", async {
+        loop {
+            let reply = b.send("GET", &monitor, &[ALICE], "").await;
+            if reply.status != 202 {
+                return reply;
+            }
+            let progress = reply.json();
+            assert_eq!(progress["state"], "running");
+            assert!(progress["responses"].as_u64().unwrap() <= 10_000);
+            // As a client polls (Retry-After says a second): not in a tight loop.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert_eq!(done.status, 201, "{:?}", done.body);
+    assert_eq!(done.json()["success_count"], 10_000);
+    assert_eq!(
+        a.send("GET", &monitor, &[ALICE], "").await.json(),
+        done.json()
+    );
+    assert_eq!(b.send("GET", &monitor, &[BOB], "").await.status, 404);
+    assert_eq!(done.json()["created"].as_array().unwrap().len(), 10_000);
 }

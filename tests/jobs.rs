@@ -2,7 +2,9 @@
 //! monitor shows progress (JSON, or the items so far as NDJSON), then the reply a
 //! synchronous batch gives; `DELETE` cancels (nothing new starts, an open atomic group
 //! rolls back); another caller gets `404`; an `Idempotency-Key` names one job; `wait=N`
-//! answers at once when the job finishes in time; jobs are bounded per caller and in all.
+//! answers at once when the job finishes in time; jobs are bounded per caller and in all;
+//! two instances on one Redis answer and cancel each other's jobs; a job whose process
+//! stopped is reported with what it finished.
 
 mod common;
 
@@ -10,11 +12,13 @@ use axum::extract::State;
 use axum::middleware;
 use axum::routing::post;
 use axum::Router;
+use common::process::Redis;
 use common::store::{self, Store};
 use common::{within, Calls, Http, Reply};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tower_http_batch::BatchLayer;
 
@@ -355,4 +359,95 @@ async fn without_jobs_respond_async_is_ignored() {
         404,
         "passed through"
     );
+}
+
+/// Two servers (two layers, as two instances) sharing one Redis.
+async fn two_on_redis(redis: &Redis, data: &Store, gate: &Gate) -> (Http, Http) {
+    let layer = || async {
+        let store = tower_http_batch::store::open(&redis.url).await.unwrap();
+        // A short lease: a cancel made on the other instance is read within 100 ms.
+        BatchLayer::new("/batch")
+            .idempotency(store)
+            .idempotency_lease(Duration::from_millis(300))
+    };
+    let a = start(layer().await, data.clone(), gate.clone()).await;
+    let b = start(layer().await, data.clone(), gate.clone()).await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn on_one_redis_either_instance_answers_and_cancels_a_job() {
+    let redis = Redis::start();
+    let (data, gate) = (Store::default(), Gate::default());
+    let (a, b) = two_on_redis(&redis, &data, &gate).await;
+    let alice = as_user("alice");
+    let alice = ("authorization", alice.as_str());
+    let batch = json!({ "requests": [create("a"), wait_item(), create("c")] });
+    let monitor = location(&a.batch(&batch, &[ASYNC, alice]).await);
+    within("the job to reach /wait", gate.entered.notified()).await;
+
+    let on_b = b.send("GET", &monitor, &[alice], "").await;
+    assert_eq!(on_b.status, 202);
+    assert_eq!(on_b.json()["state"], "running");
+    assert_eq!(on_b.json()["responses"], 1);
+    let bob = as_user("bob");
+    b.send("GET", &monitor, &[("authorization", &bob)], "")
+        .await
+        .problem(404);
+
+    // Cancelled on B; A's run learns it when it next renews its lease, and says so.
+    assert_eq!(b.send("DELETE", &monitor, &[alice], "").await.status, 202);
+    within("A's run to learn of the cancel", async {
+        while a.send("GET", &monitor, &[alice], "").await.json()["state"] != "cancelling" {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    gate.open();
+    let done = finished(&b, &monitor, &[alice]).await;
+    assert_eq!(done.statuses(), [201, 200, 424]);
+    assert_eq!(done.items()[2]["body"]["title"], "Job cancelled");
+    assert_eq!(finished(&a, &monitor, &[alice]).await.json(), done.json());
+    assert_eq!(data.ids().len(), 1, "c was never created");
+}
+
+#[test]
+fn a_job_whose_process_stopped_is_reported_with_what_it_finished() {
+    let file = std::env::temp_dir().join(format!("thb-jobs-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let layer = || {
+        let store = tower_http_batch::store::SqliteStore::open(&file).unwrap();
+        BatchLayer::new("/batch")
+            .idempotency(store)
+            .idempotency_lease(Duration::from_millis(300))
+    };
+    let (data, gate) = (Store::default(), Gate::default());
+    let batch = json!({ "requests": [create("a"), wait_item(), create("c")] });
+    // The first process: stopped while /wait is in flight (every task dropped).
+    let crashed = tokio::runtime::Runtime::new().unwrap();
+    let monitor = crashed.block_on(async {
+        let http = start(layer(), data.clone(), gate.clone()).await;
+        let monitor = location(&http.batch(&batch, &[ASYNC]).await);
+        within("the job to reach /wait", gate.entered.notified()).await;
+        monitor
+    });
+    crashed.shutdown_background();
+
+    let restarted = tokio::runtime::Runtime::new().unwrap();
+    restarted.block_on(async {
+        let http = start(layer(), data.clone(), Gate::default()).await;
+        // Once its lease has passed: what it finished, and what it cannot know.
+        let reported = finished(&http, &monitor, &[]).await;
+        assert_eq!(reported.status, 200);
+        assert_eq!(reported.statuses(), [201, 409, 503]);
+        assert_eq!(reported.items()[1]["body"]["title"], "Outcome unknown");
+        assert_eq!(reported.items()[2]["body"]["title"], "Job stopped");
+        let cancel = http.send("DELETE", &monitor, &[], "").await;
+        assert_eq!(
+            cancel.problem(409)["type"],
+            "urn:tower-http-batch:job-not-running"
+        );
+        assert_eq!(data.ids().len(), 1, "nothing ran again");
+    });
+    let _ = std::fs::remove_file(&file);
 }

@@ -1,7 +1,9 @@
 //! `batch-proxy --store sqlite:FILE` in front of a legacy service: a keyed batch whose
 //! client resets mid-run still runs to its end, and its retry replays it, writes applied
 //! once, also after the proxy restarts; a proxy killed mid-batch (`SIGKILL`) leaves a
-//! record that a restarted proxy resumes, never sending the write in flight again.
+//! record that a restarted proxy resumes, never sending the write in flight again; a batch
+//! job (`Prefer: respond-async`) runs with its client gone, and its monitor answers after a
+//! restart.
 #![cfg(feature = "proxy")]
 
 mod common;
@@ -103,5 +105,39 @@ async fn a_proxy_killed_mid_batch_is_resumed_by_the_next() {
         "a once, then c: the wait not again"
     );
     legacy_http.send("GET", "/release", &[], "").await;
+    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_behind_the_proxy_with_its_client_gone_and_outlives_a_restart() {
+    let (_legacy, upstream, mut out) = legacy();
+    let legacy_http = Http::new(upstream.trim_start_matches("http://").parse().unwrap());
+    let (store, path) = store_flag("proxy-job");
+    let (first, http) = proxy(&upstream, &["--store", &store]);
+    let accepted = http.batch(&batch(), &[("prefer", "respond-async")]).await;
+    assert_eq!(accepted.status, 202);
+    assert_eq!(accepted.headers["preference-applied"], "respond-async");
+    let monitor = accepted.headers["location"].to_str().unwrap().to_owned();
+    waiting(&mut out).await;
+    let running = http.send("GET", &monitor, &[], "").await;
+    assert_eq!(running.status, 202);
+    assert_eq!(running.json()["requests"], 3);
+    legacy_http.send("GET", "/release", &[], "").await;
+    let done = common::within("the job to finish", async {
+        loop {
+            let reply = http.send("GET", &monitor, &[], "").await;
+            if reply.status != 202 {
+                return reply;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(done.statuses(), [201, 200, 201]);
+    // Restarted on the same store: the monitor still gives the reply.
+    drop(first);
+    let (_second, http) = proxy(&upstream, &["--store", &store]);
+    let again = http.send("GET", &monitor, &[], "").await;
+    assert_eq!(again.json(), done.json());
     let _ = std::fs::remove_file(path);
 }

@@ -68,6 +68,12 @@ pub(crate) fn job_cancelled() -> Outcome {
     Outcome::problem(StatusCode::FAILED_DEPENDENCY, "Job cancelled", why)
 }
 
+/// The item's batch job stopped (the process running it ended) before the item was sent.
+pub(crate) fn job_stopped() -> Outcome {
+    let why = "not sent: the batch job stopped (the server running it stopped) before this item started; send it again".to_string();
+    Outcome::problem(StatusCode::SERVICE_UNAVAILABLE, "Job stopped", why)
+}
+
 /// An earlier run of this keyed batch sent the item and did not record its outcome, and
 /// sending it again is not safe (its method is not idempotent): whether it took effect
 /// is unknown.

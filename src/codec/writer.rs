@@ -227,8 +227,8 @@ impl ReplyWriter {
         }
     }
 
-    /// The reply, in chunks (the fuzz targets and tests read replies whole).
-    #[cfg(any(test, feature = "fuzzing"))]
+    /// The reply, in chunks (a job's items so far, the fuzz targets and tests read replies
+    /// whole).
     pub(crate) fn finish(mut self) -> Vec<Bytes> {
         let rest = self.buf.freeze();
         if !rest.is_empty() {

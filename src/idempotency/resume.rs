@@ -2,6 +2,7 @@
 
 use super::journal::{StoreJournal, Writer};
 use super::record;
+use crate::batch::failures;
 use crate::batch::plan::Plan;
 use crate::engine::{Journal, Keyed, Prior};
 use bytes::Bytes;
@@ -15,9 +16,9 @@ use std::sync::Arc;
 /// again when its method is idempotent (RFC 9110 §9.2.2), and else reports that its
 /// outcome is unknown; a mark a run withdrew (`u`: its write failed as far as that run
 /// knew, and the item was not sent) counts for nothing. In a replay nothing is sent: an
-/// item without an outcome reports that it is unknown (an item the run left out, after a
-/// failure with `stop_on_error`, is left out again, since the replayed failure stops the
-/// schedule as it did).
+/// item sent without an outcome reports that it is unknown, one never sent that its job
+/// stopped (an item the run left out, after a failure with `stop_on_error`, is left out
+/// again, since the replayed failure stops the schedule as it did).
 pub(crate) fn keyed_for(
     plan: &Plan,
     phase: usize,
@@ -53,8 +54,13 @@ pub(crate) fn keyed_for(
         if let Some(stored) = outcomes.remove(&i) {
             return Some(record::decode(stored).map_or(Prior::Unknown, Prior::Finished));
         }
-        let unsafe_again = sent.contains(&i) && !item.method.is_idempotent();
-        (replay || unsafe_again).then_some(Prior::Unknown)
+        let was_sent = sent.contains(&i);
+        if replay && !was_sent {
+            // Replayed, never sent: a batch job whose run stopped before it (a keyed batch
+            // that finished sent every item it reached).
+            return Some(Prior::Finished(failures::job_stopped()));
+        }
+        (replay || (was_sent && !item.method.is_idempotent())).then_some(Prior::Unknown)
     });
     Keyed {
         priors: priors.collect(),

@@ -11,8 +11,8 @@ use serde::Serialize;
 pub(crate) struct Progress {
     /// The job's id.
     pub(crate) id: String,
-    /// `running`, `cancelling` (a `DELETE` came; nothing new starts), or, once it ran to
-    /// its end, `finished` / `cancelled`; `failed` when the instance that ran it stopped.
+    /// `running`, or `cancelling` (a `DELETE` came; nothing new starts). Once a job has
+    /// ended, its monitor gives its reply instead.
     pub(crate) state: &'static str,
     /// The sub-requests of its current phase (`null` until the first is sent).
     pub(crate) requests: Option<usize>,

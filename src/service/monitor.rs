@@ -49,45 +49,55 @@ where
         Ok(Some(record)) => record,
     };
     let local = config.jobs.as_ref().and_then(|jobs| jobs.local(&key));
-    let cancelling = local.is_some_and(|job| job.cancel.is_cancelled());
+    let cancelling = local.as_ref().map(|job| job.cancel.is_cancelled());
     let state = match state_of(idempotency, &key, &record, cancelling).await {
         Ok(state) => state,
         Err(problem) => return problem.into_response(),
     };
     let running = matches!(state, "running" | "cancelling");
-    match (&parts.method, running) {
-        (&Method::GET, true) => progress(&config, &key, &parts, state).await,
-        (&Method::GET, false) => {
-            let place = match config.admission.enter().await {
-                Ok(place) => place,
-                Err(busy) => return busy.into_response(),
-            };
+    // Reading a job's record costs what the job holds: such reads take a place among the
+    // batches in flight, as batches do, so that a flood of polls waits its turn.
+    let reads = parts.method == Method::GET;
+    let place = match reads {
+        true => match config.admission.enter().await {
+            Ok(place) => Some(place),
+            Err(busy) => return busy.into_response(),
+        },
+        false => None,
+    };
+    match (&parts.method, running, place) {
+        (&Method::GET, true, _) => progress(&config, &key, &parts, state).await,
+        (&Method::GET, false, Some(place)) => {
             replay(svc, config.clone(), &key, place, trace, Some(&parts)).await
         }
-        (&Method::DELETE, true) => cancel(&config, &key).await,
-        (&Method::DELETE, false) => jobs::not_running(state).into_response(),
+        (&Method::DELETE, true, _) => cancel(&config, &key).await,
+        (&Method::DELETE, false, _) => jobs::not_running(state).into_response(),
         _ => jobs::method_not_allowed().into_response(),
     }
 }
 
-/// `running`, `cancelling` (here, or a flag from another instance), `finished`
-/// (cancelled or not: its reply says), or `failed` (the instance that ran it stopped, and
-/// its lease has passed).
+/// `running`, `cancelling`, `finished` (cancelled or not: its reply says), or `failed`
+/// (the instance that ran it stopped, and its lease has passed). A job this instance runs
+/// is `cancelling` once its run knows it (`local`: a `DELETE` made on another instance
+/// reaches it when it next renews its lease); another instance's, once it was asked.
 async fn state_of(
     idempotency: &Idempotency,
     key: &JobKey,
     record: &Record,
-    cancelling: bool,
+    local: Option<bool>,
 ) -> Result<&'static str, Problem> {
-    match record.state {
-        State::Finished => Ok("finished"),
-        State::Running { lease_until, .. } if lease_until <= now_ms() => Ok("failed"),
-        State::Running { .. } if cancelling => Ok("cancelling"),
-        State::Running { .. } => match within(idempotency.store.get(&key.cancel_flag)).await {
-            Ok(Some(_)) => Ok("cancelling"),
-            Ok(None) => Ok("running"),
-            Err(e) => Err(store_problem(e)),
-        },
+    match (record.state, local) {
+        (State::Finished, _) => Ok("finished"),
+        (State::Running { lease_until, .. }, _) if lease_until <= now_ms() => Ok("failed"),
+        (State::Running { .. }, Some(true)) => Ok("cancelling"),
+        (State::Running { .. }, Some(false)) => Ok("running"),
+        (State::Running { .. }, None) => {
+            match within(idempotency.store.get(&key.cancel_flag)).await {
+                Ok(Some(_)) => Ok("cancelling"),
+                Ok(None) => Ok("running"),
+                Err(e) => Err(store_problem(e)),
+            }
+        }
     }
 }
 

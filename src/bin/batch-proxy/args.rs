@@ -251,15 +251,20 @@ pub(crate) fn layer(args: &Args) -> Result<BatchLayer, String> {
     if args.batch_timeout_secs > 0 {
         layer = layer.batch_timeout(Duration::from_secs(args.batch_timeout_secs));
     }
-    layer = layer.idempotency_retention(Duration::from_secs(args.idempotency_retention_secs));
+    Ok(keyed_batches_and_jobs(layer, args))
+}
+
+/// The flags of keyed batches and batch jobs (their store is given in `main`).
+fn keyed_batches_and_jobs(mut layer: BatchLayer, args: &Args) -> BatchLayer {
+    layer = layer
+        .idempotency_retention(Duration::from_secs(args.idempotency_retention_secs))
+        .max_jobs(args.max_jobs)
+        .max_jobs_per_caller(args.max_jobs_per_caller);
     if args.require_idempotency_key {
         layer = layer.require_idempotency_key();
     }
-    layer = layer
-        .max_jobs(args.max_jobs)
-        .max_jobs_per_caller(args.max_jobs_per_caller);
     if args.no_jobs {
         layer = layer.no_jobs();
     }
-    Ok(layer)
+    layer
 }
