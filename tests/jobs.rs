@@ -2,106 +2,17 @@
 //! monitor shows progress (JSON, or the items so far as NDJSON), then the reply a
 //! synchronous batch gives; `DELETE` cancels (nothing new starts, an open atomic group
 //! rolls back); another caller gets `404`; an `Idempotency-Key` names one job; `wait=N`
-//! answers at once when the job finishes in time; jobs are bounded per caller and in all;
-//! two instances on one Redis answer and cancel each other's jobs; a job whose process
-//! stopped is reported with what it finished.
+//! answers at once when the job finishes in time; jobs are bounded per caller and in all.
+//! (Jobs in Redis and SQLite: `jobs_stores.rs`.)
 
 mod common;
 
-use axum::extract::State;
-use axum::middleware;
-use axum::routing::post;
-use axum::Router;
-use common::process::Redis;
-use common::store::{self, Store};
-use common::{within, Calls, Http, Reply};
+use common::jobs::{as_user, create, finished, location, start, wait_item, Gate, ASYNC};
+use common::store::Store;
+use common::within;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
+use std::sync::atomic::Ordering;
 use tower_http_batch::BatchLayer;
-
-/// `/wait` (`POST`): counts, tells the test it was entered, then waits for the gate.
-#[derive(Clone)]
-struct Gate {
-    entered: Arc<Notify>,
-    open: Arc<Semaphore>,
-    count: Arc<AtomicUsize>,
-}
-
-impl Default for Gate {
-    fn default() -> Self {
-        Self {
-            entered: Arc::default(),
-            open: Arc::new(Semaphore::new(0)),
-            count: Arc::default(),
-        }
-    }
-}
-
-impl Gate {
-    fn open(&self) {
-        self.open.add_permits(Semaphore::MAX_PERMITS / 2);
-    }
-}
-
-async fn wait(State(gate): State<Gate>) -> &'static str {
-    gate.count.fetch_add(1, Ordering::SeqCst);
-    gate.entered.notify_one();
-    drop(gate.open.acquire().await);
-    "waited"
-}
-
-/// Auth outside, `layer` (with `data` as its transaction hook) around `/items`, `/wait`.
-async fn start(layer: BatchLayer, data: Store, gate: Gate) -> Http {
-    let routes = store::router(data.clone(), Calls::default())
-        .merge(Router::new().route("/wait", post(wait)).with_state(gate));
-    let app = layer.transactions(data).layer_router(routes);
-    let app = tower::Layer::layer(&middleware::from_fn(common::auth), app);
-    Http::new(common::serve(app).await)
-}
-
-fn create(id: &str) -> Value {
-    json!({ "id": id, "method": "POST", "url": "/items", "body": { "name": id } })
-}
-
-fn wait_item() -> Value {
-    json!({ "id": "wait", "method": "POST", "url": "/wait" })
-}
-
-const ASYNC: (&str, &str) = ("prefer", "respond-async");
-
-fn as_user(user: &str) -> String {
-    format!("Bearer {user}-token")
-}
-
-/// The monitor `reply` points to.
-fn location(reply: &Reply) -> String {
-    assert_eq!(reply.status, 202, "{:?}", reply.body);
-    assert_eq!(reply.headers["preference-applied"], "respond-async");
-    assert_eq!(reply.headers["retry-after"], "1");
-    let location = reply.headers["location"].to_str().unwrap().to_owned();
-    let id = location
-        .strip_prefix("/batch/jobs/")
-        .expect("under the batch path");
-    assert!(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()));
-    location
-}
-
-/// `GET monitor` until the job has finished (not `202`).
-async fn finished(http: &Http, monitor: &str, headers: &[(&str, &str)]) -> Reply {
-    within("the job to finish", async {
-        loop {
-            let reply = http.send("GET", monitor, headers, "").await;
-            if reply.status != 202 {
-                return reply;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-}
 
 #[tokio::test]
 async fn a_job_shows_its_progress_then_the_reply_a_synchronous_batch_gives() {
@@ -269,6 +180,9 @@ async fn an_idempotency_key_names_one_job() {
     within("the job to reach /wait", gate.entered.notified()).await;
     let again = location(&http.batch(&batch, &[ASYNC, key]).await);
     assert_eq!(first, again, "the same job, while it runs");
+    // How long a client would wait is not part of the request.
+    let waits = [("prefer", "respond-async, wait=0"), key];
+    assert_eq!(location(&http.batch(&batch, &waits).await), first);
     let other = json!({ "requests": [create("b")] });
     let refused = http.batch(&other, &[ASYNC, key]).await;
     assert_eq!(
@@ -359,95 +273,4 @@ async fn without_jobs_respond_async_is_ignored() {
         404,
         "passed through"
     );
-}
-
-/// Two servers (two layers, as two instances) sharing one Redis.
-async fn two_on_redis(redis: &Redis, data: &Store, gate: &Gate) -> (Http, Http) {
-    let layer = || async {
-        let store = tower_http_batch::store::open(&redis.url).await.unwrap();
-        // A short lease: a cancel made on the other instance is read within 100 ms.
-        BatchLayer::new("/batch")
-            .idempotency(store)
-            .idempotency_lease(Duration::from_millis(300))
-    };
-    let a = start(layer().await, data.clone(), gate.clone()).await;
-    let b = start(layer().await, data.clone(), gate.clone()).await;
-    (a, b)
-}
-
-#[tokio::test]
-async fn on_one_redis_either_instance_answers_and_cancels_a_job() {
-    let redis = Redis::start();
-    let (data, gate) = (Store::default(), Gate::default());
-    let (a, b) = two_on_redis(&redis, &data, &gate).await;
-    let alice = as_user("alice");
-    let alice = ("authorization", alice.as_str());
-    let batch = json!({ "requests": [create("a"), wait_item(), create("c")] });
-    let monitor = location(&a.batch(&batch, &[ASYNC, alice]).await);
-    within("the job to reach /wait", gate.entered.notified()).await;
-
-    let on_b = b.send("GET", &monitor, &[alice], "").await;
-    assert_eq!(on_b.status, 202);
-    assert_eq!(on_b.json()["state"], "running");
-    assert_eq!(on_b.json()["responses"], 1);
-    let bob = as_user("bob");
-    b.send("GET", &monitor, &[("authorization", &bob)], "")
-        .await
-        .problem(404);
-
-    // Cancelled on B; A's run learns it when it next renews its lease, and says so.
-    assert_eq!(b.send("DELETE", &monitor, &[alice], "").await.status, 202);
-    within("A's run to learn of the cancel", async {
-        while a.send("GET", &monitor, &[alice], "").await.json()["state"] != "cancelling" {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    gate.open();
-    let done = finished(&b, &monitor, &[alice]).await;
-    assert_eq!(done.statuses(), [201, 200, 424]);
-    assert_eq!(done.items()[2]["body"]["title"], "Job cancelled");
-    assert_eq!(finished(&a, &monitor, &[alice]).await.json(), done.json());
-    assert_eq!(data.ids().len(), 1, "c was never created");
-}
-
-#[test]
-fn a_job_whose_process_stopped_is_reported_with_what_it_finished() {
-    let file = std::env::temp_dir().join(format!("thb-jobs-{}.db", std::process::id()));
-    let _ = std::fs::remove_file(&file);
-    let layer = || {
-        let store = tower_http_batch::store::SqliteStore::open(&file).unwrap();
-        BatchLayer::new("/batch")
-            .idempotency(store)
-            .idempotency_lease(Duration::from_millis(300))
-    };
-    let (data, gate) = (Store::default(), Gate::default());
-    let batch = json!({ "requests": [create("a"), wait_item(), create("c")] });
-    // The first process: stopped while /wait is in flight (every task dropped).
-    let crashed = tokio::runtime::Runtime::new().unwrap();
-    let monitor = crashed.block_on(async {
-        let http = start(layer(), data.clone(), gate.clone()).await;
-        let monitor = location(&http.batch(&batch, &[ASYNC]).await);
-        within("the job to reach /wait", gate.entered.notified()).await;
-        monitor
-    });
-    crashed.shutdown_background();
-
-    let restarted = tokio::runtime::Runtime::new().unwrap();
-    restarted.block_on(async {
-        let http = start(layer(), data.clone(), Gate::default()).await;
-        // Once its lease has passed: what it finished, and what it cannot know.
-        let reported = finished(&http, &monitor, &[]).await;
-        assert_eq!(reported.status, 200);
-        assert_eq!(reported.statuses(), [201, 409, 503]);
-        assert_eq!(reported.items()[1]["body"]["title"], "Outcome unknown");
-        assert_eq!(reported.items()[2]["body"]["title"], "Job stopped");
-        let cancel = http.send("DELETE", &monitor, &[], "").await;
-        assert_eq!(
-            cancel.problem(409)["type"],
-            "urn:tower-http-batch:job-not-running"
-        );
-        assert_eq!(data.ids().len(), 1, "nothing ran again");
-    });
-    let _ = std::fs::remove_file(&file);
 }

@@ -16,6 +16,7 @@ mod resume;
 pub(crate) use journal::{Cancel, Writer};
 pub(crate) use resume::keyed_for;
 
+use crate::batch::prefer;
 use crate::error::Problem;
 pub(crate) use crate::store::now_ms;
 use crate::store::{IdempotencyStore, Record, State};
@@ -265,12 +266,11 @@ fn parse_key(value: &HeaderValue) -> Result<String, &'static str> {
 /// version decides whether it stops at a failure; `Prefer` may ask it to go on): a retry
 /// that differs in them is another request (`422`), not a replay.
 fn shaping(headers: &http::HeaderMap) -> Vec<u8> {
-    const SHAPING: [&str; 5] = [
+    const SHAPING: [&str; 4] = [
         "odata-version",
         "odata-maxversion",
         "dataserviceversion",
         "maxdataserviceversion",
-        "prefer",
     ];
     let mut out = Vec::new();
     for name in SHAPING {
@@ -278,6 +278,19 @@ fn shaping(headers: &http::HeaderMap) -> Vec<u8> {
             out.extend_from_slice(name.as_bytes());
             out.push(b':');
             out.extend_from_slice(value.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    // Each preference but `wait`: how long a client would wait for a job's reply changes
+    // nothing that runs, and a retry may wait longer or less.
+    for preference in prefer::preferences(headers) {
+        if !preference.name.eq_ignore_ascii_case("wait") {
+            out.extend_from_slice(b"prefer:");
+            out.extend_from_slice(preference.name.to_ascii_lowercase().as_bytes());
+            if let Some(value) = preference.value {
+                out.push(b'=');
+                out.extend_from_slice(value.as_bytes());
+            }
             out.push(b'\n');
         }
     }

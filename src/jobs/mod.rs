@@ -13,7 +13,8 @@ pub(crate) mod progress;
 pub(crate) mod stored;
 
 use crate::error::Problem;
-use crate::idempotency::{digest, hex};
+use crate::idempotency::{digest, hex, reused_problem};
+use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -52,6 +53,8 @@ struct Running {
 /// A job this instance runs.
 #[derive(Debug, Default)]
 pub(crate) struct LocalJob {
+    /// The fingerprint of its request: the same key with another is `422`.
+    fingerprint: Bytes,
     /// Cancelled by `DELETE` on its monitor.
     pub(crate) cancel: CancellationToken,
     /// Cancelled once its run has ended and its record says so.
@@ -92,8 +95,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) struct JobKey {
     pub(crate) id: String,
     pub(crate) store_key: String,
-    /// The flag another instance creates to cancel it.
-    pub(crate) cancel_flag: String,
 }
 
 impl JobKey {
@@ -109,9 +110,14 @@ impl JobKey {
         let store_key = format!("tower-http-batch:job:{}", hex(&key));
         Self {
             id: id.to_owned(),
-            cancel_flag: format!("{store_key}:cancel"),
             store_key,
         }
+    }
+
+    /// The flag another instance creates to cancel the run `owner` of the job: a run's
+    /// own, so that a flag left behind cancels no later run of the same job.
+    pub(crate) fn cancel_flag(&self, owner: u64) -> String {
+        format!("{}:cancel:{owner:x}", self.store_key)
     }
 
     /// The id of a job sent with an `Idempotency-Key` (its key in the store, `keyed`):
@@ -140,13 +146,23 @@ impl Jobs {
         Self::new(self.max_running, self.max_per_caller)
     }
 
-    /// A place for the job at `key`, sent by `scope` (`None` when this instance runs it
-    /// already): else `503` (jobs in all) or `429` (this caller's), with `Retry-After`.
-    pub(crate) fn admit(&self, key: &JobKey, scope: &[u8]) -> Result<Option<Slot>, Problem> {
+    /// A place for the job at `key`, sent by `scope` with a request whose fingerprint is
+    /// `fingerprint` (`None` when this instance runs it already; `422` when it runs
+    /// another request under the same key): else `503` (jobs in all) or `429` (this
+    /// caller's), with `Retry-After`.
+    pub(crate) fn admit(
+        &self,
+        key: &JobKey,
+        scope: &[u8],
+        fingerprint: &Bytes,
+    ) -> Result<Option<Slot>, Problem> {
         let caller = digest(&[scope]);
         let mut running = lock(&self.running);
-        if running.jobs.contains_key(&key.store_key) {
-            return Ok(None);
+        if let Some(job) = running.jobs.get(&key.store_key) {
+            return match job.fingerprint == *fingerprint {
+                true => Ok(None),
+                false => Err(reused_problem()),
+            };
         }
         if running.jobs.len() >= self.max_running {
             return Err(too_many(
@@ -163,7 +179,10 @@ impl Jobs {
                 self.max_per_caller,
             ));
         }
-        let job = Arc::new(LocalJob::default());
+        let job = Arc::new(LocalJob {
+            fingerprint: fingerprint.clone(),
+            ..LocalJob::default()
+        });
         running.jobs.insert(key.store_key.clone(), job.clone());
         *running.by_caller.entry(caller).or_default() += 1;
         Ok(Some(Slot {
@@ -275,26 +294,24 @@ mod tests {
     fn jobs_are_bounded_in_all_and_per_caller_and_a_slot_gives_its_place_back() {
         let jobs = Jobs::new(3, 2);
         let key = |i: u8| JobKey::new("/b", b"", &i.to_string());
-        let a1 = jobs.admit(&key(1), b"alice").unwrap().unwrap();
-        assert!(
-            jobs.admit(&key(1), b"alice").unwrap().is_none(),
-            "runs here already"
-        );
-        let _a2 = jobs.admit(&key(2), b"alice").unwrap();
-        let status = |e: Problem| {
-            e.into_response::<http_body_util::Empty<bytes::Bytes>>()
-                .status()
-        };
-        let e = jobs.admit(&key(3), b"alice").unwrap_err();
+        let f = Bytes::from_static(b"f");
+        let status = |e: Problem| e.into_response::<http_body_util::Empty<Bytes>>().status();
+        let a1 = jobs.admit(&key(1), b"alice", &f).unwrap().unwrap();
+        let again = jobs.admit(&key(1), b"alice", &f).unwrap();
+        assert!(again.is_none(), "runs here already");
+        let other = jobs.admit(&key(1), b"alice", &Bytes::new()).unwrap_err();
+        assert_eq!(status(other), StatusCode::UNPROCESSABLE_ENTITY);
+        let _a2 = jobs.admit(&key(2), b"alice", &f).unwrap();
+        let e = jobs.admit(&key(3), b"alice", &f).unwrap_err();
         assert_eq!(status(e), StatusCode::TOO_MANY_REQUESTS);
-        let _b1 = jobs.admit(&key(4), b"bob").unwrap();
-        let e = jobs.admit(&key(5), b"carol").unwrap_err();
+        let _b1 = jobs.admit(&key(4), b"bob", &f).unwrap();
+        let e = jobs.admit(&key(5), b"carol", &f).unwrap_err();
         assert_eq!(status(e), StatusCode::SERVICE_UNAVAILABLE);
         assert!(jobs.local(&key(1)).is_some());
         let done = a1.job.done.clone();
         drop(a1);
         assert!(done.is_cancelled());
         assert!(jobs.local(&key(1)).is_none());
-        jobs.admit(&key(6), b"alice").unwrap();
+        jobs.admit(&key(6), b"alice", &f).unwrap();
     }
 }

@@ -30,14 +30,26 @@ pub(crate) fn encode(parts: &Parts, body: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(64 + target.len() + body.len());
     put(&mut out, parts.method.as_str().as_bytes());
     put(&mut out, target.as_bytes());
-    let kept: Vec<_> = KEPT
+    let mut kept: Vec<(&str, &[u8])> = KEPT
         .iter()
-        .flat_map(|name| parts.headers.get_all(*name).iter().map(move |v| (name, v)))
+        .flat_map(|name| {
+            parts
+                .headers
+                .get_all(*name)
+                .iter()
+                .map(move |v| (*name, v.as_bytes()))
+        })
         .collect();
+    // HTTP/2 names the origin in the URI, often with no `host` header: kept as one, so
+    // that absolute sub-request URLs read against it again.
+    if let (None, Some(authority)) = (parts.headers.get(http::header::HOST), parts.uri.authority())
+    {
+        kept.push(("host", authority.as_str().as_bytes()));
+    }
     out.put_u32_le(kept.len() as u32);
     for (name, value) in kept {
         put(&mut out, name.as_bytes());
-        put(&mut out, value.as_bytes());
+        put(&mut out, value);
     }
     put(&mut out, body);
     out.freeze()
@@ -96,6 +108,15 @@ mod tests {
         assert_eq!(read.headers.get_all("prefer").iter().count(), 2);
         assert!(read.headers.get("authorization").is_none());
         assert_eq!(body, "{\"requests\":[]}");
+        let (h2, ()) = Request::post("http://api.example:8080/batch")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let (read, _) = decode(encode(&h2, b"")).unwrap();
+        assert_eq!(
+            read.headers["host"], "api.example:8080",
+            "the authority of an HTTP/2 request"
+        );
         for cut in 0..stored.len() {
             assert!(decode(stored.slice(..cut)).is_none(), "cut at {cut}");
         }

@@ -18,8 +18,8 @@ impl BatchLayer {
     /// A batch sent with `Prefer: respond-async` (RFC 7240; OData 4.01 §8.2.8.8), in any
     /// format, is a job: it is validated as any batch (a malformed one gets its `400` at
     /// once), then answered `202 Accepted` with `Location: {batch path}/jobs/{id}` (its
-    /// status monitor: 128 random bits), `Preference-Applied: respond-async` and
-    /// `Retry-After: 1`, and it runs to its end on a task of its own, whether or not its
+    /// status monitor; the id is 128 random bits, or derived from an `Idempotency-Key` and
+    /// its caller), `Preference-Applied: respond-async` and `Retry-After: 1`, and it runs to its end on a task of its own, whether or not its
     /// client stays. With `Prefer: respond-async, wait=N`, a job that finishes within `N`
     /// seconds (at most 60) is answered as the synchronous batch would be.
     ///
@@ -30,7 +30,8 @@ impl BatchLayer {
     ///   (`state`, `requests`, `responses`, `statusClasses`); with `Accept:
     ///   application/x-ndjson` (JSON batches), the items finished so far, a line each;
     /// - `GET` once it has finished: the batch's reply, exactly as the synchronous batch
-    ///   would have had it (status, format, content type, items);
+    ///   would have had it (status, format, content type, items; NDJSON when the
+    ///   monitor's `Accept` asks for it);
     /// - `DELETE` while it runs: cancels it (`202` with its progress): nothing new starts,
     ///   an open atomic group rolls back, items not started report `424` "Job cancelled",
     ///   and `GET` then shows what ran. On another instance sharing a Redis store, the
@@ -38,11 +39,15 @@ impl BatchLayer {
     ///   [`idempotency_lease`](Self::idempotency_lease)).
     ///
     /// Jobs live in the [`idempotency`](Self::idempotency) store, for its retention
-    /// (then `404`): in memory, SQLite (a job interrupted by a restart is reported
-    /// `failed`, with the items it finished, once its lease has passed), or Redis (any
-    /// instance answers the monitor). An `Idempotency-Key` on an async batch names its
-    /// job: the same key from the same caller gets the same job (`202`, same `Location`),
-    /// another request under it `422`. The bounds count the jobs this layer runs; a
+    /// (then `404`): in memory, SQLite (a job interrupted by a restart is reported as it
+    /// ended once its lease has passed: its finished items, `409` "Outcome unknown" for the
+    /// one in flight, `503` "Job stopped" for those never sent), or Redis (any instance
+    /// answers the monitor). An `Idempotency-Key` on an async batch names its job: the
+    /// same key from the same caller gets the same job (`202`, same `Location`; one whose
+    /// run stopped is resumed, as a keyed batch is), another request under it `422`
+    /// (`Prefer: wait` is not part of the request). A poll reads the job's record, so it
+    /// takes a place among the batches in flight. Jobs are on by default: the layer
+    /// answers `{batch path}/jobs/{32 hex digits}` itself. The bounds count the jobs this layer runs; a
     /// job holds no place among [`max_concurrent_batches`](Self::max_concurrent_batches)
     /// once accepted. Without an idempotency store, or with [`no_jobs`](Self::no_jobs),
     /// `respond-async` is ignored and the batch answered when it has run.
@@ -67,7 +72,9 @@ impl BatchLayer {
         self
     }
 
-    /// Ignores `Prefer: respond-async`: every batch is answered when it has run.
+    /// Ignores `Prefer: respond-async`: every batch is answered when it has run, and
+    /// `{batch path}/jobs/…` passes through. ([`max_jobs`](Self::max_jobs) or
+    /// [`max_jobs_per_caller`](Self::max_jobs_per_caller) called after it turn jobs back on.)
     pub fn no_jobs(mut self) -> Self {
         self.config_mut().jobs = None;
         self

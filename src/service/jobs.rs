@@ -9,7 +9,9 @@ use crate::codec::Decoded;
 use crate::config::Config;
 use crate::engine::{self, PerRun, Wrapped, WrappedBody};
 use crate::error::Problem;
-use crate::idempotency::{reused_problem, store_problem, within, Cancel, Idempotency, Keyed};
+use crate::idempotency::{
+    now_ms, reused_problem, store_problem, within, Cancel, Idempotency, Keyed,
+};
 use crate::jobs::{self, progress::Progress, stored, JobKey, Jobs, Slot};
 use crate::reply::Setting;
 use crate::store::{Record, State};
@@ -73,20 +75,31 @@ where
     batch.trace.job(&id);
     let location = jobs::monitor_path(&path, &id);
     let fingerprint = keyed.map(|k| k.fingerprint).unwrap_or_default();
-    let (slot, state) = match admit(jobs, idempotency, &key, &scope, fingerprint).await {
+    let admitted = admit(jobs, idempotency, &key, &scope, fingerprint).await;
+    let Admitted {
+        slot,
+        state,
+        entries,
+    } = match admitted {
         Ok(Some(admitted)) => admitted,
         Ok(None) => return submitted(&location, &Progress::of(&id, "running", &[])),
         Err(problem) => return problem.into_response(),
     };
+    let State::Running { owner, .. } = state else {
+        return store_problem("a new run's record is not running".into()).into_response();
+    };
     let cancel = Cancel {
         token: slot.job.cancel.clone(),
-        flag: key.cancel_flag.clone(),
+        flag: key.cancel_flag(owner),
     };
     let writer = idempotency.job_writer(&key.store_key, state, cancel);
-    let entry = (stored::ENTRY.to_owned(), stored::encode(parts, &request));
-    if let Err(e) = writer.record(&[entry]).await {
-        writer.give_up().await;
-        return store_problem(e).into_response();
+    // Taken over from a run that stopped, the record holds the request already.
+    if !entries.iter().any(|(name, _)| name == stored::ENTRY) {
+        let entry = (stored::ENTRY.to_owned(), stored::encode(parts, &request));
+        if let Err(e) = writer.record(&[entry]).await {
+            writer.give_up().await;
+            return store_problem(e).into_response();
+        }
     }
     drop(request);
     let done = slot.job.done.clone();
@@ -95,7 +108,7 @@ where
     let place = std::mem::replace(&mut batch.place, Arc::new(slot));
     let span = batch.trace.span().clone();
     let resuming = Resuming {
-        entries: Vec::new(),
+        entries,
         writer: Some(writer),
     };
     tokio::spawn(run_job(svc.clone(), decoded, batch, resuming).instrument(span));
@@ -108,31 +121,60 @@ where
     submitted(&location, &Progress::of(&id, "running", &[]))
 }
 
-/// A place for the job at `key` and its record: `None` when the job exists already
-/// (the same request, under the same `Idempotency-Key`), else the problem to answer.
+/// A job admitted to run: its place, the state its record is held in, and what a run that
+/// stopped left in it (nothing for a new job).
+struct Admitted {
+    slot: Slot,
+    state: State,
+    entries: Vec<(String, Bytes)>,
+}
+
+/// A place for the job at `key` and its record: new, or taken over from a run that stopped
+/// (its process ended, and its lease has passed: the same request, sent again under the
+/// same `Idempotency-Key`, resumes it as a keyed batch resumes). `None` when the job runs
+/// or has finished (the same request again), else the problem to answer.
 async fn admit(
     jobs: &Jobs,
     idempotency: &Idempotency,
     key: &JobKey,
     scope: &[u8],
     fingerprint: Bytes,
-) -> Result<Option<(Slot, State)>, Problem> {
+) -> Result<Option<Admitted>, Problem> {
     let store = &idempotency.store;
-    let Some(slot) = jobs.admit(key, scope)? else {
-        // It runs here: its record tells whether this is the request it runs.
-        let existing = within(store.get(&key.store_key)).await;
-        return match existing.map_err(store_problem)? {
-            Some(running) if running.fingerprint != fingerprint => Err(reused_problem()),
-            _ => Ok(None),
-        };
+    let Some(slot) = jobs.admit(key, scope, &fingerprint)? else {
+        return Ok(None);
     };
     let state = idempotency.new_running();
     let record = Record { fingerprint, state };
-    match within(store.create(&key.store_key, &record, idempotency.retention)).await {
-        Err(e) => Err(store_problem(e)),
-        Ok(Some(existing)) if existing.fingerprint != record.fingerprint => Err(reused_problem()),
-        Ok(Some(_)) => Ok(None),
-        Ok(None) => Ok(Some((slot, state))),
+    let existing = within(store.create(&key.store_key, &record, idempotency.retention)).await;
+    let existing = match existing.map_err(store_problem)? {
+        None => {
+            return Ok(Some(Admitted {
+                slot,
+                state,
+                entries: Vec::new(),
+            }))
+        }
+        Some(existing) if existing.fingerprint != record.fingerprint => {
+            return Err(reused_problem())
+        }
+        Some(existing) => existing,
+    };
+    match existing.state {
+        State::Running { lease_until, .. } if lease_until <= now_ms() => {
+            let taken = within(store.replace(&key.store_key, existing.state, state)).await;
+            if !taken.map_err(store_problem)? {
+                return Ok(None);
+            }
+            let entries = within(store.entries(&key.store_key)).await;
+            let entries = entries.map_err(store_problem)?;
+            Ok(Some(Admitted {
+                slot,
+                state,
+                entries,
+            }))
+        }
+        _ => Ok(None),
     }
 }
 

@@ -36,14 +36,19 @@ where
     ResBody: WrappedBody,
 {
     let (parts, _body) = req.into_parts();
-    let Some(idempotency) = &config.idempotency else {
-        return jobs::not_found().into_response();
+    let (Some(idempotency), true) = (&config.idempotency, is_monitor_method(&parts.method)) else {
+        return jobs::method_not_allowed().into_response();
     };
     let scope = idempotency.scope_of(&parts, &config.headers);
     let key = JobKey::new(config.endpoints[endpoint].path(), &scope, &id);
     trace.job(&id);
-    let store = &idempotency.store;
-    let record = match within(store.get(&key.store_key)).await {
+    // Reading a job's record costs what the job holds: a monitor takes a place among the
+    // batches in flight, as a batch does, so that a flood of polls waits its turn.
+    let place = match config.admission.enter().await {
+        Ok(place) => place,
+        Err(busy) => return busy.into_response(),
+    };
+    let record = match within(idempotency.store.get(&key.store_key)).await {
         Err(e) => return store_problem(e).into_response(),
         Ok(None) => return jobs::not_found().into_response(),
         Ok(Some(record)) => record,
@@ -54,26 +59,16 @@ where
         Ok(state) => state,
         Err(problem) => return problem.into_response(),
     };
-    let running = matches!(state, "running" | "cancelling");
-    // Reading a job's record costs what the job holds: such reads take a place among the
-    // batches in flight, as batches do, so that a flood of polls waits its turn.
-    let reads = parts.method == Method::GET;
-    let place = match reads {
-        true => match config.admission.enter().await {
-            Ok(place) => Some(place),
-            Err(busy) => return busy.into_response(),
-        },
-        false => None,
-    };
-    match (&parts.method, running, place) {
-        (&Method::GET, true, _) => progress(&config, &key, &parts, state).await,
-        (&Method::GET, false, Some(place)) => {
-            replay(svc, config.clone(), &key, place, trace, Some(&parts)).await
-        }
-        (&Method::DELETE, true, _) => cancel(&config, &key).await,
-        (&Method::DELETE, false, _) => jobs::not_running(state).into_response(),
-        _ => jobs::method_not_allowed().into_response(),
+    match (parts.method == Method::DELETE, state) {
+        (false, "running" | "cancelling") => progress(&config, &key, &parts, state).await,
+        (false, _) => replay(svc, config.clone(), &key, place, trace, Some(&parts)).await,
+        (true, "running" | "cancelling") => cancel(&config, &key, record.state).await,
+        (true, _) => jobs::not_running(state).into_response(),
     }
+}
+
+fn is_monitor_method(method: &Method) -> bool {
+    method == Method::GET || method == Method::DELETE
 }
 
 /// `running`, `cancelling`, `finished` (cancelled or not: its reply says), or `failed`
@@ -88,11 +83,12 @@ async fn state_of(
 ) -> Result<&'static str, Problem> {
     match (record.state, local) {
         (State::Finished, _) => Ok("finished"),
-        (State::Running { lease_until, .. }, _) if lease_until <= now_ms() => Ok("failed"),
+        // Run here: what its run knows (a late renewal is no stop).
         (State::Running { .. }, Some(true)) => Ok("cancelling"),
         (State::Running { .. }, Some(false)) => Ok("running"),
-        (State::Running { .. }, None) => {
-            match within(idempotency.store.get(&key.cancel_flag)).await {
+        (State::Running { lease_until, .. }, None) if lease_until <= now_ms() => Ok("failed"),
+        (State::Running { owner, .. }, None) => {
+            match within(idempotency.store.get(&key.cancel_flag(owner))).await {
                 Ok(Some(_)) => Ok("cancelling"),
                 Ok(None) => Ok("running"),
                 Err(e) => Err(store_problem(e)),
@@ -218,10 +214,12 @@ where
     };
     let keeps_header = |name: &HeaderName| config.headers.keeps(name);
     let cx = context(&outer, &config, &keeps_header);
-    let decoded = config.endpoints[endpoint]
-        .accept(outer.parts(), usize::MAX)
-        .and_then(|codec| codec.decode(outer.parts(), &body, &cx));
-    let Ok(decoded) = decoded else {
+    // The monitor's `Accept` may ask for what the format does not give (`406`).
+    let codec = match config.endpoints[endpoint].accept(outer.parts(), usize::MAX) {
+        Ok(codec) => codec,
+        Err(problem) => return problem.into_response(),
+    };
+    let Ok(decoded) = codec.decode(outer.parts(), &body, &cx) else {
         return unreadable().into_response();
     };
     drop(body);
@@ -241,7 +239,11 @@ where
 
 /// `DELETE` on a running job: its run, here at once, or on another instance when it next
 /// renews its lease, starts nothing more. `202` with its progress.
-async fn cancel<ResBody>(config: &Config, key: &JobKey) -> Response<BatchResponseBody<ResBody>> {
+async fn cancel<ResBody>(
+    config: &Config,
+    key: &JobKey,
+    state: State,
+) -> Response<BatchResponseBody<ResBody>> {
     let Some(idempotency) = &config.idempotency else {
         return jobs::not_found().into_response();
     };
@@ -253,7 +255,12 @@ async fn cancel<ResBody>(config: &Config, key: &JobKey) -> Response<BatchRespons
         state: State::Finished,
     };
     let store = &idempotency.store;
-    if let Err(e) = within(store.create(&key.cancel_flag, &flag, idempotency.retention)).await {
+    let owner = match state {
+        State::Running { owner, .. } => owner,
+        State::Finished => 0,
+    };
+    let flag_key = key.cancel_flag(owner);
+    if let Err(e) = within(store.create(&flag_key, &flag, idempotency.retention)).await {
         return store_problem(e).into_response();
     }
     let entries = within(store.entries(&key.store_key))

@@ -9,7 +9,8 @@
 //! - `SqliteStore` (feature `sqlite`): a file, so that records survive a restart;
 //! - `RedisStore` (feature `redis`): shared by every instance behind a load balancer.
 //!
-//! Any other store implements [`IdempotencyStore`]: five atomic operations. A record must
+//! Any other store implements [`IdempotencyStore`]: four atomic operations, and a read
+//! (`get`) that batch jobs need. A record must
 //! not expire while a run holds it: keep the retention far above a batch's longest run.
 
 mod memory;
@@ -87,8 +88,15 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         -> BoxFuture<'a, Result<Vec<(String, Bytes)>, BoxError>>;
 
     /// The record at `key`, without claiming it (`None` when it does not exist or has
-    /// expired). A batch job's status monitor reads its job with this.
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Record>, BoxError>>;
+    /// expired). A batch job's status monitor reads its job with this; a store that does
+    /// not have it (the default, for stores written before it came) answers with an
+    /// error, and the monitor with `503`.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Record>, BoxError>> {
+        let _ = key;
+        Box::pin(std::future::ready(Err(
+            "this store does not implement IdempotencyStore::get, which batch jobs need".into(),
+        )))
+    }
 }
 
 impl<T: IdempotencyStore + ?Sized> IdempotencyStore for std::sync::Arc<T> {
