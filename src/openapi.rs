@@ -59,6 +59,13 @@ fn document(config: &Config) -> Value {
                 add(entry, op);
             }
         }
+        if config.jobs.is_some() && config.idempotency.is_some() {
+            item.values_mut().for_each(as_job);
+        }
+        if config.jobs.is_some() && config.idempotency.is_some() {
+            let monitor = crate::jobs::monitor_path(endpoint.path(), "{jobId}");
+            paths.insert(monitor, monitor_item(endpoint.path()));
+        }
         paths.insert(endpoint.path().to_string(), Value::Object(item));
     }
     json!({
@@ -93,22 +100,97 @@ fn operation(config: &Config, path: &str, method: &str) -> Value {
             "schema": {"type": "string", "minLength": 1, "maxLength": 255}
         }));
     }
-    // Each byte that is not a letter or digit as `_` and its hex: no two paths alike.
-    let id: String = path
-        .bytes()
-        .map(|b| match b.is_ascii_alphanumeric() {
-            true => char::from(b).to_string(),
-            false => format!("_{b:02x}"),
-        })
-        .collect();
     json!({
-        "operationId": format!("batch_{method}{id}"),
+        "operationId": format!("batch_{method}{}", operation_id(path)),
         "tags": ["batch"],
         "summary": "",
         "parameters": parameters,
         "requestBody": {"required": true, "content": {}},
         "responses": responses,
         "x-batch-limits": limits(config)
+    })
+}
+
+/// `path` as an operation id's part: each byte that is not a letter or digit as `_` and its
+/// hex, so that no two paths read alike.
+fn operation_id(path: &str) -> String {
+    path.bytes()
+        .map(|b| match b.is_ascii_alphanumeric() {
+            true => char::from(b).to_string(),
+            false => format!("_{b:02x}"),
+        })
+        .collect()
+}
+
+/// What a batch operation answers as a job (`Prefer: respond-async`): a `202` with the
+/// job's progress (beside the format's own `202`, OData V2's), and `429`.
+fn as_job(entry: &mut Value) {
+    if let Some(parameters) = entry["parameters"].as_array_mut() {
+        parameters.push(json!({
+            "name": "Prefer",
+            "in": "header",
+            "required": false,
+            "description": "`respond-async` runs the batch as a job: 202 with the Location of its status monitor. With `wait=N`, a job that finishes within N seconds is answered as without it.",
+            "schema": {"type": "string"}
+        }));
+    }
+    let why = "Run as a job (Prefer: respond-async): its status monitor is at Location.";
+    let job = accepted(why, true);
+    let response = &mut entry["responses"]["202"];
+    if response.is_null() {
+        *response = job;
+    } else {
+        let own = response["description"].as_str().unwrap_or_default();
+        response["description"] = Value::String(format!("{own} Or: {why}"));
+        response["headers"] = job["headers"].clone();
+        response["content"]["application/json"] = job["content"]["application/json"].clone();
+    }
+    let busy = json!({"application/problem+json": {"schema": describe::problem()}});
+    let why = "Too many batch jobs of this caller are running (Retry-After). Nothing ran.";
+    entry["responses"]["429"] = json!({"description": why, "content": busy});
+}
+
+/// A `202` with a job's progress document.
+fn accepted(why: &str, location: bool) -> Value {
+    let mut response = json!({
+        "description": why,
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": {"application/json": {"schema": crate::jobs::progress::schema()}}
+    });
+    if location {
+        response["headers"]["Location"] = json!({"schema": {"type": "string"}});
+    }
+    response
+}
+
+/// The status monitor of the jobs of the batch endpoint at `path`.
+fn monitor_item(path: &str) -> Value {
+    let id = operation_id(path);
+    let problem = json!({"application/problem+json": {"schema": describe::problem()}});
+    let not_found = json!({"description": "No job of this caller has this id (or its results are past the retention).", "content": problem});
+    let job_id = json!({"name": "jobId", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}});
+    json!({
+        "parameters": [job_id],
+        "get": {
+            "operationId": format!("job_get{id}"),
+            "tags": ["batch"],
+            "summary": "A batch job: its progress while it runs, then the batch's reply",
+            "responses": {
+                "200": {"description": "The job has ended: the batch's reply, as the synchronous batch gives it (same status, content type and body)."},
+                "202": accepted("The job runs: its progress (or, with Accept: application/x-ndjson, the items finished so far).", false),
+                "404": not_found
+            }
+        },
+        "delete": {
+            "operationId": format!("job_delete{id}"),
+            "tags": ["batch"],
+            "summary": "Cancels a batch job: nothing new starts, an open atomic group rolls back",
+            "responses": {
+                "202": accepted("Cancelling: GET the monitor for what ran.", false),
+                "404": not_found,
+                "409": {"description": "The job has ended: nothing to cancel.", "content": problem}
+            }
+        }
     })
 }
 

@@ -367,9 +367,9 @@ async fn the_demos_openapi_document_validates_and_names_every_batch_path() {
     assert_eq!(reply.status, 200);
     let doc = reply.json();
     assert_eq!(doc["openapi"], "3.1.0");
-    let mut paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    let mut paths: Vec<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
     paths.sort();
-    let expected = [
+    let endpoints = [
         "/$batch",
         "/batch",
         "/rest/v10/bulk",
@@ -377,7 +377,15 @@ async fn the_demos_openapi_document_validates_and_names_every_batch_path() {
         "/v1.0/$batch",
         "/v2/$batch",
     ];
-    assert_eq!(paths, expected);
+    let mut expected: Vec<String> = endpoints
+        .iter()
+        .flat_map(|p| [p.to_string(), format!("{p}/jobs/{{jobId}}")])
+        .collect();
+    expected.sort();
+    assert_eq!(paths, expected, "each endpoint and its jobs' monitor");
+    let monitor = &doc["paths"]["/batch/jobs/{jobId}"];
+    assert!(monitor["get"]["responses"]["202"]["content"]["application/json"].is_object());
+    assert!(monitor["delete"]["responses"]["409"].is_object());
     let batch = &doc["paths"]["/batch"]["post"];
     let json = &batch["requestBody"]["content"]["application/json"]["schema"];
     assert_eq!(json["properties"]["requests"]["maxItems"], 100);
@@ -385,6 +393,8 @@ async fn the_demos_openapi_document_validates_and_names_every_batch_path() {
     assert!(batch["responses"]["200"]["content"]["application/x-ndjson"].is_object());
     assert!(batch["responses"]["400"]["content"]["application/problem+json"].is_object());
     assert_eq!(batch["parameters"][0]["name"], "Idempotency-Key");
+    assert_eq!(batch["parameters"][1]["name"], "Prefer");
+    assert!(batch["responses"]["202"]["headers"]["Location"].is_object());
     assert_eq!(batch["x-batch-limits"]["maxRequests"], 100);
     assert!(doc["paths"]["/v2/$batch"]["post"]["responses"]["202"].is_object());
     let users = doc["paths"]["/users/batch"].as_object().unwrap();

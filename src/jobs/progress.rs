@@ -86,6 +86,26 @@ impl Progress {
     }
 }
 
+/// The progress document's JSON Schema (for `BatchLayer::openapi`).
+pub(crate) fn schema() -> serde_json::Value {
+    let count = serde_json::json!({"type": "integer", "minimum": 0});
+    let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|c| (c.to_owned(), count.clone()));
+    serde_json::json!({
+        "type": "object",
+        "required": ["id", "state", "requests", "responses", "statusClasses"],
+        "properties": {
+            "id": {"type": "string"},
+            "state": {"type": "string", "enum": ["running", "cancelling"]},
+            "requests": {"type": ["integer", "null"], "minimum": 0},
+            "responses": count,
+            "statusClasses": {
+                "type": "object",
+                "properties": serde_json::Map::from_iter(classes)
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
