@@ -65,3 +65,8 @@ fn multipart_seeds() {
 fn strict_json_seeds() {
     assert!(run_seeds("strict_json", fuzzing::strict_json) >= 5);
 }
+
+#[test]
+fn stored_job_seeds() {
+    assert!(run_seeds("stored_job", fuzzing::stored_job) >= 3);
+}

@@ -64,6 +64,10 @@ fn put(out: &mut BytesMut, bytes: &[u8]) {
 pub(crate) fn decode(mut stored: Bytes) -> Option<(Parts, Bytes)> {
     let method = Method::from_bytes(&take(&mut stored)?).ok()?;
     let uri = Uri::from_maybe_shared(take(&mut stored)?).ok()?;
+    // What `encode` wrote: a path, with its query.
+    if uri.scheme().is_some() || !uri.path().starts_with('/') {
+        return None;
+    }
     let (mut parts, ()) = Request::builder()
         .method(method)
         .uri(uri)
