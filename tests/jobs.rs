@@ -191,8 +191,13 @@ async fn an_idempotency_key_names_one_job() {
     );
     gate.open();
     finished(&http, &first, &[]).await;
-    let after = location(&http.batch(&batch, &[ASYNC, key]).await);
-    assert_eq!(first, after, "the same job, once it has finished");
+    let after = http.batch(&batch, &[ASYNC, key]).await;
+    assert_eq!(
+        location(&after),
+        first,
+        "the same job, once it has finished"
+    );
+    assert_eq!(after.json()["state"], "finished");
     assert_eq!(data.ids().len(), 1);
     assert_eq!(gate.count.load(Ordering::SeqCst), 1);
 }

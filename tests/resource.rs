@@ -581,3 +581,50 @@ async fn resource_endpoints_need_no_batch_endpoint() {
     assert_eq!(reply.status, 404);
     assert_eq!(calls.get(), before + 1, "the request went to the router");
 }
+
+/// A delete by filters run as a job: its listing, then its deletes, both recorded; a
+/// listing that leads to a refusal is the job's answer, as it would have been at once.
+#[tokio::test]
+async fn a_delete_by_filters_runs_as_a_job_and_a_refusal_is_its_reply() {
+    let store = seeded(10);
+    let (http, _calls) = store::start(
+        BatchLayer::new("/batch").resource(items().max_items(4)),
+        store.clone(),
+    )
+    .await;
+    let job = |filters: Value| {
+        let http = http.clone();
+        async move {
+            let headers = [
+                ("content-type", "application/json"),
+                ("prefer", "respond-async"),
+            ];
+            let body = json!({ "filters": filters }).to_string();
+            let accepted = http.send("DELETE", "/items/batch", &headers, body).await;
+            assert_eq!(accepted.status, 202, "{:?}", accepted.body);
+            let monitor = accepted.headers["location"].to_str().unwrap().to_owned();
+            assert!(monitor.starts_with("/items/batch/jobs/"), "{monitor}");
+            common::within("the job to end", async {
+                loop {
+                    let reply = http.send("GET", &monitor, &[], "").await;
+                    if reply.status != 202 {
+                        return reply;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await
+        }
+    };
+    let refused = job(json!({"color": "blue"})).await.problem(400);
+    assert_eq!(
+        refused["detail"],
+        "the filters match 5 items; the limit is 4 (max_items); nothing was deleted"
+    );
+    assert_eq!(store.ids().len(), 10);
+    store.items.lock().unwrap().remove(&2);
+    let deleted = job(json!({"color": "blue"})).await;
+    assert_eq!(deleted.status, 200, "{:?}", deleted.body);
+    assert_eq!(deleted.json()["deleted_count"], 4);
+    assert_eq!(store.ids(), [1, 3, 5, 7, 9]);
+}

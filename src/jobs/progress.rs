@@ -12,7 +12,8 @@ pub(crate) struct Progress {
     /// The job's id.
     pub(crate) id: String,
     /// `running`, or `cancelling` (a `DELETE` came; nothing new starts). Once a job has
-    /// ended, its monitor gives its reply instead.
+    /// ended, its monitor gives its reply instead; a job sent again under its
+    /// `Idempotency-Key` is `finished` then.
     pub(crate) state: &'static str,
     /// The sub-requests of its current phase (`null` until the first is sent).
     pub(crate) requests: Option<usize>,
@@ -95,7 +96,7 @@ pub(crate) fn schema() -> serde_json::Value {
         "required": ["id", "state", "requests", "responses", "statusClasses"],
         "properties": {
             "id": {"type": "string"},
-            "state": {"type": "string", "enum": ["running", "cancelling"]},
+            "state": {"type": "string", "enum": ["running", "cancelling", "finished"]},
             "requests": {"type": ["integer", "null"], "minimum": 0},
             "responses": count,
             "statusClasses": {

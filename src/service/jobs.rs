@@ -81,8 +81,9 @@ where
         state,
         entries,
     } = match admitted {
-        Ok(Some(admitted)) => admitted,
-        Ok(None) => return submitted(&location, &Progress::of(&id, "running", &[])),
+        Ok(Ok(admitted)) => admitted,
+        // The same request again: the same job, as it is now.
+        Ok(Err(state)) => return submitted(&location, &Progress::of(&id, state, &[])),
         Err(problem) => return problem.into_response(),
     };
     let State::Running { owner, .. } = state else {
@@ -131,25 +132,25 @@ struct Admitted {
 
 /// A place for the job at `key` and its record: new, or taken over from a run that stopped
 /// (its process ended, and its lease has passed: the same request, sent again under the
-/// same `Idempotency-Key`, resumes it as a keyed batch resumes). `None` when the job runs
-/// or has finished (the same request again), else the problem to answer.
+/// same `Idempotency-Key`, resumes it as a keyed batch resumes). When the job runs or has
+/// finished (the same request again): its state; else the problem to answer.
 async fn admit(
     jobs: &Jobs,
     idempotency: &Idempotency,
     key: &JobKey,
     scope: &[u8],
     fingerprint: Bytes,
-) -> Result<Option<Admitted>, Problem> {
+) -> Result<Result<Admitted, &'static str>, Problem> {
     let store = &idempotency.store;
     let Some(slot) = jobs.admit(key, scope, &fingerprint)? else {
-        return Ok(None);
+        return Ok(Err("running"));
     };
     let state = idempotency.new_running();
     let record = Record { fingerprint, state };
     let existing = within(store.create(&key.store_key, &record, idempotency.retention)).await;
     let existing = match existing.map_err(store_problem)? {
         None => {
-            return Ok(Some(Admitted {
+            return Ok(Ok(Admitted {
                 slot,
                 state,
                 entries: Vec::new(),
@@ -164,17 +165,18 @@ async fn admit(
         State::Running { lease_until, .. } if lease_until <= now_ms() => {
             let taken = within(store.replace(&key.store_key, existing.state, state)).await;
             if !taken.map_err(store_problem)? {
-                return Ok(None);
+                return Ok(Err("running"));
             }
             let entries = within(store.entries(&key.store_key)).await;
             let entries = entries.map_err(store_problem)?;
-            Ok(Some(Admitted {
+            Ok(Ok(Admitted {
                 slot,
                 state,
                 entries,
             }))
         }
-        _ => Ok(None),
+        State::Running { .. } => Ok(Err("running")),
+        State::Finished => Ok(Err("finished")),
     }
 }
 
