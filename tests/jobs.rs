@@ -7,12 +7,17 @@
 
 mod common;
 
+use bytes::Bytes;
 use common::jobs::{as_user, create, finished, location, start, wait_item, Gate, ASYNC};
 use common::store::Store;
 use common::within;
+use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering;
-use tower_http_batch::BatchLayer;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http_batch::store::{IdempotencyStore, MemoryStore, Record, State as RecordState};
+use tower_http_batch::{BatchLayer, BoxError};
 
 #[tokio::test]
 async fn a_job_shows_its_progress_then_the_reply_a_synchronous_batch_gives() {
@@ -198,6 +203,20 @@ async fn an_idempotency_key_names_one_job() {
         "the same job, once it has finished"
     );
     assert_eq!(after.json()["state"], "finished");
+    let waited = http
+        .batch(&batch, &[("prefer", "respond-async, wait=5"), key])
+        .await;
+    assert_eq!(
+        waited.statuses(),
+        [201, 200],
+        "a finished job's reply, for who would wait"
+    );
+    // The same key without respond-async is another request: it does not run again.
+    let sync = http.batch(&batch, &[key]).await;
+    assert_eq!(
+        sync.problem(422)["type"],
+        "urn:tower-http-batch:idempotency-key-reused"
+    );
     assert_eq!(data.ids().len(), 1);
     assert_eq!(gate.count.load(Ordering::SeqCst), 1);
 }
@@ -278,4 +297,80 @@ async fn without_jobs_respond_async_is_ignored() {
         404,
         "passed through"
     );
+}
+
+/// A memory store that counts the reads of whole records.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryStore,
+    reads: AtomicUsize,
+}
+
+impl IdempotencyStore for Counting {
+    fn create<'a>(
+        &'a self,
+        key: &'a str,
+        record: &'a Record,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<Record>, BoxError>> {
+        self.inner.create(key, record, ttl)
+    }
+    fn replace<'a>(
+        &'a self,
+        key: &'a str,
+        expected: RecordState,
+        new: RecordState,
+    ) -> BoxFuture<'a, Result<bool, BoxError>> {
+        self.inner.replace(key, expected, new)
+    }
+    fn append<'a>(
+        &'a self,
+        key: &'a str,
+        owner: u64,
+        entries: &'a [(String, Bytes)],
+    ) -> BoxFuture<'a, Result<bool, BoxError>> {
+        self.inner.append(key, owner, entries)
+    }
+    fn entries<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, Bytes)>, BoxError>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.entries(key)
+    }
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Record>, BoxError>> {
+        self.inner.get(key)
+    }
+}
+
+#[tokio::test]
+async fn polling_a_job_run_here_reads_no_record() {
+    let records = Arc::new(Counting::default());
+    let (data, gate) = (Store::default(), Gate::default());
+    let layer = BatchLayer::new("/batch").idempotency(records.clone());
+    let http = start(layer, data, gate.clone()).await;
+    let batch = json!({ "requests": [create("a"), wait_item()] });
+    let monitor = location(&http.batch(&batch, &[ASYNC]).await);
+    within("the job to reach /wait", gate.entered.notified()).await;
+    for _ in 0..50 {
+        let progress = http.send("GET", &monitor, &[], "").await.json();
+        assert_eq!(
+            (
+                progress["requests"].as_u64(),
+                progress["responses"].as_u64()
+            ),
+            (Some(2), Some(1))
+        );
+    }
+    assert_eq!(
+        http.send("DELETE", &monitor, &[], "").await.json()["responses"],
+        1
+    );
+    assert_eq!(
+        records.reads.load(Ordering::SeqCst),
+        0,
+        "its run counts its progress"
+    );
+    gate.open();
+    finished(&http, &monitor, &[]).await;
 }

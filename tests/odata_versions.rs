@@ -225,3 +225,35 @@ async fn an_odata_4_changeset_stops_inside_at_its_failure() {
     assert_eq!(calls.get(), 2);
     assert_eq!(store.log(), ["begin by alice", "rollback"]);
 }
+
+/// A V2 batch run as a job: its monitor gives the V2 reply as `200` once the job has ended
+/// (a `202` there means it still runs), with the version and the parts it would have had.
+#[tokio::test]
+async fn an_odata_v2_job_ends_with_its_reply_as_200() {
+    let store = seeded(1);
+    let (http, _) = store::start(layer(&store), store.clone()).await;
+    let accepted = send(
+        &http,
+        "/v2/$batch",
+        &[("prefer", "respond-async")],
+        &reads(),
+    )
+    .await;
+    assert_eq!(accepted.status, 202);
+    assert_eq!(accepted.headers["preference-applied"], "respond-async");
+    let monitor = accepted.headers["location"].to_str().unwrap().to_owned();
+    assert!(monitor.starts_with("/v2/$batch/jobs/"), "{monitor}");
+    let auth = [("authorization", "Bearer alice-token")];
+    let done = common::within("the job to end", async {
+        loop {
+            let reply = http.send("GET", &monitor, &auth, "").await;
+            if reply.headers.get("retry-after").is_none() {
+                return reply;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(statuses(&done, 200), [200, 404, 200]);
+    assert_eq!(header(&done, "dataserviceversion"), Some("2.0"));
+}

@@ -286,7 +286,10 @@ pub fn app_with_keys(
         // A batch sent with an `Idempotency-Key` runs once: a retry replays its reply. Batch
         // jobs (`Prefer: respond-async`) are kept there too.
         .idempotency(keys.store)
-        .idempotency_retention(keys.retention);
+        .idempotency_retention(keys.retention)
+        // Keys and jobs are the signed-in user's (as auth found them), whatever other
+        // headers (cookies, a refreshed token) come with a retry or a poll.
+        .idempotency_scope(|parts| parts.extensions.get::<CurrentUser>().map(|u| u.0.clone()));
     // The batch endpoints described as configured (OpenAPI 3.1), at `/openapi.json`.
     let described = Json(layer.openapi());
     let api = api.route("/openapi.json", get(move || async move { described }));

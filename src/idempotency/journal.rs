@@ -10,9 +10,11 @@
 //! its lookup when it has one (resource bulk deletes by filter), whose outcomes decide the
 //! plan that follows.
 //!
-//! A batch job's run also has a [`Cancel`]: once it is cancelled (`DELETE` on its status
+//! A batch job's run also has a [`JobRun`]: once it is cancelled (`DELETE` on its status
 //! monitor, here at once or, from another instance, in a flag the renewal reads), no
 //! item is sent: each reports `424` "Job cancelled", and that is recorded as its outcome.
+//! And it tells its [`Progressing`] of each phase and outcome, so that its monitor here
+//! reads no store.
 //!
 //! When a write fails, the record is not marked finished (once the lease has passed, a
 //! retry resumes it), the item it was for is not sent and its mark is withdrawn
@@ -34,13 +36,23 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// How a batch job's run learns it was cancelled: `token` at once (the instance that
-/// runs it was asked), or `flag`, a record another instance created, which the run
-/// looks for each time it renews its lease.
-#[derive(Clone, Debug)]
-pub(crate) struct Cancel {
-    pub(crate) token: CancellationToken,
+/// What a batch job's run shares with its monitor: how it learns it was cancelled
+/// (`cancel` at once, when the instance that runs it was asked; or `flag`, a record
+/// another instance created, which the run looks for each time it renews its lease), and
+/// where it counts its progress.
+#[derive(Clone)]
+pub(crate) struct JobRun {
+    pub(crate) cancel: CancellationToken,
     pub(crate) flag: String,
+    pub(crate) progress: Arc<dyn Progressing>,
+}
+
+/// What a batch job's run tells of its progress as it goes.
+pub(crate) trait Progressing: Send + Sync {
+    /// Phase `phase` begins, with `items` items.
+    fn phase(&self, phase: usize, items: usize);
+    /// An item of phase `phase` has its final outcome, of status `status`.
+    fn finished(&self, phase: usize, status: http::StatusCode);
 }
 
 /// One keyed run's hold on its record.
@@ -65,7 +77,7 @@ struct Shared {
     /// outcomes are recorded.
     sent: Mutex<HashSet<(usize, usize)>>,
     /// A batch job's: once cancelled, nothing more is sent.
-    cancel: Option<Cancel>,
+    job: Option<JobRun>,
 }
 
 /// The state this run holds the record in, and the states a change whose answer was lost
@@ -83,7 +95,7 @@ impl Writer {
         owner: u64,
         state: State,
         lease: Duration,
-        cancel: Option<Cancel>,
+        job: Option<JobRun>,
     ) -> Self {
         let shared = Arc::new(Shared {
             store,
@@ -97,7 +109,7 @@ impl Writer {
             lost: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             sent: Mutex::default(),
-            cancel,
+            job,
         });
         tokio::spawn(renew(Arc::downgrade(&shared), lease));
         Self { shared }
@@ -113,6 +125,9 @@ impl Writer {
     pub(crate) fn phase_size(&self, phase: usize, items: usize) {
         let entry = (format!("{phase}.n"), Bytes::from(items.to_string()));
         lock(&self.shared.pending).push(entry);
+        if let Some(job) = &self.shared.job {
+            job.progress.phase(phase, items);
+        }
     }
 
     /// The run has ended: what is pending is written and the record finished (see
@@ -155,9 +170,9 @@ async fn renew(shared: Weak<Shared>, lease: Duration) {
             Ok(false) => return,
             Err(e) => tracing::warn!(error = %e, "could not renew a keyed batch's lease"),
         }
-        if let Some(cancel) = shared.cancel.as_ref().filter(|c| !c.token.is_cancelled()) {
-            if let Ok(Some(_)) = within(shared.store.get(&cancel.flag)).await {
-                cancel.token.cancel();
+        if let Some(job) = shared.job.as_ref().filter(|j| !j.cancel.is_cancelled()) {
+            if let Ok(Some(_)) = within(shared.store.get(&job.flag)).await {
+                job.cancel.cancel();
             }
         }
     }
@@ -283,8 +298,8 @@ impl StoreJournal {
 
 impl Journal for StoreJournal {
     fn sending(&self, index: usize) -> BoxFuture<'static, Result<(), Outcome>> {
-        let cancelled = self.shared.cancel.as_ref();
-        if cancelled.is_some_and(|c| c.token.is_cancelled()) {
+        let job = self.shared.job.as_ref();
+        if job.is_some_and(|j| j.cancel.is_cancelled()) {
             return Box::pin(std::future::ready(Err(failures::job_cancelled())));
         }
         let mut entries = std::mem::take(&mut *lock(&self.shared.pending));
@@ -324,6 +339,9 @@ impl Journal for StoreJournal {
         }
         let entry = (name(self.phase, 'o', index), record::encode(outcome));
         lock(&shared.pending).push(entry);
+        if let Some(job) = &shared.job {
+            job.progress.finished(self.phase, outcome.status);
+        }
     }
 
     fn ended(&self) -> BoxFuture<'static, ()> {

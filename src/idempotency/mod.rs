@@ -13,7 +13,7 @@ mod journal;
 pub(crate) mod record;
 mod resume;
 
-pub(crate) use journal::{Cancel, Writer};
+pub(crate) use journal::{JobRun, Progressing, Writer};
 pub(crate) use resume::keyed_for;
 
 use crate::batch::prefer;
@@ -192,14 +192,14 @@ impl Idempotency {
     }
 
     /// The writer of a batch job's run, whose record was created in `state`.
-    pub(crate) fn job_writer(&self, key: &str, state: State, cancel: Cancel) -> Writer {
+    pub(crate) fn job_writer(&self, key: &str, state: State, job: JobRun) -> Writer {
         // A job's record is created running (`new_running`).
         let owner = match state {
             State::Running { owner, .. } => owner,
             State::Finished => 0,
         };
         let (store, lease) = (self.store.clone(), self.lease);
-        Writer::start(store, key.to_owned(), owner, state, lease, Some(cancel))
+        Writer::start(store, key.to_owned(), owner, state, lease, Some(job))
     }
 
     /// A new run's state: held by a new owner for one lease.

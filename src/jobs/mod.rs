@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Default for [`BatchLayer::max_jobs`](crate::BatchLayer::max_jobs): 16 jobs running at
@@ -39,7 +40,23 @@ pub(crate) struct Jobs {
     pub(crate) max_running: usize,
     pub(crate) max_per_caller: usize,
     running: Arc<Mutex<Running>>,
+    /// The progress of jobs other instances run, as last read from the store.
+    seen: Arc<Mutex<Seen>>,
 }
+
+/// Other instances' jobs' progress, read at most once a [`RECENT`] per job: a poll reads
+/// a job's whole record, so polls that come faster share the last read.
+#[derive(Debug, Default)]
+struct Seen {
+    by_key: HashMap<String, (Instant, progress::Progress)>,
+}
+
+/// How long another instance's job's progress is taken as it was read (`Retry-After`
+/// asks clients to poll once a second).
+const RECENT: Duration = Duration::from_secs(1);
+
+/// The most progress documents kept from reads: past it, they are let go at once.
+const MAX_SEEN: usize = 4096;
 
 /// The jobs running here.
 #[derive(Debug, Default)]
@@ -59,6 +76,8 @@ pub(crate) struct LocalJob {
     pub(crate) cancel: CancellationToken,
     /// Cancelled once its run has ended and its record says so.
     pub(crate) done: CancellationToken,
+    /// Its progress, as its run counts it.
+    pub(crate) tally: Arc<progress::Tally>,
 }
 
 /// A job's place among those running: its handle is let go, and its caller's count
@@ -120,12 +139,6 @@ impl JobKey {
         format!("{}:cancel:{owner:x}", self.store_key)
     }
 
-    /// The id of a job sent with an `Idempotency-Key` (its key in the store, `keyed`):
-    /// the same key from the same caller names the same job, and nothing else does.
-    pub(crate) fn id_for_key(keyed: &str) -> String {
-        hex(&digest(&[b"tower-http-batch job id 1", keyed.as_bytes()]))[..ID_LEN].to_owned()
-    }
-
     /// A new job's id: 128 random bits.
     pub(crate) fn new_id() -> String {
         crate::batch::id::random_hex()
@@ -138,6 +151,27 @@ impl Jobs {
             max_running,
             max_per_caller,
             running: Arc::default(),
+            seen: Arc::default(),
+        }
+    }
+
+    /// The progress of the job at `key` that another instance runs, as read within the
+    /// last [`RECENT`].
+    pub(crate) fn seen(&self, key: &JobKey) -> Option<progress::Progress> {
+        let seen = lock(&self.seen);
+        let (at, progress) = seen.by_key.get(&key.store_key)?;
+        (at.elapsed() < RECENT).then(|| progress.clone())
+    }
+
+    /// Keeps `progress`, just read, of the job at `key` that another instance runs.
+    pub(crate) fn saw(&self, key: &JobKey, progress: &progress::Progress) {
+        let mut seen = lock(&self.seen);
+        if seen.by_key.len() >= MAX_SEEN {
+            seen.by_key.retain(|_, (at, _)| at.elapsed() < RECENT);
+        }
+        if seen.by_key.len() < MAX_SEEN {
+            let entry = (Instant::now(), progress.clone());
+            seen.by_key.insert(key.store_key.clone(), entry);
         }
     }
 
@@ -280,13 +314,10 @@ mod tests {
     }
 
     #[test]
-    fn another_caller_or_endpoint_finds_another_record_and_a_key_names_one_job() {
+    fn another_caller_or_endpoint_finds_another_record() {
         let a = JobKey::new("/batch", b"alice", "x");
         assert_ne!(a.store_key, JobKey::new("/batch", b"bob", "x").store_key);
         assert_ne!(a.store_key, JobKey::new("/other", b"alice", "x").store_key);
-        assert_eq!(JobKey::id_for_key("k1"), JobKey::id_for_key("k1"));
-        assert_ne!(JobKey::id_for_key("k1"), JobKey::id_for_key("k2"));
-        assert!(monitor_id("/b", &monitor_path("/b", &JobKey::id_for_key("k1"))).is_some());
         assert!(monitor_id("/b", &monitor_path("/b", &JobKey::new_id())).is_some());
     }
 

@@ -1,12 +1,16 @@
-//! How far a job has gone, as its status monitor answers while it runs: read from its
-//! record's entries (what any instance sharing the store sees), without decoding its
-//! request or its outcomes' bodies.
+//! How far a job has gone, as its status monitor answers while it runs: counted by its
+//! run as it goes ([`Tally`]: a poll of a job this instance runs reads no store), or read
+//! from its record's entries (a job another instance runs), without decoding its request
+//! or its outcomes' bodies.
 
+use crate::idempotency::Progressing;
 use bytes::Bytes;
+use http::StatusCode;
 use serde::Serialize;
+use std::sync::Mutex;
 
 /// A job's progress document (`application/json`).
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Progress {
     /// The job's id.
@@ -24,7 +28,7 @@ pub(crate) struct Progress {
 }
 
 /// Counts by status class, as the NDJSON reply's last line gives them.
-#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub(crate) struct Classes {
     #[serde(rename = "1xx")]
     informational: usize,
@@ -36,6 +40,80 @@ pub(crate) struct Classes {
     client_error: usize,
     #[serde(rename = "5xx")]
     server_error: usize,
+}
+
+impl Classes {
+    fn add(&mut self, status: u16) {
+        match status / 100 {
+            1 => self.informational += 1,
+            2 => self.success += 1,
+            3 => self.redirection += 1,
+            4 => self.client_error += 1,
+            _ => self.server_error += 1,
+        }
+    }
+}
+
+/// A running job's progress, as its run counts it.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    counted: Mutex<Counted>,
+}
+
+#[derive(Debug, Default)]
+struct Counted {
+    phase: usize,
+    requests: Option<usize>,
+    responses: usize,
+    classes: Classes,
+}
+
+impl Tally {
+    /// Starts from what a run that stopped left (a job taken over).
+    pub(crate) fn resume(&self, entries: &[(String, Bytes)]) {
+        let left = Progress::of("", "running", entries);
+        let mut counted = self.lock();
+        counted.requests = left.requests;
+        counted.responses = left.responses;
+        counted.classes = left.status_classes;
+    }
+
+    /// Job `id`'s progress now.
+    pub(crate) fn progress(&self, id: &str, state: &'static str) -> Progress {
+        let counted = self.lock();
+        Progress {
+            id: id.to_owned(),
+            state,
+            requests: counted.requests,
+            responses: counted.responses,
+            status_classes: counted.classes.clone(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counted> {
+        self.counted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Progressing for Tally {
+    fn phase(&self, phase: usize, items: usize) {
+        let mut counted = self.lock();
+        if phase != counted.phase || counted.requests.is_none() {
+            *counted = Counted {
+                phase,
+                requests: Some(items),
+                ..Counted::default()
+            };
+        }
+    }
+
+    fn finished(&self, phase: usize, status: StatusCode) {
+        let mut counted = self.lock();
+        if phase == counted.phase {
+            counted.responses += 1;
+            counted.classes.add(status.as_u16());
+        }
+    }
 }
 
 impl Progress {
@@ -68,14 +146,7 @@ impl Progress {
                 let status = value
                     .get(..2)
                     .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]));
-                let classes = &mut progress.status_classes;
-                match status / 100 {
-                    1 => classes.informational += 1,
-                    2 => classes.success += 1,
-                    3 => classes.redirection += 1,
-                    4 => classes.client_error += 1,
-                    _ => classes.server_error += 1,
-                }
+                progress.status_classes.add(status);
             }
         }
         progress

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::engine::{self, PerRun, Wrapped, WrappedBody};
 use crate::error::Problem;
 use crate::idempotency::{
-    now_ms, reused_problem, store_problem, within, Cancel, Idempotency, Keyed,
+    now_ms, reused_problem, store_problem, within, Idempotency, JobRun, Keyed,
 };
 use crate::jobs::{self, progress::Progress, stored, JobKey, Jobs, Slot};
 use crate::reply::Setting;
@@ -38,10 +38,13 @@ pub(super) struct Asked {
 pub(super) fn asked(config: &Config, parts: &Parts) -> Option<Asked> {
     config.jobs.as_ref()?;
     config.idempotency.as_ref()?;
-    prefer::find(&parts.headers, "respond-async")?;
+    // `respond-async` takes no value (RFC 7240 §4.1): one with a value is not it.
+    prefer::find(&parts.headers, "respond-async").filter(|p| p.value.is_none())?;
     let wait = prefer::find(&parts.headers, "wait")
-        .and_then(|p| p.value?.parse::<u64>().ok())
-        .map(|secs| Duration::from_secs(secs).min(MAX_WAIT));
+        .and_then(|p| p.value)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        // Past `u64`, as long as may be: the longest wait taken.
+        .map(|v| Duration::from_secs(v.parse().unwrap_or(u64::MAX)).min(MAX_WAIT));
     Some(Asked { wait })
 }
 
@@ -51,7 +54,7 @@ pub(super) fn asked(config: &Config, parts: &Parts) -> Option<Asked> {
 pub(super) async fn submit<S, B, ResBody>(
     svc: S,
     decoded: Decoded,
-    mut batch: Setting,
+    batch: Setting,
     asked: Asked,
     keyed: Option<Keyed>,
     request: Bytes,
@@ -68,58 +71,164 @@ where
     let parts = batch.outer.parts();
     let scope = idempotency.scope_of(parts, &config.headers);
     let path = parts.uri.path().to_owned();
-    let id = keyed
-        .as_ref()
-        .map_or_else(JobKey::new_id, |k| JobKey::id_for_key(&k.store_key));
+    let id = match &keyed {
+        None => JobKey::new_id(),
+        Some(keyed) => match job_of_key(idempotency, keyed).await {
+            Ok(id) => id,
+            Err(problem) => return problem.into_response(),
+        },
+    };
     let key = JobKey::new(&path, &scope, &id);
     batch.trace.job(&id);
     let location = jobs::monitor_path(&path, &id);
     let fingerprint = keyed.map(|k| k.fingerprint).unwrap_or_default();
-    let admitted = admit(jobs, idempotency, &key, &scope, fingerprint).await;
+    let admitted = match admit(jobs, idempotency, &key, &scope, fingerprint).await {
+        Ok(Ok(admitted)) => admitted,
+        // The same request again: the same job, as it is now.
+        Ok(Err(state)) => {
+            let place = batch.place.clone();
+            return again(svc, config.clone(), &key, &location, state, asked, place).await;
+        }
+        Err(problem) => return problem.into_response(),
+    };
+    let job = admitted.slot.job.clone();
+    // The job holds its place among the jobs running; the batch's place among those in
+    // flight is kept only while the client waits for its reply.
+    let place = batch.place.clone();
+    if let Err(problem) = start(svc.clone(), decoded, batch, &key, admitted, request).await {
+        return problem.into_response();
+    }
+    if let Some(wait) = asked.wait {
+        if tokio::time::timeout(wait, job.done.cancelled())
+            .await
+            .is_ok()
+        {
+            let trace = crate::trace::BatchTrace::open(&path);
+            return monitor::replay(svc, config, &key, place, trace, None).await;
+        }
+    }
+    submitted(&location, &job.tally.progress(&id, "running"))
+}
+
+/// Starts the run of an admitted job: its record keeps its request, and its run goes on
+/// on a task of its own, holding the job's place (`batch`'s place among those in flight
+/// goes).
+async fn start<S, B, ResBody>(
+    svc: S,
+    decoded: Decoded,
+    mut batch: Setting,
+    key: &JobKey,
+    admitted: Admitted,
+    request: Bytes,
+) -> Result<(), Problem>
+where
+    S: Wrapped<B, ResBody>,
+    B: Send + 'static,
+    ResBody: WrappedBody,
+{
     let Admitted {
         slot,
         state,
         entries,
-    } = match admitted {
-        Ok(Ok(admitted)) => admitted,
-        // The same request again: the same job, as it is now.
-        Ok(Err(state)) => return submitted(&location, &Progress::of(&id, state, &[])),
-        Err(problem) => return problem.into_response(),
+    } = admitted;
+    let config = batch.config.clone();
+    let Some(idempotency) = &config.idempotency else {
+        return Err(store_problem("no store".into()));
     };
-    let State::Running { owner, .. } = state else {
-        return store_problem("a new run's record is not running".into()).into_response();
+    let owner = match state {
+        State::Running { owner, .. } => owner,
+        State::Finished => return Err(store_problem("a new run's record is not running".into())),
     };
-    let cancel = Cancel {
-        token: slot.job.cancel.clone(),
+    slot.job.tally.resume(&entries);
+    let run = JobRun {
+        cancel: slot.job.cancel.clone(),
         flag: key.cancel_flag(owner),
+        progress: slot.job.tally.clone(),
     };
-    let writer = idempotency.job_writer(&key.store_key, state, cancel);
+    let writer = idempotency.job_writer(&key.store_key, state, run);
     // Taken over from a run that stopped, the record holds the request already.
     if !entries.iter().any(|(name, _)| name == stored::ENTRY) {
-        let entry = (stored::ENTRY.to_owned(), stored::encode(parts, &request));
+        let entry = (
+            stored::ENTRY.to_owned(),
+            stored::encode(batch.outer.parts(), &request),
+        );
         if let Err(e) = writer.record(&[entry]).await {
             writer.give_up().await;
-            return store_problem(e).into_response();
+            return Err(store_problem(e));
         }
     }
     drop(request);
-    let done = slot.job.done.clone();
-    // The job holds its place among the jobs running; the batch's place among those in
-    // flight is kept only while the client waits for its reply.
-    let place = std::mem::replace(&mut batch.place, Arc::new(slot));
+    batch.place = Arc::new(slot);
     let span = batch.trace.span().clone();
     let resuming = Resuming {
         entries,
         writer: Some(writer),
     };
-    tokio::spawn(run_job(svc.clone(), decoded, batch, resuming).instrument(span));
-    if let Some(wait) = asked.wait {
-        if tokio::time::timeout(wait, done.cancelled()).await.is_ok() {
-            let trace = crate::trace::BatchTrace::open(&path);
-            return monitor::replay(svc, config, &key, place, trace, None).await;
+    tokio::spawn(run_job(svc, decoded, batch, resuming).instrument(span));
+    Ok(())
+}
+
+/// The same request sent again under its `Idempotency-Key`, whose job is `state`: its
+/// reply when it has finished and the client would wait, else `202` with its progress.
+async fn again<S, B, ResBody>(
+    svc: S,
+    config: Arc<Config>,
+    key: &JobKey,
+    location: &str,
+    state: &'static str,
+    asked: Asked,
+    place: crate::engine::Hold,
+) -> Response<BatchResponseBody<ResBody>>
+where
+    S: Wrapped<B, ResBody>,
+    B: Send + 'static,
+    ResBody: WrappedBody,
+{
+    let local = config.jobs.as_ref().and_then(|jobs| jobs.local(key));
+    let mut state = state;
+    if let (Some(wait), Some(job)) = (asked.wait, &local) {
+        if tokio::time::timeout(wait, job.done.cancelled())
+            .await
+            .is_ok()
+        {
+            state = "finished";
         }
     }
-    submitted(&location, &Progress::of(&id, "running", &[]))
+    if state == "finished" && asked.wait.is_some() {
+        let trace = crate::trace::BatchTrace::open(key.id.as_str());
+        return monitor::replay(svc, config.clone(), key, place, trace, None).await;
+    }
+    let progress = match &local {
+        Some(job) => job.tally.progress(&key.id, state),
+        None => Progress::of(&key.id, state, &[]),
+    };
+    submitted(location, &progress)
+}
+
+/// The id of the job an `Idempotency-Key` names, recorded under the key as a keyed batch
+/// is: so that the same key without `respond-async` is another request (`422`), and the
+/// id is random (no one works it out from the key). The record holds the request's
+/// fingerprint and the id.
+async fn job_of_key(idempotency: &Idempotency, keyed: &Keyed) -> Result<String, Problem> {
+    let id = JobKey::new_id();
+    let named = Record {
+        fingerprint: [&keyed.fingerprint[..], id.as_bytes()].concat().into(),
+        state: State::Finished,
+    };
+    let store = &idempotency.store;
+    let existing = within(store.create(&keyed.store_key, &named, idempotency.retention)).await;
+    let Some(existing) = existing.map_err(store_problem)? else {
+        return Ok(id);
+    };
+    let split = keyed.fingerprint.len().min(existing.fingerprint.len());
+    let (fingerprint, named) = existing.fingerprint.split_at(split);
+    let named = std::str::from_utf8(named)
+        .ok()
+        .filter(|n| n.len() == id.len());
+    match (fingerprint == &keyed.fingerprint[..], existing.state, named) {
+        (true, State::Finished, Some(named)) => Ok(named.to_owned()),
+        _ => Err(reused_problem()),
+    }
 }
 
 /// A job admitted to run: its place, the state its record is held in, and what a run that

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::engine::{Hold, Wrapped, WrappedBody};
 use crate::error::Problem;
 use crate::idempotency::{now_ms, record, store_problem, within, Idempotency};
-use crate::jobs::{self, progress::Progress, stored, JobKey};
+use crate::jobs::{self, progress::Progress, stored, JobKey, LocalJob};
 use crate::reply::Setting;
 use crate::store::{Record, State};
 use crate::subrequest::Outer;
@@ -59,10 +59,24 @@ where
         Ok(state) => state,
         Err(problem) => return problem.into_response(),
     };
+    let local = local.as_deref();
     match (parts.method == Method::DELETE, state) {
-        (false, "running" | "cancelling") => progress(&config, &key, &parts, state).await,
-        (false, _) => replay(svc, config.clone(), &key, place, trace, Some(&parts)).await,
-        (true, "running" | "cancelling") => cancel(&config, &key, record.state).await,
+        (false, "running" | "cancelling") => progress(&config, &key, &parts, state, local).await,
+        (false, _) => {
+            let mut reply = replay(svc, config.clone(), &key, place, trace, Some(&parts)).await;
+            // A `202` here means "still running": a format whose reply is a `202` (OData
+            // V2's) is given as `200` once its job has ended.
+            if reply.status() == StatusCode::ACCEPTED {
+                *reply.status_mut() = StatusCode::OK;
+            }
+            reply
+        }
+        (true, "running" | "cancelling") => {
+            if let Some(job) = local {
+                job.cancel.cancel();
+            }
+            cancel(&config, &key, record.state, local).await
+        }
         (true, _) => jobs::not_running(state).into_response(),
     }
 }
@@ -104,23 +118,64 @@ async fn progress<ResBody>(
     key: &JobKey,
     parts: &Parts,
     state: &'static str,
+    local: Option<&LocalJob>,
 ) -> Response<BatchResponseBody<ResBody>> {
-    let Some(idempotency) = &config.idempotency else {
-        return jobs::not_found().into_response();
+    let accept = parts.headers.get(header::ACCEPT);
+    if accept.is_some_and(asks_ndjson) {
+        // The items so far: the job's record read and its request decoded again.
+        if let Some(so_far) = items_so_far(config, key, parts).await {
+            return so_far;
+        }
+    }
+    match counted(config, key, state, local).await {
+        Ok(progress) => accepted(&progress),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// The job's progress: as its run counts it when it runs here; else as its record says,
+/// read at most once a second per job (a read costs what the job holds).
+async fn counted(
+    config: &Config,
+    key: &JobKey,
+    state: &'static str,
+    local: Option<&LocalJob>,
+) -> Result<Progress, Problem> {
+    if let Some(job) = local {
+        return Ok(job.tally.progress(&key.id, state));
+    }
+    let (Some(jobs), Some(idempotency)) = (&config.jobs, &config.idempotency) else {
+        return Err(jobs::not_found());
     };
+    if let Some(mut seen) = jobs.seen(key) {
+        seen.state = state;
+        return Ok(seen);
+    }
+    let entries = within(idempotency.store.entries(&key.store_key)).await;
+    let progress = Progress::of(&key.id, state, &entries.map_err(store_problem)?);
+    jobs.saw(key, &progress);
+    Ok(progress)
+}
+
+/// `202` with the items of a running job that have finished, when its format has a reply
+/// that reads in part (NDJSON).
+async fn items_so_far<ResBody>(
+    config: &Config,
+    key: &JobKey,
+    parts: &Parts,
+) -> Option<Response<BatchResponseBody<ResBody>>> {
+    let idempotency = config.idempotency.as_ref()?;
     let entries = match within(idempotency.store.entries(&key.store_key)).await {
         Ok(entries) => entries,
-        Err(e) => return store_problem(e).into_response(),
+        Err(e) => return Some(store_problem(e).into_response()),
     };
-    let so_far = finished_so_far(config, &entries, Some(parts));
-    let mut response = accepted(&Progress::of(&key.id, state, &entries));
-    if let Some((content_type, body)) = so_far {
-        *response.body_mut() = BatchResponseBody::full(body);
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, content_type);
-    }
+    let (content_type, body) = finished_so_far(config, &entries, Some(parts))?;
+    let mut response = accepted(&Progress::of(&key.id, "running", &[]));
+    *response.body_mut() = BatchResponseBody::full(body);
     response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    Some(response)
 }
 
 /// The items of a running job that have finished, in a reply format that reads in part
@@ -243,30 +298,28 @@ async fn cancel<ResBody>(
     config: &Config,
     key: &JobKey,
     state: State,
+    local: Option<&LocalJob>,
 ) -> Response<BatchResponseBody<ResBody>> {
     let Some(idempotency) = &config.idempotency else {
         return jobs::not_found().into_response();
     };
-    if let Some(job) = config.jobs.as_ref().and_then(|jobs| jobs.local(key)) {
-        job.cancel.cancel();
-    }
     let flag = Record {
         fingerprint: Bytes::new(),
         state: State::Finished,
     };
-    let store = &idempotency.store;
     let owner = match state {
         State::Running { owner, .. } => owner,
         State::Finished => 0,
     };
+    let store = &idempotency.store;
     let flag_key = key.cancel_flag(owner);
     if let Err(e) = within(store.create(&flag_key, &flag, idempotency.retention)).await {
         return store_problem(e).into_response();
     }
-    let entries = within(store.entries(&key.store_key))
-        .await
-        .unwrap_or_default();
-    accepted(&Progress::of(&key.id, "cancelling", &entries))
+    match counted(config, key, "cancelling", local).await {
+        Ok(progress) => accepted(&progress),
+        Err(problem) => problem.into_response(),
+    }
 }
 
 /// The problem a job's lookup led to, as its record keeps it.
