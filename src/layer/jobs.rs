@@ -18,8 +18,8 @@ impl BatchLayer {
     /// A batch sent with `Prefer: respond-async` (RFC 7240; OData 4.01 §8.2.8.8), in any
     /// format, is a job: it is validated as any batch (a malformed one gets its `400` at
     /// once), then answered `202 Accepted` with `Location: {batch path}/jobs/{id}` (its
-    /// status monitor; the id is 128 random bits, or derived from an `Idempotency-Key` and
-    /// its caller), `Preference-Applied: respond-async` and `Retry-After: 1`, and it runs to its end on a task of its own, whether or not its
+    /// status monitor; the id is 128 random bits), `Preference-Applied: respond-async` and
+    /// `Retry-After: 1`, and it runs to its end on a task of its own, whether or not its
     /// client stays. With `Prefer: respond-async, wait=N`, a job that finishes within `N`
     /// seconds (at most 60) is answered as the synchronous batch would be.
     ///
@@ -31,9 +31,9 @@ impl BatchLayer {
     ///   application/x-ndjson` (JSON batches), the items finished so far, a line each;
     /// - `GET` once it has finished: the batch's reply, exactly as the synchronous batch
     ///   would have had it (status, format, content type, items; NDJSON when the
-    ///   monitor's `Accept` asks for it);
+    ///   monitor's `Accept` asks for it; an OData V2 reply's `202` as `200`);
     /// - `DELETE` while it runs: cancels it (`202` with its progress): nothing new starts,
-    ///   an open atomic group rolls back, items not started report `424` "Job cancelled",
+    ///   items not started report `424` "Job cancelled", an open atomic group rolls back,
     ///   and `GET` then shows what ran. On another instance sharing a Redis store, the
     ///   cancel reaches the run when it next renews its lease (within a third of
     ///   [`idempotency_lease`](Self::idempotency_lease)).
@@ -42,11 +42,15 @@ impl BatchLayer {
     /// (then `404`): in memory, SQLite (a job interrupted by a restart is reported as it
     /// ended once its lease has passed: its finished items, `409` "Outcome unknown" for the
     /// one in flight, `503` "Job stopped" for those never sent), or Redis (any instance
-    /// answers the monitor). An `Idempotency-Key` on an async batch names its job: the
-    /// same key from the same caller gets the same job (`202`, same `Location`; one whose
-    /// run stopped is resumed, as a keyed batch is), another request under it `422`
-    /// (`Prefer: wait` is not part of the request). A poll reads the job's record, so it
-    /// takes a place among the batches in flight. Jobs are on by default: the layer
+    /// answers the monitor). An `Idempotency-Key` on an async batch names its job,
+    /// recorded under the key as a keyed batch is: the same key from the same caller gets
+    /// the same job (`202`, same `Location`; one whose run stopped is resumed, as a keyed
+    /// batch is), another request under it `422`, and so does the same batch without
+    /// `respond-async` (`Prefer: wait` is not part of the request). A poll of a job this
+    /// layer runs reads the run's own count; one of another instance's job reads its record
+    /// at most once a second; each takes a place among the batches in flight. Callers are
+    /// told apart by their scope (see [`idempotency_scope`](Self::idempotency_scope):
+    /// without it, by the identity headers' values, so every anonymous client is one). Jobs are on by default: the layer
     /// answers `{batch path}/jobs/{32 hex digits}` itself. The bounds count the jobs this layer runs; a
     /// job holds no place among [`max_concurrent_batches`](Self::max_concurrent_batches)
     /// once accepted. Without an idempotency store, or with [`no_jobs`](Self::no_jobs),
