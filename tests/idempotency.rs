@@ -12,6 +12,7 @@ use axum::middleware::{self, Next};
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
+use common::records::Records;
 use common::store::{self, Store};
 use common::{within, Calls, DropSignal, Http, Reply};
 use futures_util::future::BoxFuture;
@@ -370,64 +371,8 @@ impl IdempotencyStore for Down {
     }
 }
 
-/// A memory store whose writes fail while `down` is set, as a store's server that goes
-/// away mid-batch and comes back.
-#[derive(Default)]
-struct Flaky {
-    inner: MemoryStore,
-    down: std::sync::atomic::AtomicBool,
-}
-
-impl Flaky {
-    fn fails(&self) -> bool {
-        self.down.load(Ordering::SeqCst)
-    }
-}
-
-impl IdempotencyStore for Flaky {
-    fn create<'a>(
-        &'a self,
-        key: &'a str,
-        record: &'a Record,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<Option<Record>, BoxError>> {
-        self.inner.create(key, record, ttl)
-    }
-    fn replace<'a>(
-        &'a self,
-        key: &'a str,
-        expected: RecordState,
-        new: RecordState,
-    ) -> BoxFuture<'a, Result<bool, BoxError>> {
-        match self.fails() {
-            true => Box::pin(async { Err("timed out".into()) }),
-            false => self.inner.replace(key, expected, new),
-        }
-    }
-    fn append<'a>(
-        &'a self,
-        key: &'a str,
-        owner: u64,
-        entries: &'a [(String, Bytes)],
-    ) -> BoxFuture<'a, Result<bool, BoxError>> {
-        match self.fails() {
-            true => Box::pin(async { Err("timed out".into()) }),
-            false => self.inner.append(key, owner, entries),
-        }
-    }
-    fn entries<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<(String, Bytes)>, BoxError>> {
-        self.inner.entries(key)
-    }
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Record>, BoxError>> {
-        self.inner.get(key)
-    }
-}
-
 /// `/down` (`POST`) takes the flaky store down: the items after it cannot be recorded.
-async fn start_flaky(store: Arc<Flaky>, data: Store) -> Http {
+async fn start_flaky(store: Arc<Records>, data: Store) -> Http {
     let layer = BatchLayer::new("/batch")
         .idempotency(store.clone())
         .idempotency_lease(Duration::from_millis(50));
@@ -448,7 +393,7 @@ async fn start_flaky(store: Arc<Flaky>, data: Store) -> Http {
 
 #[tokio::test]
 async fn a_store_that_fails_mid_batch_leaves_it_to_resume() {
-    let (flaky, data) = (Arc::new(Flaky::default()), Store::default());
+    let (flaky, data) = (Arc::new(Records::default()), Store::default());
     let http = start_flaky(flaky.clone(), data.clone()).await;
     let down = json!({ "id": "down", "method": "POST", "url": "/down" });
     let read_c = json!({ "id": "d", "url": "/items/{{c#/body/id}}", "dependsOn": ["c"] });

@@ -7,17 +7,14 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::jobs::{as_user, create, finished, location, start, wait_item, Gate, ASYNC};
+use common::records::Records;
 use common::store::Store;
 use common::within;
-use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
-use tower_http_batch::store::{IdempotencyStore, MemoryStore, Record, State as RecordState};
-use tower_http_batch::{BatchLayer, BoxError};
+use tower_http_batch::BatchLayer;
 
 #[tokio::test]
 async fn a_job_shows_its_progress_then_the_reply_a_synchronous_batch_gives() {
@@ -299,53 +296,9 @@ async fn without_jobs_respond_async_is_ignored() {
     );
 }
 
-/// A memory store that counts the reads of whole records.
-#[derive(Default)]
-struct Counting {
-    inner: MemoryStore,
-    reads: AtomicUsize,
-}
-
-impl IdempotencyStore for Counting {
-    fn create<'a>(
-        &'a self,
-        key: &'a str,
-        record: &'a Record,
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<Option<Record>, BoxError>> {
-        self.inner.create(key, record, ttl)
-    }
-    fn replace<'a>(
-        &'a self,
-        key: &'a str,
-        expected: RecordState,
-        new: RecordState,
-    ) -> BoxFuture<'a, Result<bool, BoxError>> {
-        self.inner.replace(key, expected, new)
-    }
-    fn append<'a>(
-        &'a self,
-        key: &'a str,
-        owner: u64,
-        entries: &'a [(String, Bytes)],
-    ) -> BoxFuture<'a, Result<bool, BoxError>> {
-        self.inner.append(key, owner, entries)
-    }
-    fn entries<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<(String, Bytes)>, BoxError>> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.entries(key)
-    }
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Record>, BoxError>> {
-        self.inner.get(key)
-    }
-}
-
 #[tokio::test]
 async fn polling_a_job_run_here_reads_no_record() {
-    let records = Arc::new(Counting::default());
+    let records = Arc::new(Records::default());
     let (data, gate) = (Store::default(), Gate::default());
     let layer = BatchLayer::new("/batch").idempotency(records.clone());
     let http = start(layer, data, gate.clone()).await;

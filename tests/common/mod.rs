@@ -5,6 +5,7 @@ pub mod client;
 pub mod jobs;
 pub mod multipart;
 pub mod process;
+pub mod records;
 pub mod store;
 
 use axum::extract::{ConnectInfo, Query, Request};
