@@ -14,6 +14,7 @@ use common::within;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tower_http_batch::store::MemoryStore;
 use tower_http_batch::BatchLayer;
 
 #[tokio::test]
@@ -326,4 +327,33 @@ async fn polling_a_job_run_here_reads_no_record() {
     );
     gate.open();
     finished(&http, &monitor, &[]).await;
+}
+
+#[tokio::test]
+async fn a_keyed_job_keeps_its_name_while_a_full_store_lets_finished_batches_go() {
+    // Room for ten records: the job's two (its own, and the one under its key), and the
+    // keyed batches that follow, which push the oldest finished ones out.
+    let records = MemoryStore::new(10, 1 << 20);
+    let (data, gate) = (Store::default(), Gate::default());
+    let layer = BatchLayer::new("/batch").idempotency(records);
+    let http = start(layer, data.clone(), gate.clone()).await;
+    let batch = json!({ "requests": [wait_item(), create("a")] });
+    let key = ("idempotency-key", "import-1");
+    let first = location(&http.batch(&batch, &[ASYNC, key]).await);
+    within("the job to reach /wait", gate.entered.notified()).await;
+    for i in 0..20 {
+        let other = json!({ "requests": [{ "id": "r", "url": "/items" }] });
+        let key = format!("read-{i}");
+        assert_eq!(
+            http.batch(&other, &[("idempotency-key", &key)])
+                .await
+                .statuses(),
+            [200]
+        );
+    }
+    let again = location(&http.batch(&batch, &[ASYNC, key]).await);
+    assert_eq!(again, first, "the same job: its name was kept while it ran");
+    gate.open();
+    assert_eq!(finished(&http, &first, &[]).await.statuses(), [200, 201]);
+    assert_eq!(gate.count.load(Ordering::SeqCst), 1, "it ran once");
 }

@@ -45,6 +45,10 @@ pub(crate) struct JobRun {
     pub(crate) cancel: CancellationToken,
     pub(crate) flag: String,
     pub(crate) progress: Arc<dyn Progressing>,
+    /// The record under the job's `Idempotency-Key`, which names it: held in the same
+    /// state as the job's own (so that no store lets it go while the job runs), and
+    /// finished with it.
+    pub(crate) alias: Option<String>,
 }
 
 /// What a batch job's run tells of its progress as it goes.
@@ -199,6 +203,10 @@ impl Shared {
                         state: new,
                         unsure: Vec::new(),
                     };
+                    if let Some(alias) = self.job.as_ref().and_then(|j| j.alias.as_deref()) {
+                        // In step with the job's record; a failure leaves it to its lease.
+                        let _ = within(store.replace(alias, expected, new)).await;
+                    }
                     return Ok(true);
                 }
                 Ok(false) => continue,

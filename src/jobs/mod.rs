@@ -44,12 +44,23 @@ pub(crate) struct Jobs {
     seen: Arc<Mutex<Seen>>,
 }
 
-/// Other instances' jobs' progress, read at most once a [`RECENT`] per job: a poll reads
-/// a job's whole record, so polls that come faster share the last read.
+/// Other instances' jobs' progress, and any job's items so far, read at most once a
+/// [`RECENT`] per job: a read takes the job's whole record, so polls that come faster
+/// share the last.
 #[derive(Debug, Default)]
 struct Seen {
     by_key: HashMap<String, (Instant, progress::Progress)>,
+    /// The items so far (NDJSON), by job (`None`: its format has none), and the bytes
+    /// they hold.
+    lines: HashMap<String, (Instant, Option<Lines>)>,
+    lines_bytes: usize,
 }
+
+/// A running job's items so far, as its monitor gives them: content type and body.
+pub(crate) type Lines = (http::HeaderValue, Bytes);
+
+/// The most bytes of items so far kept from reads.
+const MAX_SEEN_BYTES: usize = 16 << 20;
 
 /// How long another instance's job's progress is taken as it was read (`Retry-After`
 /// asks clients to poll once a second).
@@ -114,6 +125,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) struct JobKey {
     pub(crate) id: String,
     pub(crate) store_key: String,
+    /// The batch endpoint's path.
+    path: String,
 }
 
 impl JobKey {
@@ -130,7 +143,13 @@ impl JobKey {
         Self {
             id: id.to_owned(),
             store_key,
+            path: path.to_owned(),
         }
+    }
+
+    /// The path of the batch endpoint the job was sent to.
+    pub(crate) fn path(&self) -> &str {
+        &self.path
     }
 
     /// The flag another instance creates to cancel the run `owner` of the job: a run's
@@ -175,9 +194,54 @@ impl Jobs {
         }
     }
 
+    /// The items so far of the job at `key`, as read within the last [`RECENT`].
+    pub(crate) fn seen_lines(&self, key: &JobKey) -> Option<Option<Lines>> {
+        let seen = lock(&self.seen);
+        let (at, lines) = seen.lines.get(&key.store_key)?;
+        (at.elapsed() < RECENT).then(|| lines.clone())
+    }
+
+    /// Keeps `lines`, just read and written, of the job at `key` (while they fit).
+    pub(crate) fn saw_lines(&self, key: &JobKey, lines: &Option<Lines>) {
+        let size = |lines: &Option<Lines>| lines.as_ref().map_or(0, |l| l.1.len());
+        let mut seen = lock(&self.seen);
+        let seen = &mut *seen;
+        if seen.lines_bytes + size(lines) > MAX_SEEN_BYTES || seen.lines.len() >= MAX_SEEN {
+            seen.lines.retain(|_, (at, _)| at.elapsed() < RECENT);
+            seen.lines_bytes = seen.lines.values().map(|(_, l)| size(l)).sum();
+        }
+        if seen.lines_bytes + size(lines) <= MAX_SEEN_BYTES && seen.lines.len() < MAX_SEEN {
+            seen.lines_bytes += size(lines);
+            let now = (Instant::now(), lines.clone());
+            let old = seen.lines.insert(key.store_key.clone(), now);
+            seen.lines_bytes -= old.map_or(0, |(_, l)| size(&l));
+        }
+    }
+
     /// The same settings, with no job running: a layer's services count their own.
     pub(crate) fn fresh(&self) -> Self {
         Self::new(self.max_running, self.max_per_caller)
+    }
+
+    /// Whether one more job of `scope` may run now: else `503` (jobs in all) or `429`
+    /// (this caller's), with `Retry-After`. (Checked again when it is admitted.)
+    pub(crate) fn has_room(&self, scope: &[u8]) -> Result<(), Problem> {
+        let caller = digest(&[scope]);
+        let running = lock(&self.running);
+        self.room_in(&running, &caller)
+    }
+
+    fn room_in(&self, running: &Running, caller: &[u8; 32]) -> Result<(), Problem> {
+        if running.jobs.len() >= self.max_running {
+            let (status, max) = (StatusCode::SERVICE_UNAVAILABLE, self.max_running);
+            return Err(too_many(status, "in all", max));
+        }
+        let mine = running.by_caller.get(caller).copied().unwrap_or(0);
+        if mine >= self.max_per_caller {
+            let (status, max) = (StatusCode::TOO_MANY_REQUESTS, self.max_per_caller);
+            return Err(too_many(status, "for one caller", max));
+        }
+        Ok(())
     }
 
     /// A place for the job at `key`, sent by `scope` with a request whose fingerprint is
@@ -198,21 +262,7 @@ impl Jobs {
                 false => Err(reused_problem()),
             };
         }
-        if running.jobs.len() >= self.max_running {
-            return Err(too_many(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "in all",
-                self.max_running,
-            ));
-        }
-        let mine = running.by_caller.get(&caller).copied().unwrap_or(0);
-        if mine >= self.max_per_caller {
-            return Err(too_many(
-                StatusCode::TOO_MANY_REQUESTS,
-                "for one caller",
-                self.max_per_caller,
-            ));
-        }
+        self.room_in(&running, &caller)?;
         let job = Arc::new(LocalJob {
             fingerprint: fingerprint.clone(),
             ..LocalJob::default()

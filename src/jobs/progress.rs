@@ -42,6 +42,16 @@ pub(crate) struct Classes {
     server_error: usize,
 }
 
+/// The last phase a run's entries speak of (`{phase}.…`).
+fn last_phase(entries: &[(String, Bytes)]) -> usize {
+    let phase_of = |name: &str| name.split('.').next()?.parse::<usize>().ok();
+    entries
+        .iter()
+        .filter_map(|(n, _)| phase_of(n))
+        .max()
+        .unwrap_or(0)
+}
+
 impl Classes {
     fn add(&mut self, status: u16) {
         match status / 100 {
@@ -72,10 +82,12 @@ impl Tally {
     /// Starts from what a run that stopped left (a job taken over).
     pub(crate) fn resume(&self, entries: &[(String, Bytes)]) {
         let left = Progress::of("", "running", entries);
-        let mut counted = self.lock();
-        counted.requests = left.requests;
-        counted.responses = left.responses;
-        counted.classes = left.status_classes;
+        *self.lock() = Counted {
+            phase: last_phase(entries),
+            requests: left.requests,
+            responses: left.responses,
+            classes: left.status_classes,
+        };
     }
 
     /// Job `id`'s progress now.
@@ -98,7 +110,9 @@ impl Tally {
 impl Progressing for Tally {
     fn phase(&self, phase: usize, items: usize) {
         let mut counted = self.lock();
-        if phase != counted.phase || counted.requests.is_none() {
+        // Phases only go on; a resumed run goes through those it resumes from, whose
+        // replayed outcomes it does not report again.
+        if phase > counted.phase || (phase == counted.phase && counted.requests.is_none()) {
             *counted = Counted {
                 phase,
                 requests: Some(items),
@@ -120,12 +134,7 @@ impl Progress {
     /// Job `id`'s progress from its record's `entries` (a run writes `{phase}.n`, the size
     /// of each phase, and `{phase}.o.{index}`, each final outcome; the last phase counts).
     pub(crate) fn of(id: &str, state: &'static str, entries: &[(String, Bytes)]) -> Self {
-        let phase_of = |name: &str| name.split('.').next()?.parse::<usize>().ok();
-        let last = entries
-            .iter()
-            .filter_map(|(n, _)| phase_of(n))
-            .max()
-            .unwrap_or(0);
+        let last = last_phase(entries);
         let mut progress = Progress {
             id: id.to_owned(),
             state,
@@ -134,19 +143,24 @@ impl Progress {
             status_classes: Classes::default(),
         };
         let prefix = format!("{last}.");
+        // An outcome written twice (its write's answer was lost, and it went again) counts
+        // once.
+        let mut counted = std::collections::HashSet::new();
         for (name, value) in entries {
             let Some(rest) = name.strip_prefix(&prefix) else {
                 continue;
             };
             if rest == "n" {
                 progress.requests = std::str::from_utf8(value).ok().and_then(|n| n.parse().ok());
-            } else if rest.starts_with("o.") {
-                progress.responses += 1;
-                // A stored outcome starts with its status (`idempotency::record`).
-                let status = value
-                    .get(..2)
-                    .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]));
-                progress.status_classes.add(status);
+            } else if let Some(index) = rest.strip_prefix("o.") {
+                if counted.insert(index) {
+                    progress.responses += 1;
+                    // A stored outcome starts with its status (`idempotency::record`).
+                    let status = value
+                        .get(..2)
+                        .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]));
+                    progress.status_classes.add(status);
+                }
             }
         }
         progress
@@ -203,6 +217,7 @@ mod tests {
             ("1.s.0".to_owned(), Bytes::new()),
             ("1.o.0".to_owned(), outcome(204)),
             ("1.o.1".to_owned(), outcome(404)),
+            ("1.o.1".to_owned(), outcome(404)),
         ];
         let p = Progress::of("abc", "running", &entries);
         assert_eq!((p.requests, p.responses), (Some(3), 2));
@@ -212,5 +227,14 @@ mod tests {
         assert_eq!(json["state"], "running");
         let empty = Progress::of("abc", "running", &[]);
         assert_eq!((empty.requests, empty.responses), (None, 0));
+        // A run resumed in phase 1 goes through phase 0 again without counting it.
+        let tally = Tally::default();
+        tally.resume(&entries);
+        tally.phase(0, 1);
+        tally.finished(0, StatusCode::OK);
+        tally.phase(1, 3);
+        tally.finished(1, StatusCode::CREATED);
+        let p = tally.progress("abc", "running");
+        assert_eq!((p.requests, p.responses), (Some(3), 3));
     }
 }

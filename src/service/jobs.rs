@@ -1,6 +1,7 @@
 //! A batch sent with `Prefer: respond-async`: accepted as a job once it has validated,
 //! and run on a task of its own into its record (see [`crate::jobs`]).
 
+use super::admit::{self, Admitted};
 use super::{monitor, resolved, Resuming};
 use crate::batch::outcome::Outcome;
 use crate::batch::prefer;
@@ -9,12 +10,10 @@ use crate::codec::Decoded;
 use crate::config::Config;
 use crate::engine::{self, PerRun, Wrapped, WrappedBody};
 use crate::error::Problem;
-use crate::idempotency::{
-    now_ms, reused_problem, store_problem, within, Idempotency, JobRun, Keyed,
-};
-use crate::jobs::{self, progress::Progress, stored, JobKey, Jobs, Slot};
+use crate::idempotency::{store_problem, within, JobRun, Keyed};
+use crate::jobs::{self, progress::Progress, stored, JobKey, LocalJob};
 use crate::reply::Setting;
-use crate::store::{Record, State};
+use crate::store::State;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderName, HeaderValue, Response, StatusCode};
@@ -71,18 +70,17 @@ where
     let parts = batch.outer.parts();
     let scope = idempotency.scope_of(parts, &config.headers);
     let path = parts.uri.path().to_owned();
-    let id = match &keyed {
-        None => JobKey::new_id(),
-        Some(keyed) => match job_of_key(idempotency, keyed).await {
-            Ok(id) => id,
-            Err(problem) => return problem.into_response(),
-        },
+    let state = idempotency.new_running();
+    let named = match admit::name(jobs, idempotency, keyed.as_ref(), &scope, state).await {
+        Ok(named) => named,
+        Err(problem) => return problem.into_response(),
     };
-    let key = JobKey::new(&path, &scope, &id);
-    batch.trace.job(&id);
-    let location = jobs::monitor_path(&path, &id);
+    let key = JobKey::new(&path, &scope, &named.id);
+    batch.trace.job(&named.id);
+    let location = jobs::monitor_path(&path, &named.id);
     let fingerprint = keyed.map(|k| k.fingerprint).unwrap_or_default();
-    let admitted = match admit(jobs, idempotency, &key, &scope, fingerprint).await {
+    let admitted = admit::admit(jobs, idempotency, &key, &scope, fingerprint, named, state);
+    let admitted = match admitted.await {
         Ok(Ok(admitted)) => admitted,
         // The same request again: the same job, as it is now.
         Ok(Err(state)) => {
@@ -99,15 +97,40 @@ where
         return problem.into_response();
     }
     if let Some(wait) = asked.wait {
-        if tokio::time::timeout(wait, job.done.cancelled())
-            .await
-            .is_ok()
-        {
-            let trace = crate::trace::BatchTrace::open(&path);
-            return monitor::replay(svc, config, &key, place, trace, None).await;
+        if let Some(reply) = waited(svc, &config, &key, place, &job, wait).await {
+            return reply;
         }
     }
-    submitted(&location, &job.tally.progress(&id, "running"))
+    submitted(&location, &job.tally.progress(&key.id, "running"))
+}
+
+/// The reply of the job at `key`, which runs here as `job`, once its record says it has
+/// finished, within `wait`; `None` past it.
+async fn waited<S, B, ResBody>(
+    svc: S,
+    config: &Arc<Config>,
+    key: &JobKey,
+    place: crate::engine::Hold,
+    job: &LocalJob,
+    wait: Duration,
+) -> Option<Response<BatchResponseBody<ResBody>>>
+where
+    S: Wrapped<B, ResBody>,
+    B: Send + 'static,
+    ResBody: WrappedBody,
+{
+    tokio::time::timeout(wait, job.done.cancelled())
+        .await
+        .ok()?;
+    // Its place is free once its run has ended; its record says whether it finished (a
+    // run a store failure left unfinished is not replayed as if it had).
+    let store = &config.idempotency.as_ref()?.store;
+    let record = within(store.get(&key.store_key)).await.ok()??;
+    if record.state != State::Finished {
+        return None;
+    }
+    let trace = crate::trace::BatchTrace::open(key.path());
+    Some(monitor::replay(svc, config.clone(), key, place, trace, None).await)
 }
 
 /// Starts the run of an admitted job: its record keeps its request, and its run goes on
@@ -130,6 +153,7 @@ where
         slot,
         state,
         entries,
+        alias,
     } = admitted;
     let config = batch.config.clone();
     let Some(idempotency) = &config.idempotency else {
@@ -144,6 +168,7 @@ where
         cancel: slot.job.cancel.clone(),
         flag: key.cancel_flag(owner),
         progress: slot.job.tally.clone(),
+        alias,
     };
     let writer = idempotency.job_writer(&key.store_key, state, run);
     // Taken over from a run that stopped, the record holds the request already.
@@ -168,8 +193,9 @@ where
     Ok(())
 }
 
-/// The same request sent again under its `Idempotency-Key`, whose job is `state`: its
-/// reply when it has finished and the client would wait, else `202` with its progress.
+/// The same request sent again under its `Idempotency-Key`, whose job is `state`: with
+/// `wait`, its reply once it has finished (waiting for a job run here), else `202` with
+/// its progress.
 async fn again<S, B, ResBody>(
     svc: S,
     config: Arc<Config>,
@@ -185,107 +211,22 @@ where
     ResBody: WrappedBody,
 {
     let local = config.jobs.as_ref().and_then(|jobs| jobs.local(key));
-    let mut state = state;
-    if let (Some(wait), Some(job)) = (asked.wait, &local) {
-        if tokio::time::timeout(wait, job.done.cancelled())
-            .await
-            .is_ok()
-        {
-            state = "finished";
-        }
-    }
-    if state == "finished" && asked.wait.is_some() {
-        let trace = crate::trace::BatchTrace::open(key.id.as_str());
-        return monitor::replay(svc, config.clone(), key, place, trace, None).await;
-    }
-    let progress = match &local {
-        Some(job) => job.tally.progress(&key.id, state),
-        None => Progress::of(&key.id, state, &[]),
-    };
-    submitted(location, &progress)
-}
-
-/// The id of the job an `Idempotency-Key` names, recorded under the key as a keyed batch
-/// is: so that the same key without `respond-async` is another request (`422`), and the
-/// id is random (no one works it out from the key). The record holds the request's
-/// fingerprint and the id.
-async fn job_of_key(idempotency: &Idempotency, keyed: &Keyed) -> Result<String, Problem> {
-    let id = JobKey::new_id();
-    let named = Record {
-        fingerprint: [&keyed.fingerprint[..], id.as_bytes()].concat().into(),
-        state: State::Finished,
-    };
-    let store = &idempotency.store;
-    let existing = within(store.create(&keyed.store_key, &named, idempotency.retention)).await;
-    let Some(existing) = existing.map_err(store_problem)? else {
-        return Ok(id);
-    };
-    let split = keyed.fingerprint.len().min(existing.fingerprint.len());
-    let (fingerprint, named) = existing.fingerprint.split_at(split);
-    let named = std::str::from_utf8(named)
-        .ok()
-        .filter(|n| n.len() == id.len());
-    match (fingerprint == &keyed.fingerprint[..], existing.state, named) {
-        (true, State::Finished, Some(named)) => Ok(named.to_owned()),
-        _ => Err(reused_problem()),
-    }
-}
-
-/// A job admitted to run: its place, the state its record is held in, and what a run that
-/// stopped left in it (nothing for a new job).
-struct Admitted {
-    slot: Slot,
-    state: State,
-    entries: Vec<(String, Bytes)>,
-}
-
-/// A place for the job at `key` and its record: new, or taken over from a run that stopped
-/// (its process ended, and its lease has passed: the same request, sent again under the
-/// same `Idempotency-Key`, resumes it as a keyed batch resumes). When the job runs or has
-/// finished (the same request again): its state; else the problem to answer.
-async fn admit(
-    jobs: &Jobs,
-    idempotency: &Idempotency,
-    key: &JobKey,
-    scope: &[u8],
-    fingerprint: Bytes,
-) -> Result<Result<Admitted, &'static str>, Problem> {
-    let store = &idempotency.store;
-    let Some(slot) = jobs.admit(key, scope, &fingerprint)? else {
-        return Ok(Err("running"));
-    };
-    let state = idempotency.new_running();
-    let record = Record { fingerprint, state };
-    let existing = within(store.create(&key.store_key, &record, idempotency.retention)).await;
-    let existing = match existing.map_err(store_problem)? {
-        None => {
-            return Ok(Ok(Admitted {
-                slot,
-                state,
-                entries: Vec::new(),
-            }))
-        }
-        Some(existing) if existing.fingerprint != record.fingerprint => {
-            return Err(reused_problem())
-        }
-        Some(existing) => existing,
-    };
-    match existing.state {
-        State::Running { lease_until, .. } if lease_until <= now_ms() => {
-            let taken = within(store.replace(&key.store_key, existing.state, state)).await;
-            if !taken.map_err(store_problem)? {
-                return Ok(Err("running"));
+    if let Some(wait) = asked.wait {
+        let ended = match &local {
+            Some(job) => waited(svc, &config, key, place, job, wait).await,
+            None if state == "finished" => {
+                let trace = crate::trace::BatchTrace::open(key.path());
+                Some(monitor::replay(svc, config.clone(), key, place, trace, None).await)
             }
-            let entries = within(store.entries(&key.store_key)).await;
-            let entries = entries.map_err(store_problem)?;
-            Ok(Ok(Admitted {
-                slot,
-                state,
-                entries,
-            }))
+            None => None,
+        };
+        if let Some(reply) = ended {
+            return reply;
         }
-        State::Running { .. } => Ok(Err("running")),
-        State::Finished => Ok(Err("finished")),
+    }
+    match monitor::counted(&config, key, state, local.as_deref()).await {
+        Ok(progress) => submitted(location, &progress),
+        Err(problem) => problem.into_response(),
     }
 }
 

@@ -28,6 +28,7 @@ use std::task::{Context, Poll};
 use tower_service::Service;
 use tracing::Instrument as _;
 
+mod admit;
 mod jobs;
 mod monitor;
 

@@ -135,7 +135,7 @@ async fn progress<ResBody>(
 
 /// The job's progress: as its run counts it when it runs here; else as its record says,
 /// read at most once a second per job (a read costs what the job holds).
-async fn counted(
+pub(super) async fn counted(
     config: &Config,
     key: &JobKey,
     state: &'static str,
@@ -164,12 +164,20 @@ async fn items_so_far<ResBody>(
     key: &JobKey,
     parts: &Parts,
 ) -> Option<Response<BatchResponseBody<ResBody>>> {
-    let idempotency = config.idempotency.as_ref()?;
-    let entries = match within(idempotency.store.entries(&key.store_key)).await {
-        Ok(entries) => entries,
-        Err(e) => return Some(store_problem(e).into_response()),
+    let (jobs, idempotency) = (config.jobs.as_ref()?, config.idempotency.as_ref()?);
+    let lines = match jobs.seen_lines(key) {
+        Some(lines) => lines,
+        None => {
+            let entries = match within(idempotency.store.entries(&key.store_key)).await {
+                Ok(entries) => entries,
+                Err(e) => return Some(store_problem(e).into_response()),
+            };
+            let lines = finished_so_far(config, &entries, Some(parts));
+            jobs.saw_lines(key, &lines);
+            lines
+        }
     };
-    let (content_type, body) = finished_so_far(config, &entries, Some(parts))?;
+    let (content_type, body) = lines?;
     let mut response = accepted(&Progress::of(&key.id, "running", &[]));
     *response.body_mut() = BatchResponseBody::full(body);
     response
