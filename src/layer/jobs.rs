@@ -47,9 +47,9 @@ impl BatchLayer {
     /// the same job (`202`, same `Location`; one whose run stopped is resumed, as a keyed
     /// batch is), another request under it `422`, and so does the same batch without
     /// `respond-async` (`Prefer: wait` is not part of the request). A poll of a job this
-    /// layer runs reads the run's own count; one of another instance's job reads its record
-    /// at most once a second; each takes a place among the batches in flight. Callers are
-    /// told apart by their scope (see [`idempotency_scope`](Self::idempotency_scope):
+    /// layer runs reads the run's own count; one of another instance's job reads its state,
+    /// and its whole record at most once a second (NDJSON items so far too); each takes a
+    /// place among the batches in flight. Callers are told apart by their scope (see [`idempotency_scope`](Self::idempotency_scope):
     /// without it, by the identity headers' values, so every anonymous client is one). Jobs are on by default: the layer
     /// answers `{batch path}/jobs/{32 hex digits}` itself. The bounds count the jobs this layer runs; a
     /// job holds no place among [`max_concurrent_batches`](Self::max_concurrent_batches)
