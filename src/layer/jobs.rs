@@ -49,11 +49,12 @@ impl BatchLayer {
     /// `respond-async` (`Prefer: wait` is not part of the request). A poll of a job this
     /// layer runs reads the run's own count; one of another instance's job reads its state,
     /// and its whole record at most once a second (NDJSON items so far too); each takes a
-    /// place among the batches in flight. Callers are told apart by their scope (see [`idempotency_scope`](Self::idempotency_scope):
-    /// without it, by the identity headers' values, so every anonymous client is one). Jobs are on by default: the layer
-    /// answers `{batch path}/jobs/{32 hex digits}` itself. The bounds count the jobs this layer runs; a
-    /// job holds no place among [`max_concurrent_batches`](Self::max_concurrent_batches)
-    /// once accepted. Without an idempotency store, or with [`no_jobs`](Self::no_jobs),
+    /// place among the batches in flight. Callers are told apart by their scope (see
+    /// [`idempotency_scope`](Self::idempotency_scope); without it, by the identity
+    /// headers' values, so every anonymous client is one). Jobs are on by default: the
+    /// layer answers `{batch path}/jobs/{32 hex digits}` itself. The bounds count the jobs
+    /// this layer runs; a job holds no place among
+    /// [`max_concurrent_batches`](Self::max_concurrent_batches) once accepted. Without an idempotency store, or with [`no_jobs`](Self::no_jobs),
     /// `respond-async` is ignored and the batch answered when it has run.
     ///
     /// ```
