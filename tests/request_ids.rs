@@ -161,3 +161,32 @@ fn the_readme_spells_derived_ids_as_the_layer_does() {
         "README.md must spell a derived request id as the layer writes it"
     );
 }
+
+/// A job's sub-requests get ids derived from the request that sent it, as a synchronous
+/// batch's do.
+#[tokio::test]
+async fn a_jobs_sub_requests_get_ids_derived_from_the_request_that_sent_it() {
+    let inner = with_ids(BatchLayer::new("/batch"), "x-request-id");
+    let app = Router::new().fallback_service(inner).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(Counter::default()))
+            .layer(PropagateRequestIdLayer::x_request_id()),
+    );
+    let http = Http::new(common::serve(app).await);
+    let batch = json!({"requests": [{"id": "a", "url": "/echo-id"}]});
+    let accepted = http.batch(&batch, &[("prefer", "respond-async")]).await;
+    assert_eq!(accepted.status, 202);
+    assert_eq!(accepted.headers["x-request-id"], "batch-1");
+    let monitor = accepted.headers["location"].to_str().unwrap().to_owned();
+    let done = common::within("the job to end", async {
+        loop {
+            let reply = http.send("GET", &monitor, &[], "").await;
+            if reply.status != 202 {
+                return reply;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(done.items()[0]["body"], "batch-1.a");
+}

@@ -250,3 +250,41 @@ async fn the_batch_span_says_what_cut_it_short() {
     assert_eq!(late["http.response.status_code"], "424");
     assert!(late["batch.item.reason"].contains("batch_timeout"));
 }
+
+/// A job's run has the batch's span, with its id (`batch.job`), its counts once it ends,
+/// and a child per sub-request; its monitor's span names it too.
+#[tokio::test]
+async fn a_jobs_batch_span_names_the_job() {
+    let (capture, _turn) = capture().await;
+    let http = Http::new(common::serve(BatchLayer::new("/batch").layer_router(router())).await);
+    let batch = json!({"requests": [{"id": "a", "url": "/ok/alice"}]});
+    let accepted = http.batch(&batch, &[("prefer", "respond-async")]).await;
+    assert_eq!(accepted.status, 202);
+    let monitor = accepted.headers["location"].to_str().unwrap().to_owned();
+    let id = monitor.rsplit('/').next().unwrap().to_owned();
+    common::within("the job to end", async {
+        while http.send("GET", &monitor, &[], "").await.status == 202 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let c = capture.0.lock().unwrap();
+    let jobs: Vec<_> = c
+        .spans
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.name == "batch" && s.fields.get("batch.job") == Some(&id))
+        .collect();
+    assert!(
+        jobs.len() >= 2,
+        "the run's span and the monitor's: {jobs:?}"
+    );
+    let (run_at, run) = jobs[0];
+    assert_eq!(run.fields["batch.status_2xx"], "1");
+    let item = c
+        .spans
+        .iter()
+        .find(|s| s.name == "subrequest")
+        .expect("its item's span");
+    assert_eq!(item.parent, Some(run_at));
+}
