@@ -2,7 +2,8 @@
 //! `ROUNDS` rounds, each one batch of 100 small `GET`s through the layer (`batch`) or the
 //! same 100 requests as direct calls to the router (`direct`), or the batch with a new
 //! `Idempotency-Key` each round (`keyed`: recorded in a `MemoryStore`), or always the same
-//! key (`replayed`: run once, then replayed), on a one-thread runtime.
+//! key (`replayed`: run once, then replayed), or the 100 requests sent to the layer, which
+//! passes them through (`through`), on a one-thread runtime.
 //! The cost of one item is (count at R rounds − count at 0 rounds) / (R × 100), which
 //! cancels start-up.
 //!
@@ -43,6 +44,14 @@ fn main() {
                     for i in 0..100 {
                         let req = Request::get(format!("/items/{i}")).body(Body::empty());
                         let res = router.clone().oneshot(req.unwrap()).await.unwrap();
+                        let _ = res.into_body().collect().await.unwrap();
+                    }
+                }
+                // The same requests through the batch layer, which passes them through.
+                "through" => {
+                    for i in 0..100 {
+                        let req = Request::get(format!("/items/{i}")).body(Body::empty());
+                        let res = batched.clone().oneshot(req.unwrap()).await.unwrap();
                         let _ = res.into_body().collect().await.unwrap();
                     }
                 }

@@ -61,17 +61,26 @@ impl Config {
         self.endpoints.iter().position(|e| e.path == path)
     }
 
-    /// The batch endpoint and job id when `path` is a job's status monitor
-    /// (`{endpoint}/jobs/{id}`) and the layer serves jobs.
+    /// The jobs the layer serves, and the store they live in: `None` without either
+    /// (`Prefer: respond-async` is then ignored).
     #[inline]
-    pub(crate) fn monitor<'a>(&self, path: &'a str) -> Option<(usize, &'a str)> {
-        if self.jobs.is_none() || self.idempotency.is_none() {
-            return None;
-        }
-        self.endpoints
-            .iter()
-            .enumerate()
-            .find_map(|(i, e)| Some((i, jobs::monitor_id(&e.path, path)?)))
+    pub(crate) fn served_jobs(&self) -> Option<(&Jobs, &Idempotency)> {
+        Some((self.jobs.as_ref()?, self.idempotency.as_ref()?))
+    }
+
+    /// What the layer answers at `path`, in one pass over the endpoints: the index of the
+    /// batch endpoint there, with the job id when `path` is one of its jobs' status
+    /// monitors (`{endpoint}/jobs/{id}`, when the layer serves jobs); `None` passes through.
+    #[inline]
+    pub(crate) fn route<'a>(&self, path: &'a str) -> Option<(usize, Option<&'a str>)> {
+        let jobs = self.served_jobs().is_some();
+        self.endpoints.iter().enumerate().find_map(|(i, e)| {
+            if e.path == path {
+                return Some((i, None));
+            }
+            let id = jobs.then(|| jobs::monitor_id(&e.path, path)).flatten()?;
+            Some((i, Some(id)))
+        })
     }
 
     /// Serves `path` with `codec` too.

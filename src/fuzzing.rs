@@ -364,5 +364,10 @@ pub fn stored_job(data: &[u8]) {
             )
         })
         .collect();
-    let _ = crate::jobs::progress::Progress::of("fuzz", "running", &entries).to_bytes();
+    let _ = crate::jobs::progress::Progress::of(
+        "fuzz",
+        crate::jobs::progress::JobState::Running,
+        &entries,
+    )
+    .to_bytes();
 }

@@ -59,10 +59,10 @@ fn document(config: &Config) -> Value {
                 add(entry, op);
             }
         }
-        if config.jobs.is_some() && config.idempotency.is_some() {
+        if config.served_jobs().is_some() {
             item.values_mut().for_each(as_job);
         }
-        if config.jobs.is_some() && config.idempotency.is_some() {
+        if config.served_jobs().is_some() {
             let monitor = crate::jobs::monitor_path(endpoint.path(), "{jobId}");
             paths.insert(monitor, monitor_item(endpoint.path()));
         }

@@ -7,11 +7,11 @@
 
 mod common;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::routing::post;
-use axum::Router;
 use bytes::Bytes;
+use common::gate::{create, wait_item, Gate};
 use common::records::Records;
 use common::store::{self, Store};
 use common::{within, Calls, DropSignal, Http, Reply};
@@ -19,48 +19,12 @@ use futures_util::future::BoxFuture;
 use http_body::Frame;
 use serde_json::{json, Value};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
 use tower_http_batch::store::{IdempotencyStore, MemoryStore, Record, State as RecordState};
 use tower_http_batch::{BatchLayer, BoxError, Resource};
-
-/// `/wait` (`POST`): counts, tells the test it was entered, then waits until the gate
-/// opens. `dropped` is told when the server drops a response, or its future before it
-/// is ready: its client left.
-#[derive(Clone)]
-struct Gate {
-    entered: Arc<Notify>,
-    open: Arc<Semaphore>,
-    count: Arc<AtomicUsize>,
-    dropped: Arc<Notify>,
-}
-
-impl Default for Gate {
-    fn default() -> Self {
-        Self {
-            entered: Arc::default(),
-            open: Arc::new(Semaphore::new(0)),
-            count: Arc::default(),
-            dropped: Arc::default(),
-        }
-    }
-}
-
-impl Gate {
-    fn open(&self) {
-        self.open.add_permits(Semaphore::MAX_PERMITS / 2);
-    }
-}
-
-async fn wait(State(gate): State<Gate>) -> &'static str {
-    gate.count.fetch_add(1, Ordering::SeqCst);
-    gate.entered.notify_one();
-    drop(gate.open.acquire().await);
-    "waited"
-}
 
 /// A reply body that tells when it is dropped.
 struct Watched(axum::body::Body, #[allow(dead_code)] DropSignal);
@@ -79,11 +43,7 @@ impl http_body::Body for Watched {
 
 /// Auth and a body watch outside, `layer` around the store's `/items` and `/wait`.
 async fn start(layer: BatchLayer, data: Store, gate: Gate) -> Http {
-    let routes = store::router(data, Calls::default()).merge(
-        Router::new()
-            .route("/wait", post(wait))
-            .with_state(gate.clone()),
-    );
+    let routes = store::router(data, Calls::default()).merge(gate.router());
     let app = layer.layer_router(routes);
     let app = tower::Layer::layer(&middleware::from_fn(common::auth), app);
     let watch = middleware::from_fn(move |req: Request, next: Next| {
@@ -94,14 +54,6 @@ async fn start(layer: BatchLayer, data: Store, gate: Gate) -> Http {
         }
     });
     Http::new(common::serve(tower::Layer::layer(&watch, app)).await)
-}
-
-fn create(id: &str) -> Value {
-    json!({ "id": id, "method": "POST", "url": "/items", "body": { "name": id } })
-}
-
-fn wait_item() -> Value {
-    json!({ "id": "wait", "method": "POST", "url": "/wait" })
 }
 
 /// `batch` with `key`, as `user` (anonymous without one).

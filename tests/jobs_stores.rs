@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::jobs::{as_user, create, finished, location, start, wait_item, Gate, ASYNC};
+use common::gate::{create, wait_item, Gate};
+use common::jobs::{as_user, finished, location, start, ASYNC};
 use common::process::Redis;
 use common::store::Store;
 use common::{within, Http};

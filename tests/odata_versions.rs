@@ -244,16 +244,7 @@ async fn an_odata_v2_job_ends_with_its_reply_as_200() {
     let monitor = accepted.headers["location"].to_str().unwrap().to_owned();
     assert!(monitor.starts_with("/v2/$batch/jobs/"), "{monitor}");
     let auth = [("authorization", "Bearer alice-token")];
-    let done = common::within("the job to end", async {
-        loop {
-            let reply = http.send("GET", &monitor, &auth, "").await;
-            if reply.headers.get("retry-after").is_none() {
-                return reply;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    let done = common::jobs::finished(&http, &monitor, &auth).await;
     assert_eq!(statuses(&done, 200), [200, 404, 200]);
     assert_eq!(header(&done, "dataserviceversion"), Some("2.0"));
 }

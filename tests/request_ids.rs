@@ -43,15 +43,20 @@ fn with_ids(layer: BatchLayer, header: &'static str) -> BatchRouter {
     layer.layer_router(echo_id(header))
 }
 
-#[tokio::test]
-async fn sub_requests_get_ids_derived_from_the_outer_one() {
+/// `/batch` around `/echo-id`, under tower-http's request-id layers counting ids.
+async fn with_counted_ids() -> Http {
     let inner = with_ids(BatchLayer::new("/batch"), "x-request-id");
     let app = Router::new().fallback_service(inner).layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(Counter::default()))
             .layer(PropagateRequestIdLayer::x_request_id()),
     );
-    let http = Http::new(common::serve(app).await);
+    Http::new(common::serve(app).await)
+}
+
+#[tokio::test]
+async fn sub_requests_get_ids_derived_from_the_outer_one() {
+    let http = with_counted_ids().await;
     let batch = json!({"requests": [
         {"id": "a", "url": "/echo-id"},
         {"id": "b", "url": "/echo-id", "headers": {"x-request-id": "chosen-by-the-client"}},
@@ -166,27 +171,12 @@ fn the_readme_spells_derived_ids_as_the_layer_does() {
 /// batch's do.
 #[tokio::test]
 async fn a_jobs_sub_requests_get_ids_derived_from_the_request_that_sent_it() {
-    let inner = with_ids(BatchLayer::new("/batch"), "x-request-id");
-    let app = Router::new().fallback_service(inner).layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(Counter::default()))
-            .layer(PropagateRequestIdLayer::x_request_id()),
-    );
-    let http = Http::new(common::serve(app).await);
+    let http = with_counted_ids().await;
     let batch = json!({"requests": [{"id": "a", "url": "/echo-id"}]});
     let accepted = http.batch(&batch, &[("prefer", "respond-async")]).await;
     assert_eq!(accepted.status, 202);
     assert_eq!(accepted.headers["x-request-id"], "batch-1");
     let monitor = accepted.headers["location"].to_str().unwrap().to_owned();
-    let done = common::within("the job to end", async {
-        loop {
-            let reply = http.send("GET", &monitor, &[], "").await;
-            if reply.status != 202 {
-                return reply;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    let done = common::jobs::finished(&http, &monitor, &[]).await;
     assert_eq!(done.items()[0]["body"], "batch-1.a");
 }

@@ -604,16 +604,7 @@ async fn a_delete_by_filters_runs_as_a_job_and_a_refusal_is_its_reply() {
             assert_eq!(accepted.status, 202, "{:?}", accepted.body);
             let monitor = accepted.headers["location"].to_str().unwrap().to_owned();
             assert!(monitor.starts_with("/items/batch/jobs/"), "{monitor}");
-            common::within("the job to end", async {
-                loop {
-                    let reply = http.send("GET", &monitor, &[], "").await;
-                    if reply.status != 202 {
-                        return reply;
-                    }
-                    tokio::task::yield_now().await;
-                }
-            })
-            .await
+            common::jobs::finished(&http, &monitor, &[]).await
         }
     };
     let refused = job(json!({"color": "blue"})).await.problem(400);

@@ -262,12 +262,7 @@ async fn a_jobs_batch_span_names_the_job() {
     assert_eq!(accepted.status, 202);
     let monitor = accepted.headers["location"].to_str().unwrap().to_owned();
     let id = monitor.rsplit('/').next().unwrap().to_owned();
-    common::within("the job to end", async {
-        while http.send("GET", &monitor, &[], "").await.status == 202 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    common::jobs::finished(&http, &monitor, &[]).await;
     let c = capture.0.lock().unwrap();
     let jobs: Vec<_> = c
         .spans

@@ -10,15 +10,16 @@
 //! keeps them, the bounds on jobs running, and the handles of the jobs this instance runs.
 
 pub(crate) mod progress;
+mod recent;
 pub(crate) mod stored;
 
 use crate::error::Problem;
 use crate::idempotency::{digest, hex, reused_problem};
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
+use recent::Recent;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Default for [`BatchLayer::max_jobs`](crate::BatchLayer::max_jobs): 16 jobs running at
@@ -40,34 +41,14 @@ pub(crate) struct Jobs {
     pub(crate) max_running: usize,
     pub(crate) max_per_caller: usize,
     running: Arc<Mutex<Running>>,
-    /// The progress of jobs other instances run, as last read from the store.
-    seen: Arc<Mutex<Seen>>,
-}
-
-/// Other instances' jobs' progress, and any job's items so far, read at most once a
-/// [`RECENT`] per job: a read takes the job's whole record, so polls that come faster
-/// share the last.
-#[derive(Debug, Default)]
-struct Seen {
-    by_key: HashMap<String, (Instant, progress::Progress)>,
-    /// The items so far (NDJSON), by job (`None`: its format has none), and the bytes
-    /// they hold.
-    lines: HashMap<String, (Instant, Option<Lines>)>,
-    lines_bytes: usize,
+    /// The progress of jobs other instances run, as read a moment ago.
+    progress_read: Arc<Mutex<Recent<progress::Progress>>>,
+    /// The items so far of jobs (`None`: its format has none), as read a moment ago.
+    lines_read: Arc<Mutex<Recent<Option<Lines>>>>,
 }
 
 /// A running job's items so far, as its monitor gives them: content type and body.
 pub(crate) type Lines = (http::HeaderValue, Bytes);
-
-/// The most bytes of items so far kept from reads.
-const MAX_SEEN_BYTES: usize = 16 << 20;
-
-/// How long another instance's job's progress is taken as it was read (`Retry-After`
-/// asks clients to poll once a second).
-const RECENT: Duration = Duration::from_secs(1);
-
-/// The most progress documents kept from reads: past it, they are let go at once.
-const MAX_SEEN: usize = 4096;
 
 /// The jobs running here.
 #[derive(Debug, Default)]
@@ -170,52 +151,30 @@ impl Jobs {
             max_running,
             max_per_caller,
             running: Arc::default(),
-            seen: Arc::default(),
+            progress_read: Arc::default(),
+            lines_read: Arc::default(),
         }
     }
 
-    /// The progress of the job at `key` that another instance runs, as read within the
-    /// last [`RECENT`].
+    /// The progress of the job at `key` that another instance runs, read a moment ago.
     pub(crate) fn seen(&self, key: &JobKey) -> Option<progress::Progress> {
-        let seen = lock(&self.seen);
-        let (at, progress) = seen.by_key.get(&key.store_key)?;
-        (at.elapsed() < RECENT).then(|| progress.clone())
+        lock(&self.progress_read).get(&key.store_key)
     }
 
     /// Keeps `progress`, just read, of the job at `key` that another instance runs.
     pub(crate) fn saw(&self, key: &JobKey, progress: &progress::Progress) {
-        let mut seen = lock(&self.seen);
-        if seen.by_key.len() >= MAX_SEEN {
-            seen.by_key.retain(|_, (at, _)| at.elapsed() < RECENT);
-        }
-        if seen.by_key.len() < MAX_SEEN {
-            let entry = (Instant::now(), progress.clone());
-            seen.by_key.insert(key.store_key.clone(), entry);
-        }
+        lock(&self.progress_read).put(&key.store_key, progress.clone(), 0);
     }
 
-    /// The items so far of the job at `key`, as read within the last [`RECENT`].
+    /// The items so far of the job at `key`, read a moment ago.
     pub(crate) fn seen_lines(&self, key: &JobKey) -> Option<Option<Lines>> {
-        let seen = lock(&self.seen);
-        let (at, lines) = seen.lines.get(&key.store_key)?;
-        (at.elapsed() < RECENT).then(|| lines.clone())
+        lock(&self.lines_read).get(&key.store_key)
     }
 
     /// Keeps `lines`, just read and written, of the job at `key` (while they fit).
     pub(crate) fn saw_lines(&self, key: &JobKey, lines: &Option<Lines>) {
-        let size = |lines: &Option<Lines>| lines.as_ref().map_or(0, |l| l.1.len());
-        let mut seen = lock(&self.seen);
-        let seen = &mut *seen;
-        if seen.lines_bytes + size(lines) > MAX_SEEN_BYTES || seen.lines.len() >= MAX_SEEN {
-            seen.lines.retain(|_, (at, _)| at.elapsed() < RECENT);
-            seen.lines_bytes = seen.lines.values().map(|(_, l)| size(l)).sum();
-        }
-        if seen.lines_bytes + size(lines) <= MAX_SEEN_BYTES && seen.lines.len() < MAX_SEEN {
-            seen.lines_bytes += size(lines);
-            let now = (Instant::now(), lines.clone());
-            let old = seen.lines.insert(key.store_key.clone(), now);
-            seen.lines_bytes -= old.map_or(0, |(_, l)| size(&l));
-        }
+        let size = lines.as_ref().map_or(0, |l| l.1.len());
+        lock(&self.lines_read).put(&key.store_key, lines.clone(), size);
     }
 
     /// The same settings, with no job running: a layer's services count their own.
@@ -320,8 +279,14 @@ pub(crate) fn not_found() -> Problem {
 }
 
 /// `409`: `DELETE` on a job that is no longer running.
-pub(crate) fn not_running(state: &str) -> Problem {
-    let why = format!("the batch job has {state}: there is nothing left to cancel; GET its monitor for its results");
+pub(crate) fn not_running(state: progress::JobState) -> Problem {
+    let how = match state {
+        progress::JobState::Failed => "stopped (the server running it stopped)",
+        _ => "finished",
+    };
+    let why = format!(
+        "the batch job has {how}: there is nothing left to cancel; GET its monitor for its results"
+    );
     Problem::new(
         StatusCode::CONFLICT,
         "urn:tower-http-batch:job-not-running",

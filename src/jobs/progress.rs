@@ -9,6 +9,27 @@ use http::StatusCode;
 use serde::Serialize;
 use std::sync::Mutex;
 
+/// Where a job is, as its monitor tells it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum JobState {
+    /// Its run goes on.
+    Running,
+    /// A `DELETE` came, and its run knows it: nothing new starts.
+    Cancelling,
+    /// Its run has ended (cancelled or not: its reply says).
+    Finished,
+    /// The instance that ran it stopped, and its lease has passed.
+    Failed,
+}
+
+impl JobState {
+    /// Whether its run goes on (its monitor gives its progress, not its reply).
+    pub(crate) fn runs(self) -> bool {
+        matches!(self, Self::Running | Self::Cancelling)
+    }
+}
+
 /// A job's progress document (`application/json`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -18,7 +39,7 @@ pub(crate) struct Progress {
     /// `running`, or `cancelling` (a `DELETE` came; nothing new starts). Once a job has
     /// ended, its monitor gives its reply instead; a job sent again under its
     /// `Idempotency-Key` is `finished` then.
-    pub(crate) state: &'static str,
+    pub(crate) state: JobState,
     /// The sub-requests of its current phase (`null` until the first is sent).
     pub(crate) requests: Option<usize>,
     /// Those of them that have a final outcome.
@@ -81,7 +102,7 @@ struct Counted {
 impl Tally {
     /// Starts from what a run that stopped left (a job taken over).
     pub(crate) fn resume(&self, entries: &[(String, Bytes)]) {
-        let left = Progress::of("", "running", entries);
+        let left = Progress::of("", JobState::Running, entries);
         *self.lock() = Counted {
             phase: last_phase(entries),
             requests: left.requests,
@@ -91,7 +112,7 @@ impl Tally {
     }
 
     /// Job `id`'s progress now.
-    pub(crate) fn progress(&self, id: &str, state: &'static str) -> Progress {
+    pub(crate) fn progress(&self, id: &str, state: JobState) -> Progress {
         let counted = self.lock();
         Progress {
             id: id.to_owned(),
@@ -133,7 +154,7 @@ impl Progressing for Tally {
 impl Progress {
     /// Job `id`'s progress from its record's `entries` (a run writes `{phase}.n`, the size
     /// of each phase, and `{phase}.o.{index}`, each final outcome; the last phase counts).
-    pub(crate) fn of(id: &str, state: &'static str, entries: &[(String, Bytes)]) -> Self {
+    pub(crate) fn of(id: &str, state: JobState, entries: &[(String, Bytes)]) -> Self {
         let last = last_phase(entries);
         let mut progress = Progress {
             id: id.to_owned(),
@@ -219,13 +240,13 @@ mod tests {
             ("1.o.1".to_owned(), outcome(404)),
             ("1.o.1".to_owned(), outcome(404)),
         ];
-        let p = Progress::of("abc", "running", &entries);
+        let p = Progress::of("abc", JobState::Running, &entries);
         assert_eq!((p.requests, p.responses), (Some(3), 2));
         let json: serde_json::Value = serde_json::from_slice(&p.to_bytes()).unwrap();
         assert_eq!(json["statusClasses"]["2xx"], 1);
         assert_eq!(json["statusClasses"]["4xx"], 1);
         assert_eq!(json["state"], "running");
-        let empty = Progress::of("abc", "running", &[]);
+        let empty = Progress::of("abc", JobState::Running, &[]);
         assert_eq!((empty.requests, empty.responses), (None, 0));
         // A run resumed in phase 1 goes through phase 0 again without counting it.
         let tally = Tally::default();
@@ -234,7 +255,7 @@ mod tests {
         tally.finished(0, StatusCode::OK);
         tally.phase(1, 3);
         tally.finished(1, StatusCode::CREATED);
-        let p = tally.progress("abc", "running");
+        let p = tally.progress("abc", JobState::Running);
         assert_eq!((p.requests, p.responses), (Some(3), 3));
     }
 }

@@ -3,10 +3,13 @@
 //! and answered, and the body, in a length-prefixed binary form (little-endian). Identity
 //! headers are not kept: the store holds no credential, and a replay sends nothing.
 //! Read back with every length checked: a record a store corrupted reads as nothing.
+//! And the problem a job's lookup led to, which is then its reply.
 
+use crate::body::BatchResponseBody;
+use crate::error::Problem;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Method, Request, Uri};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 
 /// The headers kept: what chooses the codec and the reply's format, the outer origin
 /// (absolute sub-request URLs are read against it), and what shapes a run.
@@ -23,6 +26,32 @@ const KEPT: [&str; 8] = [
 
 /// The entry name of a job's request in its record.
 pub(crate) const ENTRY: &str = "job.request";
+
+/// The entry name of the problem a job's lookup led to: its status, then its document.
+const PROBLEM: &str = "job.problem";
+
+/// `problem`, as a job's record keeps it.
+pub(crate) fn problem_entry(problem: &Problem) -> (String, Bytes) {
+    let mut value = problem.status().as_u16().to_le_bytes().to_vec();
+    value.extend_from_slice(&problem.to_bytes());
+    (PROBLEM.to_owned(), Bytes::from(value))
+}
+
+/// The reply of a job whose lookup led to a problem, if its record keeps one.
+pub(crate) fn problem<B>(entries: &[(String, Bytes)]) -> Option<Response<BatchResponseBody<B>>> {
+    let value = &entries.iter().find(|(name, _)| name == PROBLEM)?.1;
+    let status = value
+        .get(..2)
+        .and_then(|s| StatusCode::from_u16(u16::from_le_bytes([s[0], s[1]])).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = Response::new(BatchResponseBody::full(value.slice(2.min(value.len())..)));
+    *response.status_mut() = status;
+    let json = HeaderValue::from_static("application/problem+json");
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, json);
+    Some(response)
+}
 
 /// The outer request's head and `body`, to store.
 pub(crate) fn encode(parts: &Parts, body: &[u8]) -> Bytes {

@@ -3,6 +3,7 @@
 
 use crate::error::Problem;
 use crate::idempotency::{now_ms, reused_problem, store_problem, within, Idempotency, Keyed};
+use crate::jobs::progress::JobState;
 use crate::jobs::{JobKey, Jobs, Slot};
 use crate::store::{Record, State};
 use bytes::Bytes;
@@ -96,23 +97,23 @@ pub(super) async fn admit(
     fingerprint: Bytes,
     named: Named,
     state: State,
-) -> Result<Result<Admitted, &'static str>, Problem> {
+) -> Result<Result<Admitted, JobState>, Problem> {
     let store = &idempotency.store;
     if named.known {
         let record = within(store.get(&key.store_key))
             .await
             .map_err(store_problem)?;
         match record.map(|r| r.state) {
-            Some(State::Finished) => return Ok(Err("finished")),
+            Some(State::Finished) => return Ok(Err(JobState::Finished)),
             Some(State::Running { lease_until, .. }) if lease_until > now_ms() => {
-                return Ok(Err("running"))
+                return Ok(Err(JobState::Running))
             }
             // Stopped, or never created (its first request was refused): it runs.
             _ => {}
         }
     }
     let Some(slot) = jobs.admit(key, scope, &fingerprint)? else {
-        return Ok(Err("running"));
+        return Ok(Err(JobState::Running));
     };
     let record = Record { fingerprint, state };
     let created = within(store.create(&key.store_key, &record, idempotency.retention)).await;
@@ -125,14 +126,14 @@ pub(super) async fn admit(
             State::Running { lease_until, .. } if lease_until <= now_ms() => {
                 let taken = within(store.replace(&key.store_key, existing.state, state)).await;
                 if !taken.map_err(store_problem)? {
-                    return Ok(Err("running"));
+                    return Ok(Err(JobState::Running));
                 }
                 within(store.entries(&key.store_key))
                     .await
                     .map_err(store_problem)?
             }
-            State::Running { .. } => return Ok(Err("running")),
-            State::Finished => return Ok(Err("finished")),
+            State::Running { .. } => return Ok(Err(JobState::Running)),
+            State::Finished => return Ok(Err(JobState::Finished)),
         },
     };
     // The record under the key follows the job's from now on.

@@ -10,8 +10,9 @@ use crate::codec::Decoded;
 use crate::config::Config;
 use crate::engine::{self, PerRun, Wrapped, WrappedBody};
 use crate::error::Problem;
-use crate::idempotency::{store_problem, within, JobRun, Keyed};
-use crate::jobs::{self, progress::Progress, stored, JobKey, LocalJob};
+use crate::idempotency::{store_problem, within, Idempotency, JobRun, Keyed};
+use crate::jobs::progress::{JobState, Progress};
+use crate::jobs::{self, stored, JobKey, LocalJob};
 use crate::reply::Setting;
 use crate::store::State;
 use bytes::Bytes;
@@ -24,9 +25,6 @@ use tracing::Instrument as _;
 /// The longest `Prefer: wait` taken: a client that would wait longer waits on the monitor.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-/// The entry of a job whose lookup led to a refusal: its status and problem document.
-pub(super) const PROBLEM_ENTRY: &str = "job.problem";
-
 /// What a client asks of a job: how long it would wait for the reply (`Prefer: wait`).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Asked {
@@ -35,8 +33,7 @@ pub(super) struct Asked {
 
 /// Whether the outer request asks to run as a job, and the layer runs jobs.
 pub(super) fn asked(config: &Config, parts: &Parts) -> Option<Asked> {
-    config.jobs.as_ref()?;
-    config.idempotency.as_ref()?;
+    config.served_jobs()?;
     // `respond-async` takes no value (RFC 7240 §4.1): one with a value is not it.
     prefer::find(&parts.headers, "respond-async").filter(|p| p.value.is_none())?;
     let wait = prefer::find(&parts.headers, "wait")
@@ -64,7 +61,7 @@ where
     ResBody: WrappedBody,
 {
     let config = batch.config.clone();
-    let (Some(jobs), Some(idempotency)) = (&config.jobs, &config.idempotency) else {
+    let Some((jobs, idempotency)) = config.served_jobs() else {
         return super::run(svc, decoded, batch, None).await;
     };
     let parts = batch.outer.parts();
@@ -93,7 +90,16 @@ where
     // The job holds its place among the jobs running; the batch's place among those in
     // flight is kept only while the client waits for its reply.
     let place = batch.place.clone();
-    if let Err(problem) = start(svc.clone(), decoded, batch, &key, admitted, request).await {
+    let started = start(
+        svc.clone(),
+        decoded,
+        batch,
+        idempotency,
+        &key,
+        admitted,
+        request,
+    );
+    if let Err(problem) = started.await {
         return problem.into_response();
     }
     if let Some(wait) = asked.wait {
@@ -101,7 +107,7 @@ where
             return reply;
         }
     }
-    submitted(&location, &job.tally.progress(&key.id, "running"))
+    submitted(&location, &job.tally.progress(&key.id, JobState::Running))
 }
 
 /// The reply of the job at `key`, which runs here as `job`, once its record says it has
@@ -140,6 +146,7 @@ async fn start<S, B, ResBody>(
     svc: S,
     decoded: Decoded,
     mut batch: Setting,
+    idempotency: &Idempotency,
     key: &JobKey,
     admitted: Admitted,
     request: Bytes,
@@ -155,10 +162,6 @@ where
         entries,
         alias,
     } = admitted;
-    let config = batch.config.clone();
-    let Some(idempotency) = &config.idempotency else {
-        return Err(store_problem("no store".into()));
-    };
     let owner = match state {
         State::Running { owner, .. } => owner,
         State::Finished => return Err(store_problem("a new run's record is not running".into())),
@@ -201,7 +204,7 @@ async fn again<S, B, ResBody>(
     config: Arc<Config>,
     key: &JobKey,
     location: &str,
-    state: &'static str,
+    state: JobState,
     asked: Asked,
     place: crate::engine::Hold,
 ) -> Response<BatchResponseBody<ResBody>>
@@ -214,7 +217,7 @@ where
     if let Some(wait) = asked.wait {
         let ended = match &local {
             Some(job) => waited(svc, &config, key, place, job, wait).await,
-            None if state == "finished" => {
+            None if state == JobState::Finished => {
                 let trace = crate::trace::BatchTrace::open(key.path());
                 Some(monitor::replay(svc, config.clone(), key, place, trace, None).await)
             }
@@ -246,10 +249,7 @@ async fn run_job<S, B, ResBody>(
         Ok((plan, _reply)) => plan,
         Err(problem) => {
             if let Some(writer) = &resuming.writer {
-                let mut value = problem.status().as_u16().to_le_bytes().to_vec();
-                value.extend_from_slice(&problem.to_bytes());
-                let entry = (PROBLEM_ENTRY.to_owned(), Bytes::from(value));
-                match writer.record(&[entry]).await {
+                match writer.record(&[stored::problem_entry(&problem)]).await {
                     Ok(()) => writer.finish().await,
                     Err(e) => tracing::error!(error = %e, "could not record a batch job's refusal"),
                 }

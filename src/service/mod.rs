@@ -101,17 +101,10 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let path = req.uri().path();
-        let (endpoint, job) = match self.config.endpoint(path) {
-            Some(endpoint) => (endpoint, None),
-            None => match self.config.monitor(path) {
-                Some((endpoint, id)) => (endpoint, Some(id.to_owned())),
-                None => {
-                    let req = req.map(BatchRequestBody::outer);
-                    return ResponseFuture::pass_through(self.inner.call(req));
-                }
-            },
+        let Some((endpoint, job)) = self.config.route(req.uri().path()) else {
+            return ResponseFuture::pass_through(self.inner.call(req.map(BatchRequestBody::outer)));
         };
+        let job = job.map(str::to_owned);
         // Give back the readiness granted for this call (also when the batch is turned
         // away): the batch makes each sub-request's clone ready itself.
         let svc = self.inner.clone();

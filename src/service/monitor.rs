@@ -3,15 +3,17 @@
 //! Everything is read from the store, so any instance sharing it answers; only the caller
 //! that sent the job finds it (its scope is part of the record's key).
 
-use super::jobs::{accepted, PROBLEM_ENTRY};
+use super::jobs::accepted;
 use super::{context, run, Resuming};
+use crate::batch::media::accept_weight;
 use crate::body::BatchResponseBody;
 use crate::codec::{Decoded, ReplyWriter};
 use crate::config::Config;
 use crate::engine::{Hold, Wrapped, WrappedBody};
 use crate::error::Problem;
 use crate::idempotency::{now_ms, record, store_problem, within, Idempotency};
-use crate::jobs::{self, progress::Progress, stored, JobKey, LocalJob};
+use crate::jobs::progress::{JobState, Progress};
+use crate::jobs::{self, stored, JobKey, LocalJob};
 use crate::reply::Setting;
 use crate::store::{Record, State};
 use crate::subrequest::Outer;
@@ -60,9 +62,9 @@ where
         Err(problem) => return problem.into_response(),
     };
     let local = local.as_deref();
-    match (parts.method == Method::DELETE, state) {
-        (false, "running" | "cancelling") => progress(&config, &key, &parts, state, local).await,
-        (false, _) => {
+    match (parts.method == Method::DELETE, state.runs()) {
+        (false, true) => progress(&config, &key, &parts, state, local).await,
+        (false, false) => {
             let mut reply = replay(svc, config.clone(), &key, place, trace, Some(&parts)).await;
             // A `202` here means "still running": a format whose reply is a `202` (OData
             // V2's) is given as `200` once its job has ended.
@@ -71,13 +73,13 @@ where
             }
             reply
         }
-        (true, "running" | "cancelling") => {
+        (true, true) => {
             if let Some(job) = local {
                 job.cancel.cancel();
             }
             cancel(&config, &key, record.state, local).await
         }
-        (true, _) => jobs::not_running(state).into_response(),
+        (true, false) => jobs::not_running(state).into_response(),
     }
 }
 
@@ -85,26 +87,26 @@ fn is_monitor_method(method: &Method) -> bool {
     method == Method::GET || method == Method::DELETE
 }
 
-/// `running`, `cancelling`, `finished` (cancelled or not: its reply says), or `failed`
-/// (the instance that ran it stopped, and its lease has passed). A job this instance runs
-/// is `cancelling` once its run knows it (`local`: a `DELETE` made on another instance
+/// Where the job is. A job this instance runs is cancelling once its run knows it (`local`: a `DELETE` made on another instance
 /// reaches it when it next renews its lease); another instance's, once it was asked.
 async fn state_of(
     idempotency: &Idempotency,
     key: &JobKey,
     record: &Record,
     local: Option<bool>,
-) -> Result<&'static str, Problem> {
+) -> Result<JobState, Problem> {
     match (record.state, local) {
-        (State::Finished, _) => Ok("finished"),
+        (State::Finished, _) => Ok(JobState::Finished),
         // Run here: what its run knows (a late renewal is no stop).
-        (State::Running { .. }, Some(true)) => Ok("cancelling"),
-        (State::Running { .. }, Some(false)) => Ok("running"),
-        (State::Running { lease_until, .. }, None) if lease_until <= now_ms() => Ok("failed"),
+        (State::Running { .. }, Some(true)) => Ok(JobState::Cancelling),
+        (State::Running { .. }, Some(false)) => Ok(JobState::Running),
+        (State::Running { lease_until, .. }, None) if lease_until <= now_ms() => {
+            Ok(JobState::Failed)
+        }
         (State::Running { owner, .. }, None) => {
             match within(idempotency.store.get(&key.cancel_flag(owner))).await {
-                Ok(Some(_)) => Ok("cancelling"),
-                Ok(None) => Ok("running"),
+                Ok(Some(_)) => Ok(JobState::Cancelling),
+                Ok(None) => Ok(JobState::Running),
                 Err(e) => Err(store_problem(e)),
             }
         }
@@ -117,11 +119,10 @@ async fn progress<ResBody>(
     config: &Config,
     key: &JobKey,
     parts: &Parts,
-    state: &'static str,
+    state: JobState,
     local: Option<&LocalJob>,
 ) -> Response<BatchResponseBody<ResBody>> {
-    let accept = parts.headers.get(header::ACCEPT);
-    if accept.is_some_and(asks_ndjson) {
+    if asks_ndjson(&parts.headers) {
         // The items so far: the job's record read and its request decoded again.
         if let Some(so_far) = items_so_far(config, key, parts).await {
             return so_far;
@@ -138,13 +139,13 @@ async fn progress<ResBody>(
 pub(super) async fn counted(
     config: &Config,
     key: &JobKey,
-    state: &'static str,
+    state: JobState,
     local: Option<&LocalJob>,
 ) -> Result<Progress, Problem> {
     if let Some(job) = local {
         return Ok(job.tally.progress(&key.id, state));
     }
-    let (Some(jobs), Some(idempotency)) = (&config.jobs, &config.idempotency) else {
+    let Some((jobs, idempotency)) = config.served_jobs() else {
         return Err(jobs::not_found());
     };
     if let Some(mut seen) = jobs.seen(key) {
@@ -164,7 +165,7 @@ async fn items_so_far<ResBody>(
     key: &JobKey,
     parts: &Parts,
 ) -> Option<Response<BatchResponseBody<ResBody>>> {
-    let (jobs, idempotency) = (config.jobs.as_ref()?, config.idempotency.as_ref()?);
+    let (jobs, idempotency) = config.served_jobs()?;
     let lines = match jobs.seen_lines(key) {
         Some(lines) => lines,
         None => {
@@ -172,13 +173,13 @@ async fn items_so_far<ResBody>(
                 Ok(entries) => entries,
                 Err(e) => return Some(store_problem(e).into_response()),
             };
-            let lines = finished_so_far(config, &entries, Some(parts));
+            let lines = finished_so_far(config, &entries, parts);
             jobs.saw_lines(key, &lines);
             lines
         }
     };
     let (content_type, body) = lines?;
-    let mut response = accepted(&Progress::of(&key.id, "running", &[]));
+    let mut response = accepted(&Progress::of(&key.id, JobState::Running, &[]));
     *response.body_mut() = BatchResponseBody::full(body);
     response
         .headers_mut()
@@ -187,19 +188,13 @@ async fn items_so_far<ResBody>(
 }
 
 /// The items of a running job that have finished, in a reply format that reads in part
-/// (NDJSON), when `monitor` asks for it.
+/// (NDJSON), as `monitor` asks for it.
 fn finished_so_far(
     config: &Config,
     entries: &[(String, Bytes)],
-    monitor: Option<&Parts>,
+    monitor: &Parts,
 ) -> Option<(HeaderValue, Bytes)> {
-    let (outer, body, endpoint) = request(config, entries, monitor)?;
-    let keeps_header = |name: &HeaderName| config.headers.keeps(name);
-    let cx = context(&outer, config, &keeps_header);
-    let codec = config.endpoints[endpoint]
-        .accept(outer.parts(), usize::MAX)
-        .ok()?;
-    let Ok(Decoded::Run(plan, mut reply)) = codec.decode(outer.parts(), &body, &cx) else {
+    let Ok((_, Decoded::Run(plan, mut reply))) = decoded(config, entries, Some(monitor)) else {
         return None;
     };
     if !reply.reads_in_part() {
@@ -225,26 +220,37 @@ fn finished_so_far(
 }
 
 /// The job's request as it was sent (with the monitor's `Accept` when it asks for NDJSON),
-/// its body, and the endpoint that serves it.
-fn request(
+/// decoded again: what its replay runs, or its items so far are written with.
+fn decoded(
     config: &Config,
     entries: &[(String, Bytes)],
     monitor: Option<&Parts>,
-) -> Option<(Outer, Bytes, usize)> {
-    let stored = entries.iter().find(|(n, _)| n == stored::ENTRY)?.1.clone();
-    let (mut parts, body) = stored::decode(stored)?;
-    let accept = monitor.and_then(|m| m.headers.get(header::ACCEPT));
-    if let Some(accept) = accept.filter(|a| asks_ndjson(a)) {
-        parts.headers.insert(header::ACCEPT, accept.clone());
+) -> Result<(Outer, Decoded), Problem> {
+    let stored = entries.iter().find(|(n, _)| n == stored::ENTRY);
+    let (mut parts, body) = stored
+        .and_then(|(_, request)| stored::decode(request.clone()))
+        .ok_or_else(unreadable)?;
+    if let Some(monitor) = monitor.filter(|m| asks_ndjson(&m.headers)) {
+        parts.headers.remove(header::ACCEPT);
+        for accept in monitor.headers.get_all(header::ACCEPT) {
+            parts.headers.append(header::ACCEPT, accept.clone());
+        }
     }
-    let endpoint = config.endpoint(parts.uri.path())?;
-    Some((Outer::new(parts, config.headers.clone()), body, endpoint))
+    let endpoint = config.endpoint(parts.uri.path()).ok_or_else(unreadable)?;
+    let outer = Outer::new(parts, config.headers.clone());
+    let keeps_header = |name: &HeaderName| config.headers.keeps(name);
+    let cx = context(&outer, config, &keeps_header);
+    // The monitor's `Accept` may ask for what the format does not give (`406`).
+    let codec = config.endpoints[endpoint].accept(outer.parts(), usize::MAX)?;
+    let decoded = codec
+        .decode(outer.parts(), &body, &cx)
+        .map_err(|_| unreadable())?;
+    Ok((outer, decoded))
 }
 
-fn asks_ndjson(accept: &HeaderValue) -> bool {
-    accept
-        .to_str()
-        .is_ok_and(|a| a.to_ascii_lowercase().contains("application/x-ndjson"))
+/// Whether `headers` ask for NDJSON by name (a weight above zero).
+fn asks_ndjson(headers: &http::HeaderMap) -> bool {
+    accept_weight(headers, "application/x-ndjson").is_some_and(|q| q > 0)
 }
 
 /// The reply of a job that has ended (finished, cancelled, or failed), replayed from its
@@ -269,23 +275,13 @@ where
         Ok(entries) => entries,
         Err(e) => return store_problem(e).into_response(),
     };
-    if let Some((_, problem)) = entries.iter().find(|(n, _)| n == PROBLEM_ENTRY) {
-        return stored_problem(problem);
+    if let Some(problem) = stored::problem(&entries) {
+        return problem;
     }
-    let Some((outer, body, endpoint)) = request(&config, &entries, monitor) else {
-        return unreadable().into_response();
-    };
-    let keeps_header = |name: &HeaderName| config.headers.keeps(name);
-    let cx = context(&outer, &config, &keeps_header);
-    // The monitor's `Accept` may ask for what the format does not give (`406`).
-    let codec = match config.endpoints[endpoint].accept(outer.parts(), usize::MAX) {
-        Ok(codec) => codec,
+    let (outer, decoded) = match decoded(&config, &entries, monitor) {
+        Ok(decoded) => decoded,
         Err(problem) => return problem.into_response(),
     };
-    let Ok(decoded) = codec.decode(outer.parts(), &body, &cx) else {
-        return unreadable().into_response();
-    };
-    drop(body);
     let batch = Setting {
         outer,
         config: config.clone(),
@@ -324,23 +320,10 @@ async fn cancel<ResBody>(
     if let Err(e) = within(store.create(&flag_key, &flag, idempotency.retention)).await {
         return store_problem(e).into_response();
     }
-    match counted(config, key, "cancelling", local).await {
+    match counted(config, key, JobState::Cancelling, local).await {
         Ok(progress) => accepted(&progress),
         Err(problem) => problem.into_response(),
     }
-}
-
-/// The problem a job's lookup led to, as its record keeps it.
-fn stored_problem<ResBody>(value: &Bytes) -> Response<BatchResponseBody<ResBody>> {
-    let status = value
-        .get(..2)
-        .and_then(|s| StatusCode::from_u16(u16::from_le_bytes([s[0], s[1]])).ok())
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = Response::new(BatchResponseBody::full(value.slice(2.min(value.len())..)));
-    *response.status_mut() = status;
-    let problem = HeaderValue::from_static("application/problem+json");
-    response.headers_mut().insert(header::CONTENT_TYPE, problem);
-    response
 }
 
 /// `500`: the job's record holds no request this layer can read (another version wrote

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod gate;
 pub mod jobs;
 pub mod multipart;
 pub mod process;
