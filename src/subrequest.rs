@@ -56,8 +56,12 @@ const IDENTITY_PREFIXES: [&str; 8] = [
 /// Whether a header name says who a request acts as, by the layer's built-in list (its
 /// configured `identity_header`s aside): the client's `Coalesce` groups by these.
 pub(crate) fn is_builtin_identity(name: &str) -> bool {
-    let name = folded(name);
-    IDENTITY.contains(&&*name) || IDENTITY_PREFIXES.iter().any(|p| name.starts_with(p))
+    is_builtin_identity_folded(&folded(name))
+}
+
+/// [`is_builtin_identity`] of a name already folded.
+fn is_builtin_identity_folded(name: &str) -> bool {
+    IDENTITY.contains(&name) || IDENTITY_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// The other headers sub-requests take from the outer request alone: where it comes from,
@@ -174,7 +178,7 @@ impl HeaderPolicy {
 
     /// Whether a header (folded) says who the request acts as.
     fn is_identity_folded(&self, name: &str) -> bool {
-        is_builtin_identity(name) || self.identity.iter().any(|h| h == name)
+        is_builtin_identity_folded(name) || self.identity.iter().any(|h| h == name)
     }
 
     /// Who the outer request acts as, from the values of its identity headers (not those
